@@ -1,0 +1,338 @@
+"""Enrollment: the resident registry, card applications and the card lifecycle.
+
+Partner requests (topic `mynumber.enrollment.requests`) are named as instructions
+(`ApplyForCard`); facts (topic `mynumber.enrollment.facts`) are named as what happened
+(`CardIssued`). Facts never carry the Individual Number: they carry the person reference.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import AwareDatetime, Field, StringConstraints
+
+from .base import Fact, PartnerRequest
+from .identity import Address, MyNumber, NameKana, NameKanji, PersonRef, ResidentAttributes
+
+SERVICE = "enrollment"
+
+TypedNumber = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9]{12}$"),
+    Field(
+        description=(
+            "The Individual Number as typed at the counter: 12 digits. The service checks the check digit "
+            "and rejects a wrong one with reason `bad_check_digit`."
+        ),
+        examples=["123456789018"],
+    ),
+]
+MunicipalityCode = Annotated[
+    str, StringConstraints(pattern=r"^[0-9]{6}$"), Field(description="Local government code (6 digits).", examples=["131016"])
+]
+OfficeId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._/-]*$"),
+    Field(description="Id of the office in the partner registry.", examples=["post-office/tokyo-chuo"]),
+]
+CountryCode = Annotated[
+    str, StringConstraints(pattern=r"^[A-Z]{2}$"), Field(description="ISO 3166-1 alpha-2 nationality.", examples=["JP"])
+]
+CardNumber = Annotated[str, Field(description="Card serial number, as printed on the card.", examples=["C-7K3M9Q2X"])]
+CertificateId = Annotated[
+    str,
+    Field(
+        description=(
+            "Identifier of the card's user-authentication certificate. Hospitals and kiosks send this, "
+            "never the Individual Number."
+        )
+    ),
+]
+
+
+class Channel(StrEnum):
+    municipal_office = "municipal_office"
+    post_office = "post_office"
+    diplomatic_office = "diplomatic_office"
+
+
+class RejectionReason(StrEnum):
+    unknown_resident = "unknown_resident"
+    bad_check_digit = "bad_check_digit"
+    photo_missing = "photo_missing"
+    channel_not_allowed = "channel_not_allowed"
+    no_delegation = "no_delegation"
+    not_eligible_abroad = "not_eligible_abroad"
+    duplicate = "duplicate"
+    card_state = "card_state"
+    resident_state = "resident_state"
+
+
+class _Request(PartnerRequest):
+    service: ClassVar[str] = SERVICE
+
+
+class _Fact(Fact):
+    service: ClassVar[str] = SERVICE
+
+
+# --- partner requests: the resident registry (municipal offices) ---------------------------
+
+
+class RegisterResident(_Request):
+    """A municipal office registers a resident. Without a number, the service assigns one."""
+
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.register_resident.v1"
+
+    request_id: str = Field(min_length=1, max_length=100, description="The office's id for this request; a replay returns the same result.")
+    municipality_code: MunicipalityCode
+    my_number: MyNumber | None = Field(
+        default=None, description="The resident's Individual Number; omitted for a newborn or an arriving foreign resident."
+    )
+    attributes: ResidentAttributes
+    nationality: CountryCode
+    residence_status: str | None = Field(
+        default=None, max_length=64, description="Status of residence for foreign residents, e.g. `permanent_resident`, `engineer`."
+    )
+    residence_period_end: date | None = Field(
+        default=None, description="Last day of the period of stay, for foreign residents other than permanent residents."
+    )
+
+
+class ChangeResidentAttributes(_Request):
+    """A name or address change. Invalidates the card's signing certificate."""
+
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.change_resident_attributes.v1"
+
+    my_number: MyNumber
+    name_kanji: NameKanji | None = None
+    name_kana: NameKana | None = None
+    address: Address | None = None
+    effective_on: date = Field(description="The day the change took effect.")
+
+
+class RecordMoveAbroad(_Request):
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.record_move_abroad.v1"
+
+    my_number: MyNumber
+    moved_on: date = Field(description="The day the resident moved abroad.")
+    destination_country: CountryCode | None = None
+
+
+class RecordDeath(_Request):
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.record_death.v1"
+
+    my_number: MyNumber
+    died_on: date
+
+
+class DelegatePostOffice(_Request):
+    """A municipality delegates application acceptance to a post office (or withdraws it)."""
+
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.delegate_post_office.v1"
+
+    municipality_code: MunicipalityCode
+    post_office_id: OfficeId
+    active: bool = Field(default=True, description="False withdraws the delegation.")
+
+
+# --- partner requests: applications and the card lifecycle --------------------------------
+
+
+class ApplyForCard(_Request):
+    """A card application, accepted at a municipal office, a post office or a diplomatic office."""
+
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.apply_for_card.v1"
+
+    application_id: str = Field(min_length=1, max_length=100, description="Unique id of the application.")
+    channel: Channel
+    office_id: OfficeId
+    my_number: TypedNumber
+    applied_on: date = Field(description="Date of application (Japan time).")
+    photo_ref: str | None = Field(
+        default=None, max_length=200, description="Reference to the facial photo; not needed for infants under 1."
+    )
+
+
+class _CardRequest(_Request):
+    request_id: str = Field(min_length=1, max_length=100)
+    my_number: TypedNumber
+    office_id: OfficeId
+
+
+class ReportCardLost(_CardRequest):
+    """A lost card, reported to the 24-hour hotline or an office: suspended at once."""
+
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.report_card_lost.v1"
+
+
+class ReportCardFound(_CardRequest):
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.report_card_found.v1"
+
+
+class RequestCardReissue(_CardRequest):
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.request_card_reissue.v1"
+
+    requested_on: date
+    photo_ref: str | None = Field(default=None, max_length=200)
+
+
+class ReturnCard(_CardRequest):
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.return_card.v1"
+
+
+class RevokeCard(_CardRequest):
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.revoke_card.v1"
+
+    reason: str = Field(min_length=1, max_length=200)
+
+
+# --- facts ---------------------------------------------------------------------------------
+
+
+class ResidentRegistered(_Fact):
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.resident_registered.v1"
+
+    person_ref: PersonRef
+    municipality_code: str
+    attributes: ResidentAttributes = Field(description="The five matching attributes.")
+    nationality: str
+    residence_status: str | None = None
+    residence_period_end: date | None = None
+
+
+class ResidentAttributesChanged(_Fact):
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.resident_attributes_changed.v1"
+
+    person_ref: PersonRef
+    attributes: ResidentAttributes = Field(description="The five matching attributes after the change.")
+    changed: list[Literal["name_kanji", "name_kana", "address"]]
+    effective_on: date
+    signing_certificate_invalidated: bool
+
+
+class ResidentMovedAbroad(_Fact):
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.resident_moved_abroad.v1"
+
+    person_ref: PersonRef
+    attributes: ResidentAttributes = Field(description="Address reads 'moved abroad' with the date.")
+    moved_on: date
+
+
+class ResidentDeceased(_Fact):
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.resident_deceased.v1"
+
+    person_ref: PersonRef
+    died_on: date
+
+
+class ApplicationAccepted(_Fact):
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.application_accepted.v1"
+
+    person_ref: PersonRef
+    application_id: str
+    channel: Channel
+    office_id: str
+    issuing_municipality: str = Field(description="The municipality that issues the card.")
+    photo_less: bool = Field(description="True for an infant under 1 applying without a photo.")
+
+
+class ApplicationRejected(_Fact):
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.application_rejected.v1"
+
+    person_ref: PersonRef | None = Field(default=None, description="Absent when the applicant is not known.")
+    application_id: str
+    channel: Channel
+    office_id: str
+    reason: RejectionReason
+    message: str
+
+    def partition_key(self) -> bytes:
+        return (self.person_ref or f"application/{self.application_id}").encode()
+
+
+class CardIssued(_Fact):
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.card_issued.v1"
+
+    person_ref: PersonRef
+    card_number: CardNumber
+    certificate_id: CertificateId
+    application_id: str
+    issued_on: date
+    expires_on: date
+    certificate_expires_on: date = Field(description="Expiry of the electronic certificates: the 5th birthday after issue.")
+    photo_less: bool
+
+
+class CardSuspended(_Fact):
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.card_suspended.v1"
+
+    person_ref: PersonRef
+    card_number: CardNumber
+    reason: Literal["lost"] = "lost"
+    suspended_at: AwareDatetime
+
+
+class CardResumed(_Fact):
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.card_resumed.v1"
+
+    person_ref: PersonRef
+    card_number: CardNumber
+    resumed_at: AwareDatetime
+
+
+class CardReissued(_Fact):
+    """The old card is void; the new card carries a new certificate."""
+
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.card_reissued.v1"
+
+    person_ref: PersonRef
+    previous_card_number: CardNumber
+    card_number: CardNumber
+    certificate_id: CertificateId
+    issued_on: date
+    expires_on: date
+    certificate_expires_on: date
+    photo_less: bool
+
+
+class CardReturned(_Fact):
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.card_returned.v1"
+
+    person_ref: PersonRef
+    card_number: CardNumber
+    returned_at: AwareDatetime
+
+
+class CardRevoked(_Fact):
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.card_revoked.v1"
+
+    person_ref: PersonRef
+    card_number: CardNumber
+    reason: str
+    revoked_at: AwareDatetime
+
+
+class CardExpired(_Fact):
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.card_expired.v1"
+
+    person_ref: PersonRef
+    card_number: CardNumber
+    expired_on: date
+
+
+class CardRequestRejected(_Fact):
+    """A lifecycle request (lost, found, reissue, return, revoke) that could not be carried out."""
+
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.card_request_rejected.v1"
+
+    person_ref: PersonRef | None = None
+    request_id: str
+    request_type: str
+    reason: RejectionReason
+    message: str
+
+    def partition_key(self) -> bytes:
+        return (self.person_ref or f"request/{self.request_id}").encode()

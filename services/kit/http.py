@@ -1,0 +1,65 @@
+"""The service's ASGI app: its HTTP API (FastAPI, so OpenAPI comes for free) plus
+`/health` (the process is up), `/ready` (the broker and the database answer) and
+Prometheus `/metrics`. The broker starts and stops with the app's lifespan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from prometheus_client import make_asgi_app
+
+from .messaging import EventService
+
+
+def create_http_app(
+    service: EventService[Any],
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter] = (),
+    on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
+    on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for step in on_startup:
+            await step()
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+            for step in on_shutdown:
+                await step()
+
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app.state.service = service
+
+    @app.get("/health", tags=["operations"], summary="Liveness: the process is running.")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "service": service.name}
+
+    @app.get("/ready", tags=["operations"], summary="Readiness: the broker and the database answer.")
+    async def ready() -> JSONResponse:
+        checks: dict[str, str] = {}
+        try:
+            checks["broker"] = "ok" if await service.broker.ping(timeout=2.0) else "unreachable"
+        except Exception as exc:  # a readiness probe reports, it never raises
+            checks["broker"] = f"unreachable: {type(exc).__name__}"
+        try:
+            await service.database.command("ping")
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        ok = all(value == "ok" for value in checks.values())
+        return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503)
+
+    app.mount("/metrics", make_asgi_app(registry=service.metrics.registry))
+    for router in routers:
+        app.include_router(router)
+    return app

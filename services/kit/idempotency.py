@@ -1,0 +1,132 @@
+"""The idempotency guard: an event delivered any number of times has one effect.
+
+For each consumed event the guard keeps one document in `processed_events`, keyed by the
+event's `ce_id`, holding a digest of what was received and the exact fact records the
+event produced. On a redelivery the guard does not run the use case again; it re-publishes
+the recorded facts, byte for byte, with the same event ids.
+
+If a crash happens after the use case wrote its effects but before the record was saved,
+the use case runs again. Use cases are therefore written so their writes are idempotent
+(upserts and inserts keyed by request ids); the output ids stay the same because they are
+derived from the input id (`output_event_id`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from mynumber_contracts import Envelope, Fact, KafkaRecord, encode_event
+from pymongo.asynchronous.database import AsyncDatabase
+
+from .clock import Clock
+
+# Fixed namespace for output ids: uuid5(namespace, input id + output kind + index).
+OUTPUT_ID_NAMESPACE = uuid.UUID("6f1c1b3e-5a0e-4d0e-9a51-8d3c0f6b9a10")
+
+
+def output_event_id(input_event_id: str, event_type: str, index: int) -> str:
+    return str(uuid.uuid5(OUTPUT_ID_NAMESPACE, f"{input_event_id}\n{event_type}\n{index}"))
+
+
+def content_digest(envelope: Envelope, data: bytes) -> str:
+    """What makes an event 'the same event': its type, source and exact data bytes."""
+    hasher = hashlib.sha256()
+    for part in (envelope.type.encode(), envelope.source.encode(), data):
+        hasher.update(len(part).to_bytes(8, "big"))
+        hasher.update(part)
+    return hasher.hexdigest()
+
+
+class ReusedEventId(Exception):
+    """A `ce_id` that was already processed arrived with different content."""
+
+
+@dataclass(frozen=True)
+class ReceivedEvent:
+    envelope: Envelope
+    digest: str
+    topic: str
+    partition: int
+    offset: int
+
+
+def to_records(
+    facts: Sequence[Fact], *, cause: Envelope, service: str, now: datetime
+) -> list[KafkaRecord]:
+    """Encode the facts caused by `cause`, with deterministic ids."""
+    return [
+        encode_event(
+            fact,
+            source=f"service/{service}",
+            key=fact.partition_key(),
+            event_id=output_event_id(cause.id, fact.event_type, index),
+            time=now,
+            correlation_id=cause.correlation_id,
+            causation_id=cause.id,
+        )
+        for index, fact in enumerate(facts)
+    ]
+
+
+def _record_to_document(record: KafkaRecord) -> dict[str, object]:
+    return {"key": record.key, "value": record.value, "headers": [[k, v] for k, v in record.headers]}
+
+
+def _document_to_record(document: dict) -> KafkaRecord:
+    return KafkaRecord(
+        key=bytes(document["key"]) if document["key"] is not None else None,
+        value=bytes(document["value"]),
+        headers=[(k, bytes(v)) for k, v in document["headers"]],
+    )
+
+
+class IdempotencyGuard:
+    COLLECTION = "processed_events"
+
+    def __init__(self, database: AsyncDatabase, *, service: str, clock: Clock) -> None:
+        self._events = database[self.COLLECTION]
+        self._service = service
+        self._clock = clock
+
+    async def run_once(
+        self,
+        received: ReceivedEvent,
+        use_case: Callable[[], Awaitable[Sequence[Fact] | None]],
+        publish: Callable[[Sequence[KafkaRecord]], Awaitable[None]],
+    ) -> list[KafkaRecord]:
+        """Run `use_case` once per event id and publish its facts; on a redelivery, re-publish them."""
+        envelope = received.envelope
+        seen = await self._events.find_one({"_id": envelope.id})
+        if seen is not None:
+            if seen["digest"] != received.digest:
+                raise ReusedEventId(
+                    f"ce_id {envelope.id!r} was already used for different content "
+                    f"(first seen on {seen['topic']}@{seen['partition']}:{seen['offset']})"
+                )
+            records = [_document_to_record(d) for d in seen["facts"]]
+        else:
+            facts = list(await use_case() or ())
+            records = to_records(facts, cause=envelope, service=self._service, now=self._clock.now())
+            # $setOnInsert: if another instance got here first, its record (same ids) stands.
+            await self._events.update_one(
+                {"_id": envelope.id},
+                {
+                    "$setOnInsert": {
+                        "digest": received.digest,
+                        "type": envelope.type,
+                        "source": envelope.source,
+                        "topic": received.topic,
+                        "partition": received.partition,
+                        "offset": received.offset,
+                        "processed_at": self._clock.now(),
+                        "facts": [_record_to_document(r) for r in records],
+                    }
+                },
+                upsert=True,
+            )
+        await publish(records)
+        return records

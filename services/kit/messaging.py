@@ -1,0 +1,396 @@
+"""The broker factory, the handler registry, envelope checks and the dead-letter route.
+
+A service declares its use cases in a `HandlerRegistry`:
+
+    handlers = HandlerRegistry()
+
+    @handlers.handles(ResidentRegistered)
+    async def register_resident(event: ResidentRegistered, ctx: HandlerContext[Deps]) -> list[Fact]:
+        ...
+
+`EventService` turns each into a typed FastStream subscriber on the right topic, so the
+AsyncAPI document lists every message, and wraps it so that:
+
+- the CloudEvents headers are validated before the payload is touched;
+- bad input (not JSON, schema violation, unknown `ce_type`, bad headers, a crashing use
+  case) goes to the service's dead-letter topic with the original bytes and headers, the
+  reason, the source topic, partition and offset, and the offset is then committed;
+- transient failures (database or broker unreachable) are retried with back-off in place,
+  never dead-lettered;
+- the idempotency guard gives one effect per event and deterministic output event ids;
+- offsets are committed only after the work is done (no auto-commit, no ACK_FIRST).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import inspect
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from aiokafka import ConsumerRecord
+from faststream import AckPolicy, BaseMiddleware, Context
+from faststream.exceptions import SubscriberNotFound
+from faststream.kafka import KafkaBroker
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from mynumber_contracts import Envelope, EnvelopeError, Event, Fact, KafkaRecord, parse_headers, topics
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+from pymongo.asynchronous.database import AsyncDatabase
+
+from .clock import Clock
+from .idempotency import IdempotencyGuard, ReceivedEvent, ReusedEventId, content_digest, to_records
+from .metrics import ServiceMetrics
+from .redaction import redact
+from .settings import ServiceSettings
+from .store import is_transient, retry_transient
+
+log = logging.getLogger(__name__)
+
+Deps = TypeVar("Deps")
+UseCase = Callable[[Any, "HandlerContext[Any]"], Awaitable[Sequence[Fact] | None]]
+
+DEAD_LETTER_HEADERS = (
+    "dlq_reason",
+    "dlq_detail",
+    "dlq_service",
+    "dlq_source_topic",
+    "dlq_partition",
+    "dlq_offset",
+    "dlq_time",
+    "dlq_original_headers",
+)
+
+
+@dataclass(frozen=True)
+class HandlerContext(Generic[Deps]):
+    """What a use case gets besides its event: the envelope, the clock and the service's dependencies."""
+
+    envelope: Envelope
+    clock: Clock
+    deps: Deps
+
+
+@dataclass(frozen=True)
+class _Registration:
+    model: type[Event]
+    use_case: UseCase
+    source_service: str  # whose topic carries the event
+
+
+@dataclass
+class HandlerRegistry:
+    """Use cases of one service, registered at import time and wired at bootstrap."""
+
+    registrations: list[_Registration] = field(default_factory=list)
+
+    def handles(self, model: type[Event]) -> Callable[[UseCase], UseCase]:
+        """Register `use_case` for `model` on the topic its contract names (requests or facts)."""
+
+        def decorate(use_case: UseCase) -> UseCase:
+            if any(r.model is model for r in self.registrations):
+                raise ValueError(f"{model.__name__} already has a handler")
+            self.registrations.append(_Registration(model, use_case, model.service))
+            return use_case
+
+        return decorate
+
+
+class DeadLetterReason:
+    NOT_JSON = "not_json"
+    SCHEMA_VIOLATION = "schema_violation"
+    UNKNOWN_EVENT_TYPE = "unknown_event_type"
+    MISSING_HEADER = "missing_header"
+    INVALID_HEADER = "invalid_header"
+    REUSED_EVENT_ID = "reused_event_id"
+    HANDLER_ERROR = "handler_error"
+
+
+def classify_failure(exc: BaseException, headers: Sequence[tuple[str, bytes]]) -> tuple[str, str]:
+    """Turn a processing failure into a (reason code, human-readable detail) pair."""
+    if isinstance(exc, EnvelopeError):
+        return exc.reason, exc.detail
+    if isinstance(exc, ReusedEventId):
+        return DeadLetterReason.REUSED_EVENT_ID, str(exc)
+    if isinstance(exc, SubscriberNotFound):
+        try:
+            envelope = parse_headers(headers)
+        except EnvelopeError as header_error:
+            return header_error.reason, header_error.detail
+        return DeadLetterReason.UNKNOWN_EVENT_TYPE, f"no handler for ce_type {envelope.type!r} on this topic"
+    if isinstance(exc, UnicodeDecodeError):
+        return DeadLetterReason.NOT_JSON, "the message value is not UTF-8 text"
+    if isinstance(exc, json.JSONDecodeError):
+        return DeadLetterReason.NOT_JSON, f"the message value is not JSON ({exc.msg} at position {exc.pos})"
+    if isinstance(exc, ValidationError):
+        # Locations and messages only: pydantic's input values could hold personal data.
+        problems = [
+            f"{'.'.join(str(p) for p in error['loc']) or 'payload'}: {error['msg']}" for error in exc.errors()[:10]
+        ]
+        return DeadLetterReason.SCHEMA_VIOLATION, "; ".join(problems)
+    if isinstance(exc, RecursionError):
+        return DeadLetterReason.NOT_JSON, "the message value is nested too deeply"
+    return DeadLetterReason.HANDLER_ERROR, f"{type(exc).__name__}: {exc}"
+
+
+def dead_letter_record(
+    record: ConsumerRecord, *, service: str, reason: str, detail: str, now: datetime
+) -> KafkaRecord:
+    """The dead-letter record: the original value and key, untouched; the original headers,
+    kept exactly (base64) in `dlq_original_headers`; and where and why it failed."""
+    original_headers = [[name, base64.b64encode(value or b"").decode()] for name, value in (record.headers or ())]
+    headers = {
+        "dlq_reason": reason,
+        "dlq_detail": redact(detail)[:2000],
+        "dlq_service": service,
+        "dlq_source_topic": record.topic,
+        "dlq_partition": str(record.partition),
+        "dlq_offset": str(record.offset),
+        "dlq_time": now.astimezone(UTC).isoformat(),
+        "dlq_original_headers": json.dumps(original_headers),
+    }
+    value = record.value if record.value is not None else b""
+    return KafkaRecord(key=record.key, value=value, headers=[(k, v.encode()) for k, v in headers.items()])
+
+
+class _DeadLetterRoute:
+    """FastStream middleware factory; one `_DeadLetterMiddleware` is made per message."""
+
+    def __init__(self, service: EventService[Any]) -> None:
+        self.service = service
+
+    def __call__(self, msg: Any, /, *, context: Any) -> _DeadLetterMiddleware:
+        return _DeadLetterMiddleware(msg, context=context, service=self.service)
+
+
+class _DeadLetterMiddleware(BaseMiddleware):
+    def __init__(self, msg: Any, /, *, context: Any, service: EventService[Any]) -> None:
+        super().__init__(msg, context=context)
+        self.service = service
+
+    async def consume_scope(self, call_next: Callable[[Any], Awaitable[Any]], msg: Any) -> Any:
+        record: ConsumerRecord = self.msg
+        envelope = parse_headers(record.headers or ())
+        await self.service.before_processing(envelope, record)
+        received = ReceivedEvent(
+            envelope=envelope,
+            digest=content_digest(envelope, record.value or b""),
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        )
+        with self.context.scope("received", received):
+            return await retry_transient(
+                lambda: call_next(msg),
+                what=f"{envelope.type} from {record.topic}",
+                max_delay=self.service.settings.retry_max_seconds,
+            )
+
+    async def after_processed(self, exc_type: Any = None, exc_val: BaseException | None = None, exc_tb: Any = None) -> bool:
+        if exc_val is None or isinstance(exc_val, asyncio.CancelledError) or not isinstance(exc_val, Exception):
+            return False
+        if is_transient(exc_val):
+            return False  # not ours to swallow: the message is redelivered (nack)
+        record: ConsumerRecord = self.msg
+        reason, detail = classify_failure(exc_val, record.headers or ())
+        await self.service.dead_letter(record, reason, detail)
+        return True  # handled: the acknowledgement middleware commits the offset
+
+
+class EventService(Generic[Deps]):
+    """One running service: its broker, database, guard, metrics and handlers."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        settings: ServiceSettings,
+        database: AsyncDatabase,
+        clock: Clock,
+        deps: Deps,
+        registry: CollectorRegistry | None = None,
+        security: Callable[[Envelope, ConsumerRecord], Awaitable[None]] | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.database = database
+        self.clock = clock
+        self.deps = deps
+        self.topics = topics.for_service(name, settings.topic_namespace)
+        self.metrics = ServiceMetrics(name, registry or CollectorRegistry())
+        self.guard = IdempotencyGuard(database, service=name, clock=clock)
+        self._security = security
+        self.broker = KafkaBroker(
+            settings.kafka_bootstrap_servers,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_request_size=4 * 1024 * 1024,
+            client_id=f"mynumber-{name}",
+            logger=logging.getLogger(f"mynumber.{name}.broker"),
+            middlewares=[
+                KafkaPrometheusMiddleware(registry=self.metrics.registry, app_name=f"mynumber-{name}"),
+                _DeadLetterRoute(self),
+            ],
+        )
+        self.fact_publisher = self.broker.publisher(
+            self.topics.facts,
+            title=f"{self.topics.facts}:publish",
+            description=f"Facts decided by the {name} service. Keyed by person reference.",
+            schema=self._fact_schema(),
+        )
+        self.dead_letter_publisher = self.broker.publisher(
+            self.topics.dead_letter,
+            title=f"{self.topics.dead_letter}:publish",
+            description=(
+                "Messages this service could not process: the original key and value bytes, the original "
+                "headers in dlq_original_headers (JSON, base64 values), and dlq_reason, dlq_detail, "
+                "dlq_source_topic, dlq_partition, dlq_offset, dlq_time."
+            ),
+            schema=bytes,
+        )
+        self._subscribers: dict[str, Any] = {}
+
+    def _fact_schema(self) -> Any:
+        from mynumber_contracts import event_types_for
+
+        models = list(event_types_for(self.name, "facts").values())
+        if not models:
+            return None
+        if len(models) == 1:
+            return models[0]
+        from typing import Union
+
+        return Union[tuple(models)]  # noqa: UP007 - a runtime Union for the AsyncAPI schema
+
+    # -- wiring ---------------------------------------------------------------------------
+
+    def include(self, handlers: HandlerRegistry) -> None:
+        for registration in handlers.registrations:
+            self._subscribe(registration)
+
+    def _subscriber_for(self, topic: str) -> Any:
+        if topic not in self._subscribers:
+            self._subscribers[topic] = self.broker.subscriber(
+                topic,
+                group_id=self.settings.group_id(self.name),
+                auto_offset_reset="earliest",
+                ack_policy=AckPolicy.NACK_ON_ERROR,
+                max_poll_interval_ms=self.settings.max_poll_interval_ms,
+                title=f"{topic}:{self.name}",
+            )
+        return self._subscribers[topic]
+
+    def _subscribe(self, registration: _Registration) -> None:
+        model, use_case = registration.model, registration.use_case
+        topic = topics.for_service(registration.source_service, self.settings.topic_namespace).stream(model.stream)
+        service = self
+
+        async def on_event(event: Any, received: ReceivedEvent = Context("received")) -> None:
+            context = HandlerContext(envelope=received.envelope, clock=service.clock, deps=service.deps)
+            await service.guard.run_once(received, lambda: use_case(event, context), service.publish_records)
+
+        # FastStream reads the payload model from the signature: give it the contract.
+        on_event.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [
+                inspect.Parameter("event", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=model),
+                inspect.Parameter(
+                    "received", inspect.Parameter.KEYWORD_ONLY, default=Context("received"), annotation=ReceivedEvent
+                ),
+            ],
+            return_annotation=None,
+        )
+        on_event.__annotations__ = {"event": model, "received": ReceivedEvent, "return": None}
+        on_event.__name__ = use_case.__name__
+        on_event.__qualname__ = use_case.__qualname__
+        on_event.__doc__ = use_case.__doc__ or model.__doc__
+        event_type = model.event_type
+        self._subscriber_for(topic)(
+            on_event, filter=lambda message: message.headers.get("ce_type") == event_type
+        )
+
+    # -- hooks ----------------------------------------------------------------------------
+
+    async def before_processing(self, envelope: Envelope, record: ConsumerRecord) -> None:
+        """Security checks on partner requests (signatures, authorisation) plug in here."""
+        if self._security is not None and record.topic == self.topics.requests:
+            await self._security(envelope, record)
+
+    # -- output ---------------------------------------------------------------------------
+
+    async def publish_records(self, records: Sequence[KafkaRecord]) -> None:
+        futures = []
+        for record in records:
+            headers = {name: value.decode() for name, value in record.headers}
+            futures.append(
+                await self.fact_publisher.publish(record.value, key=record.key, headers=headers, no_confirm=True)
+            )
+        for record, future in zip(records, futures, strict=True):
+            await future
+            self.metrics.fact_published(_header_text(record, "ce_type"))
+
+    async def publish_facts(self, facts: Sequence[Fact], *, cause: Envelope) -> list[KafkaRecord]:
+        """Publish facts that no consumed event caused directly (sweeps, operator commands).
+
+        `cause` should have a deterministic id (e.g. the sweep's date and subject), so a rerun
+        republishes the same event ids.
+        """
+        records = to_records(facts, cause=cause, service=self.name, now=self.clock.now())
+        await retry_transient(lambda: self.publish_records(records), what="publish facts")
+        return records
+
+    async def dead_letter(self, record: ConsumerRecord, reason: str, detail: str) -> None:
+        letter = dead_letter_record(record, service=self.name, reason=reason, detail=detail, now=self.clock.now())
+        headers = {name: value.decode() for name, value in letter.headers}
+        log.warning(
+            "dead-lettered a message",
+            extra={"reason": reason, "detail": redact(detail)[:500], "topic": record.topic,
+                   "partition": record.partition, "offset": record.offset},
+        )
+        await retry_transient(
+            lambda: self.dead_letter_publisher.publish(letter.value, key=letter.key, headers=headers),
+            what="dead-letter",
+        )
+        self.metrics.dead_lettered(reason)
+
+    def synthetic_cause(self, cause_id: str, event_type: str = "jp.mynumber.operations.sweep.v1") -> Envelope:
+        return Envelope(id=cause_id, source=f"service/{self.name}", type=event_type, time=self.clock.now())
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await retry_transient(self._ensure_topics, what="create topics")
+        await self.broker.start()
+
+    async def _ensure_topics(self) -> None:
+        """Create this service's topics, and those it reads, with the catalogue's partition count."""
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+        from aiokafka.errors import TopicAlreadyExistsError
+
+        wanted = {*self.topics.all(), *self._subscribers}
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        await admin.start()
+        try:
+            missing = wanted - set(await admin.list_topics())
+            if missing:
+                try:
+                    await admin.create_topics(
+                        [NewTopic(name, num_partitions=topics.PARTITIONS, replication_factor=self.settings.topic_replication_factor) for name in sorted(missing)]
+                    )
+                except TopicAlreadyExistsError:
+                    pass  # another instance created it first
+        finally:
+            await admin.close()
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+
+
+def _header_text(record: KafkaRecord, name: str) -> str:
+    value = record.header(name)
+    return value.decode() if value else ""

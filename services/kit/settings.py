@@ -1,0 +1,37 @@
+"""Settings shared by every service, read from the environment with pydantic-settings."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# A development-only key, so the demo and tests run out of the box. Production sets its own.
+DEVELOPMENT_PERSON_REF_KEY = "development-only-person-reference-key-change-me"
+
+
+class ServiceSettings(BaseSettings):
+    """Every variable is prefixed `MYNUMBER_`, e.g. `MYNUMBER_KAFKA_BOOTSTRAP_SERVERS`."""
+
+    model_config = SettingsConfigDict(env_prefix="MYNUMBER_", extra="ignore")
+
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
+    mongodb_url: str = Field("mongodb://127.0.0.1:27017/", description="MongoDB (or FerretDB) URL.")
+    database: str = Field("", description="Database name; defaults to mynumber_<service>.")
+    topic_namespace: str = Field("mynumber", description="Prefix of every topic name.")
+    consumer_group: str = Field("", description="Kafka consumer group; defaults to <namespace>-<service>.")
+    person_ref_key: SecretStr = Field(
+        SecretStr(DEVELOPMENT_PERSON_REF_KEY),
+        description="HMAC key that derives pseudonymous person references. Shared by all services.",
+    )
+    http_host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
+    http_port: int = Field(8000, description="Port the HTTP API listens on.")
+    log_level: str = Field("INFO", description="Log level.")
+    retry_max_seconds: float = Field(10.0, description="Longest back-off between retries of a transient failure.")
+    max_poll_interval_ms: int = Field(600_000, description="How long one message may take before a rebalance.")
+    topic_replication_factor: int = Field(1, description="Replication factor of topics the service creates (3 on a cluster).")
+
+    def database_name(self, service: str) -> str:
+        return self.database or f"mynumber_{service}"
+
+    def group_id(self, service: str) -> str:
+        return self.consumer_group or f"{self.topic_namespace}-{service}"
