@@ -1,0 +1,1 @@
+"""Tests of the native real-server stack (Kafka KRaft node, FerretDB)."""

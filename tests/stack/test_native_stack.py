@@ -1,0 +1,157 @@
+"""The native stack manager against the real servers it starts.
+
+Apache Kafka (single KRaft node) and FerretDB (SQLite) run as local processes
+on 127.0.0.1; nothing here is mocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+try:
+    from mynumber_cli import native_stack
+except ImportError:  # cli/ is not on sys.path (the package is not installed)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "cli"))
+    from mynumber_cli import native_stack
+
+
+@pytest.fixture(scope="module")
+def endpoints() -> native_stack.StackEndpoints:
+    return native_stack.up()
+
+
+def _port(address: str) -> int:
+    return int(address.rstrip("/").rsplit(":", 1)[1])
+
+
+def test_up_twice_is_harmless_and_returns_the_same_endpoints(endpoints: native_stack.StackEndpoints) -> None:
+    before = native_stack.status()
+    started = time.monotonic()
+    again = native_stack.up()
+    elapsed = time.monotonic() - started
+
+    assert again == endpoints
+    assert endpoints.kafka_bootstrap.startswith("127.0.0.1:")
+    assert endpoints.mongodb_url.startswith("mongodb://127.0.0.1:") and endpoints.mongodb_url.endswith("/")
+    assert elapsed < 30, f"a second up() on a running stack took {elapsed:.1f}s"
+    after = native_stack.status()
+    # The running servers were left alone: same processes.
+    assert after["kafka"]["pid"] == before["kafka"]["pid"]
+    assert after["mongodb"]["pid"] == before["mongodb"]["pid"]
+
+
+def test_status_reports_both_servers_answering(endpoints: native_stack.StackEndpoints) -> None:
+    report = native_stack.status()
+
+    kafka, mongodb = report["kafka"], report["mongodb"]
+    assert kafka["answers"] is True and mongodb["answers"] is True
+    assert kafka["state"] in ("running", "external")
+    assert mongodb["state"] in ("running", "external")
+    assert kafka["address"] == endpoints.kafka_bootstrap
+    assert _port(mongodb["address"]) == _port(endpoints.mongodb_url)
+    assert kafka["name"].startswith(f"Apache Kafka {native_stack.KAFKA_VERSION}")
+    assert mongodb["name"].startswith(f"FerretDB {native_stack.FERRETDB_VERSION}")
+    if kafka["state"] == "running":
+        assert isinstance(kafka["pid"], int) and kafka["pid"] > 0
+
+
+def test_kafka_produce_and_consume_to_a_fresh_topic(endpoints: native_stack.StackEndpoints) -> None:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    topic = f"stack-test-{uuid.uuid4().hex[:10]}"
+    big = b"x" * 2_000_000  # the broker accepts messages of up to 2 MB
+
+    async def scenario() -> list[tuple[bytes | None, bytes | None]]:
+        producer = AIOKafkaProducer(bootstrap_servers=endpoints.kafka_bootstrap, max_request_size=2_200_000)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, b"hello from the native stack", key=b"k1")
+            await producer.send_and_wait(topic, big, key=b"k1")
+        finally:
+            await producer.stop()
+
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=endpoints.kafka_bootstrap,
+            group_id=f"{topic}-group",
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await consumer.start()
+        try:
+            received = []
+            deadline = time.monotonic() + 60
+            while len(received) < 2 and time.monotonic() < deadline:
+                batches = await consumer.getmany(timeout_ms=1000)
+                for records in batches.values():
+                    received.extend((record.key, record.value) for record in records)
+            return received
+        finally:
+            await consumer.stop()
+
+    received = asyncio.run(scenario())
+    assert received == [(b"k1", b"hello from the native stack"), (b"k1", big)]
+
+
+def test_mongodb_insert_and_read(endpoints: native_stack.StackEndpoints) -> None:
+    from pymongo import MongoClient
+
+    client: MongoClient = MongoClient(endpoints.mongodb_url, serverSelectionTimeoutMS=10_000)
+    try:
+        collection = client[f"stack_test_{uuid.uuid4().hex[:8]}"]["documents"]
+        collection.insert_one({"_id": "doc-1", "my_number_hash": "abc", "count": 3})
+        assert collection.find_one({"_id": "doc-1"}) == {"_id": "doc-1", "my_number_hash": "abc", "count": 3}
+        client.drop_database(collection.database.name)
+    finally:
+        client.close()
+
+
+def test_restart_mongodb_brings_it_back_with_its_data(endpoints: native_stack.StackEndpoints) -> None:
+    from pymongo import MongoClient
+
+    before = native_stack.status()["mongodb"]
+    if before["state"] != "running":
+        pytest.skip("FerretDB on this port was not started by the native stack; it cannot restart it")
+    database = f"stack_restart_{uuid.uuid4().hex[:8]}"
+    client: MongoClient = MongoClient(endpoints.mongodb_url, serverSelectionTimeoutMS=10_000)
+    try:
+        client[database]["documents"].insert_one({"_id": "kept", "value": 42})
+
+        assert native_stack.restart_mongodb() == native_stack.endpoints()
+
+        after = native_stack.status()["mongodb"]
+        assert after["state"] == "running" and after["answers"] is True
+        assert after["pid"] != before["pid"], "restart_mongodb() should start a new process"
+        # The same client reconnects; the data survived (SQLite files in .stack/).
+        assert client[database]["documents"].find_one({"_id": "kept"}) == {"_id": "kept", "value": 42}
+        client.drop_database(database)
+    finally:
+        client.close()
+
+
+@pytest.mark.stack_lifecycle
+def test_down_then_up_restores_the_stack(endpoints: native_stack.StackEndpoints) -> None:
+    report = native_stack.status()
+    if any(entry["state"] != "running" for entry in report.values()):
+        pytest.skip("the servers on these ports were not started by the native stack")
+    try:
+        native_stack.down()
+        stopped = native_stack.status()
+        for entry in stopped.values():
+            assert entry["state"] == "stopped" and entry["pid"] is None and entry["answers"] is False
+
+        started = time.monotonic()
+        again = native_stack.up()
+        elapsed = time.monotonic() - started
+        assert again == endpoints
+        assert elapsed < 60, f"a warm up() took {elapsed:.1f}s"
+        for entry in native_stack.status().values():
+            assert entry["state"] == "running" and entry["answers"] is True
+    finally:
+        native_stack.up()  # leave the shared stack running for the other tests
