@@ -453,6 +453,7 @@ class _Server:
     """A server process of the stack, tracked by a pid file in .stack/."""
 
     key = ""
+    kind = ""  # what answers on the port: "Kafka broker", "MongoDB server"
 
     @property
     def title(self) -> str:  # e.g. "Apache Kafka 4.1.1 (KRaft)"
@@ -540,8 +541,8 @@ class _Server:
             if self.safe_probe():
                 return "external"
             raise StackError(
-                f"{HOST}:{self.port} is already in use by a process that does not answer as "
-                f"{self.title}; free the port or set another one (see --help)"
+                f"{HOST}:{self.port} is already in use by a process that does not answer as a "
+                f"{self.kind}; free the port or choose another one (see the module's docstring)"
             )
         for port in self.extra_ports():
             if _port_open(port):
@@ -640,6 +641,8 @@ class _Server:
 
 
 class _Kafka(_Server):
+    kind = "Kafka broker"
+
     def __init__(self, secure: bool = False) -> None:
         self.secure = secure
         self.key = "kafka-secure" if secure else "kafka"
@@ -830,6 +833,7 @@ class _Kafka(_Server):
 
 class _FerretDB(_Server):
     key = "ferretdb"
+    kind = "MongoDB server"
 
     @property
     def title(self) -> str:
@@ -958,7 +962,7 @@ def _up(servers: list[_Server], timeout: float | None) -> None:
         if outcome == "external":
             _say(
                 f"{server.address} is already served by a process not started by this script "
-                f"that answers like {server.title}: reusing it"
+                f"that answers as a {server.kind}: reusing it"
             )
         else:
             how = "started" if outcome == "started" else f"already running, pid {server.own_pid()}"
