@@ -59,9 +59,10 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 # --------------------------------------------------------------------------
 # Versions and defaults
@@ -84,6 +85,7 @@ SCRAM_MECHANISM = "SCRAM-SHA-512"
 SECURE_ADMIN_USER = "admin"
 
 FILES_DIR = Path(__file__).resolve().parent / "native_stack_files"
+_LOG_ROTATE_BYTES = 50 * 1024 * 1024  # a log above this is moved to *.log.1 at start
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 # SCRAM passwords go through ConfigCommand's "[k=v,...]" syntax and a JAAS
@@ -127,7 +129,8 @@ class StackEndpoints:
 
 
 def _say(message: str) -> None:
-    print(f"[stack] {message}", flush=True)
+    with contextlib.suppress(BrokenPipeError):  # e.g. `... up | head`
+        print(f"[stack] {message}", flush=True)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -339,9 +342,7 @@ def ensure_kafka_dist() -> Path:
         check=False,
     )
     if proc.returncode != 0 or not (staging / f"kafka_2.13-{KAFKA_VERSION}.jar").is_file():
-        raise StackError(
-            "Maven could not fetch the Apache Kafka jars:\n" + (proc.stdout + proc.stderr)[-4000:]
-        )
+        raise StackError("Maven could not fetch the Apache Kafka jars:\n" + (proc.stdout + proc.stderr)[-4000:])
     shutil.rmtree(libs, ignore_errors=True)
     staging.rename(libs)
     shutil.rmtree(home / "target", ignore_errors=True)
@@ -409,9 +410,7 @@ def ensure_ferretdb() -> Path:
         )
         if build.returncode != 0:
             raise StackError("go build of FerretDB failed:\n" + (build.stdout + build.stderr)[-4000:])
-    version = subprocess.run(
-        [str(partial), "--version"], capture_output=True, text=True, check=False
-    )
+    version = subprocess.run([str(partial), "--version"], capture_output=True, text=True, check=False)
     if FERRETDB_VERSION not in version.stdout:
         raise StackError(f"the FerretDB build does not report {FERRETDB_VERSION}:\n{version.stdout}")
     partial.replace(binary)
@@ -438,8 +437,7 @@ def _run_kafka_tool(main_class: str, args: list[str], *, timeout: float = 120) -
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0:
         raise StackError(
-            f"{main_class} {' '.join(args)} failed (exit {proc.returncode}):\n"
-            + (proc.stdout + proc.stderr)[-4000:]
+            f"{main_class} {' '.join(args)} failed (exit {proc.returncode}):\n" + (proc.stdout + proc.stderr)[-4000:]
         )
     return proc.stdout
 
@@ -555,10 +553,11 @@ class _Server:
 
     def start_process(self) -> int:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            if self.log_file.stat().st_size > _LOG_ROTATE_BYTES:
+                self.log_file.replace(self.log_file.with_name(self.log_file.name + ".1"))
         with self.log_file.open("ab") as log:
-            log.write(
-                f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.title} =====\n".encode()
-            )
+            log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.title} =====\n".encode())
             log.flush()
             proc = subprocess.Popen(
                 self.command(),
@@ -587,8 +586,9 @@ class _Server:
 
     def fail(self, message: str) -> None:
         tail = _tail(self.log_file)
-        print(f"[stack] ERROR: {message}\n--- last lines of {self.log_file} ---\n{tail}\n---",
-              file=sys.stderr, flush=True)
+        print(
+            f"[stack] ERROR: {message}\n--- last lines of {self.log_file} ---\n{tail}\n---", file=sys.stderr, flush=True
+        )
         raise StackError(f"{message} (log: {self.log_file})")
 
     def stop(self, *, timeout: float = 45.0) -> str:
@@ -763,6 +763,7 @@ class _Kafka(_Server):
         )
 
     def prepare(self) -> None:
+        had_admin_credentials = self.admin_file.is_file()
         self.props_file.write_text(self.render_properties())
         if self.secure:
             self.write_admin_properties()
@@ -772,13 +773,13 @@ class _Kafka(_Server):
                 info = json.loads(self.format_file.read_text())
             except (OSError, ValueError):
                 info = {}
-            if info.get("controller_port") == self.controller_port:
+            if info.get("controller_port") != self.controller_port:
+                reason = f"controller port changed ({info.get('controller_port')} -> {self.controller_port})"
+            elif self.secure and not had_admin_credentials:
+                reason = f"the admin credentials it was formatted with are gone ({self.admin_file})"
+            else:
                 return
-            _say(
-                f"{self.title}: controller port changed "
-                f"({info.get('controller_port')} -> {self.controller_port}); "
-                f"re-formatting {self.log_dirs} (its data is dropped)"
-            )
+            _say(f"{self.title}: {reason}; re-formatting {self.log_dirs} (its data is dropped)")
             shutil.rmtree(self.log_dirs)
         cluster_id = _kafka_uuid()
         args = ["format", "-t", cluster_id, "-c", str(self.props_file), "--standalone"]
@@ -1028,8 +1029,7 @@ def _restart(server: _Server, timeout: float | None) -> None:
     with _stack_lock():
         if server.own_pid() is None and _port_open(server.port):
             raise StackError(
-                f"{server.address} is served by a process not started by this script; "
-                f"cannot restart {server.title}"
+                f"{server.address} is served by a process not started by this script; cannot restart {server.title}"
             )
         _say(f"{server.title}: {server.stop()}")
         _up([server], timeout)

@@ -107,7 +107,9 @@ def test_a_wrong_password_is_refused(secure: native_stack.StackEndpoints) -> Non
 
 
 @pytest.mark.parametrize("topic", [UNLISTED_TOPIC, READ_ONLY_TOPIC], ids=["no-acl-at-all", "read-acl-only"])
-def test_publishing_without_a_write_acl_is_refused_by_the_broker(secure: native_stack.StackEndpoints, topic: str) -> None:
+def test_publishing_without_a_write_acl_is_refused_by_the_broker(
+    secure: native_stack.StackEndpoints, topic: str
+) -> None:
     from aiokafka.errors import TopicAuthorizationFailedError
 
     with pytest.raises(TopicAuthorizationFailedError):
