@@ -45,9 +45,37 @@ def servers() -> Servers:
 
 
 @pytest.fixture
-def namespace() -> str:
-    """A fresh topic namespace (and database prefix) for one test."""
-    return f"t{uuid.uuid4().hex[:12]}"
+async def namespace(servers: Servers) -> Any:
+    """A fresh topic namespace (and database prefix) for one test; its topics and databases
+    are deleted afterwards so the broker does not accumulate thousands of partitions."""
+    name = f"t{uuid.uuid4().hex[:12]}"
+    yield name
+    await _delete_namespace(servers, name)
+
+
+async def _delete_namespace(servers: Servers, name: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from pymongo import AsyncMongoClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers.kafka_bootstrap)
+    try:
+        await admin.start()
+        doomed = [t for t in await admin.list_topics() if t.startswith(f"{name}.")]
+        if doomed:
+            await admin.delete_topics(doomed)
+    except Exception as exc:  # cleanup must never fail a test
+        print(f"cleanup of topics {name}.* failed: {exc!r}")
+    finally:
+        await admin.close()
+    client: AsyncMongoClient = AsyncMongoClient(servers.mongodb_url, serverSelectionTimeoutMS=5000)
+    try:
+        for database in await client.list_database_names():
+            if database.startswith(f"{name}_"):
+                await client.drop_database(database)
+    except Exception as exc:
+        print(f"cleanup of databases {name}_* failed: {exc!r}")
+    finally:
+        await client.close()
 
 
 @pytest.fixture

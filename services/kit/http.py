@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 
@@ -63,3 +63,13 @@ def create_http_app(
     for router in routers:
         app.include_router(router)
     return app
+
+
+def service_deps(request: Request) -> Any:
+    """FastAPI dependency: the running service's dependencies (its store, clock, settings...)."""
+    return request.app.state.service.deps
+
+
+def service_of(request: Request) -> EventService[Any]:
+    """FastAPI dependency: the running `EventService` (to publish facts from an operator command)."""
+    return request.app.state.service

@@ -73,14 +73,15 @@ def to_records(
 
 
 def _record_to_document(record: KafkaRecord) -> dict[str, object]:
-    return {"key": record.key, "value": record.value, "headers": [[k, v] for k, v in record.headers]}
+    # Headers as documents, not pairs: FerretDB v1 does not store nested arrays.
+    return {"key": record.key, "value": record.value, "headers": [{"name": k, "value": v} for k, v in record.headers]}
 
 
 def _document_to_record(document: dict) -> KafkaRecord:
     return KafkaRecord(
         key=bytes(document["key"]) if document["key"] is not None else None,
         value=bytes(document["value"]),
-        headers=[(k, bytes(v)) for k, v in document["headers"]],
+        headers=[(h["name"], bytes(h["value"])) for h in document["headers"]],
     )
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import inspect
 import json
 import logging
@@ -158,6 +159,25 @@ def dead_letter_record(
     return KafkaRecord(key=record.key, value=value, headers=[(k, v.encode()) for k, v in headers.items()])
 
 
+async def _tolerant_parser(record: ConsumerRecord, original_parser: Callable[[Any], Awaitable[Any]]) -> Any:
+    """FastStream's parser decodes every header as UTF-8 and fails otherwise. Parse a copy with
+    undecodable header values replaced, so the message reaches the dead-letter route (which reads
+    the original, untouched record) and its offset is committed like any other."""
+    try:
+        return await original_parser(record)
+    except UnicodeDecodeError:
+        sanitised = [(name, _utf8_or_replacement(value)) for name, value in (record.headers or ())]
+        return await original_parser(dataclasses.replace(record, headers=sanitised))
+
+
+def _utf8_or_replacement(value: bytes | None) -> bytes:
+    try:
+        (value or b"").decode()
+        return value or b""
+    except UnicodeDecodeError:
+        return "\ufffd".encode()
+
+
 class _DeadLetterRoute:
     """FastStream middleware factory; one `_DeadLetterMiddleware` is made per message."""
 
@@ -283,6 +303,7 @@ class EventService(Generic[Deps]):
                 ack_policy=AckPolicy.NACK_ON_ERROR,
                 max_poll_interval_ms=self.settings.max_poll_interval_ms,
                 title=f"{topic}:{self.name}",
+                parser=_tolerant_parser,
             )
         return self._subscribers[topic]
 
@@ -348,7 +369,7 @@ class EventService(Generic[Deps]):
         letter = dead_letter_record(record, service=self.name, reason=reason, detail=detail, now=self.clock.now())
         headers = {name: value.decode() for name, value in letter.headers}
         log.warning(
-            "dead-lettered a message",
+            "dead-lettered a message from %s: %s: %s", record.topic, reason, redact(detail)[:300],
             extra={"reason": reason, "detail": redact(detail)[:500], "topic": record.topic,
                    "partition": record.partition, "offset": record.offset},
         )

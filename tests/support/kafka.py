@@ -102,12 +102,13 @@ class TopicReader:
 
     async def __aenter__(self) -> TopicReader:
         await self._consumer.start()
-        partitions = self._consumer.partitions_for_topic(self.topic)
         deadline = time.monotonic() + 30
-        while not partitions and time.monotonic() < deadline:
-            await self._consumer.force_metadata_update() if hasattr(self._consumer, "force_metadata_update") else None
+        while True:
+            cluster = await self._consumer._client.fetch_all_metadata()
+            partitions = cluster.partitions_for_topic(self.topic)
+            if partitions or time.monotonic() > deadline:
+                break
             await asyncio.sleep(0.2)
-            partitions = self._consumer.partitions_for_topic(self.topic)
         if not partitions:
             raise RuntimeError(f"topic {self.topic} does not exist")
         assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
