@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.support import partners
 from tests.support.servers import ServerProvider, Servers
 
 _provider = ServerProvider()
@@ -24,6 +25,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if os.environ.get("MYNUMBER_TESTS_NO_SERVERS"):
         return
     _servers = _provider.start()
+    partners.MONGODB_URL = _servers.mongodb_url
     print(f"\nReal servers ({_servers.origin}): Kafka {_servers.kafka_bootstrap}, MongoDB {_servers.mongodb_url}")
 
 
@@ -94,6 +96,8 @@ def settings_for(servers: Servers, namespace: str) -> Callable[..., Any]:
             "mongodb_url": servers.mongodb_url,
             "topic_namespace": namespace,
             "database": f"{namespace}_{service}",
+            "partner_registry_database": partners.registry_database(namespace),
+            "partner_cache_seconds": 0.5,
         }
         values.update(overrides)
         return settings_class(**values)

@@ -44,10 +44,12 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
+from .audit import AuditTrail
 from .clock import Clock
 from .idempotency import IdempotencyGuard, ReceivedEvent, ReusedEventId, content_digest, to_records
 from .metrics import ServiceMetrics
 from .redaction import redact
+from .security import PartnerRegistry, PartnerVerifier, Quarantined, QuarantineReason
 from .settings import ServiceSettings
 from .store import is_transient, retry_transient
 
@@ -217,6 +219,11 @@ class _DeadLetterMiddleware(BaseMiddleware):
         if is_transient(exc_val):
             return False  # not ours to swallow: the message is redelivered (nack)
         record: ConsumerRecord = self.msg
+        if isinstance(exc_val, ReusedEventId):
+            exc_val = Quarantined(QuarantineReason.REPLAYED_EVENT_ID, str(exc_val))
+        if isinstance(exc_val, Quarantined):
+            await self.service.quarantine(record, exc_val.reason, exc_val.detail)
+            return True
         reason, detail = classify_failure(exc_val, record.headers or ())
         await self.service.dead_letter(record, reason, detail)
         return True  # handled: the acknowledgement middleware commits the offset
@@ -234,7 +241,6 @@ class EventService(Generic[Deps]):
         clock: Clock,
         deps: Deps,
         registry: CollectorRegistry | None = None,
-        security: Callable[[Envelope, ConsumerRecord], Awaitable[None]] | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
@@ -244,7 +250,12 @@ class EventService(Generic[Deps]):
         self.topics = topics.for_service(name, settings.topic_namespace)
         self.metrics = ServiceMetrics(name, registry or CollectorRegistry())
         self.guard = IdempotencyGuard(database, service=name, clock=clock)
-        self._security = security
+        self.audit = AuditTrail(database)
+        self.partners = PartnerRegistry(
+            database.client[settings.partner_registry_database], cache_seconds=settings.partner_cache_seconds
+        )
+        self._verifier = PartnerVerifier(self.partners) if settings.require_signatures else None
+        self.quarantine_topic = topics.quarantine_topic(settings.topic_namespace)
         self.broker = KafkaBroker(
             settings.kafka_bootstrap_servers,
             acks="all",
@@ -271,6 +282,15 @@ class EventService(Generic[Deps]):
                 "Messages this service could not process: the original key and value bytes, the original "
                 "headers in dlq_original_headers (JSON, base64 values), and dlq_reason, dlq_detail, "
                 "dlq_source_topic, dlq_partition, dlq_offset, dlq_time."
+            ),
+            schema=bytes,
+        )
+        self.quarantine_publisher = self.broker.publisher(
+            self.quarantine_topic,
+            title=f"{self.quarantine_topic}:publish",
+            description=(
+                "Partner events that failed the security checks (unsigned, unknown or retired key, bad signature, "
+                "not authorised, replayed event id). Same layout as a dead-letter record."
             ),
             schema=bytes,
         )
@@ -338,9 +358,9 @@ class EventService(Generic[Deps]):
     # -- hooks ----------------------------------------------------------------------------
 
     async def before_processing(self, envelope: Envelope, record: ConsumerRecord) -> None:
-        """Security checks on partner requests (signatures, authorisation) plug in here."""
-        if self._security is not None and record.topic == self.topics.requests:
-            await self._security(envelope, record)
+        """Partner requests must be signed by a registered partner allowed to publish their type."""
+        if self._verifier is not None and record.topic == self.topics.requests:
+            await self._verifier(envelope, record)
 
     # -- output ---------------------------------------------------------------------------
 
@@ -379,12 +399,35 @@ class EventService(Generic[Deps]):
         )
         self.metrics.dead_lettered(reason)
 
+    async def quarantine(self, record: ConsumerRecord, reason: str, detail: str) -> None:
+        letter = dead_letter_record(record, service=self.name, reason=reason, detail=detail, now=self.clock.now())
+        headers = {name: value.decode() for name, value in letter.headers}
+        source = _original_header(record, "ce_source")
+        log.warning("quarantined a partner event from %s: %s: %s", source or "unknown source", reason, redact(detail)[:300])
+        await retry_transient(
+            lambda: self.quarantine_publisher.publish(letter.value, key=letter.key, headers=headers), what="quarantine"
+        )
+        await retry_transient(
+            lambda: self.audit.record(
+                at=self.clock.now(),
+                actor=source or "unknown",
+                action="security.quarantine",
+                reason=f"{reason}: {detail}",
+                details={"topic": record.topic, "partition": record.partition, "offset": record.offset,
+                         "ce_id": _original_header(record, "ce_id"), "ce_type": _original_header(record, "ce_type")},
+                audit_id=f"quarantine:{record.topic}:{record.partition}:{record.offset}",
+            ),
+            what="audit quarantine",
+        )
+        self.metrics.quarantined(reason)
+
     def synthetic_cause(self, cause_id: str, event_type: str = "jp.mynumber.operations.sweep.v1") -> Envelope:
         return Envelope(id=cause_id, source=f"service/{self.name}", type=event_type, time=self.clock.now())
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        await retry_transient(self.audit.ensure_indexes, what="audit indexes")
         await retry_transient(self._ensure_topics, what="create topics")
         await self.broker.start()
 
@@ -393,7 +436,7 @@ class EventService(Generic[Deps]):
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
         from aiokafka.errors import TopicAlreadyExistsError
 
-        wanted = {*self.topics.all(), *self._subscribers}
+        wanted = {*self.topics.all(), *self._subscribers, self.quarantine_topic}
         admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
         await admin.start()
         try:
@@ -410,6 +453,13 @@ class EventService(Generic[Deps]):
 
     async def stop(self) -> None:
         await self.broker.stop()
+
+
+def _original_header(record: ConsumerRecord, name: str) -> str | None:
+    for header, value in record.headers or ():
+        if header == name:
+            return (value or b"").decode(errors="replace")
+    return None
 
 
 def _header_text(record: KafkaRecord, name: str) -> str:

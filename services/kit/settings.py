@@ -28,6 +28,9 @@ class ServiceSettings(BaseSettings):
     log_level: str = Field("INFO", description="Log level.")
     retry_max_seconds: float = Field(10.0, description="Longest back-off between retries of a transient failure.")
     max_poll_interval_ms: int = Field(600_000, description="How long one message may take before a rebalance.")
+    require_signatures: bool = Field(True, description="Quarantine partner requests that are not signed by a registered key.")
+    partner_registry_database: str = Field("mynumber_partners", description="Database holding the partner registry.")
+    partner_cache_seconds: float = Field(5.0, description="How long a partner registry entry is cached.")
     topic_replication_factor: int = Field(1, description="Replication factor of topics the service creates (3 on a cluster).")
 
     def database_name(self, service: str) -> str:

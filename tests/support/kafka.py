@@ -12,6 +12,9 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from mynumber_contracts import Event, KafkaRecord, encode_event, topics
+from mynumber_contracts.signing import sign_record
+
+from tests.support import partners
 
 
 async def create_topics(bootstrap: str, names: Sequence[str], partitions: int = topics.PARTITIONS) -> None:
@@ -29,11 +32,11 @@ async def create_topics(bootstrap: str, names: Sequence[str], partitions: int = 
 class PartnerPublisher:
     """Publishes partner requests the way an agency would, with a plain aiokafka producer."""
 
-    def __init__(self, bootstrap: str, namespace: str, source: str = "municipality/131016") -> None:
+    def __init__(self, bootstrap: str, namespace: str, source: str = "municipality/131016", *, signed: bool = True) -> None:
         self.bootstrap = bootstrap
         self.namespace = namespace
         self.source = source
-        self.sign: Callable[[KafkaRecord], KafkaRecord] | None = None
+        self.signed = signed  # partners sign every event; unsigned only to test the quarantine
         self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
                                           max_request_size=4 * 1024 * 1024)
 
@@ -46,9 +49,13 @@ class PartnerPublisher:
 
     def record(self, payload: Event, *, subject: str, event_id: str | None = None, source: str | None = None,
                time: datetime | None = None) -> KafkaRecord:
-        record = encode_event(payload, source=source or self.source, key=topics.ordering_key(subject),
+        source = source or self.source
+        record = encode_event(payload, source=source, key=topics.ordering_key(subject),
                               event_id=event_id or str(uuid.uuid4()), time=time or datetime.now(UTC))
-        return self.sign(record) if self.sign else record
+        if not self.signed or source.startswith("service/"):
+            return record  # services' own facts are not partner-signed
+        key, key_id = partners.ensure_registered(self.namespace, source)
+        return sign_record(record, key, key_id)
 
     async def send(self, payload: Event, *, subject: str, event_id: str | None = None,
                    source: str | None = None) -> KafkaRecord:
@@ -60,8 +67,19 @@ class PartnerPublisher:
         await self._producer.send_and_wait(topic, record.value, key=record.key, headers=record.headers)
 
     async def send_raw(self, topic: str, value: bytes | None, *, key: bytes | None = None,
-                       headers: Sequence[tuple[str, bytes]] = ()) -> None:
-        await self._producer.send_and_wait(topic, value, key=key, headers=list(headers))
+                       headers: Sequence[tuple[str, bytes]] = ()) -> list[tuple[str, bytes]]:
+        """Send arbitrary bytes. Like a real partner, it signs whatever it sends (garbage included)
+        when the headers carry the attributes a signature covers; returns the headers sent."""
+        headers = list(headers)
+        source = dict(headers).get("ce_source")
+        if self.signed and source is not None:
+            try:
+                key_pair = partners.ensure_registered(self.namespace, source.decode())
+                headers = sign_record(KafkaRecord(key, value or b"", headers), *key_pair).headers
+            except (ValueError, UnicodeDecodeError):
+                pass  # a signed attribute is missing or unreadable: the envelope check rejects it first
+        await self._producer.send_and_wait(topic, value, key=key, headers=headers)
+        return headers
 
 
 @dataclass

@@ -1,0 +1,132 @@
+"""Partner authentication and authorisation, checked before any handler runs.
+
+Every event on a service's request topic must be signed by a key registered for its
+`ce_source` in the partner registry, and that partner must be allowed to publish its
+`ce_type`. Anything else is quarantined: written to the quarantine topic and to the
+security audit trail with the reason, never processed, and the consumer keeps going.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from aiokafka import ConsumerRecord
+from mynumber_contracts import Envelope
+from mynumber_contracts.partners import KeyStatus, Partner, PartnerKey, PartnerType
+from mynumber_contracts.signing import public_key_from_text, verify_signature
+from pymongo.asynchronous.database import AsyncDatabase
+
+
+class QuarantineReason:
+    UNSIGNED = "unsigned"
+    UNKNOWN_KEY = "unknown_key"
+    RETIRED_KEY = "retired_key"
+    BAD_SIGNATURE = "bad_signature"
+    NOT_AUTHORISED = "not_authorised"
+    NO_DELEGATION = "no_delegation"
+    REPLAYED_EVENT_ID = "replayed_event_id"
+
+
+class Quarantined(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class PartnerRegistry:
+    """The registry of partner agencies, kept in its own small database.
+
+    Operators manage it with `mynumber partners ...`; every service reads it. Entries are
+    cached for `cache_seconds`; an unknown key id bypasses the cache, so a key rotated in
+    works at once.
+    """
+
+    COLLECTION = "partners"
+
+    def __init__(self, database: AsyncDatabase, *, cache_seconds: float = 5.0) -> None:
+        self._partners = database[self.COLLECTION]
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, Partner | None]] = {}
+
+    async def get(self, partner_id: str, *, fresh: bool = False) -> Partner | None:
+        cached = self._cache.get(partner_id)
+        if cached and not fresh and time.monotonic() - cached[0] < self._cache_seconds:
+            return cached[1]
+        document = await self._partners.find_one({"_id": partner_id})
+        partner = Partner.model_validate({**document, "partner_id": document["_id"]}) if document else None
+        self._cache[partner_id] = (time.monotonic(), partner)
+        return partner
+
+    async def save(self, partner: Partner) -> None:
+        document = partner.model_dump(mode="json", exclude={"partner_id"})
+        await self._partners.replace_one({"_id": partner.partner_id}, document, upsert=True)
+        self._cache.pop(partner.partner_id, None)
+
+    async def add_key(self, partner_id: str, key_id: str, public_key: str) -> None:
+        key = PartnerKey(key_id=key_id, public_key=public_key, added_at=datetime.now(UTC))
+        await self._partners.update_one(
+            {"_id": partner_id, "keys.key_id": {"$ne": key_id}}, {"$push": {"keys": key.model_dump(mode="json")}}
+        )
+        self._cache.pop(partner_id, None)
+
+    async def retire_key(self, partner_id: str, key_id: str) -> bool:
+        partner = await self.get(partner_id, fresh=True)
+        if partner is None or partner.key(key_id) is None:
+            return False
+        keys = [k.model_copy(update={"status": KeyStatus.retired}) if k.key_id == key_id else k for k in partner.keys]
+        await self.save(partner.model_copy(update={"keys": keys}))
+        return True
+
+    async def all(self) -> list[Partner]:
+        return [Partner.model_validate({**d, "partner_id": d["_id"]}) async for d in self._partners.find({})]
+
+    async def seed(self, partners: Iterable[Partner]) -> int:
+        count = 0
+        for partner in partners:
+            await self.save(partner)
+            count += 1
+        return count
+
+
+class PartnerVerifier:
+    """Checks one inbound partner event: signature, key status, authorisation."""
+
+    def __init__(self, registry: PartnerRegistry) -> None:
+        self.registry = registry
+
+    async def __call__(self, envelope: Envelope, record: ConsumerRecord) -> Partner:
+        if not envelope.signature or not envelope.signaturekeyid:
+            raise Quarantined(QuarantineReason.UNSIGNED, "the event carries no ce_signature / ce_signaturekeyid")
+        partner = await self.registry.get(envelope.source)
+        key = partner.key(envelope.signaturekeyid) if partner else None
+        if key is None:
+            partner = await self.registry.get(envelope.source, fresh=True)
+            key = partner.key(envelope.signaturekeyid) if partner else None
+        if partner is None:
+            raise Quarantined(QuarantineReason.UNKNOWN_KEY, f"source {envelope.source!r} is not a registered partner")
+        if key is None:
+            raise Quarantined(QuarantineReason.UNKNOWN_KEY, f"key {envelope.signaturekeyid!r} is not registered for {envelope.source!r}")
+        if key.status is not KeyStatus.active:
+            raise Quarantined(QuarantineReason.RETIRED_KEY, f"key {key.key_id!r} of {envelope.source!r} was rotated out")
+        headers = {name: value for name, value in (record.headers or ())}
+        valid = verify_signature(
+            public_key=public_key_from_text(key.public_key),
+            signature_b64=envelope.signature,
+            event_id=envelope.id,
+            event_type=envelope.type,
+            source=envelope.source,
+            time=headers.get("ce_time", b"").decode(),
+            data=record.value or b"",
+        )
+        if not valid:
+            raise Quarantined(QuarantineReason.BAD_SIGNATURE, "the signature does not verify for this content")
+        if not partner.may_publish(envelope.type):
+            raise Quarantined(
+                QuarantineReason.NOT_AUTHORISED, f"{envelope.source!r} ({partner.type}) may not publish {envelope.type}"
+            )
+        if partner.type is PartnerType.post_office and not partner.delegating_municipality:
+            raise Quarantined(QuarantineReason.NO_DELEGATION, f"post office {envelope.source!r} has no delegation")
+        return partner
