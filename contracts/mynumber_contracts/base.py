@@ -54,6 +54,8 @@ class PartnerRequest(Event):
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
     stream: ClassVar[str] = "requests"
+    # Which partner types may publish this request (values of `partners.PartnerType`).
+    publishers: ClassVar[frozenset[str]] = frozenset()
 
 
 class Fact(Event):

@@ -72,3 +72,15 @@ class Partner(BaseModel):
 
     def may_publish(self, event_type: str) -> bool:
         return "*" in self.allowed_event_types or event_type in self.allowed_event_types
+
+
+def default_permissions(partner_type: PartnerType) -> list[str]:
+    """The request types a partner of this type may publish, as the contracts declare them
+    (each request model lists its `publishers`)."""
+    from .base import catalogue
+
+    return sorted(
+        event_type
+        for event_type, model in catalogue().items()
+        if model.stream == "requests" and partner_type in getattr(model, "publishers", frozenset())
+    )
