@@ -1,0 +1,139 @@
+"""The licensing HTTP API: the roadside check, and look-ups for the police and the transport bureaus."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from fastapi import APIRouter, Depends, HTTPException
+from mynumber_contracts.licensing import CardNumber, HolderChoice, LicenceClass, LicenceNumber, VehicleId
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from services.kit.http import service_deps
+
+from . import domain
+from .domain import CardStatus, RoadsideStatus, japan_date
+from .handlers import LicensingDeps
+
+router = APIRouter()
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class NotFound(_Response):
+    detail: str
+
+
+class RoadsideCheckRequest(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    card_number: CardNumber
+    at: AwareDatetime | None = Field(default=None, description="When to check; defaults to now.")
+
+
+class RoadsideCheckResult(_Response):
+    card_number: str
+    checked_at: datetime = Field(description="The moment checked (given or now).")
+    checked_on: date = Field(description="The Japan date the licence was checked for.")
+    valid: bool = Field(description="True when the holder may drive on this licence now.")
+    status: RoadsideStatus = Field(description="Why the licence is or is not valid.")
+    card_status: CardStatus | None = Field(description="The card's status on that date; absent for an unknown card.")
+    licence_number: str | None = None
+    classes: list[LicenceClass] = Field(default_factory=list)
+    conditions: list[str] = Field(default_factory=list)
+    issued_on: date | None = None
+    expires_on: date | None = Field(default=None, description="Shown here because it is not printed on the card.")
+    suspended_until: date | None = Field(default=None, description="Last day of a suspension in force.")
+
+
+class LicenceRecord(_Response):
+    person_ref: str
+    licence_number: str
+    holder_choice: HolderChoice
+    card_number: str | None = Field(description="The card the licence is recorded on.")
+    re_recording_card_number: str | None = Field(description="A new card the police still have to record it on.")
+    issued_on: date
+    expires_on: date
+    classes: list[LicenceClass]
+    conditions: list[str]
+    photo_ref: str
+    address: str | None = Field(description="The address on the licence record.")
+    suspended_from: date | None
+    suspended_until: date | None
+    revoked_on: date | None
+
+
+class OwnershipRecord(_Response):
+    person_ref: str
+    card_number: str
+    registration_number: str
+    owned_from: date
+    owned_until: date | None
+
+
+class VehicleRecord(_Response):
+    vehicle_id: str
+    owner: OwnershipRecord = Field(description="The current owner.")
+    owners: list[OwnershipRecord] = Field(description="Every owner, oldest first.")
+
+
+class FeeSchedule(_Response):
+    new: dict[HolderChoice, int] = Field(description="Yen for a new licence, by holder choice.")
+    renewal: dict[HolderChoice, int] = Field(description="Yen for a renewal, by holder choice.")
+    re_recording: int = Field(description="Yen to record a valid licence on a reissued card.")
+
+
+_NOT_FOUND = {404: {"model": NotFound}}
+
+
+@router.post(
+    "/roadside-checks", response_model=RoadsideCheckResult, tags=["police"],
+    summary="Roadside check: is the licence recorded on this card valid now (or at `at`)?",
+)
+async def roadside_check(request: RoadsideCheckRequest, deps: LicensingDeps = Depends(service_deps)) -> RoadsideCheckResult:
+    # POST, so the card number stays out of URLs and access logs.
+    at = request.at or deps.clock.now()
+    day = japan_date(at)
+    verdict = domain.roadside_check(
+        await deps.store.card(request.card_number), await deps.store.licence_for_card(request.card_number), day
+    )
+    licence = verdict.licence
+    return RoadsideCheckResult(
+        card_number=request.card_number, checked_at=at, checked_on=day, valid=verdict.valid, status=verdict.status,
+        card_status=verdict.card_status,
+        licence_number=licence.licence_number if licence else None,
+        classes=licence.classes if licence else [],
+        conditions=licence.conditions if licence else [],
+        issued_on=licence.issued_on if licence else None,
+        expires_on=licence.expires_on if licence else None,
+        suspended_until=licence.suspended_until if licence and licence.suspended_on(day) else None,
+    )
+
+
+@router.get(
+    "/licences/{licence_number}", response_model=LicenceRecord, responses=_NOT_FOUND, tags=["police"],
+    summary="The licence on record: its holder's choice, card, dates, classes, conditions and address.",
+)
+async def licence(licence_number: LicenceNumber, deps: LicensingDeps = Depends(service_deps)) -> LicenceRecord:
+    found = await deps.store.licence_by_number(licence_number)
+    if found is None:
+        raise HTTPException(404, "no licence with this number is on record")
+    return LicenceRecord.model_validate(found.model_dump())
+
+
+@router.get(
+    "/vehicles/{vehicle_id}", response_model=VehicleRecord, responses=_NOT_FOUND, tags=["transport bureaus"],
+    summary="A registered vehicle: its current owner and its ownership history.",
+)
+async def vehicle(vehicle_id: VehicleId, deps: LicensingDeps = Depends(service_deps)) -> VehicleRecord:
+    found = await deps.store.vehicle(vehicle_id)
+    if found is None:
+        raise HTTPException(404, "no vehicle with this id is registered")
+    owners = [OwnershipRecord.model_validate(o.model_dump()) for o in found.owners]
+    return VehicleRecord(vehicle_id=found.vehicle_id, owner=owners[-1], owners=owners)
+
+
+@router.get("/fees", response_model=FeeSchedule, tags=["police"], summary="The fee table in force (from the settings).")
+async def fees(deps: LicensingDeps = Depends(service_deps)) -> FeeSchedule:
+    return FeeSchedule(new=dict(deps.fees.new), renewal=dict(deps.fees.renewal), re_recording=deps.fees.re_recording)

@@ -1,0 +1,266 @@
+"""Licensing use cases: load from the store, let the domain decide, save, return the facts.
+
+Police and transport-bureau requests arrive on the licensing request topic; the card and
+resident facts come from the enrollment fact topic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date
+
+from mynumber_contracts import Fact
+from mynumber_contracts.enrollment import (
+    CardExpired,
+    CardIssued,
+    CardReissued,
+    CardResumed,
+    CardReturned,
+    CardRevoked,
+    CardSuspended,
+    ResidentAttributesChanged,
+    ResidentMovedAbroad,
+    ResidentRegistered,
+)
+from mynumber_contracts.licensing import (
+    CardUnusableReason,
+    RecordLicence,
+    RecordLicenceOnNewCard,
+    RegisterVehicle,
+    RevokeLicence,
+    SuspendLicence,
+    TransferVehicle,
+)
+
+from services.kit.clock import Clock, today
+from services.kit.messaging import HandlerContext, HandlerRegistry
+from services.kit.people import PersonReferences
+
+from . import domain
+from .domain import Card, CardStatus, Decision, FeeTable, japan_date
+from .store import LicensingStore, retry_on_conflict
+
+
+@dataclass(frozen=True)
+class LicensingDeps:
+    store: LicensingStore
+    people: PersonReferences
+    fees: FeeTable
+    clock: Clock  # for the HTTP API; use cases take the clock from their context
+
+
+Context = HandlerContext[LicensingDeps]
+handlers = HandlerRegistry()
+
+
+async def _apply(decision: Decision, save: Callable[[object], Awaitable[object]]) -> list[Fact]:
+    if decision.saved is not None:
+        await save(decision.saved)
+    return decision.facts
+
+
+async def _holder(event: RecordLicence | RecordLicenceOnNewCard, deps: LicensingDeps) -> domain.Holder | Decision:
+    """The holder the police named, with the card they named or, failing that, the holder's active card."""
+    number_ref = deps.people.for_number(event.my_number) if event.my_number is not None else None
+    if event.card_number is not None:
+        card = await deps.store.card(event.card_number)
+    else:
+        card = await deps.store.active_card_of(number_ref)
+    return domain.identify_holder(event, number_ref=number_ref, card=card)
+
+
+# --- the police ---------------------------------------------------------------------------------
+
+
+@handlers.handles(RecordLicence)
+async def record_licence(event: RecordLicence, ctx: Context) -> list[Fact]:
+    store = ctx.deps.store
+
+    async def decide() -> list[Fact]:
+        holder = await _holder(event, ctx.deps)
+        if isinstance(holder, Decision):
+            return holder.facts
+        number_holder = await store.licence_by_number(event.licence_number)
+        decision = domain.record_licence(
+            event, holder,
+            current=await store.licence_of(holder.person_ref),
+            number_holder=number_holder.person_ref if number_holder else None,
+            address=await store.address_of(holder.person_ref),
+            fees=ctx.deps.fees, today=today(ctx.clock),
+        )
+        return await _apply(decision, store.save_licence)
+
+    return await retry_on_conflict(decide)
+
+
+@handlers.handles(RecordLicenceOnNewCard)
+async def record_licence_on_new_card(event: RecordLicenceOnNewCard, ctx: Context) -> list[Fact]:
+    store = ctx.deps.store
+
+    async def decide() -> list[Fact]:
+        holder = await _holder(event, ctx.deps)
+        if isinstance(holder, Decision):
+            return holder.facts
+        decision = domain.record_licence_on_new_card(
+            event, holder, licence=await store.licence_by_number(event.licence_number), fees=ctx.deps.fees,
+            today=today(ctx.clock),
+        )
+        return await _apply(decision, store.save_licence)
+
+    return await retry_on_conflict(decide)
+
+
+@handlers.handles(SuspendLicence)
+async def suspend_licence(event: SuspendLicence, ctx: Context) -> list[Fact]:
+    store = ctx.deps.store
+
+    async def decide() -> list[Fact]:
+        decision = domain.suspend_licence(event, await store.licence_by_number(event.licence_number))
+        return await _apply(decision, store.save_licence)
+
+    return await retry_on_conflict(decide)
+
+
+@handlers.handles(RevokeLicence)
+async def revoke_licence(event: RevokeLicence, ctx: Context) -> list[Fact]:
+    store = ctx.deps.store
+
+    async def decide() -> list[Fact]:
+        decision = domain.revoke_licence(event, await store.licence_by_number(event.licence_number))
+        return await _apply(decision, store.save_licence)
+
+    return await retry_on_conflict(decide)
+
+
+# --- the transport bureaus ------------------------------------------------------------------------
+
+
+@handlers.handles(RegisterVehicle)
+async def register_vehicle(event: RegisterVehicle, ctx: Context) -> list[Fact]:
+    store = ctx.deps.store
+
+    async def decide() -> list[Fact]:
+        decision = domain.register_vehicle(
+            event, await store.card(event.owner_card_number), await store.vehicle(event.vehicle_id)
+        )
+        return await _apply(decision, store.save_vehicle)
+
+    return await retry_on_conflict(decide)
+
+
+@handlers.handles(TransferVehicle)
+async def transfer_vehicle(event: TransferVehicle, ctx: Context) -> list[Fact]:
+    store = ctx.deps.store
+
+    async def decide() -> list[Fact]:
+        decision = domain.transfer_vehicle(
+            event, await store.card(event.new_owner_card_number), await store.vehicle(event.vehicle_id)
+        )
+        return await _apply(decision, store.save_vehicle)
+
+    return await retry_on_conflict(decide)
+
+
+# --- enrollment: the card lifecycle ------------------------------------------------------------------
+
+
+@handlers.handles(CardIssued)
+async def card_issued(event: CardIssued, ctx: Context) -> list[Fact]:
+    store = ctx.deps.store
+    await store.save_card(Card(card_number=event.card_number, person_ref=event.person_ref, status=CardStatus.active,
+                               issued_on=event.issued_on, expires_on=event.expires_on))
+
+    async def decide() -> list[Fact]:
+        licence = await store.licence_of(event.person_ref)
+        licence_card = await store.card(licence.card_number) if licence and licence.card_number else None
+        decision = domain.card_issued(licence, licence_card, event.card_number, today(ctx.clock))
+        return await _apply(decision, store.save_licence)
+
+    return await retry_on_conflict(decide)
+
+
+@handlers.handles(CardReissued)
+async def card_reissued(event: CardReissued, ctx: Context) -> list[Fact]:
+    store = ctx.deps.store
+    await store.set_card_status(event.previous_card_number, CardStatus.replaced)
+    await store.save_card(Card(card_number=event.card_number, person_ref=event.person_ref, status=CardStatus.active,
+                               issued_on=event.issued_on, expires_on=event.expires_on))
+
+    async def decide() -> list[Fact]:
+        decision = domain.new_card_for_holder(
+            await store.licence_of(event.person_ref), void_card_number=event.previous_card_number,
+            new_card_number=event.card_number,
+        )
+        return await _apply(decision, store.save_licence)
+
+    return await retry_on_conflict(decide)
+
+
+async def _card_unusable(ctx: Context, person_ref: str, card_number: str, status: CardStatus,
+                         reason: CardUnusableReason, since_day: date) -> list[Fact]:
+    await ctx.deps.store.set_card_status(card_number, status)
+    return domain.card_unusable(await ctx.deps.store.licence_of(person_ref), card_number, reason, since_day)
+
+
+@handlers.handles(CardSuspended)
+async def card_suspended(event: CardSuspended, ctx: Context) -> list[Fact]:
+    return await _card_unusable(ctx, event.person_ref, event.card_number, CardStatus.suspended,
+                                CardUnusableReason.lost, japan_date(event.suspended_at))
+
+
+@handlers.handles(CardRevoked)
+async def card_revoked(event: CardRevoked, ctx: Context) -> list[Fact]:
+    return await _card_unusable(ctx, event.person_ref, event.card_number, CardStatus.revoked,
+                                CardUnusableReason.revoked, japan_date(event.revoked_at))
+
+
+@handlers.handles(CardReturned)
+async def card_returned(event: CardReturned, ctx: Context) -> list[Fact]:
+    return await _card_unusable(ctx, event.person_ref, event.card_number, CardStatus.returned,
+                                CardUnusableReason.returned, japan_date(event.returned_at))
+
+
+@handlers.handles(CardExpired)
+async def card_expired(event: CardExpired, ctx: Context) -> list[Fact]:
+    return await _card_unusable(ctx, event.person_ref, event.card_number, CardStatus.expired,
+                                CardUnusableReason.expired, event.expired_on)
+
+
+@handlers.handles(CardResumed)
+async def card_resumed(event: CardResumed, ctx: Context) -> list[Fact]:
+    await ctx.deps.store.set_card_status(event.card_number, CardStatus.active)
+    return domain.card_found(await ctx.deps.store.licence_of(event.person_ref), event.card_number,
+                             japan_date(event.resumed_at))
+
+
+# --- enrollment: the resident registry (the address and the one-stop change) --------------------------
+
+
+@handlers.handles(ResidentRegistered)
+async def resident_registered(event: ResidentRegistered, ctx: Context) -> list[Fact]:
+    await ctx.deps.store.save_address(event.person_ref, event.attributes.address, today(ctx.clock))
+    return []
+
+
+async def _resident_moved(ctx: Context, person_ref: str, address: str, effective_on: date) -> list[Fact]:
+    store = ctx.deps.store
+    await store.save_address(person_ref, address, effective_on)
+
+    async def decide() -> list[Fact]:
+        decision = domain.address_changed(await store.licence_of(person_ref), address, effective_on)
+        return await _apply(decision, store.save_licence)
+
+    return await retry_on_conflict(decide)
+
+
+@handlers.handles(ResidentAttributesChanged)
+async def resident_attributes_changed(event: ResidentAttributesChanged, ctx: Context) -> list[Fact]:
+    if "address" not in event.changed:
+        return []  # a name change: the name comes from the card itself
+    return await _resident_moved(ctx, event.person_ref, event.attributes.address, event.effective_on)
+
+
+@handlers.handles(ResidentMovedAbroad)
+async def resident_moved_abroad(event: ResidentMovedAbroad, ctx: Context) -> list[Fact]:
+    return await _resident_moved(ctx, event.person_ref, event.attributes.address, event.moved_on)

@@ -1,0 +1,132 @@
+"""The licensing repository: cards (as enrollment told us), residents' addresses, licences and vehicles.
+
+Licences and vehicles are saved whole with an optimistic version check: a police request and
+an enrollment fact about the same person are consumed from different topics at the same time,
+so a stale write is refused (`ConcurrentChange`) and the use case is decided again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import date
+from typing import Any, TypeVar
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from .domain import Card, CardStatus, Licence, Vehicle
+
+T = TypeVar("T")
+
+
+class ConcurrentChange(Exception):
+    """Someone else saved the same licence or vehicle since it was read."""
+
+
+async def retry_on_conflict(operation: Callable[[], Awaitable[T]], *, attempts: int = 5) -> T:
+    """Run a read-decide-save use case again when its save lost a race."""
+    for attempt in range(attempts):
+        try:
+            return await operation()
+        except ConcurrentChange:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _without_id(document: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in document.items() if k != "_id"}
+
+
+class LicensingStore:
+    def __init__(self, database: AsyncDatabase) -> None:
+        self._cards = database["cards"]
+        self._residents = database["residents"]
+        self._licences = database["licences"]
+        self._vehicles = database["vehicles"]
+
+    async def ensure_indexes(self) -> None:
+        await self._cards.create_index([("person_ref", ASCENDING)], name="person_ref")
+        await self._licences.create_index([("licence_number", ASCENDING)], name="licence_number", unique=True)
+        await self._licences.create_index([("card_number", ASCENDING)], name="card_number")
+        await self._licences.create_index([("re_recording_card_number", ASCENDING)], name="re_recording_card_number")
+
+    # -- cards ----------------------------------------------------------------------------------
+
+    async def save_card(self, card: Card) -> None:
+        await self._cards.update_one(
+            {"_id": card.card_number}, {"$set": card.model_dump(mode="json")}, upsert=True
+        )
+
+    async def set_card_status(self, card_number: str, status: CardStatus) -> None:
+        await self._cards.update_one({"_id": card_number}, {"$set": {"status": status.value}})
+
+    async def card(self, card_number: str) -> Card | None:
+        document = await self._cards.find_one({"_id": card_number})
+        return Card.model_validate(_without_id(document)) if document else None
+
+    async def active_card_of(self, person_ref: str) -> Card | None:
+        """The person's newest active card (the one a holder identified only by number carries)."""
+        cursor = self._cards.find({"person_ref": person_ref, "status": CardStatus.active.value})
+        documents = await cursor.sort("issued_on", DESCENDING).limit(1).to_list()
+        return Card.model_validate(_without_id(documents[0])) if documents else None
+
+    # -- residents (the person reference and the address only) ----------------------------------
+
+    async def save_address(self, person_ref: str, address: str, effective_on: date) -> None:
+        await self._residents.update_one(
+            {"_id": person_ref},
+            {"$set": {"address": address, "address_effective_on": effective_on.isoformat()}},
+            upsert=True,
+        )
+
+    async def address_of(self, person_ref: str) -> str | None:
+        document = await self._residents.find_one({"_id": person_ref})
+        return document["address"] if document else None
+
+    # -- licences -------------------------------------------------------------------------------
+
+    async def licence_of(self, person_ref: str) -> Licence | None:
+        return _licence(await self._licences.find_one({"_id": person_ref}))
+
+    async def licence_by_number(self, licence_number: str) -> Licence | None:
+        return _licence(await self._licences.find_one({"licence_number": licence_number}))
+
+    async def licence_for_card(self, card_number: str) -> Licence | None:
+        """The licence recorded on this card, or waiting to be recorded on it."""
+        return _licence(await self._licences.find_one(
+            {"$or": [{"card_number": card_number}, {"re_recording_card_number": card_number}]}
+        ))
+
+    async def save_licence(self, licence: Licence) -> Licence:
+        return await _save_versioned(self._licences, licence.person_ref, licence)
+
+    # -- vehicles -------------------------------------------------------------------------------
+
+    async def vehicle(self, vehicle_id: str) -> Vehicle | None:
+        document = await self._vehicles.find_one({"_id": vehicle_id})
+        return Vehicle.model_validate(_without_id(document)) if document else None
+
+    async def save_vehicle(self, vehicle: Vehicle) -> Vehicle:
+        return await _save_versioned(self._vehicles, vehicle.vehicle_id, vehicle)
+
+
+def _licence(document: dict[str, Any] | None) -> Licence | None:
+    return Licence.model_validate(_without_id(document)) if document else None
+
+
+async def _save_versioned(collection: Any, key: str, entity: T) -> T:
+    """Insert a new entity (version 0) or replace the version that was read; refuse a stale write."""
+    version = entity.version  # type: ignore[attr-defined]
+    document = {**entity.model_dump(mode="json"), "_id": key, "version": version + 1}  # type: ignore[attr-defined]
+    try:
+        if version == 0:
+            await collection.insert_one(document)
+        else:
+            result = await collection.replace_one({"_id": key, "version": version}, document)
+            if result.matched_count == 0:
+                raise ConcurrentChange(f"{key} changed since it was read")
+    except DuplicateKeyError as exc:
+        raise ConcurrentChange(f"{key} was saved by someone else") from exc
+    return entity.model_copy(update={"version": version + 1})  # type: ignore[attr-defined]
