@@ -61,7 +61,7 @@ async def read(kafka: str, service: str, namespace: str = "mynumber", *, timeout
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)
         ends = await consumer.end_offsets(assigned)
-        while any((await consumer.position(tp)) < ends[tp] for tp in assigned):
+        while [tp for tp in assigned if await consumer.position(tp) < ends[tp]]:
             batch = await consumer.getmany(timeout_ms=timeout_ms)
             if not batch:
                 break
