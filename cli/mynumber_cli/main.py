@@ -138,7 +138,8 @@ def _registry():
     from services.kit.security import PartnerRegistry
 
     _, mongodb = endpoints()
-    database = os.environ.get("MYNUMBER_PARTNER_REGISTRY_DATABASE", "mynumber_partners")
+    namespace = os.environ.get("MYNUMBER_TOPIC_NAMESPACE", "mynumber")
+    database = os.environ.get("MYNUMBER_PARTNER_REGISTRY_DATABASE") or f"{namespace}_partners"
     client = AsyncMongoClient(mongodb, serverSelectionTimeoutMS=5000, tz_aware=True)
     return client, PartnerRegistry(client[database], cache_seconds=0)
 

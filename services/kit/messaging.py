@@ -252,7 +252,7 @@ class EventService(Generic[Deps]):
         self.guard = IdempotencyGuard(database, service=name, clock=clock)
         self.audit = AuditTrail(database)
         self.partners = PartnerRegistry(
-            database.client[settings.partner_registry_database], cache_seconds=settings.partner_cache_seconds
+            database.client[settings.partner_registry_database_name()], cache_seconds=settings.partner_cache_seconds
         )
         self._verifier = PartnerVerifier(self.partners) if settings.require_signatures else None
         self.quarantine_topic = topics.quarantine_topic(settings.topic_namespace)

@@ -16,7 +16,7 @@ class ServiceSettings(BaseSettings):
 
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
     mongodb_url: str = Field("mongodb://127.0.0.1:27017/", description="MongoDB (or FerretDB) URL.")
-    database: str = Field("", description="Database name; defaults to mynumber_<service>.")
+    database: str = Field("", description="Database name; defaults to <namespace>_<service>, e.g. mynumber_enrollment.")
     topic_namespace: str = Field("mynumber", description="Prefix of every topic name.")
     consumer_group: str = Field("", description="Kafka consumer group; defaults to <namespace>-<service>.")
     person_ref_key: SecretStr = Field(
@@ -29,12 +29,15 @@ class ServiceSettings(BaseSettings):
     retry_max_seconds: float = Field(10.0, description="Longest back-off between retries of a transient failure.")
     max_poll_interval_ms: int = Field(600_000, description="How long one message may take before a rebalance.")
     require_signatures: bool = Field(True, description="Quarantine partner requests that are not signed by a registered key.")
-    partner_registry_database: str = Field("mynumber_partners", description="Database holding the partner registry.")
+    partner_registry_database: str = Field("", description="Database of the partner registry; defaults to <namespace>_partners.")
     partner_cache_seconds: float = Field(5.0, description="How long a partner registry entry is cached.")
     topic_replication_factor: int = Field(1, description="Replication factor of topics the service creates (3 on a cluster).")
 
     def database_name(self, service: str) -> str:
-        return self.database or f"mynumber_{service}"
+        return self.database or f"{self.topic_namespace}_{service}"
+
+    def partner_registry_database_name(self) -> str:
+        return self.partner_registry_database or f"{self.topic_namespace}_partners"
 
     def group_id(self, service: str) -> str:
         return self.consumer_group or f"{self.topic_namespace}-{service}"
