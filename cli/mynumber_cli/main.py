@@ -288,6 +288,11 @@ def docs() -> None:
 
     for path in documentation.write():
         console.print(f"wrote {path}")
+    try:
+        pages = documentation.write_site()
+    except RuntimeError as problem:
+        raise fail(str(problem)) from None
+    console.print(f"wrote {len(pages)} files to {documentation.SITE}; open {documentation.SITE / 'index.html'}")
 
 
 def run() -> None:  # pragma: no cover - console entry point
