@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 
+from .audit import AuditRecord
 from .messaging import EventService
 
 
@@ -58,6 +59,11 @@ def create_http_app(
             checks["database"] = f"unreachable: {type(exc).__name__}"
         ok = all(value == "ok" for value in checks.values())
         return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503)
+
+    @app.get("/audit/persons/{person_ref}", tags=["operations"], response_model=list[AuditRecord],
+             summary="The append-only audit trail of one person (by person reference), oldest first.")
+    async def audit_for_person(person_ref: str) -> list[AuditRecord]:
+        return await service.audit.for_person(person_ref)
 
     app.mount("/metrics", make_asgi_app(registry=service.metrics.registry))
     for router in routers:

@@ -258,6 +258,7 @@ class EventService(Generic[Deps]):
         self.quarantine_topic = topics.quarantine_topic(settings.topic_namespace)
         self.broker = KafkaBroker(
             settings.kafka_bootstrap_servers,
+            security=settings.kafka_security(),
             acks="all",
             enable_idempotence=True,
             linger_ms=5,
@@ -434,10 +435,10 @@ class EventService(Generic[Deps]):
     async def _ensure_topics(self) -> None:
         """Create this service's topics, and those it reads, with the catalogue's partition count."""
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-        from aiokafka.errors import TopicAlreadyExistsError
+        from aiokafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedError
 
         wanted = {*self.topics.all(), *self._subscribers, self.quarantine_topic}
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        admin = AIOKafkaAdminClient(**self.settings.kafka_client_kwargs())
         await admin.start()
         try:
             missing = wanted - set(await admin.list_topics())
@@ -448,6 +449,8 @@ class EventService(Generic[Deps]):
                     )
                 except TopicAlreadyExistsError:
                     pass  # another instance created it first
+                except TopicAuthorizationFailedError:
+                    log.warning("may not create topics %s: the operators create them", sorted(missing))
         finally:
             await admin.close()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -15,6 +17,8 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MYNUMBER_", extra="ignore")
 
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
+    kafka_username: str = Field("", description="SASL/SCRAM-SHA-512 principal; empty means PLAINTEXT (development).")
+    kafka_password: SecretStr = Field(SecretStr(""), description="Password of the SASL/SCRAM principal.")
     mongodb_url: str = Field("mongodb://127.0.0.1:27017/", description="MongoDB (or FerretDB) URL.")
     database: str = Field("", description="Database name; defaults to <namespace>_<service>, e.g. mynumber_enrollment.")
     topic_namespace: str = Field("mynumber", description="Prefix of every topic name.")
@@ -32,6 +36,26 @@ class ServiceSettings(BaseSettings):
     partner_registry_database: str = Field("", description="Database of the partner registry; defaults to <namespace>_partners.")
     partner_cache_seconds: float = Field(5.0, description="How long a partner registry entry is cached.")
     topic_replication_factor: int = Field(1, description="Replication factor of topics the service creates (3 on a cluster).")
+
+    def kafka_security(self) -> Any:
+        """FastStream's security object for the broker, or None for PLAINTEXT."""
+        if not self.kafka_username:
+            return None
+        from faststream.security import SASLScram512
+
+        return SASLScram512(self.kafka_username, self.kafka_password.get_secret_value(), use_ssl=False)
+
+    def kafka_client_kwargs(self) -> dict[str, Any]:
+        """Connection arguments for plain aiokafka clients (the admin client)."""
+        if not self.kafka_username:
+            return {"bootstrap_servers": self.kafka_bootstrap_servers}
+        return {
+            "bootstrap_servers": self.kafka_bootstrap_servers,
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_plain_username": self.kafka_username,
+            "sasl_plain_password": self.kafka_password.get_secret_value(),
+        }
 
     def database_name(self, service: str) -> str:
         return self.database or f"{self.topic_namespace}_{service}"
