@@ -278,6 +278,24 @@ def dlq_replay(
     console.print(f"replayed #{number} to {letter.source_topic}")
 
 
+# --- demo ----------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    residents: Annotated[int, typer.Option(help="How many residents the simulated day has.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic population and traffic.")] = 2026,
+    keep_running: Annotated[bool, typer.Option(help="Leave the services running afterwards.")] = False,
+) -> None:
+    """The main job: the real stack, the four services, a simulated day of partner traffic, a report."""
+    from . import demo as demo_day
+
+    try:
+        demo_day.main(residents, seed, keep_running)
+    except RuntimeError as problem:
+        raise fail(str(problem)) from None
+
+
 # --- docs ----------------------------------------------------------------------------------
 
 

@@ -1,0 +1,91 @@
+"""The phases of the simulated day, in the order agencies would act."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from mynumber_contracts import encode_event, topics
+from mynumber_contracts.enrollment import ApplyForCard, Channel
+from mynumber_contracts.signing import generate_private_key, sign_record
+
+from . import DemoContext, enrollment_traffic
+
+
+async def municipal_registry(context: DemoContext) -> None:
+    await context.publish("post-office delegations", enrollment_traffic.delegations())
+    await context.publish("residents registered", enrollment_traffic.registrations(context.people))
+    await context.settle()
+
+
+async def card_applications(context: DemoContext) -> None:
+    events = enrollment_traffic.applications(context.people, context.today, context.rng)
+    await context.publish("card applications (3 channels)", events)
+    await context.settle()
+
+
+async def lost_cards(context: DemoContext) -> None:
+    issued = {fact["person_ref"] for fact in await _facts(context, "jp.mynumber.enrollment.card_issued.v1")}
+    holders = [p for p in context.people if context.notes.setdefault("refs", {}).get(p.digits) in issued] or context.people
+    await context.publish("lost cards, found again or reissued",
+                          enrollment_traffic.lost_and_reissued(holders, context.today, context.rng))
+    await context.settle()
+
+
+async def malformed_and_forged(context: DemoContext) -> None:
+    """What a bad day also brings: broken messages, and events no real partner signed."""
+    task = context.progress.add_task("malformed and forged events", total=6)
+    requests = topics.for_service("enrollment", context.namespace).requests
+    sample = ApplyForCard(application_id="forged-1", channel=Channel.municipal_office, office_id="municipality/131016",
+                          my_number="123456789018", applied_on=context.today, photo_ref="photo://x")
+    good = context.publisher.record(enrollment_traffic.Outgoing(sample, "municipality/131016", "forged"))
+    headers = dict(good.headers)
+    await context.publisher.send_raw(requests, b"\x00\xff not json at all", _resign(context, good.headers, b"\x00\xff not json at all"))
+    broken = json.dumps({"application_id": "x", "channel": "by_pigeon"}).encode()
+    await context.publisher.send_raw(requests, broken, _resign(context, good.headers, broken))
+    await context.publisher.send_raw(requests, good.value, [(k, v) for k, v in good.headers if k != "ce_type"])
+    unsigned = encode_event(sample, source="municipality/131016", key=b"k", event_id=str(uuid.uuid4()))
+    await context.publisher.send_raw(requests, unsigned.value, unsigned.headers)
+    forged = sign_record(encode_event(sample, source="municipality/131016", key=b"k", event_id=str(uuid.uuid4())),
+                         generate_private_key(), "municipality/131016#1")
+    await context.publisher.send_raw(requests, forged.value, forged.headers)
+    tampered = good.value.replace(b"forged-1", b"forged-2")
+    await context.publisher.send_raw(requests, tampered, list(headers.items()))
+    context.progress.update(task, completed=6)
+    await context.settle()
+
+
+def _resign(context: DemoContext, headers, value: bytes):
+    from mynumber_contracts import KafkaRecord
+
+    record = KafkaRecord(None, value, [(k, v) for k, v in headers if k not in ("ce_signature", "ce_signaturekeyid", "ce_id")]
+                         + [("ce_id", str(uuid.uuid4()).encode())])
+    key = context.publisher._keys["municipality/131016"]
+    return sign_record(record, key, "municipality/131016#1").headers  # type: ignore[arg-type]
+
+
+async def _facts(context: DemoContext, event_type: str) -> list[dict]:
+    from .runner import read_everything
+
+    contents = await read_everything(context.kafka, context.namespace)
+    _remember_person_refs(context)
+    return contents.of(event_type)
+
+
+def _remember_person_refs(context: DemoContext) -> None:
+    """The demo plays the operator: with the development key it can tell whose reference is whose."""
+    if "refs" in context.notes and context.notes["refs"]:
+        return
+    from services.kit.people import PersonReferences
+    from services.kit.settings import ServiceSettings
+
+    people = PersonReferences(ServiceSettings().person_ref_key.get_secret_value())
+    context.notes["refs"] = {p.digits: people.for_number(p.number) for p in context.people}
+
+
+PHASES = [
+    ("resident registry", municipal_registry),
+    ("card applications", card_applications),
+    ("lost cards", lost_cards),
+    ("malformed and forged", malformed_and_forged),
+]
