@@ -1,0 +1,132 @@
+"""Kafka authentication and ACLs on the native secure node: a service runs with its own
+SCRAM principal, every principal may write only its own topics, and an unauthenticated
+client cannot connect."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import date
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
+from mynumber_cli import acls, native_stack
+from mynumber_contracts import MyNumber, ResidentAttributes, Sex, check_digit, topics
+from mynumber_contracts.enrollment import RegisterResident, ResidentRegistered
+
+from services.kit.clock import SystemClock
+from services.kit.messaging import EventService
+from services.kit.people import PersonReferences
+from services.kit.settings import ServiceSettings
+from services.kit.store import connect
+from tests.kit.test_envelope_dead_letter_idempotency import ProbeDeps, handlers
+from tests.support import partners
+from tests.support.kafka import PartnerPublisher, TopicReader
+
+NAMESPACE = f"acl{uuid.uuid4().hex[:8]}"
+PASSWORDS = {"svc-enrollment": uuid.uuid4().hex, "municipality-131016": uuid.uuid4().hex}
+
+
+@pytest.fixture(scope="module")
+def secure(servers) -> Iterator[native_stack.StackEndpoints]:
+    if servers.origin != "native":
+        pytest.skip("the secure Kafka node is part of the native stack; this run uses servers from "
+                    f"{servers.origin}, where the docker-compose production profile covers ACLs")
+    endpoints = native_stack.up(secure=True)
+    try:
+        asyncio.run(_create_topics(endpoints))
+        acls.apply(acls.service_grant("enrollment", NAMESPACE), PASSWORDS["svc-enrollment"])
+        acls.apply(acls.Grant("municipality-131016", write=(topics.for_service("enrollment", NAMESPACE).requests,)),
+                   PASSWORDS["municipality-131016"])
+        yield endpoints
+    finally:
+        native_stack.down(secure=True)
+
+
+async def _create_topics(endpoints: native_stack.StackEndpoints) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    names = [*topics.all_topics(NAMESPACE)]
+    admin = AIOKafkaAdminClient(**endpoints.kafka_admin_client_kwargs())
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, num_partitions=topics.PARTITIONS, replication_factor=1) for n in names])
+    finally:
+        await admin.close()
+
+
+def scram(endpoints: native_stack.StackEndpoints, principal: str) -> dict[str, Any]:
+    return {"bootstrap_servers": endpoints.kafka_bootstrap, "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": principal,
+            "sasl_plain_password": PASSWORDS[principal]}
+
+
+async def publish(client: dict[str, Any], topic: str) -> None:
+    producer = AIOKafkaProducer(request_timeout_ms=10_000, **client)
+    await asyncio.wait_for(producer.start(), 30)
+    try:
+        await asyncio.wait_for(producer.send_and_wait(topic, b"{}"), 30)
+    finally:
+        await producer.stop()
+
+
+async def test_a_partner_may_write_only_its_request_topic(secure):
+    municipality = scram(secure, "municipality-131016")
+    await publish(municipality, topics.for_service("enrollment", NAMESPACE).requests)
+    for forbidden in (topics.for_service("enrollment", NAMESPACE).facts, topics.for_service("insurance", NAMESPACE).requests,
+                      topics.quarantine_topic(NAMESPACE)):
+        with pytest.raises(TopicAuthorizationFailedError):
+            await publish(municipality, forbidden)
+
+
+async def test_a_service_may_not_write_another_services_facts(secure):
+    with pytest.raises(TopicAuthorizationFailedError):
+        await publish(scram(secure, "svc-enrollment"), topics.for_service("insurance", NAMESPACE).facts)
+    with pytest.raises(TopicAuthorizationFailedError):
+        await publish(scram(secure, "svc-enrollment"), topics.for_service("enrollment", NAMESPACE).requests)
+
+
+async def test_an_unauthenticated_client_cannot_connect(secure):
+    with pytest.raises(KafkaConnectionError):
+        await publish({"bootstrap_servers": secure.kafka_bootstrap}, topics.for_service("enrollment", NAMESPACE).requests)
+
+
+@pytest.fixture
+async def service_on_secure_broker(secure, servers) -> AsyncIterator[EventService[ProbeDeps]]:
+    settings = ServiceSettings(
+        kafka_bootstrap_servers=secure.kafka_bootstrap, kafka_username="svc-enrollment",
+        kafka_password=PASSWORDS["svc-enrollment"], mongodb_url=servers.mongodb_url, topic_namespace=NAMESPACE,
+        database=f"{NAMESPACE}_probe", partner_registry_database=partners.registry_database(NAMESPACE),
+        partner_cache_seconds=0,
+    )
+    client, database = connect(settings.mongodb_url, settings.database, app_name="probe")
+    service = EventService("enrollment", settings=settings, database=database, clock=SystemClock(),
+                           deps=ProbeDeps(database, PersonReferences(settings.person_ref_key.get_secret_value())))
+    service.include(handlers)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+        await client.drop_database(settings.database)
+        await client.close()
+
+
+async def test_the_service_runs_with_its_own_principal(service_on_secure_broker, secure, servers):
+    base = "31415926535"
+    request = RegisterResident(
+        request_id="acl-1", municipality_code="131016", my_number=MyNumber(base + str(check_digit(base))),
+        attributes=ResidentAttributes(name_kanji="伊藤 誠", name_kana="イトウ マコト", date_of_birth=date(1980, 3, 3),
+                                      sex=Sex.male, address="東京都千代田区1-1"), nationality="JP",
+    )
+    partner = PartnerPublisher(secure.kafka_bootstrap, NAMESPACE, source="municipality/131016")
+    partner._producer = AIOKafkaProducer(**scram(secure, "municipality-131016"))
+    reader = TopicReader(secure.kafka_bootstrap, topics.for_service("enrollment", NAMESPACE).facts)
+    reader._consumer = __import__("aiokafka").AIOKafkaConsumer(
+        group_id=None, enable_auto_commit=False, auto_offset_reset="earliest", **secure.kafka_admin_client_kwargs())
+    async with partner, reader:
+        await partner.send(request, subject="acl-person")
+        await reader.wait_count(1, ResidentRegistered.event_type)
