@@ -88,6 +88,17 @@ def stack_status() -> None:
     console.print(table)
 
 
+@stack_app.command("acl-script")
+def stack_acl_script(
+    namespace: Annotated[str, typer.Option()] = "mynumber",
+    partners_file: Annotated[Path, typer.Option(help="Partners to give Kafka principals.")] = Path("config/partners.demo.json"),
+) -> None:
+    """Print the Kafka users and ACLs of the platform's policy as a script for the apache/kafka image."""
+    from . import acls
+
+    print(acls.shell_script(namespace, json.loads(partners_file.read_text(encoding="utf-8"))), end="")
+
+
 # --- services ------------------------------------------------------------------------------
 
 
