@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 
 from .audit import AuditRecord
+from .auth import ApiTokens, operator
 from .messaging import EventService
 
 
@@ -40,6 +41,7 @@ def create_http_app(
 
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
     app.state.service = service
+    app.state.api_tokens = ApiTokens(service.settings.api_token_list())
 
     @app.get("/health", tags=["operations"], summary="Liveness: the process is running.")
     async def health() -> dict[str, str]:
@@ -61,8 +63,8 @@ def create_http_app(
         return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503)
 
     @app.get("/audit/persons/{person_ref}", tags=["operations"], response_model=list[AuditRecord],
-             summary="The append-only audit trail of one person (by person reference), oldest first.")
-    async def audit_for_person(person_ref: str) -> list[AuditRecord]:
+             summary="The append-only audit trail of one person (by person reference), oldest first. Operators only.")
+    async def audit_for_person(person_ref: str, _: Annotated[str, Depends(operator)]) -> list[AuditRecord]:
         return await service.audit.for_person(person_ref)
 
     app.mount("/metrics", make_asgi_app(registry=service.metrics.registry))

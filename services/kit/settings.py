@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # A development-only key, so the demo and tests run out of the box. Production sets its own.
 DEVELOPMENT_PERSON_REF_KEY = "development-only-person-reference-key-change-me"
+DEVELOPMENT_API_TOKENS = "operator=development-only-operator-token"
 
 
 class ServiceSettings(BaseSettings):
@@ -27,6 +28,11 @@ class ServiceSettings(BaseSettings):
         SecretStr(DEVELOPMENT_PERSON_REF_KEY),
         description="HMAC key that derives pseudonymous person references. Shared by all services.",
     )
+    api_tokens: SecretStr = Field(
+        SecretStr(DEVELOPMENT_API_TOKENS),
+        description="Bearer tokens of the HTTP API, 'principal=token,...'; the principal 'operator' may use operator routes.",
+    )
+    api_tokens_file: str = Field("", description="A secret file holding the same list; wins over the variable.")
     http_host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
     http_port: int = Field(8000, description="Port the HTTP API listens on.")
     log_level: str = Field("INFO", description="Log level.")
@@ -56,6 +62,13 @@ class ServiceSettings(BaseSettings):
             "sasl_plain_username": self.kafka_username,
             "sasl_plain_password": self.kafka_password.get_secret_value(),
         }
+
+    def api_token_list(self) -> str:
+        if self.api_tokens_file:
+            from pathlib import Path
+
+            return Path(self.api_tokens_file).read_text(encoding="utf-8").strip()
+        return self.api_tokens.get_secret_value()
 
     def database_name(self, service: str) -> str:
         return self.database or f"{self.topic_namespace}_{service}"

@@ -1,0 +1,57 @@
+"""Bearer tokens for the HTTP APIs: operators, and agencies that pick up replies.
+
+Tokens come from `MYNUMBER_API_TOKENS` ('principal=token,...') or the file named by
+`MYNUMBER_API_TOKENS_FILE`; only their SHA-256 digests are kept in memory. The principal
+`operator` may use operator routes (audit trails, lookups, sweeps, resolutions).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+OPERATOR = "operator"
+_bearer = HTTPBearer(auto_error=False, description="A token from MYNUMBER_API_TOKENS.")
+
+
+class ApiTokens:
+    def __init__(self, text: str) -> None:
+        self._principals: dict[str, str] = {}
+        for entry in filter(None, (part.strip() for part in text.split(","))):
+            principal, separator, token = entry.partition("=")
+            if not separator or not principal.strip() or len(token.strip()) < 16:
+                raise ValueError("each API token must read 'principal=token' with a token of at least 16 characters")
+            self._principals[_digest(token.strip())] = principal.strip()
+
+    def principal(self, token: str) -> str | None:
+        digest = _digest(token)
+        for known, principal in self._principals.items():
+            if hmac.compare_digest(known, digest):
+                return principal
+        return None
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def authenticated_principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> str:
+    """FastAPI dependency: the principal of a valid bearer token, or 401."""
+    tokens: ApiTokens = request.app.state.api_tokens
+    principal = credentials and tokens.principal(credentials.credentials)
+    if not principal:
+        raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    return principal
+
+
+def operator(principal: Annotated[str, Depends(authenticated_principal)]) -> str:
+    """FastAPI dependency: only the operator principal passes."""
+    if principal != OPERATOR:
+        raise HTTPException(403, "this route is for operators")
+    return principal
