@@ -238,6 +238,41 @@ def publish(
     console.print(f"published {sent} signed events as {as_agency}")
 
 
+# --- person ------------------------------------------------------------------------------
+
+
+def _operator_token() -> str:
+    from services.kit.settings import ServiceSettings
+
+    for entry in ServiceSettings().api_token_list().split(","):
+        principal, _, token = entry.partition("=")
+        if principal.strip() == "operator":
+            return token.strip()
+    raise fail("no operator token in MYNUMBER_API_TOKENS")
+
+
+@app.command()
+def person(number: Annotated[str, typer.Argument(help="The Individual Number (12 digits).")]) -> None:
+    """Operator lookup across the four services: the resident (number masked), cards, and every audit trail."""
+    from mynumber_contracts import MyNumber
+
+    from services.kit.people import PersonReferences
+    from services.kit.settings import ServiceSettings
+
+    try:
+        my_number = MyNumber(number)
+    except ValueError as problem:
+        raise fail(str(problem)) from None
+    person_ref = PersonReferences(ServiceSettings().person_ref_key.get_secret_value()).for_number(my_number)
+    from . import lookup
+
+    try:
+        found = lookup.person(person_ref, _operator_token())
+    except lookup.ServiceDown as problem:
+        raise fail(str(problem)) from None
+    lookup.render(found, my_number, console)
+
+
 # --- dead letters --------------------------------------------------------------------------
 
 
