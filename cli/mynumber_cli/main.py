@@ -248,7 +248,7 @@ def _operator_token() -> str:
         principal, _, token = entry.partition("=")
         if principal.strip() == "operator":
             return token.strip()
-    raise fail("no operator token in MYNUMBER_API_TOKENS")
+    raise fail("no operator token in MYNUMBER_HTTP_API_TOKENS")
 
 
 @app.command()

@@ -1,7 +1,7 @@
 """Bearer tokens for the HTTP APIs: operators, and agencies that pick up replies.
 
-Tokens come from `MYNUMBER_API_TOKENS` ('principal=token,...') or the file named by
-`MYNUMBER_API_TOKENS_FILE`; only their SHA-256 digests are kept in memory. The principal
+Tokens come from `MYNUMBER_HTTP_API_TOKENS` ('principal=token,...') or the file named by
+`MYNUMBER_HTTP_API_TOKENS_FILE`; only their SHA-256 digests are kept in memory. The principal
 `operator` may use operator routes (audit trails, lookups, sweeps, resolutions).
 """
 
@@ -15,7 +15,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 OPERATOR = "operator"
-_bearer = HTTPBearer(auto_error=False, description="A token from MYNUMBER_API_TOKENS.")
+_bearer = HTTPBearer(auto_error=False, description="A token from MYNUMBER_HTTP_API_TOKENS.")
 
 
 class ApiTokens:

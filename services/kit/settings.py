@@ -28,11 +28,11 @@ class ServiceSettings(BaseSettings):
         SecretStr(DEVELOPMENT_PERSON_REF_KEY),
         description="HMAC key that derives pseudonymous person references. Shared by all services.",
     )
-    api_tokens: SecretStr = Field(
+    http_api_tokens: SecretStr = Field(
         SecretStr(DEVELOPMENT_API_TOKENS),
         description="Bearer tokens of the HTTP API, 'principal=token,...'; the principal 'operator' may use operator routes.",
     )
-    api_tokens_file: str = Field("", description="A secret file holding the same list; wins over the variable.")
+    http_api_tokens_file: str = Field("", description="A secret file holding the same list; wins over the variable.")
     http_host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
     http_port: int = Field(8000, description="Port the HTTP API listens on.")
     log_level: str = Field("INFO", description="Log level.")
@@ -64,11 +64,11 @@ class ServiceSettings(BaseSettings):
         }
 
     def api_token_list(self) -> str:
-        if self.api_tokens_file:
+        if self.http_api_tokens_file:
             from pathlib import Path
 
-            return Path(self.api_tokens_file).read_text(encoding="utf-8").strip()
-        return self.api_tokens.get_secret_value()
+            return Path(self.http_api_tokens_file).read_text(encoding="utf-8").strip()
+        return self.http_api_tokens.get_secret_value()
 
     def database_name(self, service: str) -> str:
         return self.database or f"{self.topic_namespace}_{service}"
