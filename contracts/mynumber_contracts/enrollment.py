@@ -11,7 +11,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import AwareDatetime, Field, StringConstraints, model_validator
 
 from .base import Fact, PartnerRequest
 from .identity import Address, MyNumber, NameKana, NameKanji, PersonRef, ResidentAttributes
@@ -50,6 +50,10 @@ CertificateId = Annotated[
         )
     ),
 ]
+
+
+# Foreign residents with one of these statuses have no period of stay: their card follows the birthday rule.
+PERMANENT_RESIDENCE_STATUSES = frozenset({"permanent_resident", "special_permanent_resident"})
 
 
 class Channel(StrEnum):
@@ -99,6 +103,17 @@ class RegisterResident(_Request):
     residence_period_end: date | None = Field(
         default=None, description="Last day of the period of stay, for foreign residents other than permanent residents."
     )
+
+    @model_validator(mode="after")
+    def _residence_fits_nationality(self) -> RegisterResident:
+        if self.nationality == "JP":
+            if self.residence_status is not None or self.residence_period_end is not None:
+                raise ValueError("a Japanese national has no status of residence or period of stay")
+        elif self.residence_status is None:
+            raise ValueError("a foreign resident needs a residence_status")
+        elif self.residence_status not in PERMANENT_RESIDENCE_STATUSES and self.residence_period_end is None:
+            raise ValueError("a foreign resident other than a permanent resident needs a residence_period_end")
+        return self
 
 
 class ChangeResidentAttributes(_Request):
@@ -320,7 +335,7 @@ class CardExpired(_Fact):
 
     person_ref: PersonRef
     card_number: CardNumber
-    expired_on: date
+    expired_on: date = Field(description="The card's expiry date (its last valid day), as in `CardIssued.expires_on`.")
 
 
 class CardRequestRejected(_Fact):
@@ -336,3 +351,31 @@ class CardRequestRejected(_Fact):
 
     def partition_key(self) -> bytes:
         return (self.person_ref or f"request/{self.request_id}").encode()
+
+
+class ResidentRequestRejected(_Fact):
+    """A resident registry request (register, change, move abroad, death) that could not be carried out."""
+
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.resident_request_rejected.v1"
+
+    person_ref: PersonRef | None = Field(default=None, description="Absent when the resident is not known.")
+    request_id: str = Field(description="The request's `request_id`, or its event id (`ce_id`) when it has none.")
+    request_type: str = Field(description="The `ce_type` of the rejected request.")
+    reason: RejectionReason
+    message: str
+
+    def partition_key(self) -> bytes:
+        return (self.person_ref or f"request/{self.request_id}").encode()
+
+
+class PostOfficeDelegationChanged(_Fact):
+    """A municipality delegated application acceptance to a post office, or withdrew it."""
+
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.post_office_delegation_changed.v1"
+
+    municipality_code: str
+    post_office_id: str
+    active: bool
+
+    def partition_key(self) -> bytes:
+        return f"municipality/{self.municipality_code}".encode()

@@ -1,0 +1,185 @@
+"""Enrollment's HTTP API: application and card status, the operator's lookup by person (the
+number masked to its last 4 digits) and the operator commands (expiry sweep, key rotation).
+
+Operator routes need a bearer token whose principal is `operator`
+(setting MYNUMBER_ENROLLMENT_API_TOKENS, 'principal=token,...').
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from mynumber_contracts import ResidentAttributes, mask
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.kit.http import service_deps, service_of
+from services.kit.messaging import EventService
+
+from .domain import Card
+from .handlers import EnrollmentDeps, rotate_number_keys, run_expiry_sweep
+
+router = APIRouter()
+_bearer = HTTPBearer(auto_error=False, description="A token from MYNUMBER_ENROLLMENT_API_TOKENS.")
+
+
+class ApiTokens:
+    """Bearer tokens by principal; only their SHA-256 digests are kept in memory."""
+
+    def __init__(self, text: str) -> None:
+        self._principals: dict[str, str] = {}
+        for entry in filter(None, (part.strip() for part in text.replace("\n", ",").split(","))):
+            principal, sep, token = entry.partition("=")
+            if not sep or not principal.strip() or len(token.strip()) < 16:
+                raise ValueError("each API token must read 'principal=token' with a token of at least 16 characters")
+            self._principals[_digest(token.strip())] = principal.strip()
+
+    def principal(self, token: str) -> str | None:
+        return self._principals.get(_digest(token))
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def principal_of(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
+    principal = credentials and request.app.state.api_tokens.principal(credentials.credentials)
+    if not principal:
+        raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    return principal
+
+
+def operator(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
+    principal = principal_of(request, credentials)
+    if principal != "operator":
+        raise HTTPException(403, "only an operator may use this route")
+    return principal
+
+
+Deps = Annotated[EnrollmentDeps, Depends(service_deps)]
+Operator = Annotated[str, Depends(operator)]
+
+
+class ApplicationStatus(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    application_id: str
+    status: str = Field(description="accepted or rejected")
+    person_ref: str | None = None
+    card_number: str | None = Field(None, description="The card issued for an accepted application.")
+    reason: str | None = Field(None, description="Machine-readable reason code of a rejection.")
+    message: str | None = Field(None, description="Human-readable reason of a rejection.")
+    decided_at: datetime
+
+
+class CardStatus(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    card_number: str
+    state: str = Field(description="active, suspended, reissued, returned, revoked or expired")
+    person_ref: str
+    issued_on: date
+    expires_on: date
+    certificate_expires_on: date
+    photo_less: bool
+    signing_certificate_valid: bool
+    issuing_municipality: str
+    application_id: str
+    previous_card_number: str | None = None
+    replaced_by: str | None = None
+
+    @classmethod
+    def of(cls, card: Card) -> CardStatus:
+        return cls(
+            card_number=card.card_number, state=card.state.value, person_ref=card.person_ref, issued_on=card.issued_on,
+            expires_on=card.expires_on, certificate_expires_on=card.certificate_expires_on, photo_less=card.photo_less,
+            signing_certificate_valid=card.signing_certificate_valid, issuing_municipality=card.issuing_municipality,
+            application_id=card.application_id, previous_card_number=card.previous_card_number,
+            replaced_by=card.replaced_by,
+        )
+
+
+class ResidentLookup(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    person_ref: str
+    number_masked: str = Field(description="The Individual Number masked to its last 4 digits.", examples=["********9018"])
+    municipality_code: str
+    attributes: ResidentAttributes
+    nationality: str
+    residence_status: str | None = None
+    residence_period_end: date | None = None
+    moved_abroad_on: date | None = None
+    deceased_on: date | None = None
+    cards: list[CardStatus]
+
+
+class SweepReport(BaseModel):
+    as_of: date
+    cards_expired: int = Field(description="Cards this run moved to expired.")
+    facts_published: int = Field(description="CardExpired facts this run published.")
+
+
+class RotationReport(BaseModel):
+    current_key_id: str
+    re_encrypted: int = Field(description="Numbers this run re-encrypted under the current key.")
+    records_by_key: dict[str, int] = Field(description="Resident records per key id after the run.")
+
+
+@router.get("/applications/{application_id}", response_model=ApplicationStatus, tags=["status"],
+            summary="Status of a card application: accepted (with its card) or rejected (with the reason).")
+async def application_status(application_id: str, deps: Deps) -> ApplicationStatus:
+    outcome = await deps.store.outcome(f"application/{application_id}")
+    if outcome is None:
+        raise HTTPException(404, "no application with this id has been decided")
+    summary: dict[str, Any] = outcome.summary
+    return ApplicationStatus(
+        application_id=application_id, status=summary["status"], person_ref=summary.get("person_ref"),
+        card_number=summary.get("card_number"), reason=summary.get("reason"), message=summary.get("message"),
+        decided_at=outcome.decided_at,
+    )
+
+
+@router.get("/cards/{card_number}", response_model=CardStatus, tags=["status"], summary="Status of a card by its number.")
+async def card_status(card_number: str, deps: Deps) -> CardStatus:
+    card = await deps.store.card(card_number)
+    if card is None:
+        raise HTTPException(404, "no card with this number")
+    return CardStatus.of(card)
+
+
+@router.get("/operator/residents/{person_ref}", response_model=ResidentLookup, tags=["operator"],
+            summary="An operator's lookup of a person: registry entry, cards, and the number masked to its last 4 digits.")
+async def lookup_resident(person_ref: str, deps: Deps, _: Operator) -> ResidentLookup:
+    document = await deps.store.resident_document(person_ref)
+    if document is None:
+        raise HTTPException(404, "no resident with this person reference")
+    stored = await deps.store.resident(person_ref)
+    assert stored is not None
+    resident = stored.resident
+    return ResidentLookup(
+        person_ref=person_ref, number_masked=mask(deps.store.number_of(document).reveal()),
+        municipality_code=resident.municipality_code, attributes=resident.attributes, nationality=resident.nationality,
+        residence_status=resident.residence_status, residence_period_end=resident.residence_period_end,
+        moved_abroad_on=resident.moved_abroad_on, deceased_on=resident.deceased_on,
+        cards=[CardStatus.of(card) for card in await deps.store.cards_of(person_ref)],
+    )
+
+
+@router.post("/operator/expiry-sweep", response_model=SweepReport, tags=["operator"],
+             summary="Expire every card past its expiry date and publish CardExpired; safe to run twice.")
+async def expiry_sweep(
+    _: Operator,
+    service: Annotated[EventService[EnrollmentDeps], Depends(service_of)],
+    as_of: Annotated[date | None, Query(description="Run as of this Japan date (default: today).")] = None,
+) -> SweepReport:
+    return SweepReport(**await run_expiry_sweep(service, as_of=as_of))
+
+
+@router.post("/operator/number-keys/rotate", response_model=RotationReport, tags=["operator"],
+             summary="Re-encrypt every stored number under the current key (the first in MYNUMBER_ENROLLMENT_NUMBER_KEYS).")
+async def rotate_keys(_: Operator, deps: Deps) -> RotationReport:
+    return RotationReport(**await rotate_number_keys(deps.store))

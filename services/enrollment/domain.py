@@ -1,0 +1,417 @@
+"""Enrollment's rules, in plain Python: who may apply where, what a card looks like, how it lives.
+
+No framework and no driver here: the handlers load state, call these functions, save the
+result and return the facts built here.
+"""
+
+from __future__ import annotations
+
+import calendar
+import secrets
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from enum import StrEnum
+
+from mynumber_contracts import ResidentAttributes
+from mynumber_contracts.enrollment import (
+    PERMANENT_RESIDENCE_STATUSES,
+    ApplicationAccepted,
+    ApplicationRejected,
+    ApplyForCard,
+    CardExpired,
+    CardIssued,
+    CardReissued,
+    CardResumed,
+    CardReturned,
+    CardRevoked,
+    CardSuspended,
+    Channel,
+    RejectionReason,
+)
+
+# --- rules that are settings (facts: "make the difference a setting, not a code path") ----
+
+
+@dataclass(frozen=True)
+class CardRules:
+    adult_age: int = 18
+    adult_validity_birthdays: int = 10
+    minor_validity_birthdays: int = 5
+    certificate_validity_birthdays: int = 5
+    photo_exempt_below_age: int = 1
+    infant_photo_exemption_from: date = date(2024, 12, 2)
+    diplomatic_channel_opens_on: date = date(2024, 5, 27)
+    abroad_eligible_moved_on_or_after: date = date(2015, 10, 5)
+
+
+# --- ages and birthdays ----------------------------------------------------------------------
+
+
+def age_on(date_of_birth: date, on: date) -> int:
+    """Completed years on `on`, counted by birthdays, not 365-day years.
+
+    Someone born on 29 February turns a year older on 1 March in a common year: the year
+    of age ends with 28 February (Act on Age Calculation with Civil Code art. 143).
+    """
+    years = on.year - date_of_birth.year
+    return years - 1 if (on.month, on.day) < (date_of_birth.month, date_of_birth.day) else years
+
+
+def birthday_in(date_of_birth: date, year: int) -> date:
+    """The birthday in `year`; for 29 February in a common year, 28 February (Civil Code art. 143(2))."""
+    if (date_of_birth.month, date_of_birth.day) == (2, 29) and not calendar.isleap(year):
+        return date(year, 2, 28)
+    return date_of_birth.replace(year=year)
+
+
+def nth_birthday_after(date_of_birth: date, issued_on: date, n: int) -> date:
+    """The n-th birthday strictly after `issued_on` (a card issued on a birthday does not count it)."""
+    first_year = issued_on.year if birthday_in(date_of_birth, issued_on.year) > issued_on else issued_on.year + 1
+    return birthday_in(date_of_birth, first_year + n - 1)
+
+
+# --- residents -------------------------------------------------------------------------------
+
+
+MOVED_ABROAD = "moved abroad"
+
+
+def moved_abroad_address(moved_on: date) -> str:
+    """What the address reads once a resident moved abroad."""
+    return f"{MOVED_ABROAD} ({moved_on.isoformat()})"
+
+
+@dataclass(frozen=True)
+class Resident:
+    person_ref: str
+    municipality_code: str
+    attributes: ResidentAttributes
+    nationality: str
+    residence_status: str | None = None
+    residence_period_end: date | None = None
+    moved_abroad_on: date | None = None
+    destination_country: str | None = None
+    deceased_on: date | None = None
+
+    @property
+    def is_foreign(self) -> bool:
+        return self.nationality != "JP"
+
+    @property
+    def card_ends_with_residence_period(self) -> bool:
+        return self.is_foreign and self.residence_status not in PERMANENT_RESIDENCE_STATUSES
+
+    @property
+    def lives_abroad(self) -> bool:
+        return self.moved_abroad_on is not None
+
+    @property
+    def is_deceased(self) -> bool:
+        return self.deceased_on is not None
+
+
+NAME_AND_ADDRESS = ("name_kanji", "name_kana", "address")
+
+
+def attribute_changes(current: ResidentAttributes, **proposed: str | None) -> dict[str, str]:
+    """The name and address fields that a change request really changes."""
+    return {
+        field: value
+        for field, value in proposed.items()
+        if field in NAME_AND_ADDRESS and value is not None and getattr(current, field) != value
+    }
+
+
+# --- rejections ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rejection:
+    reason: RejectionReason
+    message: str
+
+
+def bad_check_digit() -> Rejection:
+    return Rejection(RejectionReason.bad_check_digit, "the Individual Number's check digit (12th digit) does not match")
+
+
+def unknown_resident() -> Rejection:
+    return Rejection(RejectionReason.unknown_resident, "no resident with this Individual Number is registered")
+
+
+def deceased() -> Rejection:
+    return Rejection(RejectionReason.resident_state, "the resident is recorded as deceased")
+
+
+# --- applications ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Approval:
+    issuing_municipality: str
+    photo_less: bool
+
+
+def photo_required(date_of_birth: date, applied_on: date, rules: CardRules) -> bool:
+    infant = age_on(date_of_birth, applied_on) < rules.photo_exempt_below_age
+    return not (infant and applied_on >= rules.infant_photo_exemption_from)
+
+
+def review_application(
+    application: ApplyForCard, resident: Resident, *, post_office_delegated: bool, rules: CardRules
+) -> Approval | Rejection:
+    """Everything about an application except 'one active card per person', which the store decides."""
+    if resident.is_deceased:
+        return deceased()
+    channel = application.channel
+    if channel is Channel.post_office and not post_office_delegated:
+        return Rejection(
+            RejectionReason.no_delegation,
+            f"post office {application.office_id} has no delegation from municipality {resident.municipality_code}",
+        )
+    if channel is Channel.diplomatic_office:
+        if application.applied_on < rules.diplomatic_channel_opens_on:
+            return Rejection(
+                RejectionReason.channel_not_allowed,
+                f"diplomatic offices take applications from {rules.diplomatic_channel_opens_on.isoformat()}",
+            )
+        if resident.is_foreign:
+            return Rejection(
+                RejectionReason.not_eligible_abroad, "foreign nationals cannot apply at a Japanese diplomatic office"
+            )
+        if not resident.lives_abroad:
+            return Rejection(
+                RejectionReason.channel_not_allowed, "the resident lives in Japan: apply at the municipal office"
+            )
+        assert resident.moved_abroad_on is not None
+        if resident.moved_abroad_on < rules.abroad_eligible_moved_on_or_after:
+            return Rejection(
+                RejectionReason.not_eligible_abroad,
+                f"only Japanese nationals who moved abroad on or after "
+                f"{rules.abroad_eligible_moved_on_or_after.isoformat()} can apply abroad",
+            )
+    elif resident.lives_abroad:
+        return Rejection(
+            RejectionReason.channel_not_allowed, "the resident moved abroad: apply at an embassy or consulate"
+        )
+    if resident.card_ends_with_residence_period and resident.residence_period_end is not None:
+        if resident.residence_period_end < application.applied_on:
+            return Rejection(RejectionReason.resident_state, "the resident's period of stay has ended")
+    if application.photo_ref is None and photo_required(resident.attributes.date_of_birth, application.applied_on, rules):
+        return Rejection(RejectionReason.photo_missing, "a facial photo is required (only infants under 1 are exempt)")
+    return Approval(issuing_municipality=resident.municipality_code, photo_less=application.photo_ref is None)
+
+
+def duplicate(application_id: str) -> Rejection:
+    return Rejection(
+        RejectionReason.duplicate,
+        f"the person already holds or is being issued a card (application {application_id} is not the one that holds it)",
+    )
+
+
+def rejected_application(application: ApplyForCard, rejection: Rejection, person_ref: str | None) -> ApplicationRejected:
+    return ApplicationRejected(
+        person_ref=person_ref,
+        application_id=application.application_id,
+        channel=application.channel,
+        office_id=application.office_id,
+        reason=rejection.reason,
+        message=rejection.message,
+    )
+
+
+# --- cards -----------------------------------------------------------------------------------
+
+
+class CardState(StrEnum):
+    active = "active"
+    suspended = "suspended"  # reported lost
+    reissued = "reissued"  # replaced by a new card
+    returned = "returned"
+    revoked = "revoked"
+    expired = "expired"
+
+
+HELD_STATES = frozenset({CardState.active, CardState.suspended})  # the person's one card
+
+
+class CardAction(StrEnum):
+    report_lost = "report_lost"
+    report_found = "report_found"
+    reissue = "reissue"
+    return_card = "return_card"
+    revoke = "revoke"
+    expire = "expire"
+
+
+TRANSITIONS: dict[CardAction, tuple[frozenset[CardState], CardState]] = {
+    CardAction.report_lost: (frozenset({CardState.active}), CardState.suspended),
+    CardAction.report_found: (frozenset({CardState.suspended}), CardState.active),
+    CardAction.reissue: (HELD_STATES, CardState.reissued),
+    CardAction.return_card: (HELD_STATES, CardState.returned),
+    CardAction.revoke: (HELD_STATES, CardState.revoked),
+    CardAction.expire: (HELD_STATES, CardState.expired),
+}
+
+
+@dataclass(frozen=True)
+class CardValidity:
+    expires_on: date
+    certificate_expires_on: date
+
+
+def card_validity(resident: Resident, issued_on: date, rules: CardRules) -> CardValidity:
+    date_of_birth = resident.attributes.date_of_birth
+    adult = age_on(date_of_birth, issued_on) >= rules.adult_age
+    birthdays = rules.adult_validity_birthdays if adult else rules.minor_validity_birthdays
+    expires_on = nth_birthday_after(date_of_birth, issued_on, birthdays)
+    if resident.card_ends_with_residence_period and resident.residence_period_end is not None:
+        expires_on = min(expires_on, resident.residence_period_end)
+    certificate = nth_birthday_after(date_of_birth, issued_on, rules.certificate_validity_birthdays)
+    return CardValidity(expires_on=expires_on, certificate_expires_on=min(certificate, expires_on))
+
+
+_CARD_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
+
+
+def new_card_number() -> str:
+    """A random serial (50 bits), never derived from the number."""
+    return "C-" + "".join(secrets.choice(_CARD_ALPHABET) for _ in range(10))
+
+
+def new_certificate_id() -> str:
+    return "cert-" + secrets.token_hex(16)
+
+
+@dataclass(frozen=True)
+class LastRequest:
+    """The request that moved the card last: lets a re-run after a crash rebuild its fact."""
+
+    key: str
+    action: CardAction
+    at: datetime
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Card:
+    card_number: str
+    person_ref: str
+    certificate_id: str
+    state: CardState
+    issued_on: date
+    expires_on: date
+    certificate_expires_on: date
+    photo_less: bool
+    issuing_municipality: str
+    origin_key: str  # "application/<id>" or the reissue request's key
+    application_id: str
+    previous_card_number: str | None = None
+    replaced_by: str | None = None
+    signing_certificate_valid: bool = True
+    last_request: LastRequest | None = None
+
+    @property
+    def is_held(self) -> bool:
+        return self.state in HELD_STATES
+
+
+def new_card(
+    *,
+    card_number: str,
+    resident: Resident,
+    issued_on: date,
+    photo_less: bool,
+    issuing_municipality: str,
+    origin_key: str,
+    application_id: str,
+    rules: CardRules,
+    previous_card_number: str | None = None,
+) -> Card:
+    validity = card_validity(resident, issued_on, rules)
+    return Card(
+        card_number=card_number,
+        person_ref=resident.person_ref,
+        certificate_id=new_certificate_id(),
+        state=CardState.active,
+        issued_on=issued_on,
+        expires_on=validity.expires_on,
+        certificate_expires_on=validity.certificate_expires_on,
+        photo_less=photo_less,
+        issuing_municipality=issuing_municipality,
+        origin_key=origin_key,
+        application_id=application_id,
+        previous_card_number=previous_card_number,
+    )
+
+
+def review_transition(card: Card | None, action: CardAction) -> CardState | Rejection:
+    """The state `action` moves the card to, or why it cannot."""
+    if card is None:
+        return Rejection(RejectionReason.card_state, "the person holds no active or suspended card")
+    allowed, target = TRANSITIONS[action]
+    if card.state not in allowed:
+        return Rejection(
+            RejectionReason.card_state, f"a card that is {card.state.value} does not allow {action.value.replace('_', ' ')}"
+        )
+    return target
+
+
+def after_transition(card: Card, action: CardAction, request: LastRequest, *, replaced_by: str | None = None) -> Card:
+    return replace(card, state=TRANSITIONS[action][1], last_request=request, replaced_by=replaced_by or card.replaced_by)
+
+
+# --- facts -----------------------------------------------------------------------------------
+
+
+def accepted_application(application: ApplyForCard, card: Card) -> list[ApplicationAccepted | CardIssued]:
+    return [
+        ApplicationAccepted(
+            person_ref=card.person_ref,
+            application_id=application.application_id,
+            channel=application.channel,
+            office_id=application.office_id,
+            issuing_municipality=card.issuing_municipality,
+            photo_less=card.photo_less,
+        ),
+        CardIssued(
+            person_ref=card.person_ref,
+            card_number=card.card_number,
+            certificate_id=card.certificate_id,
+            application_id=card.application_id,
+            issued_on=card.issued_on,
+            expires_on=card.expires_on,
+            certificate_expires_on=card.certificate_expires_on,
+            photo_less=card.photo_less,
+        ),
+    ]
+
+
+def transition_fact(card: Card, successor: Card | None = None):  # noqa: ANN201 - one of the card facts
+    """The fact of the card's last transition, rebuilt from the card itself."""
+    request = card.last_request
+    assert request is not None
+    common = {"person_ref": card.person_ref, "card_number": card.card_number}
+    match request.action:
+        case CardAction.report_lost:
+            return CardSuspended(**common, suspended_at=request.at)
+        case CardAction.report_found:
+            return CardResumed(**common, resumed_at=request.at)
+        case CardAction.return_card:
+            return CardReturned(**common, returned_at=request.at)
+        case CardAction.revoke:
+            return CardRevoked(**common, reason=request.reason or "revoked", revoked_at=request.at)
+        case CardAction.expire:
+            return CardExpired(**common, expired_on=card.expires_on)
+        case CardAction.reissue:
+            assert successor is not None
+            return CardReissued(
+                person_ref=card.person_ref,
+                previous_card_number=card.card_number,
+                card_number=successor.card_number,
+                certificate_id=successor.certificate_id,
+                issued_on=successor.issued_on,
+                expires_on=successor.expires_on,
+                certificate_expires_on=successor.certificate_expires_on,
+                photo_less=successor.photo_less,
+            )

@@ -1,0 +1,514 @@
+"""Enrollment's use cases: one per partner request, plus the operator commands (expiry sweep,
+number-key rotation). Each loads state, asks the domain, saves, and returns the facts.
+
+Idempotency beyond the kit's per-event guard: a request replayed under a new event id is
+recognised by its own id (`request_outcomes`), and a use case re-run after a crash recognises
+its own writes (`last_registration`, `last_change`, a card's `last_request`, the slot's
+application id) and returns the same facts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import Any
+
+from mynumber_contracts import Event, Fact, MyNumber, is_valid_my_number
+from mynumber_contracts.enrollment import (
+    ApplyForCard,
+    CardRequestRejected,
+    ChangeResidentAttributes,
+    Channel,
+    DelegatePostOffice,
+    PostOfficeDelegationChanged,
+    RecordDeath,
+    RecordMoveAbroad,
+    RegisterResident,
+    RejectionReason,
+    ReportCardFound,
+    ReportCardLost,
+    RequestCardReissue,
+    ResidentAttributesChanged,
+    ResidentDeceased,
+    ResidentMovedAbroad,
+    ResidentRegistered,
+    ResidentRequestRejected,
+    ReturnCard,
+    RevokeCard,
+)
+
+from services.kit.clock import Clock, today
+from services.kit.messaging import EventService, HandlerContext, HandlerRegistry
+from services.kit.people import PersonReferences
+
+from . import domain
+from .domain import Card, CardAction, CardRules, CardState, LastRequest, Rejection, Resident
+from .store import EnrollmentStore, StoredResident
+from .vault import NumberVault
+
+log = logging.getLogger(__name__)
+
+handlers = HandlerRegistry()
+
+CardRequest = ReportCardLost | ReportCardFound | RequestCardReissue | ReturnCard | RevokeCard
+
+# How often a use case re-reads and retries when another instance changed the same card meanwhile.
+_CONCURRENT_CHANGE_ATTEMPTS = 5
+
+
+@dataclass
+class EnrollmentDeps:
+    store: EnrollmentStore
+    vault: NumberVault
+    people: PersonReferences
+    rules: CardRules
+
+
+class ReusedRequestId(Exception):
+    """A request id that was already decided arrived with different content."""
+
+
+class ConcurrentChange(Exception):
+    """The same card kept changing under a use case; the message is dead-lettered for a person to look at."""
+
+
+Decision = tuple[list[Fact], dict[str, Any]]
+
+
+async def decide_once(
+    deps: EnrollmentDeps, key: str, request: Event, clock: Clock, decide: Callable[[], Awaitable[Decision]]
+) -> list[Fact]:
+    """Decide request `key` once: a replay, under any event id, gets the facts that were decided."""
+    fingerprint = deps.vault.fingerprint(request.model_dump_json().encode())
+    outcome = await deps.store.outcome(key)
+    if outcome is None:
+        facts, summary = await decide()
+        outcome = await deps.store.record_outcome(key, fingerprint=fingerprint, facts=facts, summary=summary, at=clock.now())
+    if outcome.fingerprint != fingerprint:
+        raise ReusedRequestId(f"{key} was already decided for different content")
+    return outcome.facts
+
+
+def typed_number(digits: str) -> MyNumber | Rejection:
+    return MyNumber(digits) if is_valid_my_number(digits) else domain.bad_check_digit()
+
+
+# --- the resident registry ------------------------------------------------------------------
+
+
+def resident_rejected(event: Event, request_id: str, rejection: Rejection, person_ref: str | None = None) -> list[Fact]:
+    return [
+        ResidentRequestRejected(
+            person_ref=person_ref, request_id=request_id, request_type=event.event_type,
+            reason=rejection.reason, message=rejection.message,
+        )
+    ]
+
+
+def registered_fact(resident: Resident) -> ResidentRegistered:
+    return ResidentRegistered(
+        person_ref=resident.person_ref,
+        municipality_code=resident.municipality_code,
+        attributes=resident.attributes,
+        nationality=resident.nationality,
+        residence_status=resident.residence_status,
+        residence_period_end=resident.residence_period_end,
+    )
+
+
+def change_facts(resident: Resident, change: dict[str, Any]) -> list[Fact]:
+    """The facts of a resident's recorded change, rebuilt the same way on a re-run."""
+    match change["kind"]:
+        case "attributes":
+            return [
+                ResidentAttributesChanged(
+                    person_ref=resident.person_ref,
+                    attributes=resident.attributes,
+                    changed=change["changed"],
+                    effective_on=date.fromisoformat(change["effective_on"]),
+                    signing_certificate_invalidated=change["signing_certificate_invalidated"],
+                )
+            ]
+        case "moved_abroad":
+            return [ResidentMovedAbroad(person_ref=resident.person_ref, attributes=resident.attributes,
+                                        moved_on=date.fromisoformat(change["effective_on"]))]
+        case "deceased":
+            return [ResidentDeceased(person_ref=resident.person_ref, died_on=date.fromisoformat(change["effective_on"]))]
+    raise ValueError(f"unknown change kind {change['kind']!r}")
+
+
+async def invalidate_signing_certificate(deps: EnrollmentDeps, person_ref: str) -> bool:
+    """A name or address change invalidates the signing certificate of the person's card, if any."""
+    card = await deps.store.held_card(person_ref)
+    if card is None:
+        return False
+    await deps.store.invalidate_signing_certificate(card.card_number)
+    return True
+
+
+@handlers.handles(RegisterResident)
+async def register_resident(event: RegisterResident, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
+    deps = ctx.deps
+    key = f"registration/{event.municipality_code}/{event.request_id}"
+
+    async def decide() -> Decision:
+        if event.my_number is None:
+            raise NotImplementedError("assigning a number to a resident registered without one is not built yet")
+        number = event.my_number
+        resident = Resident(
+            person_ref=deps.people.for_number(number),
+            municipality_code=event.municipality_code,
+            attributes=event.attributes,
+            nationality=event.nationality,
+            residence_status=event.residence_status,
+            residence_period_end=event.residence_period_end,
+        )
+        summary = {"kind": "registration", "person_ref": resident.person_ref}
+        if await deps.store.insert_resident(resident, number, registration_key=key):
+            return [registered_fact(resident)], summary
+        stored = await deps.store.resident(resident.person_ref)
+        assert stored is not None
+        if stored.last_registration == key:  # a re-run: this request wrote the record
+            return _registration_facts(stored, key), summary
+        if stored.resident.is_deceased:
+            return resident_rejected(event, event.request_id, domain.deceased(), resident.person_ref), summary
+        changes = domain.attribute_changes(stored.resident.attributes, **event.attributes.model_dump(include=set(domain.NAME_AND_ADDRESS)))
+        change = None
+        if changes:
+            change = {"key": key, "kind": "attributes", "changed": sorted(changes), "effective_on": today(ctx.clock).isoformat(),
+                      "signing_certificate_invalidated": await invalidate_signing_certificate(deps, resident.person_ref)}
+        await deps.store.update_registration(resident, registration_key=key, change=change)
+        stored = await deps.store.resident(resident.person_ref)
+        assert stored is not None
+        return _registration_facts(stored, key), summary
+
+    return await decide_once(deps, key, event, ctx.clock, decide)
+
+
+def _registration_facts(stored: StoredResident, key: str) -> list[Fact]:
+    facts: list[Fact] = [registered_fact(stored.resident)]
+    if stored.last_change and stored.last_change["key"] == key:
+        facts += change_facts(stored.resident, stored.last_change)
+    return facts
+
+
+async def _resident_change(
+    event: ChangeResidentAttributes | RecordMoveAbroad | RecordDeath,
+    ctx: HandlerContext[EnrollmentDeps],
+    change: Callable[[StoredResident, str], Awaitable[list[Fact] | Rejection]],
+) -> Sequence[Fact]:
+    """Shared steps of the registry changes: find the resident, recognise a re-run, refuse the deceased."""
+    key = f"change/{ctx.envelope.id}"
+    stored = await ctx.deps.store.resident_by_number(event.my_number)
+    if stored is None:
+        return resident_rejected(event, ctx.envelope.id, domain.unknown_resident())
+    if stored.last_change and stored.last_change["key"] == key:
+        facts = change_facts(stored.resident, stored.last_change)
+        moved = await ctx.deps.store.card_moved_by(key)
+        return facts + ([domain.transition_fact(moved)] if moved else [])
+    outcome = await change(stored, key)
+    if isinstance(outcome, Rejection):
+        return resident_rejected(event, ctx.envelope.id, outcome, stored.person_ref)
+    return outcome
+
+
+@handlers.handles(ChangeResidentAttributes)
+async def change_resident_attributes(event: ChangeResidentAttributes, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
+    deps = ctx.deps
+
+    async def change(stored: StoredResident, key: str) -> list[Fact] | Rejection:
+        resident = stored.resident
+        if resident.is_deceased:
+            return domain.deceased()
+        changes = domain.attribute_changes(
+            resident.attributes, name_kanji=event.name_kanji, name_kana=event.name_kana, address=event.address
+        )
+        if not changes:
+            return []  # nothing changes (e.g. the same change replayed): nothing to say
+        if "address" in changes and resident.lives_abroad:
+            return Rejection(RejectionReason.resident_state,
+                             "the resident lives abroad: a return to Japan is registered with RegisterResident")
+        record = {"key": key, "kind": "attributes", "changed": sorted(changes), "effective_on": event.effective_on.isoformat(),
+                  "signing_certificate_invalidated": await invalidate_signing_certificate(deps, resident.person_ref)}
+        changed = replace(resident, attributes=resident.attributes.model_copy(update=changes))
+        await deps.store.change_resident(changed, change=record)
+        return change_facts(changed, record)
+
+    return await _resident_change(event, ctx, change)
+
+
+@handlers.handles(RecordMoveAbroad)
+async def record_move_abroad(event: RecordMoveAbroad, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
+    deps = ctx.deps
+
+    async def change(stored: StoredResident, key: str) -> list[Fact] | Rejection:
+        resident = stored.resident
+        if resident.is_deceased:
+            return domain.deceased()
+        if resident.lives_abroad:
+            if resident.moved_abroad_on == event.moved_on:  # the same move, told again
+                return [ResidentMovedAbroad(person_ref=resident.person_ref, attributes=resident.attributes,
+                                            moved_on=event.moved_on)]
+            return Rejection(RejectionReason.resident_state, "the resident is already recorded as living abroad")
+        record = {"key": key, "kind": "moved_abroad", "effective_on": event.moved_on.isoformat(),
+                  "signing_certificate_invalidated": await invalidate_signing_certificate(deps, resident.person_ref)}
+        moved = replace(
+            resident,
+            moved_abroad_on=event.moved_on,
+            destination_country=event.destination_country,
+            attributes=resident.attributes.model_copy(update={"address": domain.moved_abroad_address(event.moved_on)}),
+        )
+        await deps.store.change_resident(moved, change=record)
+        return change_facts(moved, record)
+
+    return await _resident_change(event, ctx, change)
+
+
+@handlers.handles(RecordDeath)
+async def record_death(event: RecordDeath, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
+    deps = ctx.deps
+
+    async def change(stored: StoredResident, key: str) -> list[Fact] | Rejection:
+        resident = stored.resident
+        if resident.is_deceased:
+            if resident.deceased_on == event.died_on:  # the same death, told again
+                return [ResidentDeceased(person_ref=resident.person_ref, died_on=event.died_on)]
+            return domain.deceased()
+        # The card first: a re-run finds the resident unchanged and the card by this request's key.
+        revoked = await move_card(deps, resident, CardAction.revoke, key, ctx.clock, reason="deceased")
+        record = {"key": key, "kind": "deceased", "effective_on": event.died_on.isoformat()}
+        await deps.store.change_resident(replace(resident, deceased_on=event.died_on), change=record)
+        facts = change_facts(resident, record)
+        return facts + ([domain.transition_fact(revoked)] if isinstance(revoked, Card) else [])
+
+    return await _resident_change(event, ctx, change)
+
+
+@handlers.handles(DelegatePostOffice)
+async def delegate_post_office(event: DelegatePostOffice, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
+    await ctx.deps.store.set_delegation(event.municipality_code, event.post_office_id, active=event.active, at=ctx.clock.now())
+    return [PostOfficeDelegationChanged(municipality_code=event.municipality_code, post_office_id=event.post_office_id,
+                                        active=event.active)]
+
+
+# --- applications ---------------------------------------------------------------------------
+
+
+@handlers.handles(ApplyForCard)
+async def apply_for_card(event: ApplyForCard, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
+    deps = ctx.deps
+    key = f"application/{event.application_id}"
+
+    def rejected(rejection: Rejection, person_ref: str | None = None) -> Decision:
+        summary = {"kind": "application", "status": "rejected", "person_ref": person_ref,
+                   "reason": rejection.reason.value, "message": rejection.message}
+        return [domain.rejected_application(event, rejection, person_ref)], summary
+
+    async def decide() -> Decision:
+        number = typed_number(event.my_number)
+        if isinstance(number, Rejection):
+            return rejected(number)
+        stored = await deps.store.resident_by_number(number)
+        if stored is None:
+            return rejected(domain.unknown_resident())
+        resident = stored.resident
+        delegated = event.channel is Channel.post_office and await deps.store.is_delegated(resident.municipality_code, event.office_id)
+        review = domain.review_application(event, resident, post_office_delegated=delegated, rules=deps.rules)
+        if isinstance(review, Rejection):
+            return rejected(review, resident.person_ref)
+        for _ in range(_CONCURRENT_CHANGE_ATTEMPTS):
+            claim = await deps.store.claim_card_slot(
+                resident.person_ref, application_id=event.application_id, card_number=domain.new_card_number(),
+                at=ctx.clock.now(),
+            )
+            if claim is None:
+                continue  # the slot was freed between our insert and our read: try again
+            if claim["application_id"] != event.application_id:
+                holder = await deps.store.card(claim["card_number"])
+                if holder is not None and holder.state in (CardState.returned, CardState.revoked, CardState.expired):
+                    await deps.store.release_card_slot(resident.person_ref, holder.card_number)  # left by a crash
+                    continue
+                return rejected(domain.duplicate(event.application_id), resident.person_ref)
+            card = await deps.store.insert_card(
+                domain.new_card(
+                    card_number=claim["card_number"], resident=resident, issued_on=today(ctx.clock),
+                    photo_less=review.photo_less, issuing_municipality=review.issuing_municipality,
+                    origin_key=key, application_id=event.application_id, rules=deps.rules,
+                )
+            )
+            summary = {"kind": "application", "status": "accepted", "person_ref": resident.person_ref,
+                       "card_number": card.card_number}
+            return list(domain.accepted_application(event, card)), summary
+        raise ConcurrentChange(f"{key}: the person's card slot kept changing")
+
+    return await decide_once(deps, key, event, ctx.clock, decide)
+
+
+# --- the card lifecycle ---------------------------------------------------------------------
+
+
+async def move_card(
+    deps: EnrollmentDeps,
+    resident: Resident,
+    action: CardAction,
+    key: str,
+    clock: Clock,
+    *,
+    reason: str | None = None,
+    photo_ref: str | None = None,
+    requested_on: date | None = None,
+) -> Card | Rejection:
+    """Move the person's card by `action` (compare-and-set), then finish what follows from it.
+
+    Returns the moved card, or why it cannot move. A re-run finds the card this request
+    already moved by its key, and only finishes the follow-up steps again.
+    """
+    for _ in range(_CONCURRENT_CHANGE_ATTEMPTS):
+        moved = await deps.store.card_moved_by(key)
+        if moved is None:
+            held = await deps.store.held_card(resident.person_ref)
+            review = domain.review_transition(held, action)
+            if isinstance(review, Rejection):
+                return review
+            assert held is not None
+            if action is CardAction.reissue:
+                assert requested_on is not None
+                if photo_ref is None and domain.photo_required(resident.attributes.date_of_birth, requested_on, deps.rules):
+                    return Rejection(RejectionReason.photo_missing, "a facial photo is required for the new card")
+            request = LastRequest(key=key, action=action, at=clock.now(), reason=reason)
+            replaced_by = domain.new_card_number() if action is CardAction.reissue else None
+            moved = await deps.store.transition_card(held, action, request, replaced_by=replaced_by)
+            if moved is None:
+                continue  # another request moved the card meanwhile: look again
+        await finish_move(deps, resident, moved, clock, photo_ref=photo_ref)
+        return moved
+    raise ConcurrentChange(f"{key}: the card kept changing")
+
+
+async def finish_move(deps: EnrollmentDeps, resident: Resident, moved: Card, clock: Clock, *, photo_ref: str | None) -> Card | None:
+    """The steps after a card moved, each idempotent: free the slot, or issue the successor and hand it the slot."""
+    if moved.state in (CardState.returned, CardState.revoked, CardState.expired):
+        await deps.store.release_card_slot(moved.person_ref, moved.card_number)
+        return None
+    if moved.state is CardState.reissued:
+        assert moved.replaced_by is not None and moved.last_request is not None
+        successor = await deps.store.insert_card(
+            domain.new_card(
+                card_number=moved.replaced_by, resident=resident, issued_on=today(clock), photo_less=photo_ref is None,
+                issuing_municipality=moved.issuing_municipality, origin_key=moved.last_request.key,
+                application_id=moved.application_id, rules=deps.rules, previous_card_number=moved.card_number,
+            )
+        )
+        await deps.store.move_card_slot(moved.person_ref, from_card=moved.card_number, to_card=successor.card_number)
+        return successor
+    return None
+
+
+def card_request_rejected(event: CardRequest, rejection: Rejection, person_ref: str | None = None) -> Decision:
+    summary = {"kind": "card_request", "status": "rejected", "person_ref": person_ref,
+               "reason": rejection.reason.value, "message": rejection.message}
+    fact = CardRequestRejected(person_ref=person_ref, request_id=event.request_id, request_type=event.event_type,
+                               reason=rejection.reason, message=rejection.message)
+    return [fact], summary
+
+
+async def card_request(
+    event: CardRequest, ctx: HandlerContext[EnrollmentDeps], action: CardAction, **details: Any
+) -> Sequence[Fact]:
+    deps = ctx.deps
+    key = f"card-request/{event.office_id}/{event.request_id}"
+
+    async def decide() -> Decision:
+        number = typed_number(event.my_number)
+        if isinstance(number, Rejection):
+            return card_request_rejected(event, number)
+        stored = await deps.store.resident_by_number(number)
+        if stored is None:
+            return card_request_rejected(event, domain.unknown_resident())
+        resident = stored.resident
+        if resident.is_deceased and action is not CardAction.return_card:
+            return card_request_rejected(event, domain.deceased(), resident.person_ref)
+        moved = await move_card(deps, resident, action, key, ctx.clock, **details)
+        if isinstance(moved, Rejection):
+            return card_request_rejected(event, moved, resident.person_ref)
+        successor = await deps.store.card(moved.replaced_by) if moved.replaced_by else None
+        summary = {"kind": "card_request", "status": "done", "person_ref": resident.person_ref,
+                   "card_number": moved.card_number, "card_state": moved.state.value}
+        return [domain.transition_fact(moved, successor)], summary
+
+    return await decide_once(deps, key, event, ctx.clock, decide)
+
+
+@handlers.handles(ReportCardLost)
+async def report_card_lost(event: ReportCardLost, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
+    """A lost card is suspended at once."""
+    return await card_request(event, ctx, CardAction.report_lost)
+
+
+@handlers.handles(ReportCardFound)
+async def report_card_found(event: ReportCardFound, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
+    return await card_request(event, ctx, CardAction.report_found)
+
+
+@handlers.handles(RequestCardReissue)
+async def request_card_reissue(event: RequestCardReissue, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
+    return await card_request(event, ctx, CardAction.reissue, photo_ref=event.photo_ref, requested_on=event.requested_on)
+
+
+@handlers.handles(ReturnCard)
+async def return_card(event: ReturnCard, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
+    return await card_request(event, ctx, CardAction.return_card)
+
+
+@handlers.handles(RevokeCard)
+async def revoke_card(event: RevokeCard, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
+    return await card_request(event, ctx, CardAction.revoke, reason=event.reason)
+
+
+# --- operator commands ----------------------------------------------------------------------
+
+_BATCH = 500
+
+
+async def run_expiry_sweep(service: EventService[EnrollmentDeps], *, as_of: date | None = None) -> dict[str, Any]:
+    """Expire every held card past its expiry date and publish one CardExpired per card.
+
+    Safe to run twice, and from several instances: the compare-and-set expires a card once,
+    and a card whose fact is not yet published keeps a mark until it is (same event id each time).
+    """
+    store = service.deps.store
+    as_of = as_of or today(service.clock)
+    expired = published = 0
+    while batch := await store.held_cards_past_expiry(as_of, _BATCH):
+        for card in batch:
+            request = LastRequest(key=f"expiry/{card.card_number}", action=CardAction.expire, at=service.clock.now())
+            moved = await store.transition_card(card, CardAction.expire, request)
+            if moved is not None:
+                await store.release_card_slot(moved.person_ref, moved.card_number)
+                expired += 1
+    while batch := await store.expired_cards_awaiting_fact(_BATCH):
+        for card in batch:
+            await service.publish_facts(
+                [domain.transition_fact(card)], cause=service.synthetic_cause(f"card-expiry/{card.card_number}")
+            )
+            await store.expiry_fact_published(card.card_number)
+            published += 1
+    log.info("expiry sweep done", extra={"as_of": as_of.isoformat(), "expired": expired, "published": published})
+    return {"as_of": as_of, "cards_expired": expired, "facts_published": published}
+
+
+async def rotate_number_keys(store: EnrollmentStore) -> dict[str, Any]:
+    """Re-encrypt every stored number under the current key (the operator's key-rotation command).
+
+    Run it after putting a new key first in MYNUMBER_ENROLLMENT_NUMBER_KEYS; once it reports
+    nothing left under the old keys, the old keys can be removed from the list.
+    """
+    re_encrypted = 0
+    while batch := await store.residents_sealed_under_old_keys(_BATCH):
+        for document in batch:
+            re_encrypted += await store.reseal_resident(document)
+    counts = await store.count_residents_by_key()
+    log.info("number keys rotated", extra={"current_key_id": store.vault.current_key_id, "re_encrypted": re_encrypted})
+    return {"current_key_id": store.vault.current_key_id, "re_encrypted": re_encrypted, "records_by_key": counts}

@@ -1,0 +1,351 @@
+"""Enrollment's MongoDB repository: residents (number sealed, found by blind index), cards,
+the one-card-per-person claims, post-office delegations and request outcomes.
+
+Only single-document atomic writes, unique indexes and upserts (MongoDB and FerretDB v1).
+'One active card per person' is the unique `_id` of `card_claims` (the person reference):
+whoever inserts the claim first holds the slot, however many instances run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from mynumber_contracts import Fact, MyNumber, ResidentAttributes, event_model
+from pymongo import ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from .domain import TRANSITIONS, Card, CardAction, CardState, LastRequest, Resident
+from .vault import NumberVault, SealedNumber
+
+
+def _day(value: date | None) -> str | None:
+    return value.isoformat() if value else None  # ISO dates sort and compare as strings
+
+
+def _date(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
+
+
+@dataclass(frozen=True)
+class StoredResident:
+    """A resident with the marks of the last registration and change, which let a re-run recognise its own write."""
+
+    resident: Resident
+    last_registration: str | None
+    last_change: dict[str, Any] | None
+
+    @property
+    def person_ref(self) -> str:
+        return self.resident.person_ref
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a request decided: the facts it caused and a summary for the status API."""
+
+    key: str
+    fingerprint: str
+    facts: list[Fact]
+    summary: dict[str, Any]
+    decided_at: datetime
+
+
+class EnrollmentStore:
+    def __init__(self, database: AsyncDatabase, vault: NumberVault) -> None:
+        self.database = database
+        self.vault = vault
+        self.residents = database["residents"]
+        self.cards = database["cards"]
+        self.card_claims = database["card_claims"]
+        self.delegations = database["post_office_delegations"]
+        self.outcomes = database["request_outcomes"]
+
+    async def ensure_indexes(self) -> None:
+        await self.residents.create_index("number_index", unique=True, name="number_index_unique")
+        await self.residents.create_index("number_key_id")
+        await self.cards.create_index("certificate_id", unique=True, name="certificate_id_unique")
+        await self.cards.create_index("person_ref")
+        await self.cards.create_index("last_request.key")
+        await self.cards.create_index([("state", 1), ("expires_on", 1)])
+        await self.cards.create_index("expiry_fact_pending", sparse=True)
+
+    # -- residents --------------------------------------------------------------------------
+
+    async def insert_resident(self, resident: Resident, number: MyNumber, *, registration_key: str) -> bool:
+        """Insert a new resident; False when the number (or person) is already registered."""
+        sealed = self.vault.seal(number, bound_to=resident.person_ref)
+        document = {
+            "_id": resident.person_ref,
+            "number_index": self.vault.blind_index(number),
+            "number_key_id": sealed.key_id,
+            "number_ciphertext": sealed.ciphertext,
+            **_resident_fields(resident),
+            "last_registration": registration_key,
+        }
+        try:
+            await self.residents.insert_one(document)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def update_registration(self, resident: Resident, *, registration_key: str, change: dict[str, Any] | None) -> bool:
+        """Re-register a living resident (moved in from elsewhere or back from abroad)."""
+        fields = {**_resident_fields(resident), "last_registration": registration_key}
+        if change is not None:
+            fields["last_change"] = change
+        result = await self.residents.update_one({"_id": resident.person_ref, "deceased_on": None}, {"$set": fields})
+        return result.matched_count == 1
+
+    async def resident_by_number(self, number: MyNumber) -> StoredResident | None:
+        document = await self.residents.find_one({"number_index": self.vault.blind_index(number)})
+        return _stored_resident(document) if document else None
+
+    async def resident_document(self, person_ref: str) -> dict[str, Any] | None:
+        return await self.residents.find_one({"_id": person_ref})
+
+    async def resident(self, person_ref: str) -> StoredResident | None:
+        document = await self.resident_document(person_ref)
+        return _stored_resident(document) if document else None
+
+    def number_of(self, document: Mapping[str, Any]) -> MyNumber:
+        sealed = SealedNumber(document["number_key_id"], bytes(document["number_ciphertext"]))
+        return self.vault.open(sealed, bound_to=document["_id"])
+
+    async def change_resident(self, resident: Resident, *, change: dict[str, Any]) -> None:
+        """Save new attributes (or the move abroad, or the death) with the record of the change."""
+        await self.residents.update_one(
+            {"_id": resident.person_ref}, {"$set": {**_resident_fields(resident), "last_change": change}}
+        )
+
+    async def residents_sealed_under_old_keys(self, limit: int) -> list[dict[str, Any]]:
+        cursor = self.residents.find(
+            {"number_key_id": {"$ne": self.vault.current_key_id}},
+            {"number_key_id": 1, "number_ciphertext": 1},
+        ).limit(limit)
+        return await cursor.to_list()
+
+    async def reseal_resident(self, document: Mapping[str, Any]) -> bool:
+        """Re-encrypt one resident's number under the current key; False if someone else just did."""
+        sealed = SealedNumber(document["number_key_id"], bytes(document["number_ciphertext"]))
+        resealed = self.vault.reseal(sealed, bound_to=document["_id"])
+        result = await self.residents.update_one(
+            {"_id": document["_id"], "number_key_id": sealed.key_id},
+            {"$set": {"number_key_id": resealed.key_id, "number_ciphertext": resealed.ciphertext}},
+        )
+        return result.modified_count == 1
+
+    async def count_residents_by_key(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for key_id in self.vault.key_ids:
+            counts[key_id] = await self.residents.count_documents({"number_key_id": key_id})
+        return counts
+
+    # -- post-office delegations ------------------------------------------------------------
+
+    async def set_delegation(self, municipality_code: str, post_office_id: str, *, active: bool, at: datetime) -> None:
+        await self.delegations.update_one(
+            {"_id": f"{municipality_code}|{post_office_id}"},
+            {"$set": {"municipality_code": municipality_code, "post_office_id": post_office_id, "active": active,
+                      "changed_at": at}},
+            upsert=True,
+        )
+
+    async def is_delegated(self, municipality_code: str, post_office_id: str) -> bool:
+        document = await self.delegations.find_one({"_id": f"{municipality_code}|{post_office_id}"})
+        return bool(document and document["active"])
+
+    # -- cards and the one-card slot --------------------------------------------------------
+
+    async def claim_card_slot(self, person_ref: str, *, application_id: str, card_number: str, at: datetime) -> dict | None:
+        """Take the person's one card slot for this application, or return who holds it (None: just freed)."""
+        claim = {"_id": person_ref, "application_id": application_id, "card_number": card_number, "claimed_at": at}
+        try:
+            await self.card_claims.insert_one(claim)
+            return claim
+        except DuplicateKeyError:
+            return await self.card_claims.find_one({"_id": person_ref})
+
+    async def release_card_slot(self, person_ref: str, card_number: str) -> None:
+        await self.card_claims.delete_one({"_id": person_ref, "card_number": card_number})
+
+    async def move_card_slot(self, person_ref: str, *, from_card: str, to_card: str) -> None:
+        await self.card_claims.update_one({"_id": person_ref, "card_number": from_card}, {"$set": {"card_number": to_card}})
+
+    async def insert_card(self, card: Card) -> Card:
+        """Insert the card unless it exists (a re-run); return the stored one."""
+        document = await self.cards.find_one_and_update(
+            {"_id": card.card_number}, {"$setOnInsert": _card_document(card)}, upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        return _card(document)
+
+    async def card(self, card_number: str) -> Card | None:
+        document = await self.cards.find_one({"_id": card_number})
+        return _card(document) if document else None
+
+    async def card_by_certificate(self, certificate_id: str) -> Card | None:
+        document = await self.cards.find_one({"certificate_id": certificate_id})
+        return _card(document) if document else None
+
+    async def cards_of(self, person_ref: str) -> list[Card]:
+        return [_card(d) async for d in self.cards.find({"person_ref": person_ref}).sort("issued_on", 1)]
+
+    async def held_card(self, person_ref: str) -> Card | None:
+        """The person's one active or suspended card, if any."""
+        claim = await self.card_claims.find_one({"_id": person_ref})
+        if claim is None:
+            return None
+        card = await self.card(claim["card_number"])
+        return card if card is not None and card.is_held else None
+
+    async def card_moved_by(self, request_key: str) -> Card | None:
+        """The card that request `request_key` already moved (a re-run after a crash)."""
+        document = await self.cards.find_one({"last_request.key": request_key})
+        return _card(document) if document else None
+
+    async def transition_card(
+        self, card: Card, action: CardAction, request: LastRequest, *, replaced_by: str | None = None
+    ) -> Card | None:
+        """Compare-and-set: move the card only from a state that allows `action`; None if it moved meanwhile."""
+        allowed, target = TRANSITIONS[action]
+        changes: dict[str, Any] = {"state": target.value, "last_request": _last_request_document(request)}
+        if replaced_by:
+            changes["replaced_by"] = replaced_by
+        if action is CardAction.expire:
+            changes["expiry_fact_pending"] = True
+        document = await self.cards.find_one_and_update(
+            {"_id": card.card_number, "state": {"$in": [s.value for s in allowed]}},
+            {"$set": changes},
+            return_document=ReturnDocument.AFTER,
+        )
+        return _card(document) if document else None
+
+    async def invalidate_signing_certificate(self, card_number: str) -> None:
+        await self.cards.update_one({"_id": card_number}, {"$set": {"signing_certificate_valid": False}})
+
+    async def held_cards_past_expiry(self, today: date, limit: int) -> list[Card]:
+        cursor = self.cards.find(
+            {"state": {"$in": [CardState.active.value, CardState.suspended.value]}, "expires_on": {"$lt": today.isoformat()}}
+        ).limit(limit)
+        return [_card(d) for d in await cursor.to_list()]
+
+    async def expired_cards_awaiting_fact(self, limit: int) -> list[Card]:
+        return [_card(d) for d in await self.cards.find({"expiry_fact_pending": True}).limit(limit).to_list()]
+
+    async def expiry_fact_published(self, card_number: str) -> None:
+        await self.cards.update_one({"_id": card_number}, {"$unset": {"expiry_fact_pending": ""}})
+
+    # -- request outcomes -------------------------------------------------------------------
+
+    async def outcome(self, key: str) -> Outcome | None:
+        document = await self.outcomes.find_one({"_id": key})
+        return _outcome(document) if document else None
+
+    async def record_outcome(
+        self, key: str, *, fingerprint: str, facts: Sequence[Fact], summary: Mapping[str, Any], at: datetime
+    ) -> Outcome:
+        """Record what `key` decided, unless a racer recorded it first; return the one that stands."""
+        document = await self.outcomes.find_one_and_update(
+            {"_id": key},
+            {"$setOnInsert": {
+                "fingerprint": fingerprint,
+                "facts": [{"type": f.event_type, "payload": f.model_dump_json()} for f in facts],
+                "summary": dict(summary),
+                "decided_at": at,
+            }},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        return _outcome(document)
+
+
+# -- documents <-> domain ------------------------------------------------------------------------
+
+
+def _resident_fields(resident: Resident) -> dict[str, Any]:
+    attributes = resident.attributes.model_dump(mode="json")
+    return {
+        "municipality_code": resident.municipality_code,
+        "attributes": attributes,
+        "nationality": resident.nationality,
+        "residence_status": resident.residence_status,
+        "residence_period_end": _day(resident.residence_period_end),
+        "moved_abroad_on": _day(resident.moved_abroad_on),
+        "destination_country": resident.destination_country,
+        "deceased_on": _day(resident.deceased_on),
+    }
+
+
+def _resident(document: Mapping[str, Any]) -> Resident:
+    return Resident(
+        person_ref=document["_id"],
+        municipality_code=document["municipality_code"],
+        attributes=ResidentAttributes.model_validate(document["attributes"]),
+        nationality=document["nationality"],
+        residence_status=document.get("residence_status"),
+        residence_period_end=_date(document.get("residence_period_end")),
+        moved_abroad_on=_date(document.get("moved_abroad_on")),
+        destination_country=document.get("destination_country"),
+        deceased_on=_date(document.get("deceased_on")),
+    )
+
+
+def _stored_resident(document: Mapping[str, Any]) -> StoredResident:
+    return StoredResident(_resident(document), document.get("last_registration"), document.get("last_change"))
+
+
+def _last_request_document(request: LastRequest) -> dict[str, Any]:
+    return {"key": request.key, "action": request.action.value, "at": request.at, "reason": request.reason}
+
+
+def _card_document(card: Card) -> dict[str, Any]:
+    return {
+        "person_ref": card.person_ref,
+        "certificate_id": card.certificate_id,
+        "state": card.state.value,
+        "issued_on": _day(card.issued_on),
+        "expires_on": _day(card.expires_on),
+        "certificate_expires_on": _day(card.certificate_expires_on),
+        "photo_less": card.photo_less,
+        "issuing_municipality": card.issuing_municipality,
+        "origin_key": card.origin_key,
+        "application_id": card.application_id,
+        "previous_card_number": card.previous_card_number,
+        "replaced_by": card.replaced_by,
+        "signing_certificate_valid": card.signing_certificate_valid,
+        "last_request": _last_request_document(card.last_request) if card.last_request else None,
+    }
+
+
+def _card(document: Mapping[str, Any]) -> Card:
+    last = document.get("last_request")
+    return Card(
+        card_number=document["_id"],
+        person_ref=document["person_ref"],
+        certificate_id=document["certificate_id"],
+        state=CardState(document["state"]),
+        issued_on=date.fromisoformat(document["issued_on"]),
+        expires_on=date.fromisoformat(document["expires_on"]),
+        certificate_expires_on=date.fromisoformat(document["certificate_expires_on"]),
+        photo_less=document["photo_less"],
+        issuing_municipality=document["issuing_municipality"],
+        origin_key=document["origin_key"],
+        application_id=document["application_id"],
+        previous_card_number=document.get("previous_card_number"),
+        replaced_by=document.get("replaced_by"),
+        signing_certificate_valid=document.get("signing_certificate_valid", True),
+        last_request=LastRequest(last["key"], CardAction(last["action"]), last["at"], last.get("reason")) if last else None,
+    )
+
+
+def _outcome(document: Mapping[str, Any]) -> Outcome:
+    facts = []
+    for stored in document["facts"]:
+        model = event_model(stored["type"])
+        assert model is not None, f"unknown stored fact type {stored['type']}"
+        facts.append(model.model_validate_json(stored["payload"]))
+    return Outcome(document["_id"], document["fingerprint"], facts, document.get("summary") or {}, document["decided_at"])

@@ -1,0 +1,146 @@
+"""Test helpers for enrollment: people to register, and a harness that runs the service against
+the real broker and database, publishes partner requests and waits for the service's facts."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from mynumber_contracts import Event, MyNumber, ResidentAttributes, Sex, check_digit, topics
+from mynumber_contracts.enrollment import (
+    DelegatePostOffice,
+    PostOfficeDelegationChanged,
+    RegisterResident,
+    ResidentRegistered,
+)
+
+from services.enrollment.settings import EnrollmentSettings
+from services.kit.clock import FixedClock
+from tests.support.kafka import PartnerPublisher, Received, TopicReader
+from tests.support.services import RunningService, run_service
+
+# 10:00 on 2 June 2025 in Japan: the service's "now" unless a test moves the clock.
+NOW = datetime(2025, 6, 2, 1, 0, tzinfo=UTC)
+TODAY = date(2025, 6, 2)
+MUNICIPALITY = "131016"
+MUNICIPAL_OFFICE = "municipality/131016"
+POST_OFFICE = "post-office/tokyo-chuo"
+EMBASSY = "diplomatic-office/us-newyork"
+OPERATOR = {"Authorization": "Bearer development-only-operator-token"}
+
+_numbers = random.Random()
+
+
+def new_number() -> MyNumber:
+    base = f"{_numbers.randrange(10**10, 10**11):011d}"
+    return MyNumber(base + str(check_digit(base)))
+
+
+def wrong_check_digit(number: MyNumber) -> str:
+    digits = number.reveal()
+    return digits[:11] + str((int(digits[11]) + 1) % 10)
+
+
+def registration(
+    number: MyNumber | None,
+    *,
+    born: date = date(1990, 4, 1),
+    nationality: str = "JP",
+    residence_status: str | None = None,
+    residence_period_end: date | None = None,
+    name_kanji: str = "山田 太郎",
+    name_kana: str = "ヤマダ タロウ",
+    address: str = "東京都千代田区永田町1-7-1",
+    request_id: str | None = None,
+    municipality_code: str = MUNICIPALITY,
+) -> RegisterResident:
+    return RegisterResident(
+        request_id=request_id or f"reg-{_numbers.randrange(10**12)}",
+        municipality_code=municipality_code,
+        my_number=number,
+        attributes=ResidentAttributes(
+            name_kanji=name_kanji, name_kana=name_kana, date_of_birth=born, sex=Sex.male, address=address
+        ),
+        nationality=nationality,
+        residence_status=residence_status,
+        residence_period_end=residence_period_end,
+    )
+
+
+@dataclass
+class Enrollment:
+    """One running enrollment service (or several in one consumer group), a partner and readers."""
+
+    instances: list[RunningService]
+    partner: PartnerPublisher
+    facts: TopicReader
+    dead_letters: TopicReader
+    clock: FixedClock
+    settings: EnrollmentSettings
+    seen: set[str] = field(default_factory=set)
+
+    @property
+    def service(self) -> RunningService:
+        return self.instances[0]
+
+    @property
+    def store(self) -> Any:
+        return self.service.service.deps.store
+
+    async def send(self, request: Event, *, source: str = MUNICIPAL_OFFICE, subject: str | None = None,
+                   event_id: str | None = None) -> None:
+        await self.partner.send(request, subject=subject or _subject(request), source=source, event_id=event_id)
+
+    async def fact(self, event_type: str, timeout: float = 60.0, **match: Any) -> dict[str, Any]:
+        """The first fact of `event_type` whose payload has every `match` value (waits for it)."""
+        found = await self.facts_of(event_type, 1, timeout=timeout, **match)
+        return found[0]
+
+    async def facts_of(self, event_type: str, count: int, timeout: float = 60.0, **match: Any) -> list[dict[str, Any]]:
+        def matching(records: list[Received]) -> list[dict[str, Any]]:
+            payloads = [r.json() for r in records if r.type == event_type]
+            return [p for p in payloads if all(p.get(k) == v for k, v in match.items())]
+
+        await self.facts.wait_for(lambda records: len(matching(records)) >= count, timeout=timeout,
+                                  what=f"{count} x {event_type} {match}")
+        return matching(self.facts.records)
+
+    async def register(self, number: MyNumber, **details: Any) -> str:
+        """Register a resident and wait until the registry has them; returns the person reference."""
+        request = registration(number, **details)
+        await self.send(request)
+        people = self.service.service.deps.people
+        person_ref = people.for_number(number)
+        await self.fact(ResidentRegistered.event_type, person_ref=person_ref)
+        return person_ref
+
+    async def delegate(self, post_office_id: str = POST_OFFICE, *, active: bool = True,
+                       municipality_code: str = MUNICIPALITY) -> None:
+        request = DelegatePostOffice(municipality_code=municipality_code, post_office_id=post_office_id, active=active)
+        await self.send(request)
+        await self.fact(PostOfficeDelegationChanged.event_type, post_office_id=post_office_id, active=active,
+                        municipality_code=municipality_code)
+
+
+def _subject(request: Event) -> str:
+    number = getattr(request, "my_number", None)
+    if number is not None:
+        return number.reveal() if isinstance(number, MyNumber) else str(number)
+    return getattr(request, "request_id", None) or getattr(request, "application_id", None) or "subject"
+
+
+@asynccontextmanager
+async def running_enrollment(servers: Any, settings: EnrollmentSettings, *, instances: int = 1,
+                             now: datetime = NOW) -> AsyncIterator[Enrollment]:
+    clock = FixedClock(now)
+    service_topics = topics.for_service("enrollment", settings.topic_namespace)
+    async with AsyncExitStack() as stack:
+        running = [await stack.enter_async_context(run_service("enrollment", settings, clock=clock)) for _ in range(instances)]
+        partner = await stack.enter_async_context(PartnerPublisher(servers.kafka_bootstrap, settings.topic_namespace))
+        facts = await stack.enter_async_context(TopicReader(servers.kafka_bootstrap, service_topics.facts))
+        dead_letters = await stack.enter_async_context(TopicReader(servers.kafka_bootstrap, service_topics.dead_letter))
+        yield Enrollment(running, partner, facts, dead_letters, clock, settings)
