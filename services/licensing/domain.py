@@ -81,6 +81,13 @@ class Card(BaseModel):
         return self.status
 
 
+def current_card(cards: list[Card]) -> Card | None:
+    """The card a holder named only by number carries: the newest active one, else the newest (to say why not)."""
+    if not cards:
+        return None
+    return max(cards, key=lambda card: (card.status is CardStatus.active, card.issued_on))
+
+
 # --- licences -------------------------------------------------------------------------------------
 
 
@@ -164,7 +171,7 @@ class Holder:
 def identify_holder(
     request: RecordLicence | RecordLicenceOnNewCard, *, number_ref: str | None, card: Card | None
 ) -> Holder | Decision[Licence]:
-    """The holder the police named. `card` is the named card, or the holder's active card when none was named."""
+    """The holder the police named. `card` is the named card, or the holder's current card when none was named."""
     if request.card_number is not None and card is None:
         return _licence_rejection(request, LicenceRejectionReason.unknown_card, "no card with this number is known",
                                   number_ref)
@@ -178,7 +185,7 @@ def identify_holder(
 
 def _card_refusal(card: Card | None, today: date) -> tuple[LicenceRejectionReason, str] | None:
     if card is None:
-        return LicenceRejectionReason.no_active_card, "the holder has no active card to record the licence on"
+        return LicenceRejectionReason.no_active_card, "the holder has no card to record the licence on"
     status = card.status_on(today)
     if status is not CardStatus.active:
         return LicenceRejectionReason.card_not_active, f"the card is {status.value}"

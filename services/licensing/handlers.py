@@ -61,12 +61,12 @@ async def _apply(decision: Decision, save: Callable[[object], Awaitable[object]]
 
 
 async def _holder(event: RecordLicence | RecordLicenceOnNewCard, deps: LicensingDeps) -> domain.Holder | Decision:
-    """The holder the police named, with the card they named or, failing that, the holder's active card."""
+    """The holder the police named, with the card they named or, failing that, the holder's current card."""
     number_ref = deps.people.for_number(event.my_number) if event.my_number is not None else None
     if event.card_number is not None:
         card = await deps.store.card(event.card_number)
     else:
-        card = await deps.store.active_card_of(number_ref)
+        card = domain.current_card(await deps.store.cards_of(number_ref))
     return domain.identify_holder(event, number_ref=number_ref, card=card)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any, TypeVar
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -66,11 +66,8 @@ class LicensingStore:
         document = await self._cards.find_one({"_id": card_number})
         return Card.model_validate(_without_id(document)) if document else None
 
-    async def active_card_of(self, person_ref: str) -> Card | None:
-        """The person's newest active card (the one a holder identified only by number carries)."""
-        cursor = self._cards.find({"person_ref": person_ref, "status": CardStatus.active.value})
-        documents = await cursor.sort("issued_on", DESCENDING).limit(1).to_list()
-        return Card.model_validate(_without_id(documents[0])) if documents else None
+    async def cards_of(self, person_ref: str) -> list[Card]:
+        return [Card.model_validate(_without_id(d)) async for d in self._cards.find({"person_ref": person_ref})]
 
     # -- residents (the person reference and the address only) ----------------------------------
 

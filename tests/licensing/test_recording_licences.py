@@ -1,0 +1,83 @@
+"""Recording a licence: each holder choice with its fee, on an active card of the holder only."""
+
+from __future__ import annotations
+
+from mynumber_contracts.enrollment import CardSuspended
+from mynumber_contracts.licensing import (
+    HolderChoice,
+    LicenceRecorded,
+    LicenceRequestRejected,
+    LicenceTransaction,
+)
+
+from tests.licensing.conftest import NOW, Licensing, a_licence_number, a_number, licence_request
+
+
+async def test_each_holder_choice_is_recorded_with_its_fee(licensing: Licensing):
+    card_only, conventional_only, both, newcomer = [await licensing.resident_with_card(seed) for seed in (101, 102, 103, 104)]
+    # The police identify the holder by number, by card, or by both.
+    await licensing.police(licence_request(card_only, 101, choice=HolderChoice.card_only))
+    await licensing.police(licence_request(conventional_only, 102, choice=HolderChoice.conventional_only,
+                                           by_number=False, by_card=True))
+    await licensing.police(licence_request(both, 103, choice=HolderChoice.both, by_card=True))
+    await licensing.police(licence_request(newcomer, 104, choice=HolderChoice.card_only,
+                                           transaction=LicenceTransaction.new))
+
+    recorded = {p.ref: await licensing.fact(LicenceRecorded, person_ref=p.ref)
+                for p in (card_only, conventional_only, both, newcomer)}
+    assert recorded[card_only.ref]["fee_yen"] == 2100
+    assert recorded[conventional_only.ref]["fee_yen"] == 2850
+    assert recorded[both.ref]["fee_yen"] == 2950
+    assert recorded[newcomer.ref]["fee_yen"] == 1550, "a new card-only licence: the default new-licence fee"
+    assert recorded[card_only.ref]["card_number"] == card_only.card_number
+    assert recorded[both.ref]["card_number"] == both.card_number
+    assert recorded[conventional_only.ref]["card_number"] is None, "a conventional licence is not put on the card"
+
+    record = (await licensing.http.get(f"/licences/{a_licence_number(103)}")).json()
+    assert (record["person_ref"], record["holder_choice"], record["card_number"]) == (both.ref, "both", both.card_number)
+    assert record["address"] == "東京都千代田区永田町1-7-1", "the address comes from the resident registry"
+    on_card = await licensing.roadside(both.card_number)
+    assert (on_card["valid"], on_card["status"]) == (True, "valid")
+    not_on_card = await licensing.roadside(conventional_only.card_number)
+    assert (not_on_card["valid"], not_on_card["status"]) == (False, "no_licence_on_card")
+
+    fees = (await licensing.http.get("/fees")).json()
+    assert fees["renewal"] == {"card_only": 2100, "conventional_only": 2850, "both": 2950}
+
+    for person in (card_only, conventional_only, both, newcomer):  # facts carry the reference, never the number
+        digits = person.number.reveal().encode()
+        for received in licensing.facts.records:
+            assert digits not in received.record.value and digits not in (received.record.key or b"")
+            assert all(digits not in value for _, value in received.record.headers)
+
+
+async def test_a_licence_is_recorded_only_on_an_active_card_of_its_holder(licensing: Licensing):
+    holder, other, lost_card_holder = [await licensing.resident_with_card(seed) for seed in (111, 112, 113)]
+    await licensing.enrollment_fact(CardSuspended(person_ref=lost_card_holder.ref, card_number=lost_card_holder.card_number,
+                                                  suspended_at=NOW))
+    await licensing.until_roadside(lost_card_holder.card_number, lambda r: r["card_status"] == "suspended")
+    no_card_ref = licensing.people.for_number(a_number(114))
+
+    cases = {
+        "unknown_card": licence_request(holder, 121, by_number=False, by_card=True, card_number="C-NOSUCHCARD"),
+        "card_holder_mismatch": licence_request(holder, 122, by_card=True, card_number=other.card_number),
+        "card_not_active": licence_request(lost_card_holder, 123, choice=HolderChoice.both),
+        "no_active_card": licence_request(holder, 124, my_number=a_number(114)),
+    }
+    for request in cases.values():
+        await licensing.police(request)
+    await licensing.police(licence_request(holder, 125))  # accepted: the holder's licence 125
+    await licensing.fact(LicenceRecorded, person_ref=holder.ref)
+    await licensing.police(licence_request(other, 126, licence_number=a_licence_number(125)))
+
+    rejections = {reason: await licensing.fact(LicenceRequestRejected, request_id=request.request_id)
+                  for reason, request in cases.items()}
+    for reason, rejection in rejections.items():
+        assert rejection["reason"] == reason, rejection
+    assert rejections["no_active_card"]["person_ref"] == no_card_ref
+    in_use = await licensing.fact(LicenceRequestRejected, person_ref=other.ref)
+    assert in_use["reason"] == "licence_number_in_use"
+    for seed in (121, 122, 123, 124):
+        assert (await licensing.http.get(f"/licences/{a_licence_number(seed)}")).status_code == 404
+    assert (await licensing.http.get(f"/licences/{a_licence_number(125)}")).json()["person_ref"] == holder.ref
+    assert licensing.facts_of(LicenceRecorded, person_ref=other.ref) == []
