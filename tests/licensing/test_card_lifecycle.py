@@ -1,0 +1,91 @@
+"""Card events and the licence on the card: lost makes it unusable, found makes it usable again,
+a reissued card needs the licence recorded again (the police are told), and the licence stays valid."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, timedelta
+
+from mynumber_contracts.enrollment import CardReissued, CardResumed, CardSuspended
+from mynumber_contracts.licensing import (
+    HolderChoice,
+    LicenceRecorded,
+    LicenceRecordedOnNewCard,
+    LicenceRequestRejected,
+    LicenceReRecordingNeeded,
+    LicenceUnusable,
+    LicenceUsableAgain,
+    RecordLicenceOnNewCard,
+)
+
+from tests.licensing.conftest import NOW, Licensing, a_licence_number, licence_request
+
+
+async def test_lost_then_reissued_then_the_licence_is_recorded_again(licensing: Licensing):
+    holder = await licensing.resident_with_card(201)
+    licence_number = a_licence_number(201)
+    old_card = holder.card_number
+    await licensing.police(licence_request(holder, 201, choice=HolderChoice.both))
+    await licensing.fact(LicenceRecorded, person_ref=holder.ref)
+
+    # Lost, then found: unusable, then usable again.
+    await licensing.enrollment_fact(CardSuspended(person_ref=holder.ref, card_number=old_card, suspended_at=NOW))
+    unusable = await licensing.fact(LicenceUnusable, person_ref=holder.ref)
+    assert (unusable["reason"], unusable["card_number"], unusable["licence_number"]) == ("lost", old_card, licence_number)
+    assert (await licensing.roadside(old_card))["status"] == "card_unusable"
+    await licensing.enrollment_fact(CardResumed(person_ref=holder.ref, card_number=old_card, resumed_at=NOW + timedelta(hours=2)))
+    assert (await licensing.fact(LicenceUsableAgain, person_ref=holder.ref))["card_number"] == old_card
+    assert (await licensing.roadside(old_card))["valid"] is True
+
+    # Lost for good, and reissued: the police are told to record the licence on the new card.
+    await licensing.enrollment_fact(CardSuspended(person_ref=holder.ref, card_number=old_card, suspended_at=NOW + timedelta(days=1)))
+    new_card = f"C-{uuid.uuid4().hex[:10].upper()}"
+    await licensing.enrollment_fact(CardReissued(
+        person_ref=holder.ref, previous_card_number=old_card, card_number=new_card, certificate_id=f"cert-{new_card}",
+        issued_on=date(2026, 6, 10), expires_on=date(2036, 4, 1), certificate_expires_on=date(2031, 4, 1), photo_less=False,
+    ))
+    needed = await licensing.fact(LicenceReRecordingNeeded, person_ref=holder.ref)
+    assert (needed["previous_card_number"], needed["card_number"], needed["licence_number"]) == (old_card, new_card, licence_number)
+    assert len(licensing.facts_of(LicenceUnusable, person_ref=holder.ref)) == 2
+    record = (await licensing.http.get(f"/licences/{licence_number}")).json()
+    assert record["revoked_on"] is None and record["re_recording_card_number"] == new_card, "the licence stays valid"
+    pending = await licensing.roadside(new_card)
+    assert (pending["valid"], pending["status"], pending["licence_number"]) == (True, "re_recording_pending", licence_number)
+    assert (await licensing.roadside(old_card))["card_status"] == "replaced"
+
+    # The police record it again, by number only: it goes on the holder's current card.
+    rerecord = RecordLicenceOnNewCard(request_id="pol-rerecord-201", my_number=holder.number, licence_number=licence_number)
+    await licensing.police(rerecord)
+    recorded = await licensing.fact(LicenceRecordedOnNewCard, person_ref=holder.ref)
+    assert (recorded["card_number"], recorded["previous_card_number"], recorded["fee_yen"]) == (new_card, old_card, 0)
+    valid = await licensing.roadside(new_card)
+    assert (valid["valid"], valid["status"], valid["classes"]) == (True, "valid", ["ordinary", "ordinary_motorcycle"])
+    old = await licensing.roadside(old_card)
+    assert (old["valid"], old["status"]) == (False, "no_licence_on_card")
+
+    # The same request redelivered under a new event id is answered the same; another one is refused.
+    await licensing.police(rerecord)
+    await licensing.police(RecordLicenceOnNewCard(request_id="pol-rerecord-201-again", card_number=new_card,
+                                                  licence_number=licence_number))
+    refused = await licensing.fact(LicenceRequestRejected, request_id="pol-rerecord-201-again")
+    assert refused["reason"] == "already_recorded"
+    assert len(licensing.facts_of(LicenceRecordedOnNewCard, request_id="pol-rerecord-201")) == 2
+    assert (await licensing.http.get(f"/licences/{licence_number}")).json()["card_number"] == new_card
+
+
+async def test_a_conventional_licence_is_untouched_by_card_events_and_cannot_be_recorded_on_a_card(licensing: Licensing):
+    holder = await licensing.resident_with_card(211)
+    await licensing.police(licence_request(holder, 211, choice=HolderChoice.conventional_only))
+    await licensing.fact(LicenceRecorded, person_ref=holder.ref)
+    await licensing.enrollment_fact(CardSuspended(person_ref=holder.ref, card_number=holder.card_number, suspended_at=NOW))
+    new_card = f"C-{uuid.uuid4().hex[:10].upper()}"
+    await licensing.enrollment_fact(CardReissued(
+        person_ref=holder.ref, previous_card_number=holder.card_number, card_number=new_card, certificate_id="cert-x",
+        issued_on=date(2026, 6, 10), expires_on=date(2036, 4, 1), certificate_expires_on=date(2031, 4, 1), photo_less=False,
+    ))
+    await licensing.until_roadside(new_card, lambda r: r["status"] != "unknown_card")
+    await licensing.police(RecordLicenceOnNewCard(request_id="pol-211", card_number=new_card,
+                                                  licence_number=a_licence_number(211)))
+    assert (await licensing.fact(LicenceRequestRejected, request_id="pol-211"))["reason"] == "not_a_card_licence"
+    # Published in order on one partition: had the card events caused facts, they would precede the rejection.
+    assert licensing.facts_of(LicenceUnusable) == [] and licensing.facts_of(LicenceReRecordingNeeded) == []

@@ -1,0 +1,58 @@
+"""One-stop address change: a move updates a card-only licence and tells the police; a holder of a
+conventional licence is told to update it themselves, and their licence record is not changed."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from mynumber_contracts import ResidentAttributes, Sex
+from mynumber_contracts.enrollment import ResidentAttributesChanged, ResidentMovedAbroad
+from mynumber_contracts.licensing import (
+    ConventionalLicenceUpdateRequired,
+    HolderChoice,
+    LicenceAddressUpdated,
+    LicenceRecorded,
+)
+
+from tests.licensing.conftest import ADDRESS, Licensing, a_licence_number, licence_request
+
+NEW_ADDRESS = "大阪府大阪市中央区大手前2-1-22"
+
+
+def moved(person_ref: str, address: str, changed: list[str]) -> ResidentAttributesChanged:
+    attributes = ResidentAttributes(name_kanji="山田 花子", name_kana="ヤマダ ハナコ", date_of_birth=date(1980, 4, 1),
+                                    sex=Sex.male, address=address)
+    return ResidentAttributesChanged(person_ref=person_ref, attributes=attributes, changed=changed,
+                                     effective_on=date(2026, 6, 15), signing_certificate_invalidated=True)
+
+
+async def test_a_move_updates_a_card_only_licence_and_not_a_conventional_one(licensing: Licensing):
+    card_only, conventional_only = await licensing.resident_with_card(301), await licensing.resident_with_card(302)
+    await licensing.police(licence_request(card_only, 301, choice=HolderChoice.card_only))
+    await licensing.police(licence_request(conventional_only, 302, choice=HolderChoice.conventional_only))
+    for person in (card_only, conventional_only):
+        await licensing.fact(LicenceRecorded, person_ref=person.ref)
+        # A name change first, on the same partition: it must not touch the licence's address.
+        await licensing.enrollment_fact(moved(person.ref, ADDRESS, ["name_kanji", "name_kana"]))
+        await licensing.enrollment_fact(moved(person.ref, NEW_ADDRESS, ["address"]))
+
+    updated = await licensing.fact(LicenceAddressUpdated, person_ref=card_only.ref)
+    assert (updated["address"], updated["effective_on"], updated["licence_number"]) == (
+        NEW_ADDRESS, "2026-06-15", a_licence_number(301))
+    told = await licensing.fact(ConventionalLicenceUpdateRequired, person_ref=conventional_only.ref)
+    assert (told["holder_choice"], told["licence_number"]) == ("conventional_only", a_licence_number(302))
+    assert len(licensing.facts_of(LicenceAddressUpdated)) == 1, "the name change caused nothing"
+    assert len(licensing.facts_of(ConventionalLicenceUpdateRequired)) == 1
+    assert licensing.facts_of(LicenceAddressUpdated, person_ref=conventional_only.ref) == []
+
+    assert (await licensing.http.get(f"/licences/{a_licence_number(301)}")).json()["address"] == NEW_ADDRESS
+    assert (await licensing.http.get(f"/licences/{a_licence_number(302)}")).json()["address"] == ADDRESS
+
+    # Moving abroad is a move too.
+    abroad = "国外転出（2026年7月1日）"
+    await licensing.enrollment_fact(ResidentMovedAbroad(
+        person_ref=card_only.ref, moved_on=date(2026, 7, 1),
+        attributes=ResidentAttributes(name_kanji="山田 花子", name_kana="ヤマダ ハナコ", date_of_birth=date(1980, 4, 1),
+                                      sex=Sex.male, address=abroad),
+    ))
+    assert (await licensing.fact(LicenceAddressUpdated, address=abroad))["effective_on"] == "2026-07-01"
