@@ -1,21 +1,20 @@
 """Enrollment's HTTP API: application and card status, the operator's lookup by person (the
 number masked to its last 4 digits) and the operator commands (expiry sweep, key rotation).
 
-Operator routes need a bearer token whose principal is `operator`
-(setting MYNUMBER_ENROLLMENT_API_TOKENS, 'principal=token,...').
+Operator routes need a bearer token whose principal is `operator` (the kit's
+MYNUMBER_HTTP_API_TOKENS); every operator lookup is written to the audit trail.
 """
 
 from __future__ import annotations
 
-import hashlib
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Depends, HTTPException, Query
 from mynumber_contracts import ResidentAttributes, mask
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.kit.auth import operator
 from services.kit.http import service_deps, service_of
 from services.kit.messaging import EventService
 
@@ -23,43 +22,9 @@ from .domain import Card
 from .handlers import EnrollmentDeps, rotate_number_keys, run_expiry_sweep
 
 router = APIRouter()
-_bearer = HTTPBearer(auto_error=False, description="A token from MYNUMBER_ENROLLMENT_API_TOKENS.")
-
-
-class ApiTokens:
-    """Bearer tokens by principal; only their SHA-256 digests are kept in memory."""
-
-    def __init__(self, text: str) -> None:
-        self._principals: dict[str, str] = {}
-        for entry in filter(None, (part.strip() for part in text.replace("\n", ",").split(","))):
-            principal, sep, token = entry.partition("=")
-            if not sep or not principal.strip() or len(token.strip()) < 16:
-                raise ValueError("each API token must read 'principal=token' with a token of at least 16 characters")
-            self._principals[_digest(token.strip())] = principal.strip()
-
-    def principal(self, token: str) -> str | None:
-        return self._principals.get(_digest(token))
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def principal_of(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
-    principal = credentials and request.app.state.api_tokens.principal(credentials.credentials)
-    if not principal:
-        raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-    return principal
-
-
-def operator(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
-    principal = principal_of(request, credentials)
-    if principal != "operator":
-        raise HTTPException(403, "only an operator may use this route")
-    return principal
-
 
 Deps = Annotated[EnrollmentDeps, Depends(service_deps)]
+Service = Annotated[EventService[EnrollmentDeps], Depends(service_of)]
 Operator = Annotated[str, Depends(operator)]
 
 
@@ -79,7 +44,7 @@ class CardStatus(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     card_number: str
-    state: str = Field(description="active, suspended, reissued, returned, revoked or expired")
+    status: str = Field(description="active, suspended, reissued, returned, revoked or expired")
     person_ref: str
     issued_on: date
     expires_on: date
@@ -94,7 +59,7 @@ class CardStatus(BaseModel):
     @classmethod
     def of(cls, card: Card) -> CardStatus:
         return cls(
-            card_number=card.card_number, state=card.state.value, person_ref=card.person_ref, issued_on=card.issued_on,
+            card_number=card.card_number, status=card.state.value, person_ref=card.person_ref, issued_on=card.issued_on,
             expires_on=card.expires_on, certificate_expires_on=card.certificate_expires_on, photo_less=card.photo_less,
             signing_certificate_valid=card.signing_certificate_valid, issuing_municipality=card.issuing_municipality,
             application_id=card.application_id, previous_card_number=card.previous_card_number,
@@ -153,10 +118,13 @@ async def card_status(card_number: str, deps: Deps) -> CardStatus:
 
 @router.get("/operator/residents/{person_ref}", response_model=ResidentLookup, tags=["operator"],
             summary="An operator's lookup of a person: registry entry, cards, and the number masked to its last 4 digits.")
-async def lookup_resident(person_ref: str, deps: Deps, _: Operator) -> ResidentLookup:
+async def lookup_resident(person_ref: str, service: Service, who: Operator) -> ResidentLookup:
+    deps = service.deps
     document = await deps.store.resident_document(person_ref)
     if document is None:
         raise HTTPException(404, "no resident with this person reference")
+    await service.audit.record(at=service.clock.now(), actor=who, action="enrollment.resident.lookup",
+                               person_ref=person_ref, reason="operator lookup (number shown masked)")
     stored = await deps.store.resident(person_ref)
     assert stored is not None
     resident = stored.resident
@@ -173,7 +141,7 @@ async def lookup_resident(person_ref: str, deps: Deps, _: Operator) -> ResidentL
              summary="Expire every card past its expiry date and publish CardExpired; safe to run twice.")
 async def expiry_sweep(
     _: Operator,
-    service: Annotated[EventService[EnrollmentDeps], Depends(service_of)],
+    service: Service,
     as_of: Annotated[date | None, Query(description="Run as of this Japan date (default: today).")] = None,
 ) -> SweepReport:
     return SweepReport(**await run_expiry_sweep(service, as_of=as_of))

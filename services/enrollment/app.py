@@ -54,7 +54,7 @@ def create_app(settings: EnrollmentSettings | None = None, *, clock: Clock | Non
                 await task
         await client.close()
 
-    app = create_http_app(
+    return create_http_app(
         service,
         title="My Number enrollment service",
         description="The resident registry, card applications on three channels, and the card lifecycle.",
@@ -62,8 +62,6 @@ def create_app(settings: EnrollmentSettings | None = None, *, clock: Clock | Non
         on_startup=[start],
         on_shutdown=[stop],
     )
-    app.state.api_tokens = api.ApiTokens(settings.api_tokens())
-    return app
 
 
 async def _sweep_on_schedule(service: EventService[EnrollmentDeps], interval: float) -> None:

@@ -1,4 +1,4 @@
-"""Enrollment's settings: the number-at-rest keys, operator tokens and the card rules.
+"""Enrollment's settings: the number-at-rest keys and the card rules.
 
 Every variable is prefixed `MYNUMBER_`. Key material comes from the environment or from a
 secret file (the `_FILE` variant wins). The defaults are fixed DEVELOPMENT-ONLY keys, so the
@@ -18,7 +18,6 @@ from .domain import CardRules
 
 DEVELOPMENT_NUMBER_KEYS = "dev-1:mI+/Q1aHHOSeP1mz3aUctoOeCzK5bqFRLc72lD3RTH8="
 DEVELOPMENT_NUMBER_INDEX_KEY = "development-only-number-blind-index-key-change-me"
-DEVELOPMENT_API_TOKENS = "operator=development-only-operator-token"
 
 
 def _secret(value: SecretStr, file: Path | None) -> str:
@@ -39,11 +38,6 @@ class EnrollmentSettings(ServiceSettings):
         description="HMAC key of the blind index that finds a resident by number (at least 32 bytes). Never rotated in place.",
     )
     enrollment_number_index_key_file: Path | None = Field(None, description="A secret file holding the blind-index key.")
-    enrollment_api_tokens: SecretStr = Field(
-        SecretStr(DEVELOPMENT_API_TOKENS),
-        description="Bearer tokens of the HTTP API: 'principal=token,...'; the principal 'operator' may use the operator routes.",
-    )
-    enrollment_api_tokens_file: Path | None = Field(None, description="A secret file holding the same list.")
 
     adult_age: int = Field(18, description="Holders of this age or older on the issue date get the longer validity.")
     adult_validity_birthdays: int = Field(10, description="An adult's card ends on this birthday after issue.")
@@ -64,9 +58,6 @@ class EnrollmentSettings(ServiceSettings):
 
     def number_index_key(self) -> str:
         return _secret(self.enrollment_number_index_key, self.enrollment_number_index_key_file)
-
-    def api_tokens(self) -> str:
-        return _secret(self.enrollment_api_tokens, self.enrollment_api_tokens_file)
 
     def uses_development_keys(self) -> bool:
         return self.number_keys() == DEVELOPMENT_NUMBER_KEYS or self.number_index_key() == DEVELOPMENT_NUMBER_INDEX_KEY

@@ -12,6 +12,10 @@ from typing import Any
 
 from mynumber_contracts import Event, MyNumber, ResidentAttributes, Sex, check_digit, topics
 from mynumber_contracts.enrollment import (
+    ApplicationAccepted,
+    ApplicationRejected,
+    ApplyForCard,
+    Channel,
     DelegatePostOffice,
     PostOfficeDelegationChanged,
     RegisterResident,
@@ -126,6 +130,33 @@ class Enrollment:
                         municipality_code=municipality_code)
 
 
+def application(number: str, channel: Channel = Channel.municipal_office, *, office_id: str | None = None,
+                applied_on: date = TODAY, photo_ref: str | None = "photo/0001", application_id: str | None = None) -> ApplyForCard:
+    offices = {Channel.municipal_office: MUNICIPAL_OFFICE, Channel.post_office: POST_OFFICE, Channel.diplomatic_office: EMBASSY}
+    return ApplyForCard(
+        application_id=application_id or f"app-{new_number().reveal()[:10]}",
+        channel=channel,
+        office_id=office_id or offices[channel],
+        my_number=number,
+        applied_on=applied_on,
+        photo_ref=photo_ref,
+    )
+
+
+async def apply(enrollment: Enrollment, request: ApplyForCard) -> dict:
+    """Send an application and return its decision (the accepted or rejected fact)."""
+    await enrollment.send(request, source=request.office_id)
+
+    def decided(records) -> bool:
+        return any(r.type in (ApplicationAccepted.event_type, ApplicationRejected.event_type)
+                   and r.json()["application_id"] == request.application_id for r in records)
+
+    await enrollment.facts.wait_for(decided, what=f"decision on {request.application_id}")
+    return next(r.json() | {"type": r.type} for r in enrollment.facts.records
+                if r.type in (ApplicationAccepted.event_type, ApplicationRejected.event_type)
+                and r.json()["application_id"] == request.application_id)
+
+
 def _subject(request: Event) -> str:
     number = getattr(request, "my_number", None)
     if number is not None:
@@ -144,3 +175,45 @@ async def running_enrollment(servers: Any, settings: EnrollmentSettings, *, inst
         facts = await stack.enter_async_context(TopicReader(servers.kafka_bootstrap, service_topics.facts))
         dead_letters = await stack.enter_async_context(TopicReader(servers.kafka_bootstrap, service_topics.dead_letter))
         yield Enrollment(running, partner, facts, dead_letters, clock, settings)
+
+
+async def issue_card(enrollment: Enrollment, number: MyNumber, **details: Any) -> dict[str, Any]:
+    """Register a resident, apply at the municipal office and return the CardIssued payload."""
+    await enrollment.register(number, **details)
+    request = application(number.reveal())
+    decision = await apply(enrollment, request)
+    assert decision["type"] == ApplicationAccepted.event_type, decision
+    return await enrollment.fact("jp.mynumber.enrollment.card_issued.v1", application_id=request.application_id)
+
+
+_CARD_ANSWERS = {
+    "jp.mynumber.enrollment.card_suspended.v1", "jp.mynumber.enrollment.card_resumed.v1",
+    "jp.mynumber.enrollment.card_reissued.v1", "jp.mynumber.enrollment.card_returned.v1",
+    "jp.mynumber.enrollment.card_revoked.v1", "jp.mynumber.enrollment.card_request_rejected.v1",
+}
+
+
+async def card_request(enrollment: Enrollment, request: Any, *, nth: int = 1) -> dict[str, Any]:
+    """Send a lifecycle request and return the fact that answers it (the nth answer for a replay)."""
+    before = len(enrollment.facts.records)
+    await enrollment.send(request, source=request.office_id)
+
+    def answers(records: list[Received]) -> list[dict[str, Any]]:
+        found = []
+        for r in records[before:]:
+            if r.type in _CARD_ANSWERS:
+                payload = r.json() | {"type": r.type}
+                if payload.get("request_id", request.request_id) == request.request_id and _about(payload, request, enrollment):
+                    found.append(payload)
+        return found
+
+    await enrollment.facts.wait_for(lambda records: len(answers(records)) >= nth, what=f"answer to {request.request_id}")
+    return answers(enrollment.facts.records)[nth - 1]
+
+
+def _about(payload: dict[str, Any], request: Any, enrollment: Enrollment) -> bool:
+    if payload["type"] == "jp.mynumber.enrollment.card_request_rejected.v1":
+        return True
+    number = request.my_number
+    people = enrollment.service.service.deps.people
+    return payload["person_ref"] == people.for_number(MyNumber(number))

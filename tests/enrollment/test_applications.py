@@ -16,40 +16,14 @@ from mynumber_contracts.enrollment import (
 
 from tests.enrollment.support import (
     EMBASSY,
-    MUNICIPAL_OFFICE,
     POST_OFFICE,
     TODAY,
     Enrollment,
+    application,
+    apply,
     new_number,
     wrong_check_digit,
 )
-
-
-def application(number: str, channel: Channel = Channel.municipal_office, *, office_id: str | None = None,
-                applied_on: date = TODAY, photo_ref: str | None = "photo/0001", application_id: str | None = None) -> ApplyForCard:
-    offices = {Channel.municipal_office: MUNICIPAL_OFFICE, Channel.post_office: POST_OFFICE, Channel.diplomatic_office: EMBASSY}
-    return ApplyForCard(
-        application_id=application_id or f"app-{new_number().reveal()[:10]}",
-        channel=channel,
-        office_id=office_id or offices[channel],
-        my_number=number,
-        applied_on=applied_on,
-        photo_ref=photo_ref,
-    )
-
-
-async def apply(enrollment: Enrollment, request: ApplyForCard) -> dict:
-    """Send an application and return its decision (the accepted or rejected fact)."""
-    await enrollment.send(request, source=request.office_id)
-
-    def decided(records) -> bool:
-        return any(r.type in (ApplicationAccepted.event_type, ApplicationRejected.event_type)
-                   and r.json()["application_id"] == request.application_id for r in records)
-
-    await enrollment.facts.wait_for(decided, what=f"decision on {request.application_id}")
-    return next(r.json() | {"type": r.type} for r in enrollment.facts.records
-                if r.type in (ApplicationAccepted.event_type, ApplicationRejected.event_type)
-                and r.json()["application_id"] == request.application_id)
 
 
 async def test_a_municipal_office_application_is_accepted_and_a_card_issued(enrollment: Enrollment):
