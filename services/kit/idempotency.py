@@ -108,7 +108,8 @@ class IdempotencyGuard:
                     f"ce_id {envelope.id!r} was already used for different content "
                     f"(first seen on {seen['topic']}@{seen['partition']}:{seen['offset']})"
                 )
-            records = [_document_to_record(d) for d in seen["facts"]]
+            # FerretDB v1 drops an empty array from a $setOnInsert upsert: no "facts" means none.
+            records = [_document_to_record(d) for d in seen.get("facts", [])]
         else:
             facts = list(await use_case() or ())
             records = to_records(facts, cause=envelope, service=self._service, now=self._clock.now())
