@@ -1,0 +1,1 @@
+"""The insurance service: the card as the health insurance card, eligibility certificates and medical data."""

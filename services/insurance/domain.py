@@ -1,0 +1,513 @@
+"""Insurance rules, pure: identity matching, the card as insurance card, eligibility
+certificates, eligibility answers, consent and the medical-data windows.
+
+No framework or driver is imported here; every rule is a function of plain values.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+
+from mynumber_contracts import ResidentAttributes
+from mynumber_contracts.insurance import (
+    CertificateApplicationReason,
+    CertificateIssueReason,
+    CertificateWithdrawalReason,
+    CopayCategory,
+    EligibilityDenialReason,
+    HeldReason,
+    MatchedAttribute,
+    MedicalDataDenialReason,
+    MedicalDataType,
+)
+
+# --- identity matching ------------------------------------------------------------------------
+#
+# Normalisation removes differences of NOTATION only (character width, spacing, small/large
+# kana, hiragana/katakana, address number notation). It never folds one name into another:
+# voiced marks, long vowels, kanji variants and omitted address parts still differ.
+
+_WHITESPACE_AND_DOTS = re.compile(r"[\s\u3000・･]+")
+_SMALL_KANA = str.maketrans("ァィゥェォッャュョヮヵヶ", "アイウエオツヤユヨワカケ")
+_HYPHENS_BETWEEN_DIGITS = re.compile(r"(?<=[0-9])[\-‐‑‒–—―−ーｰ－](?=[0-9])")
+_KANJI_DIGITS = {"〇": 0, "一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_KANJI_NUMERAL_BEFORE_BLOCK = re.compile(r"([〇一二三四五六七八九十百]+)(?=丁目|番地)")
+_CJK = r"\u3400-\u9fff\uf900-\ufaff"
+_KE_BETWEEN_KANJI = re.compile(rf"(?<=[{_CJK}])[ヶケヵがガ](?=[{_CJK}])")
+
+
+def _hiragana_to_katakana(text: str) -> str:
+    return "".join(chr(ord(c) + 0x60) if "\u3041" <= c <= "\u3096" else c for c in text)
+
+
+def _kanji_number(numeral: str) -> int:
+    """二十三 -> 23, 十 -> 10, 百五 -> 105; digit-by-digit for 一〇 -> 10."""
+    if "十" not in numeral and "百" not in numeral:
+        return int("".join(str(_KANJI_DIGITS[c]) for c in numeral))
+    total, current = 0, 0
+    for c in numeral:
+        if c in _KANJI_DIGITS:
+            current = _KANJI_DIGITS[c]
+        else:
+            total += (current or 1) * (100 if c == "百" else 10)
+            current = 0
+    return total + current
+
+
+def normalise_name_kanji(text: str) -> str:
+    return _WHITESPACE_AND_DOTS.sub("", unicodedata.normalize("NFKC", text)).casefold()
+
+
+def normalise_name_kana(text: str) -> str:
+    katakana = _hiragana_to_katakana(unicodedata.normalize("NFKC", text))
+    return _WHITESPACE_AND_DOTS.sub("", katakana).translate(_SMALL_KANA)
+
+
+def normalise_address(text: str) -> str:
+    address = _WHITESPACE_AND_DOTS.sub("", unicodedata.normalize("NFKC", text))
+    address = _KANJI_NUMERAL_BEFORE_BLOCK.sub(lambda m: str(_kanji_number(m.group(1))), address)
+    address = _HYPHENS_BETWEEN_DIGITS.sub("-", address)
+    address = re.sub(r"([0-9]+)丁目", r"\1-", address)
+    address = re.sub(r"([0-9]+)番地の?", r"\1-", address)
+    address = re.sub(r"([0-9]+)番(?=[0-9])", r"\1-", address)
+    address = re.sub(r"([0-9]+)番$", r"\1", address)
+    address = re.sub(r"([0-9]+)号", r"\1", address)
+    address = re.sub(r"(?<=[0-9])の(?=[0-9])", "-", address)
+    address = re.sub(r"-+", "-", address)
+    address = re.sub(r"-(?![0-9])", "", address)  # a trailing block separator says nothing
+    return _KE_BETWEEN_KANJI.sub("ケ", address).casefold()
+
+
+@dataclass(frozen=True)
+class MatchKey:
+    """The five attributes in normalised notation. Two records match when their keys are equal."""
+
+    name_kanji: str
+    name_kana: str
+    date_of_birth: str
+    sex: str
+    address: str
+
+    @classmethod
+    def of(cls, attributes: ResidentAttributes) -> MatchKey:
+        return cls(
+            name_kanji=normalise_name_kanji(attributes.name_kanji),
+            name_kana=normalise_name_kana(attributes.name_kana),
+            date_of_birth=attributes.date_of_birth.isoformat(),
+            sex=str(attributes.sex),
+            address=normalise_address(attributes.address),
+        )
+
+    def digest(self) -> str:
+        """A stable id for the key, so 'who else has these attributes' is one lookup."""
+        text = "\x1f".join((self.name_kanji, self.name_kana, self.date_of_birth, self.sex, self.address))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def differences(self, other: MatchKey) -> tuple[MatchedAttribute, ...]:
+        return tuple(a for a in MatchedAttribute if getattr(self, a.value) != getattr(other, a.value))
+
+
+@dataclass(frozen=True)
+class RegisteredResident:
+    """What the registry says about the person the insurer's number points to."""
+
+    person_ref: str
+    attributes: ResidentAttributes
+    deceased: bool = False
+
+
+@dataclass(frozen=True)
+class LinkOutcome:
+    person_ref: str | None  # the linked person; None unless linked
+    held_reason: HeldReason | None = None
+    mismatched: tuple[MatchedAttribute, ...] = ()
+
+    @property
+    def linked(self) -> bool:
+        return self.held_reason is None
+
+
+def decide_link(
+    *,
+    claimed_person_ref: str | None,
+    resident: RegisteredResident | None,
+    insurer_attributes: ResidentAttributes,
+    residents_with_same_attributes: Iterable[str],
+) -> LinkOutcome:
+    """Link only the person the number points to, only when all five attributes match, and only
+    when no other resident has the same normalised attributes (else normalisation might have
+    merged two people)."""
+    if claimed_person_ref is None:
+        return LinkOutcome(None, HeldReason.number_missing)
+    if resident is None:
+        return LinkOutcome(None, HeldReason.resident_not_found)
+    if resident.deceased:
+        return LinkOutcome(None, HeldReason.resident_not_active)
+    mismatched = MatchKey.of(insurer_attributes).differences(MatchKey.of(resident.attributes))
+    if mismatched:
+        return LinkOutcome(None, HeldReason.attribute_mismatch, mismatched)
+    if set(residents_with_same_attributes) - {resident.person_ref}:
+        return LinkOutcome(None, HeldReason.ambiguous)
+    return LinkOutcome(resident.person_ref)
+
+
+# --- the card as insurance card -----------------------------------------------------------------
+
+
+class CardStatus(StrEnum):
+    active = "active"
+    suspended = "suspended"  # reported lost
+    returned = "returned"
+    revoked = "revoked"
+    expired = "expired"
+    replaced = "replaced"  # a reissued card took its place
+
+
+class InsuranceUse(StrEnum):
+    unregistered = "unregistered"
+    registered = "registered"
+    cancelled = "cancelled"
+
+
+@dataclass(frozen=True)
+class Card:
+    card_number: str
+    certificate_id: str
+    status: CardStatus
+    expires_on: date
+    certificate_expires_on: date
+
+
+@dataclass(frozen=True)
+class Person:
+    """The local read model of one resident plus their insurance state."""
+
+    person_ref: str
+    deceased: bool = False
+    card: Card | None = None
+    insurance_use: InsuranceUse = InsuranceUse.unregistered
+    certificate_application: CertificateApplicationReason | None = None
+    member_keys: tuple[str, ...] = ()
+    version: int = 0
+
+
+_APPLIED = {
+    CertificateApplicationReason.card_lost: CertificateIssueReason.applied_card_lost,
+    CertificateApplicationReason.card_being_reissued: CertificateIssueReason.applied_card_being_reissued,
+    CertificateApplicationReason.needs_assistance: CertificateIssueReason.applied_needs_assistance,
+}
+_CARD_BLOCKERS = {
+    CardStatus.suspended: CertificateIssueReason.card_lost,
+    CardStatus.returned: CertificateIssueReason.card_returned,
+    CardStatus.revoked: CertificateIssueReason.card_unusable,
+    CardStatus.expired: CertificateIssueReason.card_unusable,
+    CardStatus.replaced: CertificateIssueReason.card_unusable,
+}
+
+
+def card_insurance_blocker(person: Person, today: date) -> CertificateIssueReason | None:
+    """Why the person cannot use the card as the insurance card today; None when they can.
+
+    This one rule decides both eligibility by card and who needs a certificate, so a person
+    never has both."""
+    card = person.card
+    if card is None:
+        return CertificateIssueReason.no_card
+    if card.status in _CARD_BLOCKERS:
+        return _CARD_BLOCKERS[card.status]
+    if card.certificate_expires_on < today:
+        return CertificateIssueReason.card_certificate_expired
+    if person.insurance_use is InsuranceUse.unregistered:
+        return CertificateIssueReason.card_not_registered
+    if person.insurance_use is InsuranceUse.cancelled:
+        return CertificateIssueReason.insurance_use_cancelled
+    if person.certificate_application is not None:
+        return _APPLIED[person.certificate_application]
+    return None
+
+
+def after_card_back(application: CertificateApplicationReason | None) -> CertificateApplicationReason | None:
+    """An application made because the card was lost or being reissued ends when a card is back."""
+    if application in (CertificateApplicationReason.card_lost, CertificateApplicationReason.card_being_reissued):
+        return None
+    return application
+
+
+# --- memberships and eligibility certificates ------------------------------------------------
+
+
+class LinkState(StrEnum):
+    linked = "linked"
+    held = "held"
+    rejected = "rejected"
+
+
+class MembershipStatus(StrEnum):
+    active = "active"
+    withdrawn = "withdrawn"
+
+
+@dataclass(frozen=True)
+class Membership:
+    member_key: str
+    insurer_number: str
+    member_symbol: str
+    member_number: str
+    copay_category: CopayCategory
+    enrolled_on: date
+    status: MembershipStatus
+    link_state: LinkState
+    person_ref: str | None = None
+
+    @property
+    def in_force(self) -> bool:
+        return self.status is MembershipStatus.active and self.link_state is LinkState.linked
+
+
+def member_key(insurer_number: str, member_symbol: str, member_number: str) -> str:
+    return f"{insurer_number}/{member_symbol}/{member_number}"
+
+
+class CertificateStatus(StrEnum):
+    active = "active"
+    withdrawn = "withdrawn"
+    expired = "expired"
+
+
+@dataclass(frozen=True)
+class EligibilityCertificate:
+    member_key: str
+    certificate_number: str
+    person_ref: str
+    insurer_number: str
+    member_symbol: str
+    member_number: str
+    valid_from: date
+    valid_until: date
+    status: CertificateStatus
+    reason: CertificateIssueReason
+    on_application: bool
+
+
+@dataclass(frozen=True)
+class IssueCertificate:
+    certificate: EligibilityCertificate
+
+
+@dataclass(frozen=True)
+class WithdrawCertificate:
+    certificate: EligibilityCertificate
+    reason: CertificateWithdrawalReason
+
+
+CertificateAction = IssueCertificate | WithdrawCertificate
+
+MAX_CERTIFICATE_VALIDITY_YEARS = 5
+
+
+def add_years(day: date, years: int) -> date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February in a common year
+        return day.replace(year=day.year + years, day=28)
+
+
+def validity_period(start: date, years: int) -> tuple[date, date]:
+    """From `start` through the day before the same date `years` later."""
+    if not 1 <= years <= MAX_CERTIFICATE_VALIDITY_YEARS:
+        raise ValueError("an eligibility certificate is valid for 1 to 5 years")
+    return start, add_years(start, years) - timedelta(days=1)
+
+
+def certificate_number(member_key: str, cause_id: str) -> str:
+    """Deterministic from the membership and the event that caused the issue, so a rerun gives the same number."""
+    digest = hashlib.sha256(f"eligibility-certificate/v1\n{member_key}\n{cause_id}".encode()).digest()
+    return "EC" + base64.b32encode(digest).decode()[:16]
+
+
+def plan_certificates(
+    person: Person,
+    memberships: Sequence[Membership],
+    certificates: Mapping[str, EligibilityCertificate | None],
+    *,
+    today: date,
+    validity_years: Mapping[str, int],
+    cause_id: str,
+) -> list[CertificateAction]:
+    """Issue a certificate for every membership in force whose holder cannot use the card;
+    withdraw every active certificate that is no longer needed."""
+    blocker = None if person.deceased else card_insurance_blocker(person, today)
+    actions: list[CertificateAction] = []
+    for membership in memberships:
+        current = certificates.get(membership.member_key)
+        if current is not None and current.status is not CertificateStatus.active:
+            current = None
+        needed = membership.in_force and membership.person_ref == person.person_ref and not person.deceased and blocker is not None
+        if needed and current is None and blocker is not None:
+            valid_from, valid_until = validity_period(today, validity_years.get(membership.insurer_number, 1))
+            actions.append(
+                IssueCertificate(
+                    EligibilityCertificate(
+                        member_key=membership.member_key,
+                        certificate_number=certificate_number(membership.member_key, cause_id),
+                        person_ref=person.person_ref,
+                        insurer_number=membership.insurer_number,
+                        member_symbol=membership.member_symbol,
+                        member_number=membership.member_number,
+                        valid_from=valid_from,
+                        valid_until=valid_until,
+                        status=CertificateStatus.active,
+                        reason=blocker,
+                        on_application=blocker in _APPLIED.values(),
+                    )
+                )
+            )
+        elif not needed and current is not None:
+            if membership.status is not MembershipStatus.active or membership.link_state is not LinkState.linked:
+                reason = CertificateWithdrawalReason.member_withdrawn
+            elif person.deceased:
+                reason = CertificateWithdrawalReason.resident_deceased
+            else:
+                reason = CertificateWithdrawalReason.card_linked
+            actions.append(WithdrawCertificate(current, reason))
+    return actions
+
+
+def renewal_due(certificate: EligibilityCertificate, as_of: date, lead_days: int) -> bool:
+    """An active certificate that ends within `lead_days` of `as_of` (and has not ended yet)."""
+    return (
+        certificate.status is CertificateStatus.active
+        and as_of <= certificate.valid_until <= as_of + timedelta(days=lead_days)
+    )
+
+
+def renewed(certificate: EligibilityCertificate, years: int) -> EligibilityCertificate:
+    valid_from, valid_until = validity_period(certificate.valid_until + timedelta(days=1), years)
+    return replace(certificate, valid_from=valid_from, valid_until=valid_until)
+
+
+def has_expired(certificate: EligibilityCertificate, as_of: date) -> bool:
+    return certificate.status is CertificateStatus.active and certificate.valid_until < as_of
+
+
+def still_needed(person: Person, membership: Membership, as_of: date) -> bool:
+    return (
+        membership.in_force
+        and membership.person_ref == person.person_ref
+        and not person.deceased
+        and card_insurance_blocker(person, as_of) is not None
+    )
+
+
+# --- eligibility by card --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EligibilityRecord:
+    """The denormalised answer for one card certificate id: everything a check needs, in one document."""
+
+    certificate_id: str
+    person_ref: str
+    card_status: CardStatus
+    card_certificate_expires_on: date
+    insurance_use: InsuranceUse
+    certificate_application: CertificateApplicationReason | None
+    deceased: bool
+    membership: Membership | None
+    version: int
+
+
+@dataclass(frozen=True)
+class EligibilityAnswer:
+    eligible: bool
+    person_ref: str | None
+    reason: EligibilityDenialReason | None
+    membership: Membership | None
+    no_card_surcharge: bool
+
+
+def primary_membership(person_ref: str, memberships: Iterable[Membership]) -> Membership | None:
+    """The membership in force that started last (a new insurer takes over on a job change)."""
+    in_force = [m for m in memberships if m.in_force and m.person_ref == person_ref]
+    return max(in_force, key=lambda m: (m.enrolled_on, m.member_key), default=None)
+
+
+def eligibility_records(person: Person, memberships: Iterable[Membership], retired: Iterable[Card] = ()) -> list[EligibilityRecord]:
+    """One record for the current card and one for each card it replaced."""
+    membership = primary_membership(person.person_ref, memberships)
+    cards = [*retired, *([person.card] if person.card else [])]
+    return [
+        EligibilityRecord(
+            certificate_id=card.certificate_id,
+            person_ref=person.person_ref,
+            card_status=card.status,
+            card_certificate_expires_on=card.certificate_expires_on,
+            insurance_use=person.insurance_use,
+            certificate_application=person.certificate_application,
+            deceased=person.deceased,
+            membership=membership,
+            version=person.version,
+        )
+        for card in cards
+    ]
+
+
+def answer_eligibility(record: EligibilityRecord | None, *, today: date, no_card_surcharge: bool) -> EligibilityAnswer:
+    def denied(reason: EligibilityDenialReason) -> EligibilityAnswer:
+        return EligibilityAnswer(False, record.person_ref if record else None, reason, None, no_card_surcharge)
+
+    if record is None:
+        return denied(EligibilityDenialReason.unknown_card)
+    if record.deceased:
+        return denied(EligibilityDenialReason.resident_deceased)
+    if record.card_status is CardStatus.replaced:
+        return denied(EligibilityDenialReason.card_replaced)
+    if record.card_status is not CardStatus.active:
+        return denied(EligibilityDenialReason.card_not_usable)
+    if record.card_certificate_expires_on < today:
+        return denied(EligibilityDenialReason.card_certificate_expired)
+    if record.insurance_use is not InsuranceUse.registered:
+        return denied(EligibilityDenialReason.not_registered_for_insurance)
+    if record.certificate_application is not None:
+        return denied(EligibilityDenialReason.holds_eligibility_certificate)
+    if record.membership is None:
+        return denied(EligibilityDenialReason.no_active_membership)
+    return EligibilityAnswer(True, record.person_ref, None, record.membership, False)
+
+
+def card_usable_for_registration(card: Card | None, today: date) -> bool:
+    return card is not None and card.status is CardStatus.active and card.certificate_expires_on >= today
+
+
+# --- consent and medical data ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MedicalDataPolicy:
+    consent_window: timedelta = timedelta(hours=24)
+    history_years: Mapping[MedicalDataType, int] = field(
+        default_factory=lambda: {MedicalDataType.prescriptions: 3, MedicalDataType.checkups: 5}
+    )
+
+    def consent_denial(self, given_at: datetime | None, now: datetime) -> MedicalDataDenialReason | None:
+        """Consent counts when this institution recorded it for this data type less than 24 hours ago."""
+        if given_at is None or given_at > now:
+            return MedicalDataDenialReason.no_consent
+        if now - given_at >= self.consent_window:
+            return MedicalDataDenialReason.consent_expired
+        return None
+
+    def covers_from(self, data_type: MedicalDataType, today: date) -> date:
+        return add_years(today, -self.history_years[data_type])
+
+
+def release_id(institution_code: str, request_id: str, data_type: MedicalDataType) -> str:
+    digest = hashlib.sha256(f"medical-data-release/v1\n{institution_code}\n{request_id}\n{data_type}".encode()).digest()
+    return "rel_" + base64.b32encode(digest).decode().lower()[:26]

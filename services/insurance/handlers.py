@@ -1,0 +1,780 @@
+"""The insurance use cases: load state from the store, ask the domain, save, return facts.
+
+Event handlers are registered on `handlers`; the operator commands (link resolution) and the
+sweeps are plain functions the HTTP API calls, returning the facts for it to publish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from mynumber_contracts import Fact, ResidentAttributes
+from mynumber_contracts.enrollment import (
+    CardExpired,
+    CardIssued,
+    CardReissued,
+    CardResumed,
+    CardReturned,
+    CardRevoked,
+    CardSuspended,
+    ResidentAttributesChanged,
+    ResidentDeceased,
+    ResidentMovedAbroad,
+    ResidentRegistered,
+)
+from mynumber_contracts.insurance import (
+    ApplyForEligibilityCertificate,
+    CancelInsuranceUse,
+    CardRegisteredForInsurance,
+    CertificateWithdrawalReason,
+    CheckEligibility,
+    ConfigureInsurer,
+    ConsentRecorded,
+    EligibilityCertificateExpired,
+    EligibilityCertificateIssued,
+    EligibilityCertificateRenewed,
+    EligibilityCertificateWithdrawn,
+    EligibilityConfirmed,
+    EligibilityDenied,
+    EnrollMember,
+    HeldReason,
+    InsuranceRequestRejected,
+    InsuranceUseCancelled,
+    InsurerConfigured,
+    LinkDecision,
+    MatchedAttribute,
+    MedicalDataDenialReason,
+    MedicalDataDenied,
+    MedicalDataReleased,
+    MedicalDataType,
+    MedicalRecordStored,
+    MemberLinked,
+    MemberLinkHeld,
+    MemberLinkResolved,
+    MemberWithdrawn,
+    RecordCheckupResult,
+    RecordConsent,
+    RecordPrescription,
+    RegisterCardForInsurance,
+    RejectionReason,
+    RequestMedicalData,
+    WithdrawMember,
+)
+
+from services.kit.audit import AuditTrail
+from services.kit.clock import Clock, today
+from services.kit.messaging import HandlerContext, HandlerRegistry
+from services.kit.people import PersonReferences
+
+from .domain import (
+    Card,
+    CardStatus,
+    CertificateStatus,
+    EligibilityCertificate,
+    InsuranceUse,
+    IssueCertificate,
+    LinkOutcome,
+    LinkState,
+    MedicalDataPolicy,
+    MembershipStatus,
+    Person,
+    RegisteredResident,
+    WithdrawCertificate,
+    after_card_back,
+    answer_eligibility,
+    card_usable_for_registration,
+    decide_link,
+    eligibility_records,
+    member_key,
+    plan_certificates,
+    release_id,
+    renewal_due,
+    renewed,
+    still_needed,
+)
+from .settings import InsuranceSettings
+from .store import InsuranceStore
+
+SERVICE_ACTOR = "service/insurance"
+
+
+class PersonLocks:
+    """Serialises one person's use cases within this process (two topics are consumed concurrently)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._waiting: dict[str, int] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._waiting[key] = self._waiting.get(key, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._waiting[key] -= 1
+            if not self._waiting[key]:
+                del self._waiting[key], self._locks[key]
+
+
+@dataclass
+class InsuranceDeps:
+    store: InsuranceStore
+    people: PersonReferences
+    settings: InsuranceSettings
+    clock: Clock  # for the HTTP API and sweeps; event use cases take the clock from their context
+    audit: AuditTrail
+    locks: PersonLocks = field(default_factory=PersonLocks)
+
+    @property
+    def medical_data(self) -> MedicalDataPolicy:
+        return MedicalDataPolicy(
+            consent_window=timedelta(hours=self.settings.consent_window_hours),
+            history_years={
+                MedicalDataType.prescriptions: self.settings.prescription_history_years,
+                MedicalDataType.checkups: self.settings.checkup_history_years,
+            },
+        )
+
+
+handlers = HandlerRegistry()
+
+
+def _rejected(event: Any, reason: RejectionReason, message: str, person_ref: str | None = None) -> InsuranceRequestRejected:
+    request_id = getattr(event, "request_id", None) or event.record_id
+    return InsuranceRequestRejected(
+        person_ref=person_ref, request_id=request_id, request_type=event.event_type, reason=reason, message=message
+    )
+
+
+def _wrong_source(ctx: HandlerContext[InsuranceDeps], event: Any, agency: str, code: str) -> InsuranceRequestRejected | None:
+    """Only an insurer may act on its own members, and only an institution on its own requests."""
+    expected = f"{agency}/{code}"
+    if ctx.envelope.source != expected:
+        return _rejected(event, RejectionReason.source_mismatch, f"the request names {expected} but came from {ctx.envelope.source}")
+    return None
+
+
+# --- certificates and eligibility: settle one person ---------------------------------------------
+
+
+def _certificate_fact(fact_type: type[Fact], certificate: EligibilityCertificate, **extra: Any) -> Any:
+    return fact_type(
+        person_ref=certificate.person_ref,
+        insurer_number=certificate.insurer_number,
+        member_symbol=certificate.member_symbol,
+        member_number=certificate.member_number,
+        certificate_number=certificate.certificate_number,
+        valid_from=certificate.valid_from,
+        valid_until=certificate.valid_until,
+        **extra,
+    )
+
+
+def _issued(certificate: EligibilityCertificate) -> EligibilityCertificateIssued:
+    return _certificate_fact(
+        EligibilityCertificateIssued, certificate, reason=certificate.reason, on_application=certificate.on_application
+    )
+
+
+async def settle_person(
+    deps: InsuranceDeps, person_ref: str, *, on: date, cause_id: str, retired: Card | None = None
+) -> list[Fact]:
+    """Bring the person's certificates and eligibility documents in line with their state:
+    a certificate for every membership in force that the card cannot serve, and none otherwise."""
+    store, now = deps.store, deps.clock.now()
+    facts: list[Fact] = []
+    for _pass in range(2):  # a second pass after issuing catches a change made meanwhile elsewhere
+        person = await store.person(person_ref)
+        if person is None:
+            return facts
+        memberships = await store.memberships(person.member_keys)
+        certificates = {m.member_key: await store.certificate(m.member_key) for m in memberships}
+        years = await store.validity_years({m.insurer_number for m in memberships}, deps.settings.default_certificate_validity_years)
+        actions = plan_certificates(person, memberships, certificates, today=on, validity_years=years, cause_id=cause_id)
+        issued_any = False
+        for action in actions:
+            if isinstance(action, IssueCertificate):
+                if await store.issue_certificate(action.certificate, cause_id=cause_id, now=now):
+                    facts.append(_issued(action.certificate))
+                    issued_any = True
+            elif isinstance(action, WithdrawCertificate):
+                ended = await store.end_certificate(
+                    action.certificate, CertificateStatus.withdrawn, reason=action.reason.value, cause_id=cause_id, now=now
+                )
+                if ended:
+                    facts.append(_certificate_fact(EligibilityCertificateWithdrawn, action.certificate, reason=action.reason))
+        if _pass == 0:
+            facts = await _replayed(deps, memberships, certificates, actions, cause_id) + facts
+        for record in eligibility_records(person, memberships, retired=[retired] if retired else []):
+            await store.save_eligibility(record)
+        if not issued_any:
+            break
+    return facts
+
+
+async def _replayed(deps: InsuranceDeps, memberships: Sequence[Any], certificates: dict[str, EligibilityCertificate | None],
+                    actions: Sequence[Any], cause_id: str) -> list[Fact]:
+    """On a rerun of the same cause, the certificate changes it already made yield the same facts."""
+    planned = {action.certificate.member_key for action in actions}
+    facts: list[Fact] = []
+    for membership in memberships:
+        certificate = certificates.get(membership.member_key)
+        if certificate is None or membership.member_key in planned:
+            continue
+        causes = await deps.store.certificate_cause(membership.member_key) or {}
+        if causes.get("issued_by") == cause_id:
+            facts.append(_issued(certificate))
+        if causes.get("ended_by") == cause_id and certificate.status is CertificateStatus.withdrawn:
+            reason = CertificateWithdrawalReason(causes.get("ended_reason", CertificateWithdrawalReason.card_linked.value))
+            facts.append(_certificate_fact(EligibilityCertificateWithdrawn, certificate, reason=reason))
+    return facts
+
+
+# --- linking member records to people ---------------------------------------------------------
+
+
+def _link_facts(document: dict[str, Any]) -> list[Fact]:
+    member = {k: document[k] for k in ("insurer_number", "member_symbol", "member_number")}
+    if document["link_state"] == LinkState.linked.value:
+        return [MemberLinked(**member, person_ref=document["person_ref"], copay_category=document["copay_category"],
+                             enrolled_on=date.fromisoformat(document["enrolled_on"]))]
+    return [MemberLinkHeld(**member, person_ref=document.get("claimed_person_ref"), reason=HeldReason(document["held_reason"]),
+                           mismatched=[MatchedAttribute(m) for m in document.get("mismatched", [])])]
+
+
+async def _decide_and_save(deps: InsuranceDeps, key: str, *, claimed: str | None, attributes: ResidentAttributes,
+                           fields: dict[str, Any], cause_id: str) -> tuple[dict[str, Any], LinkOutcome]:
+    store = deps.store
+    resident: RegisteredResident | None = await store.registered_resident(claimed) if claimed else None
+    same_attributes = await store.residents_with(attributes) if resident else []
+    outcome = decide_link(claimed_person_ref=claimed, resident=resident, insurer_attributes=attributes,
+                          residents_with_same_attributes=same_attributes)
+    document = await store.save_member(key, {
+        **fields,
+        "claimed_person_ref": claimed,
+        "link_state": LinkState.linked if outcome.linked else LinkState.held,
+        "person_ref": outcome.person_ref,
+        "held_reason": outcome.held_reason,
+        "mismatched": list(outcome.mismatched),
+        "status": MembershipStatus.active,
+    })
+    if outcome.linked:
+        await store.change_person(outcome.person_ref, {}, add_member_key=key)
+    elif outcome.held_reason is HeldReason.resident_not_found and claimed:
+        await store.hold_until_resident_known(claimed, key)
+    return document, outcome
+
+
+@handlers.handles(EnrollMember)
+async def enroll_member(event: EnrollMember, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
+    """Link the member record to a person only when the five attributes match the registry."""
+    if rejected := _wrong_source(ctx, event, "insurer", event.insurer_number):
+        return [rejected]
+    deps, key = ctx.deps, member_key(event.insurer_number, event.member_symbol, event.member_number)
+    claimed = deps.people.for_number(event.my_number) if event.my_number is not None else None
+    async with deps.locks.hold(claimed or key):
+        existing = await deps.store.member_document(key)
+        if existing and existing.get("request_id") == event.request_id:  # a rerun after a crash
+            facts = _link_facts(existing)
+            if existing["link_state"] == LinkState.linked.value:
+                facts += await settle_person(deps, existing["person_ref"], on=today(ctx.clock), cause_id=ctx.envelope.id)
+            return facts
+        if existing and existing["status"] == MembershipStatus.active.value and existing["link_state"] == LinkState.linked.value:
+            return [_rejected(event, RejectionReason.already_enrolled, "this member record is already enrolled and linked")]
+        document, outcome = await _decide_and_save(deps, key, claimed=claimed, attributes=event.attributes, cause_id=ctx.envelope.id, fields={
+            "insurer_number": event.insurer_number, "member_symbol": event.member_symbol, "member_number": event.member_number,
+            "attributes": event.attributes, "copay_category": event.copay_category, "enrolled_on": event.enrolled_on,
+            "request_id": event.request_id, "resolution": None, "withdrawn_on": None,
+        })
+        facts = _link_facts(document)
+        if outcome.linked:
+            facts += await settle_person(deps, document["person_ref"], on=today(ctx.clock), cause_id=ctx.envelope.id)
+    return facts
+
+
+async def _link_pending_members(deps: InsuranceDeps, person_ref: str, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
+    """Records held only because this resident was not known yet are decided now."""
+    facts: list[Fact] = []
+    linked_any = False
+    for key in await deps.store.pending_for(person_ref):
+        document = await deps.store.member_document(key)
+        if (
+            document is not None
+            and document["link_state"] == LinkState.held.value
+            and document.get("held_reason") == HeldReason.resident_not_found.value
+            and document.get("claimed_person_ref") == person_ref
+            and document["status"] == MembershipStatus.active.value
+        ):
+            attributes = ResidentAttributes.model_validate(document["attributes"])
+            document, outcome = await _decide_and_save(deps, key, claimed=person_ref, attributes=attributes, fields={}, cause_id=ctx.envelope.id)
+            facts += _link_facts(document)
+            linked_any = linked_any or outcome.linked
+        await deps.store.clear_pending(person_ref, key)
+    if linked_any:
+        facts += await settle_person(deps, person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id)
+    return facts
+
+
+@handlers.handles(WithdrawMember)
+async def withdraw_member(event: WithdrawMember, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
+    if rejected := _wrong_source(ctx, event, "insurer", event.insurer_number):
+        return [rejected]
+    deps, key = ctx.deps, member_key(event.insurer_number, event.member_symbol, event.member_number)
+    existing = await deps.store.member_document(key)
+    if existing is None:
+        return [_rejected(event, RejectionReason.unknown_member, "no such member record")]
+    person_ref = existing.get("person_ref")
+    async with deps.locks.hold(person_ref or key):
+        if existing["status"] == MembershipStatus.withdrawn.value and existing.get("withdrawn_by") != event.request_id:
+            return [_rejected(event, RejectionReason.member_withdrawn, "the member record is already withdrawn", person_ref)]
+        await deps.store.save_member(key, {"status": MembershipStatus.withdrawn, "withdrawn_on": event.withdrawn_on,
+                                           "withdrawn_by": event.request_id})
+        facts: list[Fact] = [MemberWithdrawn(insurer_number=event.insurer_number, member_symbol=event.member_symbol,
+                                             member_number=event.member_number, person_ref=person_ref, withdrawn_on=event.withdrawn_on)]
+        if person_ref:
+            await deps.store.change_person(person_ref, {})  # a new version: its eligibility documents are rewritten
+            facts += await settle_person(deps, person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id)
+    return facts
+
+
+@handlers.handles(ConfigureInsurer)
+async def configure_insurer(event: ConfigureInsurer, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
+    if rejected := _wrong_source(ctx, event, "insurer", event.insurer_number):
+        return [rejected]
+    await ctx.deps.store.configure_insurer(event.insurer_number, event.certificate_validity_years, ctx.clock.now())
+    return [InsurerConfigured(insurer_number=event.insurer_number, certificate_validity_years=event.certificate_validity_years)]
+
+
+# --- the operator's decision on a held record (called by the HTTP API) -------------------------
+
+
+class UnknownMember(LookupError):
+    pass
+
+
+class NotHeld(ValueError):
+    pass
+
+
+class UnknownPerson(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class LinkResolution:
+    resolution_id: str
+    operator: str
+    decision: LinkDecision
+    reason: str
+    person_ref: str | None = None
+
+
+def _resolved_fact(document: dict[str, Any]) -> MemberLinkResolved:
+    resolution = document["resolution"]
+    return MemberLinkResolved(
+        insurer_number=document["insurer_number"], member_symbol=document["member_symbol"],
+        member_number=document["member_number"], person_ref=document.get("person_ref") or document.get("claimed_person_ref"),
+        decision=LinkDecision(resolution["decision"]), resolution_id=resolution["resolution_id"],
+        operator=resolution["operator"], reason=resolution["reason"],
+    )
+
+
+async def resolve_link(deps: InsuranceDeps, key: str, command: LinkResolution, *, cause_id: str) -> tuple[dict[str, Any], list[Fact]]:
+    """Link a held record to the person the operator confirmed, or reject it; audited either way."""
+    store = deps.store
+    document = await store.member_document(key)
+    if document is None:
+        raise UnknownMember(key)
+    person_ref = document.get("person_ref") or command.person_ref or document.get("claimed_person_ref")
+    async with deps.locks.hold(person_ref or key):
+        document = await store.member_document(key) or document
+        previous = document.get("resolution") or {}
+        if previous.get("resolution_id") == command.resolution_id:  # the same command again: same answer
+            facts: list[Fact] = [_resolved_fact(document)]
+            if document["link_state"] == LinkState.linked.value:
+                facts += await settle_person(deps, document["person_ref"], on=today(deps.clock), cause_id=cause_id)
+            return document, facts
+        if document["link_state"] != LinkState.held.value or document["status"] != MembershipStatus.active.value:
+            raise NotHeld(f"the member record is {document['link_state']} ({document['status']}), not held for review")
+        linking = command.decision is LinkDecision.link
+        if linking:
+            resident = await store.registered_resident(command.person_ref) if command.person_ref else None
+            if resident is None or resident.deceased:
+                raise UnknownPerson("linking needs the person reference of a living registered resident")
+        now = deps.clock.now()
+        document = await store.save_member(key, {
+            "link_state": LinkState.linked if linking else LinkState.rejected,
+            "person_ref": command.person_ref if linking else None,
+            "resolution": {"resolution_id": command.resolution_id, "operator": command.operator,
+                           "decision": command.decision.value, "reason": command.reason, "at": now},
+        })
+        await deps.audit.record(
+            at=now, actor=f"operator/{command.operator}", action=f"insurance.link.{command.decision.value}",
+            person_ref=command.person_ref if linking else document.get("claimed_person_ref"), reason=command.reason,
+            details={"member_key": key, "held_reason": document.get("held_reason"), "resolution_id": command.resolution_id},
+            audit_id=f"insurance.link-resolution:{command.resolution_id}",
+        )
+        facts = [_resolved_fact(document)]
+        if linking and command.person_ref:
+            await store.change_person(command.person_ref, {}, add_member_key=key)
+            facts += await settle_person(deps, command.person_ref, on=today(deps.clock), cause_id=cause_id)
+    return document, facts
+
+
+# --- the registry's facts: the local read model -----------------------------------------------
+
+
+@handlers.handles(ResidentRegistered)
+async def resident_registered(event: ResidentRegistered, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
+    async with ctx.deps.locks.hold(event.person_ref):
+        await ctx.deps.store.record_attributes(event.person_ref, event.attributes)
+        return await _link_pending_members(ctx.deps, event.person_ref, ctx)
+
+
+@handlers.handles(ResidentAttributesChanged)
+async def resident_attributes_changed(event: ResidentAttributesChanged, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
+    async with ctx.deps.locks.hold(event.person_ref):
+        await ctx.deps.store.record_attributes(event.person_ref, event.attributes)
+    return []
+
+
+@handlers.handles(ResidentMovedAbroad)
+async def resident_moved_abroad(event: ResidentMovedAbroad, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
+    async with ctx.deps.locks.hold(event.person_ref):
+        await ctx.deps.store.record_attributes(event.person_ref, event.attributes)
+    return []
+
+
+@handlers.handles(ResidentDeceased)
+async def resident_deceased(event: ResidentDeceased, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
+    async with ctx.deps.locks.hold(event.person_ref):
+        await ctx.deps.store.change_person(event.person_ref, {"deceased": True})
+        return await settle_person(ctx.deps, event.person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id)
+
+
+async def _new_card(ctx: HandlerContext[InsuranceDeps], event: CardIssued | CardReissued, *, keeps_insurance_use: bool) -> list[Fact]:
+    deps = ctx.deps
+    async with deps.locks.hold(event.person_ref):
+        person = await deps.store.person(event.person_ref) or Person(person_ref=event.person_ref)
+        if person.card is not None and person.card.certificate_id == event.certificate_id:  # already known: a rerun
+            return await settle_person(deps, event.person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id)
+        card = Card(card_number=event.card_number, certificate_id=event.certificate_id, status=CardStatus.active,
+                    expires_on=event.expires_on, certificate_expires_on=event.certificate_expires_on)
+        retired = dataclasses.replace(person.card, status=CardStatus.replaced) if person.card else None
+        use = person.insurance_use if keeps_insurance_use else InsuranceUse.unregistered
+        await deps.store.change_person(event.person_ref, {
+            "card": card, "insurance_use": use, "certificate_application": after_card_back(person.certificate_application),
+        }, retire_card=retired)
+        return await settle_person(deps, event.person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id, retired=retired)
+
+
+@handlers.handles(CardIssued)
+async def card_issued(event: CardIssued, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
+    """A new card must be registered for insurance use before it serves as the insurance card."""
+    return await _new_card(ctx, event, keeps_insurance_use=False)
+
+
+@handlers.handles(CardReissued)
+async def card_reissued(event: CardReissued, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
+    """A reissued card keeps the holder's registration for insurance use; the old certificate id stops working."""
+    return await _new_card(ctx, event, keeps_insurance_use=True)
+
+
+async def _card_status(ctx: HandlerContext[InsuranceDeps], person_ref: str, card_number: str, status: CardStatus) -> list[Fact]:
+    deps = ctx.deps
+    async with deps.locks.hold(person_ref):
+        person = await deps.store.person(person_ref)
+        if person is None or person.card is None or person.card.card_number != card_number:
+            return []  # not the card we know as current: an older card's news changes nothing
+        changes: dict[str, Any] = {"card": dataclasses.replace(person.card, status=status)}
+        if status is CardStatus.active:
+            changes["certificate_application"] = after_card_back(person.certificate_application)
+        await deps.store.change_person(person_ref, changes)
+        return await settle_person(deps, person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id)
+
+
+@handlers.handles(CardSuspended)
+async def card_suspended(event: CardSuspended, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
+    return await _card_status(ctx, event.person_ref, event.card_number, CardStatus.suspended)
+
+
+@handlers.handles(CardResumed)
+async def card_resumed(event: CardResumed, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
+    return await _card_status(ctx, event.person_ref, event.card_number, CardStatus.active)
+
+
+@handlers.handles(CardReturned)
+async def card_returned(event: CardReturned, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
+    return await _card_status(ctx, event.person_ref, event.card_number, CardStatus.returned)
+
+
+@handlers.handles(CardRevoked)
+async def card_revoked(event: CardRevoked, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
+    return await _card_status(ctx, event.person_ref, event.card_number, CardStatus.revoked)
+
+
+@handlers.handles(CardExpired)
+async def card_expired(event: CardExpired, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
+    return await _card_status(ctx, event.person_ref, event.card_number, CardStatus.expired)
+
+
+# --- the holder: registering the card for insurance use -------------------------------------------
+
+
+async def _holder_of(ctx: HandlerContext[InsuranceDeps], event: RegisterCardForInsurance | CancelInsuranceUse) -> Person | InsuranceRequestRejected:
+    record = await ctx.deps.store.eligibility_record(event.certificate_id)
+    if record is None:
+        return _rejected(event, RejectionReason.unknown_card, "no card with this certificate id")
+    person = await ctx.deps.store.person(record.person_ref)
+    if person is None or person.card is None or person.card.certificate_id != event.certificate_id:
+        return _rejected(event, RejectionReason.card_not_usable, "this card has been replaced", record.person_ref)
+    return person
+
+
+@handlers.handles(RegisterCardForInsurance)
+async def register_card_for_insurance(event: RegisterCardForInsurance, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
+    """The one-time link of the card to insurance use; any eligibility certificate is withdrawn."""
+    deps = ctx.deps
+    person = await _holder_of(ctx, event)
+    if isinstance(person, InsuranceRequestRejected):
+        return [person]
+    async with deps.locks.hold(person.person_ref):
+        person = await deps.store.person(person.person_ref) or person
+        rerun = await deps.store.insurance_use_request(person.person_ref) == event.request_id
+        if not rerun:
+            if not card_usable_for_registration(person.card, today(ctx.clock)):
+                return [_rejected(event, RejectionReason.card_not_usable, "the card is not usable (suspended, ended or its certificate expired)", person.person_ref)]
+            if person.insurance_use is InsuranceUse.registered and person.certificate_application is None:
+                return [_rejected(event, RejectionReason.already_registered, "the card is already registered for insurance use", person.person_ref)]
+            await deps.store.change_person(person.person_ref, {
+                "insurance_use": InsuranceUse.registered, "certificate_application": None, "insurance_use_request": event.request_id,
+            })
+        facts: list[Fact] = [CardRegisteredForInsurance(person_ref=person.person_ref, request_id=event.request_id)]
+        return facts + await settle_person(deps, person.person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id)
+
+
+@handlers.handles(CancelInsuranceUse)
+async def cancel_insurance_use(event: CancelInsuranceUse, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
+    """The holder stops using the card as insurance card; a certificate is issued without an application."""
+    deps = ctx.deps
+    person = await _holder_of(ctx, event)
+    if isinstance(person, InsuranceRequestRejected):
+        return [person]
+    async with deps.locks.hold(person.person_ref):
+        person = await deps.store.person(person.person_ref) or person
+        rerun = await deps.store.insurance_use_request(person.person_ref) == event.request_id
+        if not rerun:
+            if person.insurance_use is not InsuranceUse.registered:
+                return [_rejected(event, RejectionReason.not_registered, "the card is not registered for insurance use", person.person_ref)]
+            await deps.store.change_person(person.person_ref, {
+                "insurance_use": InsuranceUse.cancelled, "insurance_use_request": event.request_id,
+            })
+        facts: list[Fact] = [InsuranceUseCancelled(person_ref=person.person_ref, request_id=event.request_id)]
+        return facts + await settle_person(deps, person.person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id)
+
+
+@handlers.handles(ApplyForEligibilityCertificate)
+async def apply_for_eligibility_certificate(event: ApplyForEligibilityCertificate, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
+    """On application (card lost, being reissued, or the holder needs help): the person switches to a certificate."""
+    if rejected := _wrong_source(ctx, event, "insurer", event.insurer_number):
+        return [rejected]
+    deps, key = ctx.deps, member_key(event.insurer_number, event.member_symbol, event.member_number)
+    membership = await deps.store.membership(key)
+    if membership is None:
+        return [_rejected(event, RejectionReason.unknown_member, "no such member record")]
+    if membership.link_state is not LinkState.linked or membership.person_ref is None:
+        return [_rejected(event, RejectionReason.member_not_linked, "the member record is not linked to a person")]
+    if membership.status is not MembershipStatus.active:
+        return [_rejected(event, RejectionReason.member_withdrawn, "the member record is withdrawn", membership.person_ref)]
+    async with deps.locks.hold(membership.person_ref):
+        current = await deps.store.certificate(key)
+        causes = await deps.store.certificate_cause(key) or {}
+        rerun = current is not None and causes.get("issued_by") == ctx.envelope.id
+        if current is not None and current.status is CertificateStatus.active and not rerun:
+            return [_rejected(event, RejectionReason.certificate_already_held, "the member already holds a valid certificate", membership.person_ref)]
+        await deps.store.change_person(membership.person_ref, {"certificate_application": event.reason})
+        return await settle_person(deps, membership.person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id)
+
+
+# --- medical institutions: eligibility, consent, medical data ------------------------------------
+
+
+@handlers.handles(CheckEligibility)
+async def check_eligibility(event: CheckEligibility, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
+    """The reply event to an online eligibility check; the same answer as `GET /eligibility/{certificate_id}`."""
+    if rejected := _wrong_source(ctx, event, "medical-institution", event.institution_code):
+        return [rejected]
+    record = await ctx.deps.store.eligibility_record(event.certificate_id)
+    answer = answer_eligibility(record, today=today(ctx.clock), no_card_surcharge=ctx.deps.settings.no_card_surcharge)
+    if answer.eligible and answer.membership is not None and answer.person_ref is not None:
+        m = answer.membership
+        return [EligibilityConfirmed(
+            request_id=event.request_id, institution_code=event.institution_code, person_ref=answer.person_ref,
+            insurer_number=m.insurer_number, member_symbol=m.member_symbol, member_number=m.member_number,
+            copay_category=m.copay_category, no_card_surcharge=answer.no_card_surcharge,
+        )]
+    assert answer.reason is not None
+    return [EligibilityDenied(request_id=event.request_id, institution_code=event.institution_code,
+                              person_ref=answer.person_ref, reason=answer.reason, no_card_surcharge=answer.no_card_surcharge)]
+
+
+@handlers.handles(RecordConsent)
+async def record_consent(event: RecordConsent, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
+    """Consent counts from when this service recorded it, so an institution cannot backdate it."""
+    if rejected := _wrong_source(ctx, event, "medical-institution", event.institution_code):
+        return [rejected]
+    deps = ctx.deps
+    record = await deps.store.eligibility_record(event.certificate_id)
+    if record is None:
+        return [_rejected(event, RejectionReason.unknown_card, "no card with this certificate id")]
+    given_at = ctx.clock.now()
+    for data_type in dict.fromkeys(event.data_types):
+        given_at = await deps.store.record_consent(event.institution_code, record.person_ref, data_type,
+                                                   request_id=event.request_id, given_at=given_at)
+    return [ConsentRecorded(person_ref=record.person_ref, request_id=event.request_id, institution_code=event.institution_code,
+                            data_types=list(dict.fromkeys(event.data_types)), given_at=given_at,
+                            valid_until=given_at + deps.medical_data.consent_window)]
+
+
+@handlers.handles(RequestMedicalData)
+async def request_medical_data(event: RequestMedicalData, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
+    """Release each data type only with this institution's consent for it, given less than 24 hours ago.
+    Every decision is audited; the records go only to the institution (over HTTP), never into a fact."""
+    if rejected := _wrong_source(ctx, event, "medical-institution", event.institution_code):
+        return [rejected]
+    store, now, policy = ctx.deps.store, ctx.clock.now(), ctx.deps.medical_data
+    record = await store.eligibility_record(event.certificate_id)
+    person_ref = record.person_ref if record else None
+    facts: list[Fact] = []
+    for data_type in dict.fromkeys(event.data_types):
+        if person_ref is None:
+            denial: MedicalDataDenialReason | None = MedicalDataDenialReason.unknown_card
+        else:
+            denial = policy.consent_denial(await store.consent_given_at(event.institution_code, person_ref, data_type), now)
+        audit: dict[str, Any] = {
+            "at": now, "actor": f"medical-institution/{event.institution_code}", "person_ref": person_ref,
+            "action": "insurance.medical_data.released" if denial is None else "insurance.medical_data.denied",
+            "reason": "consent given within the consent window" if denial is None else denial.value,
+            "audit_id": f"insurance.medical-data:{ctx.envelope.id}:{data_type}",
+        }
+        details = {"request_id": event.request_id, "data_type": data_type.value}
+        if denial is not None:
+            await ctx.deps.audit.record(**audit, details=details)
+            facts.append(MedicalDataDenied(person_ref=person_ref, request_id=event.request_id,
+                                           institution_code=event.institution_code, data_type=data_type, reason=denial))
+            continue
+        assert person_ref is not None
+        last_day = today(ctx.clock)
+        first_day = policy.covers_from(data_type, last_day)
+        person = await store.person(person_ref)
+        member_keys = [m.member_key for m in await store.memberships(person.member_keys if person else ())
+                       if m.link_state is LinkState.linked and m.person_ref == person_ref]
+        release = release_id(event.institution_code, event.request_id, data_type)
+        count = await store.count_medical_records(member_keys, data_type, first_day, last_day)
+        await store.save_release(release, {
+            "institution_code": event.institution_code, "person_ref": person_ref, "data_type": data_type.value,
+            "member_keys": member_keys, "covers_from": first_day, "covers_until": last_day, "request_id": event.request_id,
+            "released_at": now,
+        })
+        await ctx.deps.audit.record(**audit, details={**details, "release_id": release, "record_count": count})
+        facts.append(MedicalDataReleased(person_ref=person_ref, request_id=event.request_id, institution_code=event.institution_code,
+                                         data_type=data_type, release_id=release, record_count=count,
+                                         covers_from=first_day, covers_until=last_day))
+    return facts
+
+
+async def _store_medical_record(ctx: HandlerContext[InsuranceDeps], event: RecordPrescription | RecordCheckupResult,
+                                data_type: MedicalDataType, recorded_for: date, content: dict[str, Any]) -> list[Fact]:
+    if rejected := _wrong_source(ctx, event, "insurer", event.insurer_number):
+        return [rejected]
+    key = member_key(event.insurer_number, event.member_symbol, event.member_number)
+    membership = await ctx.deps.store.membership(key)
+    if membership is None:
+        return [_rejected(event, RejectionReason.unknown_member, "no such member record")]
+    stored = await ctx.deps.store.add_medical_record(f"{data_type}/{event.insurer_number}/{event.record_id}", {
+        "member_key": key, "data_type": data_type.value, "recorded_for": recorded_for.isoformat(), "content": content,
+    })
+    person_ref = membership.person_ref if membership.link_state is LinkState.linked else None
+    if not stored:
+        return [_rejected(event, RejectionReason.duplicate_record, "this record id was already used for a different record", person_ref)]
+    return [MedicalRecordStored(insurer_number=event.insurer_number, member_symbol=event.member_symbol,
+                                member_number=event.member_number, person_ref=person_ref, data_type=data_type,
+                                record_id=event.record_id, recorded_for=recorded_for)]
+
+
+@handlers.handles(RecordPrescription)
+async def record_prescription(event: RecordPrescription, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
+    content = {"medicines": [m.model_dump(mode="json") for m in event.medicines]}
+    return await _store_medical_record(ctx, event, MedicalDataType.prescriptions, event.dispensed_on, content)
+
+
+@handlers.handles(RecordCheckupResult)
+async def record_checkup_result(event: RecordCheckupResult, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
+    content = {"items": [i.model_dump(mode="json") for i in event.items]}
+    return await _store_medical_record(ctx, event, MedicalDataType.checkups, event.examined_on, content)
+
+
+# --- sweeps (called by the HTTP API with an `as_of` date) ------------------------------------------
+
+
+@dataclass
+class SweepOutcome:
+    examined: int = 0
+    published: list[tuple[str, list[Fact]]] = field(default_factory=list)  # (cause id, facts)
+    skipped: int = 0
+
+
+async def renew_certificates(deps: InsuranceDeps, as_of: date) -> SweepOutcome:
+    """Renew certificates that end within the lead time and are still needed; and issue
+    certificates to members whose card's electronic certificate has expired (no event says so)."""
+    store, outcome, now = deps.store, SweepOutcome(), deps.clock.now()
+    lead = deps.settings.certificate_renewal_lead_days
+    for certificate in await store.active_certificates_ending_by(as_of + timedelta(days=lead)):
+        if not renewal_due(certificate, as_of, lead):
+            continue
+        outcome.examined += 1
+        cause = f"sweep:certificate-renewal:{certificate.member_key}:{certificate.valid_until.isoformat()}"
+        async with deps.locks.hold(certificate.person_ref):
+            person = await store.person(certificate.person_ref)
+            membership = await store.membership(certificate.member_key)
+            if person is None or membership is None or not still_needed(person, membership, as_of):
+                outcome.skipped += 1
+                continue
+            years = (await store.validity_years({certificate.insurer_number}, deps.settings.default_certificate_validity_years))[certificate.insurer_number]
+            extended = renewed(certificate, years)
+            if await store.extend_certificate(certificate, extended.valid_from, extended.valid_until, cause_id=cause, now=now):
+                outcome.published.append((cause, [_certificate_fact(
+                    EligibilityCertificateRenewed, extended, previous_valid_until=certificate.valid_until)]))
+    for person in await store.people_with_card_certificates_ending_before(as_of):
+        if not person.member_keys or person.card is None:
+            continue
+        cause = f"sweep:card-certificate-expired:{person.person_ref}:{person.card.certificate_id}"
+        async with deps.locks.hold(person.person_ref):
+            facts = await settle_person(deps, person.person_ref, on=as_of, cause_id=cause)
+        if facts:
+            outcome.examined += 1
+            outcome.published.append((cause, facts))
+    return outcome
+
+
+async def expire_certificates(deps: InsuranceDeps, as_of: date) -> SweepOutcome:
+    """End certificates whose validity has passed; anyone who still needs one gets a new one."""
+    store, outcome, now = deps.store, SweepOutcome(), deps.clock.now()
+    for certificate in await store.active_certificates_ending_by(as_of - timedelta(days=1)):
+        outcome.examined += 1
+        cause = f"sweep:certificate-expiry:{certificate.member_key}:{certificate.certificate_number}"
+        async with deps.locks.hold(certificate.person_ref):
+            facts: list[Fact] = []
+            if await store.end_certificate(certificate, CertificateStatus.expired, reason="validity_ended", cause_id=cause, now=now):
+                facts.append(_certificate_fact(EligibilityCertificateExpired, certificate))
+            facts += await settle_person(deps, certificate.person_ref, on=as_of, cause_id=cause)
+        outcome.published.append((cause, facts))
+    return outcome

@@ -1,0 +1,22 @@
+"""The insurance service's settings (environment variables prefixed `MYNUMBER_`)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from services.kit.settings import ServiceSettings
+
+
+class InsuranceSettings(ServiceSettings):
+    default_certificate_validity_years: int = Field(
+        1, ge=1, le=5, description="Validity of an eligibility certificate when the insurer set none (the brief: 1 year)."
+    )
+    certificate_renewal_lead_days: int = Field(
+        30, ge=1, le=365, description="The renewal sweep renews certificates that end within this many days."
+    )
+    no_card_surcharge: bool = Field(
+        True, description="Whether patients treated without a usable card pay the no-card surcharge (later equalised)."
+    )
+    consent_window_hours: int = Field(24, ge=1, le=168, description="How long a patient's consent lasts.")
+    prescription_history_years: int = Field(3, ge=1, description="Years of prescriptions an institution may see.")
+    checkup_history_years: int = Field(5, ge=1, description="Years of specific health checkup results an institution may see.")

@@ -1,0 +1,475 @@
+"""The insurance service's MongoDB repository.
+
+Collections (every hot-path read is by `_id`, the one lookup FerretDB v1 does without a scan):
+
+- `people`: the read model of enrollment facts (five attributes, card, deceased) plus the
+  person's insurance state (insurance use, certificate application, linked member keys).
+  `version` grows with every change and guards the denormalised eligibility documents.
+- `match_index`: normalised five attributes (digest) -> the residents that have them.
+- `pending_links`: person ref -> member records held because that resident was not yet known.
+- `members`: insurer member records and their link state, by `insurer/symbol/number`.
+- `certificates`: the current eligibility certificate of each membership.
+- `eligibility`: the eligibility answer, denormalised, by card certificate id.
+- `insurers`: insurer settings.
+- `consents`, `medical_records`, `releases`: consent, prescriptions/checkups, released data.
+
+Operator decisions and medical-data requests go to the kit's append-only audit trail.
+
+The Individual Number is never stored: only the person reference derived from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime
+from enum import Enum
+from typing import Any
+
+from mynumber_contracts import ResidentAttributes
+from mynumber_contracts.insurance import (
+    CertificateApplicationReason,
+    CertificateIssueReason,
+    CopayCategory,
+    MedicalDataType,
+)
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from .domain import (
+    Card,
+    CardStatus,
+    CertificateStatus,
+    EligibilityCertificate,
+    EligibilityRecord,
+    InsuranceUse,
+    LinkState,
+    MatchKey,
+    Membership,
+    MembershipStatus,
+    Person,
+    RegisteredResident,
+)
+
+
+def _day(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
+
+
+def _card_document(card: Card) -> dict[str, Any]:
+    return {
+        "card_number": card.card_number,
+        "certificate_id": card.certificate_id,
+        "status": card.status.value,
+        "expires_on": card.expires_on.isoformat(),
+        "certificate_expires_on": card.certificate_expires_on.isoformat(),
+    }
+
+
+def _card(document: Mapping[str, Any] | None) -> Card | None:
+    if not document:
+        return None
+    return Card(
+        card_number=document["card_number"],
+        certificate_id=document["certificate_id"],
+        status=CardStatus(document["status"]),
+        expires_on=date.fromisoformat(document["expires_on"]),
+        certificate_expires_on=date.fromisoformat(document["certificate_expires_on"]),
+    )
+
+
+def _attributes_document(attributes: ResidentAttributes) -> dict[str, Any]:
+    return attributes.model_dump(mode="json")
+
+
+def _person(document: Mapping[str, Any]) -> Person:
+    application = document.get("certificate_application")
+    return Person(
+        person_ref=document["_id"],
+        deceased=bool(document.get("deceased", False)),
+        card=_card(document.get("card")),
+        insurance_use=InsuranceUse(document.get("insurance_use", InsuranceUse.unregistered.value)),
+        certificate_application=CertificateApplicationReason(application) if application else None,
+        member_keys=tuple(document.get("member_keys", ())),
+        version=int(document.get("version", 0)),
+    )
+
+
+def _membership(document: Mapping[str, Any]) -> Membership:
+    return Membership(
+        member_key=document["_id"],
+        insurer_number=document["insurer_number"],
+        member_symbol=document["member_symbol"],
+        member_number=document["member_number"],
+        copay_category=CopayCategory(document["copay_category"]),
+        enrolled_on=date.fromisoformat(document["enrolled_on"]),
+        status=MembershipStatus(document["status"]),
+        link_state=LinkState(document["link_state"]),
+        person_ref=document.get("person_ref"),
+    )
+
+
+def _certificate_document(certificate: EligibilityCertificate) -> dict[str, Any]:
+    return {
+        "certificate_number": certificate.certificate_number,
+        "person_ref": certificate.person_ref,
+        "insurer_number": certificate.insurer_number,
+        "member_symbol": certificate.member_symbol,
+        "member_number": certificate.member_number,
+        "valid_from": certificate.valid_from.isoformat(),
+        "valid_until": certificate.valid_until.isoformat(),
+        "status": certificate.status.value,
+        "reason": certificate.reason.value,
+        "on_application": certificate.on_application,
+    }
+
+
+def _certificate(document: Mapping[str, Any]) -> EligibilityCertificate:
+    return EligibilityCertificate(
+        member_key=document["_id"],
+        certificate_number=document["certificate_number"],
+        person_ref=document["person_ref"],
+        insurer_number=document["insurer_number"],
+        member_symbol=document["member_symbol"],
+        member_number=document["member_number"],
+        valid_from=date.fromisoformat(document["valid_from"]),
+        valid_until=date.fromisoformat(document["valid_until"]),
+        status=CertificateStatus(document["status"]),
+        reason=CertificateIssueReason(document["reason"]),
+        on_application=bool(document["on_application"]),
+    )
+
+
+def _eligibility_document(record: EligibilityRecord) -> dict[str, Any]:
+    membership = record.membership
+    return {
+        "person_ref": record.person_ref,
+        "card_status": record.card_status.value,
+        "card_certificate_expires_on": record.card_certificate_expires_on.isoformat(),
+        "insurance_use": record.insurance_use.value,
+        "certificate_application": record.certificate_application.value if record.certificate_application else None,
+        "deceased": record.deceased,
+        "membership": None
+        if membership is None
+        else {
+            "member_key": membership.member_key,
+            "insurer_number": membership.insurer_number,
+            "member_symbol": membership.member_symbol,
+            "member_number": membership.member_number,
+            "copay_category": membership.copay_category.value,
+            "enrolled_on": membership.enrolled_on.isoformat(),
+        },
+        "version": record.version,
+    }
+
+
+def _eligibility(document: Mapping[str, Any]) -> EligibilityRecord:
+    membership = document.get("membership")
+    application = document.get("certificate_application")
+    return EligibilityRecord(
+        certificate_id=document["_id"],
+        person_ref=document["person_ref"],
+        card_status=CardStatus(document["card_status"]),
+        card_certificate_expires_on=date.fromisoformat(document["card_certificate_expires_on"]),
+        insurance_use=InsuranceUse(document["insurance_use"]),
+        certificate_application=CertificateApplicationReason(application) if application else None,
+        deceased=bool(document["deceased"]),
+        membership=None
+        if membership is None
+        else Membership(
+            member_key=membership["member_key"],
+            insurer_number=membership["insurer_number"],
+            member_symbol=membership["member_symbol"],
+            member_number=membership["member_number"],
+            copay_category=CopayCategory(membership["copay_category"]),
+            enrolled_on=date.fromisoformat(membership["enrolled_on"]),
+            status=MembershipStatus.active,
+            link_state=LinkState.linked,
+            person_ref=document["person_ref"],
+        ),
+        version=int(document["version"]),
+    )
+
+
+class InsuranceStore:
+    def __init__(self, database: AsyncDatabase) -> None:
+        self.database = database
+        self.people = database["people"]
+        self.match_index = database["match_index"]
+        self.pending_links = database["pending_links"]
+        self.members = database["members"]
+        self.certificates = database["certificates"]
+        self.eligibility = database["eligibility"]
+        self.insurers = database["insurers"]
+        self.consents = database["consents"]
+        self.medical_records = database["medical_records"]
+        self.releases = database["releases"]
+
+    async def ensure_indexes(self) -> None:
+        await self.members.create_index([("link_state", ASCENDING), ("status", ASCENDING)])
+        await self.certificates.create_index([("status", ASCENDING), ("valid_until", ASCENDING)])
+        await self.medical_records.create_index([("member_key", ASCENDING), ("data_type", ASCENDING)])
+
+    # -- people: the read model of enrollment facts ---------------------------------------------
+
+    async def person(self, person_ref: str) -> Person | None:
+        document = await self.people.find_one({"_id": person_ref})
+        return _person(document) if document else None
+
+    async def registered_resident(self, person_ref: str) -> RegisteredResident | None:
+        document = await self.people.find_one({"_id": person_ref})
+        if not document or not document.get("attributes"):
+            return None
+        return RegisteredResident(
+            person_ref=person_ref,
+            attributes=ResidentAttributes.model_validate(document["attributes"]),
+            deceased=bool(document.get("deceased", False)),
+        )
+
+    async def retired_cards(self, person_ref: str) -> list[Card]:
+        document = await self.people.find_one({"_id": person_ref}, {"retired_cards": 1})
+        return [card for card in map(_card, (document or {}).get("retired_cards", [])) if card]
+
+    async def change_person(self, person_ref: str, changes: Mapping[str, Any], *, add_member_key: str | None = None,
+                            retire_card: Card | None = None) -> Person:
+        """One atomic write to the person's document; every change bumps `version`."""
+        update: dict[str, Any] = {"$inc": {"version": 1}}
+        if changes:
+            update["$set"] = {name: _stored(value) for name, value in changes.items()}
+        push: dict[str, Any] = {}
+        if add_member_key is not None:
+            push["member_keys"] = add_member_key
+        if retire_card is not None:
+            push["retired_cards"] = _card_document(retire_card)
+        if push:
+            update["$addToSet"] = push
+        document = await self.people.find_one_and_update(
+            {"_id": person_ref}, update, upsert=True, return_document=ReturnDocument.AFTER
+        )
+        return _person(document)
+
+    async def record_attributes(self, person_ref: str, attributes: ResidentAttributes) -> None:
+        """Store the registry's five attributes and keep the match index in step."""
+        key = MatchKey.of(attributes).digest()
+        before = await self.people.find_one_and_update(
+            {"_id": person_ref},
+            {"$set": {"attributes": _attributes_document(attributes), "match_key": key}, "$inc": {"version": 1}},
+            upsert=True,
+            return_document=ReturnDocument.BEFORE,
+        )
+        previous = (before or {}).get("match_key")
+        if previous and previous != key:
+            await self.match_index.update_one({"_id": previous}, {"$pull": {"person_refs": person_ref}})
+        await self.match_index.update_one({"_id": key}, {"$addToSet": {"person_refs": person_ref}}, upsert=True)
+
+    async def residents_with(self, attributes: ResidentAttributes) -> list[str]:
+        document = await self.match_index.find_one({"_id": MatchKey.of(attributes).digest()})
+        return list((document or {}).get("person_refs", []))
+
+    async def hold_until_resident_known(self, person_ref: str, member_key: str) -> None:
+        await self.pending_links.update_one({"_id": person_ref}, {"$addToSet": {"member_keys": member_key}}, upsert=True)
+
+    async def pending_for(self, person_ref: str) -> list[str]:
+        document = await self.pending_links.find_one({"_id": person_ref})
+        return list((document or {}).get("member_keys", []))
+
+    async def clear_pending(self, person_ref: str, member_key: str) -> None:
+        await self.pending_links.update_one({"_id": person_ref}, {"$pull": {"member_keys": member_key}})
+
+    async def people_with_card_certificates_ending_before(self, as_of: date) -> list[Person]:
+        """Sweeps only: members whose card's electronic certificate ended before `as_of`."""
+        cursor = self.people.find({"card.certificate_expires_on": {"$lt": as_of.isoformat()}})
+        return [person for person in [_person(d) async for d in cursor] if person.member_keys]
+
+    async def insurance_use_request(self, person_ref: str) -> str | None:
+        document = await self.people.find_one({"_id": person_ref}, {"insurance_use_request": 1})
+        return (document or {}).get("insurance_use_request")
+
+    # -- members --------------------------------------------------------------------------------
+
+    async def member_document(self, member_key: str) -> dict[str, Any] | None:
+        return await self.members.find_one({"_id": member_key})
+
+    async def membership(self, member_key: str) -> Membership | None:
+        document = await self.members.find_one({"_id": member_key})
+        return _membership(document) if document else None
+
+    async def memberships(self, member_keys: tuple[str, ...] | list[str]) -> list[Membership]:
+        found = []
+        for key in member_keys:  # one _id lookup each: FerretDB v1 scans for `$in`
+            membership = await self.membership(key)
+            if membership is not None:
+                found.append(membership)
+        return found
+
+    async def save_member(self, member_key: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        document = await self.members.find_one_and_update(
+            {"_id": member_key},
+            {"$set": {name: _stored(value) for name, value in fields.items()}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        return document
+
+    async def held_members(self, insurer_number: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {"link_state": LinkState.held.value, "status": MembershipStatus.active.value}
+        if insurer_number:
+            query["insurer_number"] = insurer_number
+        return await self.members.find(query).sort("_id", ASCENDING).limit(limit).to_list()
+
+    # -- eligibility certificates ---------------------------------------------------------------
+
+    async def certificate(self, member_key: str) -> EligibilityCertificate | None:
+        document = await self.certificates.find_one({"_id": member_key})
+        return _certificate(document) if document else None
+
+    async def certificate_cause(self, member_key: str) -> dict[str, Any] | None:
+        return await self.certificates.find_one({"_id": member_key}, {"issued_by": 1, "ended_by": 1, "certificate_number": 1, "status": 1})
+
+    async def issue_certificate(self, certificate: EligibilityCertificate, *, cause_id: str, now: datetime) -> bool:
+        """Make `certificate` the membership's current one unless an active one exists. True when
+        it is now current (also on a rerun of the same cause)."""
+        try:
+            await self.certificates.find_one_and_update(
+                {"_id": certificate.member_key, "status": {"$ne": CertificateStatus.active.value}},
+                {"$set": {**_certificate_document(certificate), "issued_by": cause_id, "issued_at": now},
+                 "$unset": {"ended_by": "", "ended_reason": ""}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            pass  # an active certificate exists: ours only if this is a rerun
+        current = await self.certificates.find_one({"_id": certificate.member_key})
+        return bool(current) and current["certificate_number"] == certificate.certificate_number
+
+    async def end_certificate(self, certificate: EligibilityCertificate, status: CertificateStatus, *,
+                              reason: str, cause_id: str, now: datetime) -> bool:
+        """End the active certificate. True when this cause ended it (also on a rerun)."""
+        ended = await self.certificates.find_one_and_update(
+            {"_id": certificate.member_key, "certificate_number": certificate.certificate_number,
+             "status": CertificateStatus.active.value},
+            {"$set": {"status": status.value, "ended_reason": reason, "ended_by": cause_id, "ended_at": now}},
+        )
+        if ended is not None:
+            return True
+        current = await self.certificates.find_one({"_id": certificate.member_key})
+        return bool(current) and current.get("ended_by") == cause_id and current["certificate_number"] == certificate.certificate_number
+
+    async def extend_certificate(self, certificate: EligibilityCertificate, new_valid_from: date, new_valid_until: date,
+                                 *, cause_id: str, now: datetime) -> bool:
+        extended = await self.certificates.find_one_and_update(
+            {"_id": certificate.member_key, "certificate_number": certificate.certificate_number,
+             "status": CertificateStatus.active.value, "valid_until": certificate.valid_until.isoformat()},
+            {"$set": {"valid_from": new_valid_from.isoformat(), "valid_until": new_valid_until.isoformat(),
+                      "renewed_by": cause_id, "renewed_at": now}},
+        )
+        if extended is not None:
+            return True
+        current = await self.certificates.find_one({"_id": certificate.member_key})
+        return bool(current) and current.get("renewed_by") == cause_id
+
+    async def active_certificates_ending_by(self, last_day: date) -> list[EligibilityCertificate]:
+        """Sweeps only: active certificates whose validity ends on or before `last_day`."""
+        cursor = self.certificates.find(
+            {"status": CertificateStatus.active.value, "valid_until": {"$lte": last_day.isoformat()}}
+        ).sort("_id", ASCENDING)
+        return [_certificate(document) async for document in cursor]
+
+    # -- eligibility by card --------------------------------------------------------------------
+
+    async def eligibility_record(self, certificate_id: str) -> EligibilityRecord | None:
+        document = await self.eligibility.find_one({"_id": certificate_id})
+        return _eligibility(document) if document else None
+
+    async def save_eligibility(self, record: EligibilityRecord) -> None:
+        """Write the record unless a newer version of the person is already there."""
+        try:
+            await self.eligibility.find_one_and_update(
+                {"_id": record.certificate_id, "version": {"$lte": record.version}},
+                {"$set": _eligibility_document(record)},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            pass  # a newer version was written by a later change: it stands
+
+    # -- insurers -------------------------------------------------------------------------------
+
+    async def validity_years(self, insurer_numbers: set[str], default: int) -> dict[str, int]:
+        years = {}
+        for insurer in insurer_numbers:
+            document = await self.insurers.find_one({"_id": insurer})
+            years[insurer] = int(document["certificate_validity_years"]) if document else default
+        return years
+
+    async def configure_insurer(self, insurer_number: str, validity_years: int, now: datetime) -> None:
+        await self.insurers.update_one(
+            {"_id": insurer_number}, {"$set": {"certificate_validity_years": validity_years, "updated_at": now}}, upsert=True
+        )
+
+    # -- consent and medical data ---------------------------------------------------------------
+
+    async def record_consent(self, institution_code: str, person_ref: str, data_type: MedicalDataType,
+                             *, request_id: str, given_at: datetime) -> datetime:
+        """The latest consent per institution, person and data type; a rerun keeps the first time."""
+        key = f"{institution_code}/{person_ref}/{data_type}"
+        existing = await self.consents.find_one({"_id": key})
+        if existing and existing.get("request_id") == request_id:
+            return existing["given_at"]
+        await self.consents.update_one(
+            {"_id": key},
+            {"$set": {"institution_code": institution_code, "person_ref": person_ref, "data_type": data_type.value,
+                      "request_id": request_id, "given_at": given_at}},
+            upsert=True,
+        )
+        return given_at
+
+    async def consent_given_at(self, institution_code: str, person_ref: str, data_type: MedicalDataType) -> datetime | None:
+        document = await self.consents.find_one({"_id": f"{institution_code}/{person_ref}/{data_type}"})
+        return document["given_at"] if document else None
+
+    async def add_medical_record(self, record_key: str, document: Mapping[str, Any]) -> bool:
+        """Insert a record once. False when the id is taken by different content."""
+        try:
+            await self.medical_records.insert_one({"_id": record_key, **document})
+            return True
+        except DuplicateKeyError:
+            existing = await self.medical_records.find_one({"_id": record_key})
+            return bool(existing) and all(existing.get(k) == _stored(v) for k, v in document.items())
+
+    async def medical_records_for(self, member_keys: list[str], data_type: MedicalDataType,
+                                  first_day: date, last_day: date) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = []
+        for key in member_keys:
+            cursor = self.medical_records.find({"member_key": key, "data_type": data_type.value})
+            records += [
+                r async for r in cursor if first_day.isoformat() <= r["recorded_for"] <= last_day.isoformat()
+            ]
+        return sorted(records, key=lambda r: (r["recorded_for"], r["_id"]), reverse=True)
+
+    async def count_medical_records(self, member_keys: list[str], data_type: MedicalDataType,
+                                    first_day: date, last_day: date) -> int:
+        return len(await self.medical_records_for(member_keys, data_type, first_day, last_day))
+
+    async def save_release(self, release_id: str, fields: Mapping[str, Any]) -> None:
+        await self.releases.update_one({"_id": release_id}, {"$setOnInsert": {k: _stored(v) for k, v in fields.items()}}, upsert=True)
+
+    async def release(self, release_id: str) -> dict[str, Any] | None:
+        return await self.releases.find_one({"_id": release_id})
+
+
+def _stored(value: Any) -> Any:
+    """Dates as ISO strings (BSON has no date type); enums as their values."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Card):
+        return _card_document(value)
+    if isinstance(value, ResidentAttributes):
+        return _attributes_document(value)
+    if isinstance(value, list | tuple):
+        return [_stored(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _stored(v) for k, v in value.items()}
+    return value
