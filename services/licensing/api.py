@@ -1,14 +1,21 @@
-"""The licensing HTTP API: the roadside check, and look-ups for the police and the transport bureaus."""
+"""The licensing HTTP API: the roadside check, and look-ups for the police and the transport bureaus.
+
+Every route but the fee table needs a bearer token (the kit's MYNUMBER_HTTP_API_TOKENS); each
+roadside check and licence look-up is written to the audit trail with the caller and the holder.
+"""
 
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException
 from mynumber_contracts.licensing import CardNumber, HolderChoice, LicenceClass, LicenceNumber, VehicleId
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from services.kit.http import service_deps
+from services.kit.auth import authenticated_principal
+from services.kit.http import service_deps, service_of
+from services.kit.messaging import EventService
 
 from . import domain
 from .domain import CardStatus, RoadsideStatus, japan_date
@@ -16,12 +23,18 @@ from .handlers import LicensingDeps
 
 router = APIRouter()
 
+Deps = Annotated[LicensingDeps, Depends(service_deps)]
+Service = Annotated[EventService[LicensingDeps], Depends(service_of)]
+Caller = Annotated[str, Depends(authenticated_principal)]
+
 
 class _Response(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
-class NotFound(_Response):
+class Problem(_Response):
+    """An error answer (not found, or no valid bearer token)."""
+
     detail: str
 
 
@@ -84,19 +97,25 @@ class FeeSchedule(_Response):
     re_recording: int = Field(description="Yen to record a valid licence on a reissued card.")
 
 
-_NOT_FOUND = {404: {"model": NotFound}}
+_UNAUTHENTICATED_OR_NOT_FOUND = {401: {"model": Problem}, 404: {"model": Problem}}
+_UNAUTHENTICATED = {401: {"model": Problem}}
 
 
 @router.post(
-    "/roadside-checks", response_model=RoadsideCheckResult, tags=["police"],
+    "/roadside-checks", response_model=RoadsideCheckResult, responses=_UNAUTHENTICATED, tags=["police"],
     summary="Roadside check: is the licence recorded on this card valid now (or at `at`)?",
 )
-async def roadside_check(request: RoadsideCheckRequest, deps: LicensingDeps = Depends(service_deps)) -> RoadsideCheckResult:
+async def roadside_check(request: RoadsideCheckRequest, service: Service, caller: Caller) -> RoadsideCheckResult:
     # POST, so the card number stays out of URLs and access logs.
-    at = request.at or deps.clock.now()
+    store = service.deps.store
+    at = request.at or service.clock.now()
     day = japan_date(at)
-    verdict = domain.roadside_check(
-        await deps.store.card(request.card_number), await deps.store.licence_for_card(request.card_number), day
+    card = await store.card(request.card_number)
+    verdict = domain.roadside_check(card, await store.licence_for_card(request.card_number), day)
+    await service.audit.record(
+        at=service.clock.now(), actor=caller, action="licensing.roadside_check",
+        person_ref=card.person_ref if card else None, reason=f"roadside check: {verdict.status.value}",
+        details={"card_number": request.card_number, "checked_on": day.isoformat()},
     )
     licence = verdict.licence
     return RoadsideCheckResult(
@@ -112,21 +131,23 @@ async def roadside_check(request: RoadsideCheckRequest, deps: LicensingDeps = De
 
 
 @router.get(
-    "/licences/{licence_number}", response_model=LicenceRecord, responses=_NOT_FOUND, tags=["police"],
+    "/licences/{licence_number}", response_model=LicenceRecord, responses=_UNAUTHENTICATED_OR_NOT_FOUND, tags=["police"],
     summary="The licence on record: its holder's choice, card, dates, classes, conditions and address.",
 )
-async def licence(licence_number: LicenceNumber, deps: LicensingDeps = Depends(service_deps)) -> LicenceRecord:
-    found = await deps.store.licence_by_number(licence_number)
+async def licence(licence_number: LicenceNumber, service: Service, caller: Caller) -> LicenceRecord:
+    found = await service.deps.store.licence_by_number(licence_number)
     if found is None:
         raise HTTPException(404, "no licence with this number is on record")
+    await service.audit.record(at=service.clock.now(), actor=caller, action="licensing.licence.lookup",
+                               person_ref=found.person_ref, reason="licence record looked up")
     return LicenceRecord.model_validate(found.model_dump())
 
 
 @router.get(
-    "/vehicles/{vehicle_id}", response_model=VehicleRecord, responses=_NOT_FOUND, tags=["transport bureaus"],
+    "/vehicles/{vehicle_id}", response_model=VehicleRecord, responses=_UNAUTHENTICATED_OR_NOT_FOUND, tags=["transport bureaus"],
     summary="A registered vehicle: its current owner and its ownership history.",
 )
-async def vehicle(vehicle_id: VehicleId, deps: LicensingDeps = Depends(service_deps)) -> VehicleRecord:
+async def vehicle(vehicle_id: VehicleId, deps: Deps, _: Caller) -> VehicleRecord:
     found = await deps.store.vehicle(vehicle_id)
     if found is None:
         raise HTTPException(404, "no vehicle with this id is registered")
@@ -135,5 +156,5 @@ async def vehicle(vehicle_id: VehicleId, deps: LicensingDeps = Depends(service_d
 
 
 @router.get("/fees", response_model=FeeSchedule, tags=["police"], summary="The fee table in force (from the settings).")
-async def fees(deps: LicensingDeps = Depends(service_deps)) -> FeeSchedule:
+async def fees(deps: Deps) -> FeeSchedule:
     return FeeSchedule(new=dict(deps.fees.new), renewal=dict(deps.fees.renewal), re_recording=deps.fees.re_recording)

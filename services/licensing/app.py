@@ -30,7 +30,6 @@ def create_app(settings: LicensingSettings | None = None, *, clock: Clock | None
         store=store,
         people=PersonReferences(settings.person_ref_key.get_secret_value()),
         fees=settings.fee_table(),
-        clock=clock,
     )
     service = EventService(NAME, settings=settings, database=database, clock=clock, deps=deps)
     service.include(handlers)

@@ -33,7 +33,7 @@ from mynumber_contracts.licensing import (
     TransferVehicle,
 )
 
-from services.kit.clock import Clock, today
+from services.kit.clock import today
 from services.kit.messaging import HandlerContext, HandlerRegistry
 from services.kit.people import PersonReferences
 
@@ -47,7 +47,6 @@ class LicensingDeps:
     store: LicensingStore
     people: PersonReferences
     fees: FeeTable
-    clock: Clock  # for the HTTP API; use cases take the clock from their context
 
 
 Context = HandlerContext[LicensingDeps]

@@ -26,6 +26,8 @@ POLICE = "police/tokyo"
 TRANSPORT_BUREAU = "transport-bureau/kanto"
 ENROLLMENT = "service/enrollment"
 ADDRESS = "東京都千代田区永田町1-7-1"
+POLICE_TOKEN = "police-tokyo-test-token-0001"
+OPERATOR_TOKEN = "operator-test-token-000000001"
 
 
 def a_number(seed: int) -> MyNumber:
@@ -142,9 +144,10 @@ class Licensing:
 
 @pytest.fixture
 async def licensing(servers, namespace, settings_for) -> AsyncIterator[Licensing]:
-    settings = settings_for("licensing")
+    settings = settings_for("licensing", http_api_tokens=f"{POLICE}={POLICE_TOKEN},operator={OPERATOR_TOKEN}")
     clock = FixedClock(NOW)
     async with run_service("licensing", settings, clock=clock) as running:
+        running.http.headers["Authorization"] = f"Bearer {POLICE_TOKEN}"
         service_topics = running.service.topics
         async with (
             PartnerPublisher(servers.kafka_bootstrap, namespace) as partner,

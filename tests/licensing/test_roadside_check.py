@@ -16,7 +16,7 @@ from mynumber_contracts.licensing import (
     SuspendLicence,
 )
 
-from tests.licensing.conftest import NOW, Licensing, a_licence_number, licence_request
+from tests.licensing.conftest import NOW, OPERATOR_TOKEN, POLICE, Licensing, a_licence_number, licence_request
 
 
 async def test_valid_expired_suspended_card_and_unknown(licensing: Licensing):
@@ -79,3 +79,17 @@ async def test_police_suspension_revocation_and_an_expired_card(licensing: Licen
     assert unusable["reason"] == "expired"
     check = await licensing.roadside(expiring.card_number)
     assert (check["valid"], check["status"], check["card_status"]) == (False, "card_unusable", "expired")
+
+
+async def test_checks_need_a_token_and_are_written_to_the_audit_trail(licensing: Licensing):
+    driver = await licensing.resident_with_card(421)
+    anonymous = {"Authorization": ""}
+    assert (await licensing.http.post("/roadside-checks", json={"card_number": driver.card_number},
+                                      headers=anonymous)).status_code == 401
+    assert (await licensing.http.get(f"/licences/{a_licence_number(421)}", headers=anonymous)).status_code == 401
+    assert (await licensing.http.get("/vehicles/ZVW30-0000421", headers=anonymous)).status_code == 401
+
+    await licensing.roadside(driver.card_number)
+    trail = await licensing.http.get(f"/audit/persons/{driver.ref}", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
+    checks = [r for r in trail.json() if r["action"] == "licensing.roadside_check"]
+    assert checks and all(r["actor"] == POLICE for r in checks), "who checked whose card is on record"
