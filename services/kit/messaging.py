@@ -225,6 +225,8 @@ class _DeadLetterMiddleware(BaseMiddleware):
             await self.service.quarantine(record, exc_val.reason, exc_val.detail)
             return True
         reason, detail = classify_failure(exc_val, record.headers or ())
+        if reason == DeadLetterReason.UNKNOWN_EVENT_TYPE and record.topic != self.service.topics.requests:
+            return True  # another service's fact that this service does not consume: skip it, it is not bad input
         await self.service.dead_letter(record, reason, detail)
         return True  # handled: the acknowledgement middleware commits the offset
 
