@@ -1,0 +1,270 @@
+"""The benefits HTTP API: operator commands (sweeps, flag resolution, reconciliation) and queries.
+
+Operator commands are POST routes with an optional `as_of`, so a CLI or a scheduler can call them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from mynumber_contracts import PersonRef
+from mynumber_contracts.benefits import (
+    AccountDeleted,
+    AccountFlagResolved,
+    AccountSummary,
+    DeletionReason,
+    FlagOutcome,
+    PayoutBatchReconciled,
+)
+from pydantic import BaseModel, Field
+
+from services.kit.clock import today
+from services.kit.http import service_deps, service_of
+from services.kit.messaging import EventService
+
+from . import domain
+from .domain import AccountStatus
+from .handlers import BenefitsDeps, sweep_opt_out_proposals
+
+router = APIRouter(tags=["benefits"])
+
+
+class AccountView(BaseModel):
+    person_ref: str
+    status: AccountStatus
+    channel: str
+    account: AccountSummary
+
+
+class AuditEntry(BaseModel):
+    at: datetime
+    actor: str
+    action: str
+    person_ref: str
+    reason: str
+    subject: str
+
+
+class FlagView(BaseModel):
+    flag_id: str
+    status: str
+    holders: list[str]
+    reason: str
+
+
+class FlagResolution(BaseModel):
+    operator: str = Field(min_length=1, max_length=100, description="Who resolves the flag.")
+    reason: str = Field(min_length=1, max_length=500, description="Why, in the operator's words.")
+    keep: list[PersonRef] | None = Field(
+        default=None, description="Holders whose registration is genuine and is released; the others are removed. "
+        "Absent: every holder is released.")
+
+
+class FlagResolutionResult(BaseModel):
+    flag_id: str
+    released: list[str]
+    removed: list[str]
+
+
+class SweepResult(BaseModel):
+    as_of: date
+    proposals: dict[str, str] = Field(description="Outcome per proposal id.")
+
+
+class DispatchResult(BaseModel):
+    payments_handled: int
+
+
+class BatchView(BaseModel):
+    batch_id: str
+    state: str
+    programme: str
+    period: str
+    recipient_count: int
+    total_yen: int
+    chunk_count: int
+    chunks_received: int
+    decision: dict[str, Any] | None = None
+
+
+class PaymentView(BaseModel):
+    payment_id: str
+    batch_id: str
+    amount_yen: int
+    status: str = Field(description="settled, held, failed or pending.")
+    reason: str | None = None
+
+
+# --- accounts, flags, audit -------------------------------------------------------------------
+
+
+@router.get("/accounts/{person_ref}", response_model=AccountView, summary="A person's receiving account.")
+async def get_account(person_ref: PersonRef, deps: BenefitsDeps = Depends(service_deps)) -> AccountView:
+    account = await deps.store.account(person_ref)
+    if account is None:
+        raise HTTPException(404, "no receiving account is registered for this person")
+    return AccountView(person_ref=person_ref, status=account.status, channel=str(account.channel),
+                       account=account.summary())
+
+
+@router.get("/audit", response_model=list[AuditEntry], summary="The audit trail of one person (append-only).")
+async def get_audit(person_ref: PersonRef = Query(...), deps: BenefitsDeps = Depends(service_deps)) -> list[AuditEntry]:
+    return [AuditEntry(**{k: v for k, v in entry.items() if k != "_id"}) for entry in await deps.store.audit_for(person_ref)]
+
+
+@router.get("/flags", response_model=list[FlagView], summary="Open shared-account flags.")
+async def get_flags(deps: BenefitsDeps = Depends(service_deps)) -> list[FlagView]:
+    return [FlagView(flag_id=f["_id"], status=f["status"], holders=f["person_refs"], reason=f["reason"])
+            for f in await deps.store.open_flags()]
+
+
+@router.post("/flags/{flag_id}/resolve", response_model=FlagResolutionResult,
+             summary="Resolve a shared-account flag: release the genuine holders, remove the others.")
+async def resolve_flag(flag_id: str, resolution: FlagResolution, service: EventService[BenefitsDeps] = Depends(service_of)
+                       ) -> FlagResolutionResult:
+    store, now = service.deps.store, service.clock.now()
+    flag = await store.flag(flag_id)
+    if flag is None:
+        raise HTTPException(404, "no such flag")
+    if flag["status"] != "open":
+        raise HTTPException(409, "the flag is already resolved")
+    holders: list[str] = flag["person_refs"]
+    keep = set(holders if resolution.keep is None else resolution.keep)
+    unknown = keep - set(holders)
+    if unknown:
+        raise HTTPException(422, "keep names people who do not hold this account")
+    facts, released, removed = [], [], []
+    for person_ref in holders:
+        account = await store.account(person_ref)
+        holds_it = account is not None and account.key == flag["key"]
+        if person_ref in keep:
+            if holds_it:
+                await store.set_account_status([person_ref], AccountStatus.active)
+                await store.release_for(person_ref)
+            released.append(person_ref)
+            outcome = FlagOutcome.released
+        else:
+            if holds_it:
+                await store.delete_account(person_ref)
+                facts.append(AccountDeleted(person_ref=person_ref, request_id=f"resolve:{flag_id}",
+                                            reason=DeletionReason.removed_by_operator))
+            removed.append(person_ref)
+            outcome = FlagOutcome.removed
+        await store.audit(f"resolve:{flag_id}:{person_ref}", actor=resolution.operator, action=f"flag_{outcome.value}",
+                          person_ref=person_ref, reason=resolution.reason, subject=flag["key"], at=now)
+        facts.append(AccountFlagResolved(person_ref=person_ref, flag_id=flag_id, outcome=outcome,
+                                         operator=resolution.operator, reason=resolution.reason))
+    await service.publish_facts(facts, cause=service.synthetic_cause(f"flag-resolution:{flag_id}",
+                                                                     "jp.mynumber.operations.flag_resolution.v1"))
+    await store.close_flag(flag_id, operator=resolution.operator, reason=resolution.reason, now=now)
+    return FlagResolutionResult(flag_id=flag_id, released=released, removed=removed)
+
+
+# --- the opt-out route -----------------------------------------------------------------------
+
+
+@router.post("/operations/opt-out-sweep", response_model=SweepResult,
+             summary="Register the pension accounts whose reply period ran out without a refusal.")
+async def opt_out_sweep(as_of: date | None = None, service: EventService[BenefitsDeps] = Depends(service_of)) -> SweepResult:
+    as_of = as_of or today(service.clock)
+    outcomes = {}
+    for proposal_id, facts, status in await sweep_opt_out_proposals(service.deps, as_of, service.clock):
+        await service.publish_facts(facts, cause=service.synthetic_cause(f"opt-out-sweep:{proposal_id}"))
+        await service.deps.store.set_proposal_status(proposal_id, status.value, on=as_of)
+        outcomes[proposal_id] = status.value
+    return SweepResult(as_of=as_of, proposals=outcomes)
+
+
+@router.get("/proposals/{proposal_id}", response_model=dict[str, Any], summary="A pension account proposal.")
+async def get_proposal(proposal_id: str, deps: BenefitsDeps = Depends(service_deps)) -> dict[str, Any]:
+    proposal = await deps.store.proposal(proposal_id)
+    if proposal is None:
+        raise HTTPException(404, "no such proposal")
+    return {"proposal_id": proposal["_id"], "person_ref": proposal["person_ref"], "status": proposal["status"],
+            "notified_on": proposal["notified_on"], "reply_by": proposal["reply_by"]}
+
+
+# --- payouts ---------------------------------------------------------------------------------
+
+
+@router.get("/batches/{batch_id}", response_model=BatchView, summary="A payout batch and its decision.")
+async def get_batch(batch_id: str, deps: BenefitsDeps = Depends(service_deps)) -> BatchView:
+    batch = await deps.store.batch(batch_id)
+    if batch is None:
+        raise HTTPException(404, "no such batch")
+    return BatchView(batch_id=batch_id, state=batch["state"], programme=batch["programme"], period=batch["period"],
+                     recipient_count=batch["recipient_count"], total_yen=batch["total_yen"],
+                     chunk_count=batch["chunk_count"], chunks_received=len(await deps.store.chunk_tallies(batch_id)),
+                     decision=batch.get("decision"))
+
+
+async def _reconciliation(service: EventService[BenefitsDeps], batch_id: str, as_of: datetime) -> PayoutBatchReconciled:
+    deps = service.deps
+    batch = await deps.store.batch(batch_id)
+    if batch is None:
+        raise HTTPException(404, "no such batch")
+    if batch["state"] != "accepted":
+        raise HTTPException(409, f"the batch is {batch['state']}: only an accepted batch is reconciled")
+    lines = await deps.store.batch_lines(batch_id)
+    bank_count, bank_total = await deps.gateway.statement_summary(batch_id)
+    report = domain.reconcile(
+        domain.Tally(batch["recipient_count"], batch["total_yen"]), lines["payments"], settled=lines["settled"],
+        held=lines["held"], failed=lines["failed"], bank_statement=domain.Tally(bank_count, bank_total),
+    )
+    return PayoutBatchReconciled(
+        batch_id=batch_id, programme=batch["programme"], period=batch["period"], control=report.control.line(),
+        paid=report.paid.line(), held=report.held.line(), failed=report.failed.line(), pending=report.pending.line(),
+        bank_statement=report.bank_statement.line(), balanced=report.balanced,
+        matches_bank_statement=report.matches_bank_statement, as_of=as_of,
+    )
+
+
+@router.get("/batches/{batch_id}/reconciliation", response_model=PayoutBatchReconciled,
+            summary="Paid, held, failed and pending against the control totals and the bank statement.")
+async def get_reconciliation(batch_id: str, service: EventService[BenefitsDeps] = Depends(service_of)
+                             ) -> PayoutBatchReconciled:
+    return await _reconciliation(service, batch_id, service.clock.now())
+
+
+@router.post("/batches/{batch_id}/reconcile", response_model=PayoutBatchReconciled,
+             summary="Reconcile a batch and publish the report as a fact.")
+async def reconcile_batch(batch_id: str, as_of: datetime | None = None,
+                          service: EventService[BenefitsDeps] = Depends(service_of)) -> PayoutBatchReconciled:
+    as_of = (as_of or service.clock.now()).astimezone(UTC)
+    report = await _reconciliation(service, batch_id, as_of)
+    await service.publish_facts([report], cause=service.synthetic_cause(
+        f"reconcile:{batch_id}:{as_of.isoformat()}", "jp.mynumber.operations.reconciliation.v1"))
+    return report
+
+
+@router.get("/payments/{payment_id}", response_model=PaymentView, summary="Where one payment is.")
+async def get_payment(payment_id: str, deps: BenefitsDeps = Depends(service_deps)) -> PaymentView:
+    payment = await deps.store.payment(payment_id)
+    if payment is None:
+        raise HTTPException(404, "no such payment")
+    where = await deps.store.payment_status(payment_id)
+    status, reason = "pending", None
+    for name in ("settled", "held", "failed"):
+        if where[name] is not None:
+            status, reason = name, where[name].get("reason")
+            break
+    return PaymentView(payment_id=payment_id, batch_id=payment["batch_id"], amount_yen=payment["amount_yen"],
+                       status=status, reason=reason)
+
+
+@router.post("/payments/{payment_id}/retry", response_model=PaymentView, summary="Send a failed payment again.")
+async def retry_payment(payment_id: str, deps: BenefitsDeps = Depends(service_deps)) -> PaymentView:
+    if not await deps.store.retry_failed(payment_id):
+        raise HTTPException(409, "the payment has not failed")
+    return await get_payment(payment_id, deps)
+
+
+@router.post("/operations/dispatch", response_model=DispatchResult,
+             summary="Run one payment dispatch round now (the dispatcher loop does this by itself).")
+async def dispatch_now(service: EventService[BenefitsDeps] = Depends(service_of)) -> DispatchResult:
+    dispatcher = service.deps.dispatcher
+    if dispatcher is None:
+        raise HTTPException(503, "no dispatcher is configured")
+    return DispatchResult(payments_handled=await dispatcher.run_round())

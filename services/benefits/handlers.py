@@ -1,0 +1,381 @@
+"""The use cases of the benefits service: load state, ask the domain, save, return facts.
+
+Handlers never publish; the kit publishes what they return. Every write is keyed (by person
+reference, request id, proposal id, payment id), so a use case that runs again after a crash
+finds its own writes and returns the same facts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from typing import Any
+
+from mynumber_contracts import Fact
+from mynumber_contracts.benefits import (
+    AccountChanged,
+    AccountChannel,
+    AccountDeleted,
+    AccountFlagged,
+    AccountInvalidated,
+    AccountRegistered,
+    AccountRegistrationRefused,
+    AnnouncePayoutBatch,
+    BankAccount,
+    BatchRejectionReason,
+    DeleteReceivingAccount,
+    DeletionReason,
+    OptOutConcluded,
+    OptOutNoticeSent,
+    OptOutOutcome,
+    PayoutBatchAccepted,
+    PayoutBatchRejected,
+    ProposePensionAccount,
+    RecordBankCodeChange,
+    RefusalReason,
+    RefusePensionAccount,
+    RegisterReceivingAccount,
+    SubmitPayoutChunk,
+)
+from mynumber_contracts.enrollment import (
+    ResidentAttributesChanged,
+    ResidentDeceased,
+    ResidentMovedAbroad,
+    ResidentRegistered,
+)
+
+from services.kit.clock import Clock
+from services.kit.messaging import HandlerContext, HandlerRegistry
+from services.kit.people import PersonReferences
+
+from . import domain
+from .domain import Account, AccountStatus, BatchHeader, ProposalStatus, Resident, ResidentStatus
+from .settings import BenefitsSettings
+from .store import BenefitsStore, queue_item
+
+handlers = HandlerRegistry()
+
+
+@dataclass
+class BenefitsDeps:
+    store: BenefitsStore
+    people: PersonReferences
+    settings: BenefitsSettings
+    gateway: Any  # BankGateway; Any keeps this module free of httpx
+    dispatcher: Any = None  # PaymentDispatcher, set by the composition root
+
+
+class UnknownBatch(ValueError):
+    """A chunk whose batch header has not arrived: dead-lettered, the agency sends the header first."""
+
+
+class ConflictingRequest(ValueError):
+    """A request that contradicts what was recorded under the same id: dead-lettered."""
+
+
+# --- the resident read model ---------------------------------------------------------------
+
+
+def _resident(person_ref: str, attributes: Any, status: ResidentStatus = ResidentStatus.resident) -> Resident:
+    return Resident(person_ref=person_ref, name_kana=attributes.name_kana, name_kanji=attributes.name_kanji,
+                    address=attributes.address, status=status)
+
+
+@handlers.handles(ResidentRegistered)
+async def remember_resident(event: ResidentRegistered, ctx: HandlerContext[BenefitsDeps]) -> list[Fact]:
+    await ctx.deps.store.save_resident(_resident(event.person_ref, event.attributes))
+    return []
+
+
+@handlers.handles(ResidentAttributesChanged)
+async def remember_changed_attributes(event: ResidentAttributesChanged, ctx: HandlerContext[BenefitsDeps]) -> list[Fact]:
+    await ctx.deps.store.save_resident(_resident(event.person_ref, event.attributes))
+    return []
+
+
+@handlers.handles(ResidentMovedAbroad)
+async def remember_move_abroad(event: ResidentMovedAbroad, ctx: HandlerContext[BenefitsDeps]) -> list[Fact]:
+    await ctx.deps.store.save_resident(_resident(event.person_ref, event.attributes, ResidentStatus.moved_abroad))
+    return []
+
+
+@handlers.handles(ResidentDeceased)
+async def remember_death(event: ResidentDeceased, ctx: HandlerContext[BenefitsDeps]) -> list[Fact]:
+    await ctx.deps.store.mark_resident(event.person_ref, ResidentStatus.deceased)
+    return []
+
+
+# --- the receiving account -------------------------------------------------------------------
+
+
+def _account(person_ref: str, account: BankAccount, *, channel: AccountChannel, source_id: str) -> Account:
+    return Account(
+        person_ref=person_ref, bank_code=account.bank_code, branch_code=account.branch_code,
+        account_type=account.account_type, account_number=account.account_number,
+        holder_name_kana=account.holder_name_kana, channel=channel, source_id=source_id,
+    )
+
+
+async def register_account(deps: BenefitsDeps, account: Account, *, now: datetime, actor: str) -> list[Fact]:
+    """Register (or replace) a person's account, check it for suspicious sharing, release waiting payments."""
+    store = deps.store
+    existing = await store.account(account.person_ref)
+    if existing is not None and existing.source_id == account.source_id:
+        account = replace(account, replaced_another=existing.replaced_another, status=existing.status)  # a re-run
+    else:
+        account = replace(account, replaced_another=existing is not None)
+    co_holders = [a for a in await store.accounts_with_key(account.key) if a.person_ref != account.person_ref]
+    residents = await store.residents_by_ref([account.person_ref, *(a.person_ref for a in co_holders)])
+    shared = domain.is_suspicious_sharing(
+        residents.get(account.person_ref), [residents.get(a.person_ref) for a in co_holders]
+    )
+    if shared:
+        account = replace(account, status=AccountStatus.withheld)
+    await store.save_account(account, now=now)
+    await store.audit(f"account:{account.source_id}", actor=actor, action="account_changed" if account.replaced_another
+                      else "account_registered", person_ref=account.person_ref, reason=str(account.channel),
+                      subject=account.key, at=now)
+    fact_type = AccountChanged if account.replaced_another else AccountRegistered
+    facts: list[Fact] = [fact_type(person_ref=account.person_ref, request_id=account.source_id, channel=account.channel,
+                                   account=account.summary(), withheld=shared)]
+    if shared:
+        facts += await _flag_shared_account(deps, account, co_holders, now=now)
+    else:
+        await store.release_for(account.person_ref)
+    return facts
+
+
+async def _flag_shared_account(deps: BenefitsDeps, account: Account, co_holders: Sequence[Account], *,
+                               now: datetime) -> list[Fact]:
+    """Withhold every holder of a shared account until an operator resolves the flag; audit each step."""
+    store = deps.store
+    flag_id = domain.flag_id_for(account.key)
+    holders = [account.person_ref, *(a.person_ref for a in co_holders)]
+    reason = "one account is registered for people with different surnames or addresses"
+    await store.set_account_status([a.person_ref for a in co_holders], AccountStatus.withheld)
+    await store.open_flag(flag_id, account.key, holders, reason=reason, now=now)
+    for person_ref in holders:
+        await store.audit(f"flag:{flag_id}:{account.source_id}:{person_ref}", actor="service/benefits",
+                          action="account_flagged", person_ref=person_ref, reason=reason, subject=account.key, at=now)
+    return [AccountFlagged(person_ref=p, flag_id=flag_id, holders=len(holders), reason=reason) for p in holders]
+
+
+@handlers.handles(RegisterReceivingAccount)
+async def register_receiving_account(event: RegisterReceivingAccount, ctx: HandlerContext[BenefitsDeps]) -> list[Fact]:
+    deps = ctx.deps
+    person_ref = deps.people.for_number(event.my_number)
+    refusal = domain.check_own_name(await deps.store.resident(person_ref), event.account.holder_name_kana)
+    if refusal is not None:
+        return [AccountRegistrationRefused(person_ref=person_ref, request_id=event.request_id, reason=refusal.reason,
+                                           message=refusal.message)]
+    account = _account(person_ref, event.account, channel=event.channel, source_id=event.request_id)
+    return await register_account(deps, account, now=ctx.clock.now(), actor=ctx.envelope.source)
+
+
+@handlers.handles(DeleteReceivingAccount)
+async def delete_receiving_account(event: DeleteReceivingAccount, ctx: HandlerContext[BenefitsDeps]) -> list[Fact]:
+    store = ctx.deps.store
+    person_ref = ctx.deps.people.for_number(event.my_number)
+    deleted = AccountDeleted(person_ref=person_ref, request_id=event.request_id, reason=DeletionReason.deleted_by_holder)
+    if await store.audit_log.find_one({"_id": f"delete:{event.request_id}"}) is not None:
+        return [deleted]  # a re-run after the deletion was written
+    if await store.account(person_ref) is None:
+        return [AccountRegistrationRefused(person_ref=person_ref, request_id=event.request_id,
+                                           reason=RefusalReason.no_account, message="No receiving account is registered.")]
+    await store.delete_account(person_ref)
+    await store.audit(f"delete:{event.request_id}", actor=ctx.envelope.source, action="account_deleted",
+                      person_ref=person_ref, reason=DeletionReason.deleted_by_holder, subject="", at=ctx.clock.now())
+    return [deleted]
+
+
+@handlers.handles(RecordBankCodeChange)
+async def invalidate_renumbered_accounts(event: RecordBankCodeChange, ctx: HandlerContext[BenefitsDeps]) -> list[Fact]:
+    """A merger renumbers a bank or branch: its accounts are invalidated and each holder is told."""
+    store = ctx.deps.store
+    accounts = await store.accounts_at_bank(event.old_bank_code, event.old_branch_code)
+    await store.set_account_status([a.person_ref for a in accounts], AccountStatus.invalidated)
+    message = (f"Bank code {event.old_bank_code} changed to {event.new_bank_code} on {event.effective_on}. "
+               "Please register your receiving account again with the new codes.")
+    facts: list[Fact] = []
+    for account in accounts:
+        await store.audit(f"invalidate:{event.request_id}:{account.person_ref}", actor=ctx.envelope.source,
+                          action="account_invalidated", person_ref=account.person_ref, reason="bank_code_changed",
+                          subject=account.key, at=ctx.clock.now())
+        facts.append(AccountInvalidated(
+            person_ref=account.person_ref, request_id=event.request_id, account=account.summary(),
+            new_bank_code=event.new_bank_code, new_branch_code=event.new_branch_code or account.branch_code,
+            effective_on=event.effective_on, message=message,
+        ))
+    return facts
+
+
+# --- the opt-out route -----------------------------------------------------------------------
+
+
+@handlers.handles(ProposePensionAccount)
+async def propose_pension_account(event: ProposePensionAccount, ctx: HandlerContext[BenefitsDeps]) -> list[Fact]:
+    """The pension service proposes its account: write to the holder; silence for the reply period agrees."""
+    deps = ctx.deps
+    person_ref = deps.people.for_number(event.my_number)
+    refusal = domain.check_own_name(await deps.store.resident(person_ref), event.account.holder_name_kana)
+    if refusal is not None:
+        return [OptOutConcluded(person_ref=person_ref, proposal_id=event.proposal_id, outcome=OptOutOutcome.not_eligible,
+                                concluded_on=event.notified_on, message=refusal.message)]
+    account = _account(person_ref, event.account, channel=AccountChannel.pension_opt_out, source_id=event.proposal_id)
+    reply_by = domain.reply_by(event.notified_on, deps.settings.opt_out_reply_days)
+    await deps.store.record_proposal(event.proposal_id, person_ref, account, notified_on=event.notified_on,
+                                     reply_by=reply_by, status=ProposalStatus.awaiting_reply.value)
+    return [OptOutNoticeSent(person_ref=person_ref, proposal_id=event.proposal_id, account=account.summary(),
+                             reply_by=reply_by)]
+
+
+@handlers.handles(RefusePensionAccount)
+async def refuse_pension_account(event: RefusePensionAccount, ctx: HandlerContext[BenefitsDeps]) -> list[Fact]:
+    """A refusal within the reply period stops the registration; after registration it deletes the account."""
+    store = ctx.deps.store
+    person_ref = ctx.deps.people.for_number(event.my_number)
+    proposal = await store.proposal(event.proposal_id)
+    if proposal is None or proposal["person_ref"] != person_ref:
+        raise ConflictingRequest(f"no pension proposal {event.proposal_id!r} for this person")
+    status = ProposalStatus(proposal["status"])
+    refused = OptOutConcluded(person_ref=person_ref, proposal_id=event.proposal_id, outcome=OptOutOutcome.refused,
+                              concluded_on=event.received_on, message="The refusal arrived in time: nothing is registered.")
+    late = [
+        AccountDeleted(person_ref=person_ref, request_id=event.proposal_id, reason=DeletionReason.refused_after_registration),
+        OptOutConcluded(person_ref=person_ref, proposal_id=event.proposal_id,
+                        outcome=OptOutOutcome.refused_after_registration, concluded_on=event.received_on,
+                        message="The refusal arrived after registration: the account is deleted."),
+    ]
+    if status in (ProposalStatus.awaiting_reply, ProposalStatus.refused):
+        await store.set_proposal_status(event.proposal_id, ProposalStatus.refused.value, on=event.received_on)
+        return [refused]
+    if status in (ProposalStatus.registered, ProposalStatus.deleted):
+        account = await store.account(person_ref)
+        if account is not None and account.source_id == event.proposal_id:
+            await store.delete_account(person_ref)
+        await store.audit(f"delete:{event.proposal_id}", actor=ctx.envelope.source, action="account_deleted",
+                          person_ref=person_ref, reason=DeletionReason.refused_after_registration, subject="",
+                          at=ctx.clock.now())
+        await store.set_proposal_status(event.proposal_id, ProposalStatus.deleted.value, on=event.received_on)
+        return late
+    return []  # the person registered another account before the deadline: nothing to undo
+
+
+async def sweep_opt_out_proposals(
+    deps: BenefitsDeps, as_of: date, clock: Clock
+) -> list[tuple[str, list[Fact], ProposalStatus]]:
+    """Register every proposed pension account whose reply period has run out without a refusal.
+
+    Returns the facts and the new status per proposal: the caller publishes the facts (with a
+    cause keyed by the proposal) before it records the status, so a crash repeats, never loses.
+    """
+    store = deps.store
+    outcomes = []
+    for proposal in await store.due_proposals(as_of):
+        if not domain.is_due_for_registration(date.fromisoformat(proposal["notified_on"]), as_of,
+                                              deps.settings.opt_out_reply_days):
+            continue
+        person_ref, proposal_id = proposal["person_ref"], proposal["_id"]
+        existing = await store.account(person_ref)
+        if existing is not None and existing.source_id != proposal_id:
+            facts: list[Fact] = [OptOutConcluded(
+                person_ref=person_ref, proposal_id=proposal_id, outcome=OptOutOutcome.already_registered,
+                concluded_on=as_of, message="Another account was registered in the meantime; it stays.")]
+            status = ProposalStatus.already_registered
+        else:
+            account = Account(
+                person_ref=person_ref, bank_code=proposal["bank_code"], branch_code=proposal["branch_code"],
+                account_type=proposal["account_type"], account_number=proposal["account_number"],
+                holder_name_kana=proposal["holder_name_kana"], channel=AccountChannel.pension_opt_out,
+                source_id=proposal_id,
+            )
+            facts = await register_account(deps, account, now=clock.now(), actor="service/benefits")
+            facts.append(OptOutConcluded(
+                person_ref=person_ref, proposal_id=proposal_id, outcome=OptOutOutcome.registered, concluded_on=as_of,
+                message="No refusal arrived within the reply period: the pension account is registered. "
+                        "It can still be changed or deleted at any time."))
+            status = ProposalStatus.registered
+        outcomes.append((proposal_id, facts, status))
+    return outcomes
+
+
+# --- payout batches --------------------------------------------------------------------------
+
+
+def _header(batch: dict[str, Any]) -> BatchHeader:
+    return BatchHeader(batch_id=batch["_id"], programme=batch["programme"], period=batch["period"],
+                       recipient_count=batch["recipient_count"], total_yen=batch["total_yen"],
+                       chunk_count=batch["chunk_count"])
+
+
+@handlers.handles(AnnouncePayoutBatch)
+async def announce_payout_batch(event: AnnouncePayoutBatch, ctx: HandlerContext[BenefitsDeps]) -> list[Fact]:
+    header = BatchHeader(batch_id=event.batch_id, programme=event.programme, period=event.period,
+                         recipient_count=event.recipient_count, total_yen=event.total_yen,
+                         chunk_count=event.chunk_count)
+    batch = await ctx.deps.store.record_header(header, now=ctx.clock.now())
+    if _header(batch) != header:
+        raise ConflictingRequest(f"batch {event.batch_id!r} was announced before with other control totals")
+    return await _decide_batch(ctx, event.batch_id)
+
+
+@handlers.handles(SubmitPayoutChunk)
+async def submit_payout_chunk(event: SubmitPayoutChunk, ctx: HandlerContext[BenefitsDeps]) -> list[Fact]:
+    """Write a chunk's payments in bulk, queued until the batch is accepted; a replayed chunk changes nothing."""
+    store, people = ctx.deps.store, ctx.deps.people
+    batch = await store.batch(event.batch_id)
+    if batch is None:
+        raise UnknownBatch(f"chunk {event.chunk_index} of batch {event.batch_id!r} arrived before the batch header")
+    if batch["state"] == "rejected" or await store.chunk_recorded(event.batch_id, event.chunk_index):
+        return await _decide_batch(ctx, event.batch_id)
+    if batch["state"] != "receiving":
+        raise ConflictingRequest(f"batch {event.batch_id!r} is already {batch['state']}; chunk {event.chunk_index} is new")
+    lines = [
+        {"_id": domain.payment_id(batch["programme"], batch["period"], person_ref), "batch_id": event.batch_id,
+         "chunk_index": event.chunk_index, "person_ref": person_ref, "programme": batch["programme"],
+         "period": batch["period"], "amount_yen": recipient.amount_yen}
+        for recipient in event.recipients
+        for person_ref in (people.for_number(recipient.my_number),)
+    ]
+    tally = domain.tally_chunk(event.chunk_index, [(line["person_ref"], line["amount_yen"]) for line in lines])
+    if not tally.duplicates and event.chunk_index < batch["chunk_count"]:
+        existed = await store.add_payments(lines)
+        earlier = await store.payments_by_id(existed)
+        theirs = {pid for pid, doc in earlier.items()
+                  if (doc["batch_id"], doc["chunk_index"]) != (event.batch_id, event.chunk_index)}
+        # Lines this chunk wrote before a crash are ours again; lines of other chunks or batches are conflicts.
+        await store.enqueue([queue_item(line) for line in lines if line["_id"] not in theirs])
+        tally = replace(tally, conflicts=len(theirs))
+    await store.record_chunk(event.batch_id, tally)
+    return await _decide_batch(ctx, event.batch_id)
+
+
+async def _decide_batch(ctx: HandlerContext[BenefitsDeps], batch_id: str) -> list[Fact]:
+    """Once every chunk is in, accept or reject the batch whole. Only the deciding event returns the fact."""
+    store = ctx.deps.store
+    batch = await store.batch(batch_id)
+    if batch is None:
+        return []
+    header = _header(batch)
+    if batch["state"] == "receiving":
+        decision = domain.decide_batch(header, await store.chunk_tallies(batch_id))
+        if decision is None:
+            return []
+        detail = {"reason": decision.reason.value if decision.reason else None, "message": decision.message,
+                  "received_count": decision.received_count, "received_total_yen": decision.received_total_yen}
+        await store.decide_batch(batch_id, "accepted" if decision.accepted else "rejected",
+                                 decided_by=ctx.envelope.id, detail=detail, now=ctx.clock.now())
+        batch = await store.batch(batch_id)
+    if batch.get("decided_by") != ctx.envelope.id:
+        return []
+    if batch["state"] == "rejected":
+        await store.discard_batch_payments(batch_id)
+        detail = batch["decision"]
+        return [PayoutBatchRejected(
+            batch_id=batch_id, reason=BatchRejectionReason(detail["reason"]), message=detail["message"],
+            declared_count=header.recipient_count, declared_total_yen=header.total_yen,
+            received_count=detail["received_count"], received_total_yen=detail["received_total_yen"],
+        )]
+    return [PayoutBatchAccepted(batch_id=batch_id, programme=header.programme, period=header.period,
+                                recipient_count=header.recipient_count, total_yen=header.total_yen)]

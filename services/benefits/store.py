@@ -1,0 +1,395 @@
+"""The benefits repository (MongoDB or FerretDB v1).
+
+Payments are written the way FerretDB v1 on SQLite is fast: bulk inserts and bulk deletes,
+never one update per payment (an update costs milliseconds each there). A payment's progress
+is which collection holds it, not a state field:
+
+- `payments`: one line per programme, period and person (the `_id` is the unique key), written once;
+- `payment_queue`: payments waiting to be sent (a batch's lines wait until the batch is accepted);
+- `held_payments` / `failed_payments`: payments waiting for a valid account;
+- `transfers`: every transfer the bank answered (the idempotency key is the `_id`);
+- `settlements`: every credit the bank's statement showed (the idempotency key is the `_id`).
+
+Moving a payment inserts it in the next place first and deletes it from the last one after,
+so a crash in between leaves it in two places, never in none; every step can run again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from .domain import Account, AccountStatus, BatchHeader, ChunkTally, Resident, ResidentStatus
+
+DUPLICATE_KEY = 11000
+
+
+def _date(value: Any) -> str:
+    return value.isoformat()
+
+
+async def insert_all(collection: Any, documents: Sequence[dict[str, Any]]) -> set[Any]:
+    """Insert every document that is not there yet; return the `_id`s that already existed."""
+    if not documents:
+        return set()
+    try:
+        await collection.insert_many(list(documents), ordered=False)
+    except BulkWriteError as error:
+        others = [e for e in error.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
+        if others:
+            raise
+        return {documents[e["index"]]["_id"] for e in error.details["writeErrors"]}
+    return set()
+
+
+class BenefitsStore:
+    def __init__(self, database: AsyncDatabase) -> None:
+        self.database = database
+        self.residents = database["residents"]
+        self.accounts = database["accounts"]
+        self.shared_flags = database["shared_flags"]
+        self.audit_log = database["audit_log"]
+        self.proposals = database["pension_proposals"]
+        self.batches = database["payout_batches"]
+        self.chunks = database["payout_chunks"]
+        self.payments = database["payments"]
+        self.queue = database["payment_queue"]
+        self.held = database["held_payments"]
+        self.failed = database["failed_payments"]
+        self.transfers = database["transfers"]
+        self.settlements = database["settlements"]
+        self.leases = database["leases"]
+        self.cursors = database["cursors"]
+
+    async def ensure_indexes(self) -> None:
+        await self.accounts.create_index([("key", ASCENDING)])
+        await self.accounts.create_index([("bank_code", ASCENDING), ("branch_code", ASCENDING)])
+        await self.audit_log.create_index([("person_ref", ASCENDING), ("at", ASCENDING)])
+        await self.proposals.create_index([("status", ASCENDING), ("reply_by", ASCENDING)])
+        await self.proposals.create_index([("person_ref", ASCENDING)])
+        await self.chunks.create_index([("batch_id", ASCENDING)])
+        await self.batches.create_index([("state", ASCENDING)])
+        # Exactly once: one payment per programme, period and person, whatever the batch.
+        await self.payments.create_index(
+            [("programme", ASCENDING), ("period", ASCENDING), ("person_ref", ASCENDING)], unique=True
+        )
+        await self.payments.create_index([("batch_id", ASCENDING)])
+        for collection in (self.queue, self.held, self.failed, self.transfers, self.settlements):
+            await collection.create_index([("batch_id", ASCENDING)])
+        for collection in (self.held, self.failed):
+            await collection.create_index([("person_ref", ASCENDING)])
+        await self.settlements.create_index([("payment_id", ASCENDING)])
+
+    # --- residents (read model of the enrollment facts) ----------------------------------
+
+    async def save_resident(self, resident: Resident) -> None:
+        await self.residents.update_one(
+            {"_id": resident.person_ref},
+            {"$set": {"name_kana": resident.name_kana, "name_kanji": resident.name_kanji,
+                      "address": resident.address, "status": resident.status.value}},
+            upsert=True,
+        )
+
+    async def mark_resident(self, person_ref: str, status: ResidentStatus) -> None:
+        await self.residents.update_one({"_id": person_ref}, {"$set": {"status": status.value}})
+
+    async def resident(self, person_ref: str) -> Resident | None:
+        return (await self.residents_by_ref([person_ref])).get(person_ref)
+
+    async def residents_by_ref(self, person_refs: Iterable[str]) -> dict[str, Resident]:
+        found = {}
+        async for doc in self.residents.find({"_id": {"$in": list(person_refs)}}):
+            found[doc["_id"]] = Resident(
+                person_ref=doc["_id"], name_kana=doc["name_kana"], name_kanji=doc["name_kanji"],
+                address=doc["address"], status=ResidentStatus(doc.get("status", "resident")),
+            )
+        return found
+
+    # --- accounts --------------------------------------------------------------------------
+
+    @staticmethod
+    def _account(doc: dict[str, Any]) -> Account:
+        return Account(
+            person_ref=doc["_id"], bank_code=doc["bank_code"], branch_code=doc["branch_code"],
+            account_type=doc["account_type"], account_number=doc["account_number"],
+            holder_name_kana=doc["holder_name_kana"], channel=doc["channel"],
+            status=AccountStatus(doc["status"]), source_id=doc.get("source_id", ""),
+            replaced_another=doc.get("replaced_another", False),
+        )
+
+    async def account(self, person_ref: str) -> Account | None:
+        doc = await self.accounts.find_one({"_id": person_ref})
+        return self._account(doc) if doc else None
+
+    async def accounts_by_ref(self, person_refs: Iterable[str]) -> dict[str, Account]:
+        return {doc["_id"]: self._account(doc) async for doc in self.accounts.find({"_id": {"$in": list(person_refs)}})}
+
+    async def accounts_with_key(self, key: str) -> list[Account]:
+        return [self._account(doc) async for doc in self.accounts.find({"key": key})]
+
+    async def accounts_at_bank(self, bank_code: str, branch_code: str | None) -> list[Account]:
+        query: dict[str, Any] = {"bank_code": bank_code}
+        if branch_code is not None:
+            query["branch_code"] = branch_code
+        return [self._account(doc) async for doc in self.accounts.find(query)]
+
+    async def save_account(self, account: Account, *, now: datetime) -> None:
+        await self.accounts.update_one(
+            {"_id": account.person_ref},
+            {"$set": {
+                "bank_code": account.bank_code, "branch_code": account.branch_code,
+                "account_type": str(account.account_type), "account_number": account.account_number,
+                "holder_name_kana": account.holder_name_kana, "channel": str(account.channel),
+                "status": account.status.value, "source_id": account.source_id, "key": account.key,
+                "replaced_another": account.replaced_another,
+                "updated_at": now,
+            }},
+            upsert=True,
+        )
+
+    async def set_account_status(self, person_refs: Sequence[str], status: AccountStatus) -> None:
+        for person_ref in person_refs:  # a handful of holders: one small write each
+            await self.accounts.update_one({"_id": person_ref}, {"$set": {"status": status.value}})
+
+    async def delete_account(self, person_ref: str) -> None:
+        await self.accounts.delete_one({"_id": person_ref})
+
+    # --- shared-account flags and the audit log -----------------------------------------
+
+    async def open_flag(self, flag_id: str, key: str, person_refs: Sequence[str], *, reason: str, now: datetime) -> None:
+        await self.shared_flags.update_one(
+            {"_id": flag_id},
+            {"$set": {"key": key, "person_refs": list(person_refs), "status": "open", "reason": reason,
+                      "opened_at": now}},
+            upsert=True,
+        )
+
+    async def flag(self, flag_id: str) -> dict[str, Any] | None:
+        return await self.shared_flags.find_one({"_id": flag_id})
+
+    async def open_flags(self) -> list[dict[str, Any]]:
+        return await self.shared_flags.find({"status": "open"}).to_list()
+
+    async def close_flag(self, flag_id: str, *, operator: str, reason: str, now: datetime) -> bool:
+        """Atomically close an open flag; False when it was not open (already resolved)."""
+        done = await self.shared_flags.find_one_and_update(
+            {"_id": flag_id, "status": "open"},
+            {"$set": {"status": "resolved", "resolved_by": operator, "resolution": reason, "resolved_at": now}},
+        )
+        return done is not None
+
+    async def audit(self, entry_id: str, *, actor: str, action: str, person_ref: str, reason: str,
+                    subject: str, at: datetime) -> None:
+        """Append one audit entry. Append-only: an entry is inserted once and never changed."""
+        try:
+            await self.audit_log.insert_one({"_id": entry_id, "at": at, "actor": actor, "action": action,
+                                             "person_ref": person_ref, "reason": reason, "subject": subject})
+        except DuplicateKeyError:
+            pass  # the same step ran again after a crash
+
+    async def audit_for(self, person_ref: str) -> list[dict[str, Any]]:
+        return await self.audit_log.find({"person_ref": person_ref}).sort([("at", ASCENDING), ("_id", ASCENDING)]).to_list()
+
+    # --- pension proposals (the opt-out route) --------------------------------------------
+
+    async def record_proposal(self, proposal_id: str, person_ref: str, account: Account, *, notified_on: Any,
+                              reply_by: Any, status: str) -> dict[str, Any]:
+        await self.proposals.update_one(
+            {"_id": proposal_id},
+            {"$setOnInsert": {
+                "person_ref": person_ref, "bank_code": account.bank_code, "branch_code": account.branch_code,
+                "account_type": str(account.account_type), "account_number": account.account_number,
+                "holder_name_kana": account.holder_name_kana, "notified_on": _date(notified_on),
+                "reply_by": _date(reply_by), "status": status,
+            }},
+            upsert=True,
+        )
+        return await self.proposals.find_one({"_id": proposal_id})
+
+    async def proposal(self, proposal_id: str) -> dict[str, Any] | None:
+        return await self.proposals.find_one({"_id": proposal_id})
+
+    async def due_proposals(self, as_of: Any) -> list[dict[str, Any]]:
+        return await self.proposals.find({"status": "awaiting_reply", "reply_by": {"$lte": _date(as_of)}}).to_list()
+
+    async def set_proposal_status(self, proposal_id: str, status: str, *, on: Any) -> None:
+        await self.proposals.update_one({"_id": proposal_id}, {"$set": {"status": status, "concluded_on": _date(on)}})
+
+    # --- payout batches ------------------------------------------------------------------
+
+    async def record_header(self, header: BatchHeader, *, now: datetime) -> dict[str, Any]:
+        """Record a batch header once; a replayed header finds the first one (returned for comparison)."""
+        await self.batches.update_one(
+            {"_id": header.batch_id},
+            {"$setOnInsert": {"state": "receiving", "received_at": now, "programme": header.programme,
+                              "period": header.period, "recipient_count": header.recipient_count,
+                              "total_yen": header.total_yen, "chunk_count": header.chunk_count}},
+            upsert=True,
+        )
+        return await self.batches.find_one({"_id": header.batch_id})
+
+    async def batch(self, batch_id: str) -> dict[str, Any] | None:
+        return await self.batches.find_one({"_id": batch_id})
+
+    async def chunk_recorded(self, batch_id: str, chunk_index: int) -> bool:
+        return await self.chunks.find_one({"_id": f"{batch_id}:{chunk_index}"}, {"_id": 1}) is not None
+
+    async def record_chunk(self, batch_id: str, tally: ChunkTally) -> None:
+        await self.chunks.update_one(
+            {"_id": f"{batch_id}:{tally.chunk_index}"},
+            {"$setOnInsert": {"batch_id": batch_id, "chunk_index": tally.chunk_index, "count": tally.count,
+                              "total_yen": tally.total_yen, "conflicts": tally.conflicts,
+                              "duplicates": tally.duplicates}},
+            upsert=True,
+        )
+
+    async def chunk_tallies(self, batch_id: str) -> list[ChunkTally]:
+        return [
+            ChunkTally(doc["chunk_index"], doc["count"], doc["total_yen"], doc["conflicts"], doc["duplicates"])
+            async for doc in self.chunks.find({"batch_id": batch_id})
+        ]
+
+    async def decide_batch(self, batch_id: str, state: str, *, decided_by: str, detail: dict[str, Any],
+                           now: datetime) -> bool:
+        """Move a batch out of `receiving` exactly once; True for the event that did it."""
+        await self.batches.find_one_and_update(
+            {"_id": batch_id, "state": "receiving"},
+            {"$set": {"state": state, "decided_by": decided_by, "decided_at": now, "decision": detail}},
+        )
+        batch = await self.batches.find_one({"_id": batch_id})
+        return batch is not None and batch.get("decided_by") == decided_by
+
+    async def accepted_batch_ids(self) -> list[str]:
+        return [doc["_id"] async for doc in self.batches.find({"state": "accepted"}, {"_id": 1})]
+
+    async def discard_batch_payments(self, batch_id: str) -> None:
+        """A rejected batch pays nobody: its lines go, so a corrected batch can pay the same people."""
+        await self.queue.delete_many({"batch_id": batch_id})
+        await self.payments.delete_many({"batch_id": batch_id})
+
+    # --- payments --------------------------------------------------------------------------
+
+    async def add_payments(self, lines: Sequence[dict[str, Any]]) -> set[str]:
+        """Write a chunk's payment lines; return the ids that were already there."""
+        return await insert_all(self.payments, lines)
+
+    async def payments_by_id(self, payment_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        return {doc["_id"]: doc async for doc in self.payments.find({"_id": {"$in": list(payment_ids)}})}
+
+    async def payment(self, payment_id: str) -> dict[str, Any] | None:
+        return await self.payments.find_one({"_id": payment_id})
+
+    async def enqueue(self, items: Sequence[dict[str, Any]]) -> None:
+        await insert_all(self.queue, items)
+
+    async def queued(self, batch_ids: Sequence[str], limit: int) -> list[dict[str, Any]]:
+        if not batch_ids:
+            return []
+        return await self.queue.find({"batch_id": {"$in": list(batch_ids)}}).limit(limit).to_list()
+
+    async def dequeue(self, payment_ids: Sequence[str]) -> None:
+        if payment_ids:
+            await self.queue.delete_many({"_id": {"$in": list(payment_ids)}})
+
+    async def hold(self, items: Sequence[dict[str, Any]]) -> None:
+        await insert_all(self.held, items)
+
+    async def record_failures(self, items: Sequence[dict[str, Any]]) -> None:
+        await insert_all(self.failed, items)
+
+    async def clear_holds_and_failures(self, payment_ids: Sequence[str]) -> None:
+        if payment_ids:
+            await self.held.delete_many({"_id": {"$in": list(payment_ids)}})
+            await self.failed.delete_many({"_id": {"$in": list(payment_ids)}})
+
+    async def release_for(self, person_ref: str) -> int:
+        """Send a person's held and failed payments again (after a valid account is registered).
+
+        A held payment keeps its attempt: no transfer was made. A failed one gets the next
+        attempt, so a new idempotency key: the bank refused the last one, no money moved.
+        """
+        held = await self.held.find({"person_ref": person_ref}).to_list()
+        failed = await self.failed.find({"person_ref": person_ref}).to_list()
+        items = [_queue_item(doc, doc["attempt"]) for doc in held]
+        items += [_queue_item(doc, doc["attempt"] + 1) for doc in failed]
+        await self.enqueue(items)
+        await self.clear_holds_and_failures([item["_id"] for item in items])
+        return len(items)
+
+    async def retry_failed(self, payment_id: str) -> bool:
+        doc = await self.failed.find_one({"_id": payment_id})
+        if doc is None:
+            return False
+        await self.enqueue([_queue_item(doc, doc["attempt"] + 1)])
+        await self.failed.delete_one({"_id": payment_id})
+        return True
+
+    async def record_transfers(self, documents: Sequence[dict[str, Any]]) -> None:
+        await insert_all(self.transfers, documents)
+
+    async def settled_payment_ids(self, payment_ids: Iterable[str]) -> set[str]:
+        return {doc["payment_id"] async for doc in
+                self.settlements.find({"payment_id": {"$in": list(payment_ids)}}, {"payment_id": 1})}
+
+    async def record_settlements(self, documents: Sequence[dict[str, Any]]) -> None:
+        await insert_all(self.settlements, documents)
+
+    async def payment_status(self, payment_id: str) -> dict[str, Any]:
+        """Where one payment is now, for the HTTP API."""
+        where = {
+            "settled": await self.settlements.find_one({"payment_id": payment_id}),
+            "held": await self.held.find_one({"_id": payment_id}),
+            "failed": await self.failed.find_one({"_id": payment_id}),
+            "queued": await self.queue.find_one({"_id": payment_id}),
+        }
+        return where
+
+    async def batch_lines(self, batch_id: str) -> dict[str, Any]:
+        """Everything a reconciliation needs about one batch, read in a few bulk queries."""
+        payments = [(doc["_id"], doc["amount_yen"]) async for doc in
+                    self.payments.find({"batch_id": batch_id}, {"amount_yen": 1})]
+        settled = {doc["payment_id"] async for doc in self.settlements.find({"batch_id": batch_id}, {"payment_id": 1})}
+        held = {doc["_id"] async for doc in self.held.find({"batch_id": batch_id}, {"_id": 1})}
+        failed = {doc["_id"] async for doc in self.failed.find({"batch_id": batch_id}, {"_id": 1})}
+        return {"payments": payments, "settled": settled, "held": held, "failed": failed}
+
+    # --- the dispatcher's lease and the bank statement cursor ------------------------------
+
+    async def take_lease(self, name: str, holder: str, *, seconds: float) -> bool:
+        """Hold the named lease for `seconds` (wall clock: it guards processes, not business time)."""
+        now = datetime.now(UTC)
+        try:
+            await self.leases.find_one_and_update(
+                {"_id": name, "$or": [{"holder": holder}, {"expires_at": {"$lt": now}}]},
+                {"$set": {"holder": holder, "expires_at": now + timedelta(seconds=seconds)}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False  # someone else holds it
+        return True  # the filter matched (ours or expired) or the lease did not exist yet
+
+    async def drop_lease(self, name: str, holder: str) -> None:
+        await self.leases.delete_one({"_id": name, "holder": holder})
+
+    async def cursor(self, name: str) -> int:
+        doc = await self.cursors.find_one({"_id": name})
+        return int(doc["position"]) if doc else 0
+
+    async def move_cursor(self, name: str, position: int) -> None:
+        await self.cursors.update_one({"_id": name}, {"$set": {"position": position}}, upsert=True)
+
+
+def _queue_item(doc: dict[str, Any], attempt: int) -> dict[str, Any]:
+    return {
+        "_id": doc["_id"], "batch_id": doc["batch_id"], "person_ref": doc["person_ref"],
+        "programme": doc["programme"], "period": doc["period"], "amount_yen": doc["amount_yen"], "attempt": attempt,
+    }
+
+
+def queue_item(payment: dict[str, Any], attempt: int = 1) -> dict[str, Any]:
+    return _queue_item(payment, attempt)
