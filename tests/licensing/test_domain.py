@@ -1,0 +1,184 @@
+"""The licensing rules on their own: no broker, no database."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+from mynumber_contracts import MyNumber, check_digit
+from mynumber_contracts.licensing import (
+    ConventionalLicenceUpdateRequired,
+    HolderChoice,
+    LicenceClass,
+    LicenceReRecordingNeeded,
+    LicenceTransaction,
+    RecordLicence,
+    RecordLicenceOnNewCard,
+    RegisterVehicle,
+    TransferVehicle,
+)
+from pydantic import ValidationError
+
+from services.licensing import domain
+from services.licensing.domain import Card, CardStatus, Holder, Licence, RoadsideStatus
+from services.licensing.settings import LicensingSettings
+
+FEES = LicensingSettings().fee_table()
+TODAY = date(2026, 6, 1)
+HOLDER, OTHER = "pr_" + "a" * 26, "pr_" + "b" * 26
+
+
+def number(seed: int) -> MyNumber:
+    base = f"{seed:011d}"
+    return MyNumber(base + str(check_digit(base)))
+
+
+def card(card_number: str = "C-1", person_ref: str = HOLDER, status: CardStatus = CardStatus.active,
+         issued_on: date = date(2025, 4, 1), expires_on: date = date(2035, 4, 1)) -> Card:
+    return Card(card_number=card_number, person_ref=person_ref, status=status, issued_on=issued_on, expires_on=expires_on)
+
+
+def licence(**changes) -> Licence:
+    values = dict(person_ref=HOLDER, licence_number="300000000001", holder_choice=HolderChoice.card_only,
+                  card_number="C-1", issued_on=date(2026, 5, 20), expires_on=date(2029, 7, 1),
+                  classes=[LicenceClass.ordinary], conditions=[], photo_ref="photo/1", recorded_by="pol-1",
+                  card_recorded_by="pol-1", version=1)
+    values.update(changes)
+    return Licence(**values)
+
+
+def request(**changes) -> RecordLicence:
+    values = dict(request_id="pol-9", card_number="C-1", transaction=LicenceTransaction.renewal,
+                  holder_choice=HolderChoice.card_only, licence_number="300000000001", issued_on=date(2026, 5, 20),
+                  expires_on=date(2029, 7, 1), classes=[LicenceClass.ordinary], photo_ref="photo/1")
+    values.update(changes)
+    return RecordLicence(**values)
+
+
+@pytest.mark.parametrize(("transaction", "choice", "fee"), [
+    ("renewal", "card_only", 2100), ("renewal", "conventional_only", 2850), ("renewal", "both", 2950),
+    ("new", "card_only", 1550), ("new", "conventional_only", 2350), ("new", "both", 2450),
+])
+def test_the_fee_follows_the_transaction_and_the_holder_choice(transaction, choice, fee):
+    decision = domain.record_licence(request(transaction=transaction, holder_choice=choice), Holder(HOLDER, card()),
+                                     current=None, number_holder=None, address=None, fees=FEES, today=TODAY)
+    assert decision.facts[0].fee_yen == fee
+
+
+def test_fees_are_settings(monkeypatch):
+    monkeypatch.setenv("MYNUMBER_FEE_RENEWAL_CARD_ONLY_YEN", "1800")
+    assert LicensingSettings().fee_table().fee(LicenceTransaction.renewal, HolderChoice.card_only) == 1800
+
+
+def test_requests_must_name_the_holder_and_be_consistent():
+    with pytest.raises(ValidationError, match="identify the holder"):
+        request(card_number=None)
+    with pytest.raises(ValidationError, match="expires_on must be after issued_on"):
+        request(expires_on=date(2026, 5, 1))
+    with pytest.raises(ValidationError, match="classes must not repeat"):
+        request(classes=[LicenceClass.ordinary, LicenceClass.ordinary])
+    assert number(123).reveal() not in repr(request(card_number=None, my_number=number(123)))  # masked
+
+
+def test_a_card_past_its_expiry_date_is_expired_and_the_current_card_is_the_newest_active_one():
+    assert card(expires_on=date(2026, 5, 31)).status_on(TODAY) is CardStatus.expired
+    assert card(expires_on=TODAY).status_on(TODAY) is CardStatus.active
+    old, new = card("C-old", status=CardStatus.replaced), card("C-new", issued_on=date(2026, 6, 1))
+    assert domain.current_card([old, new]).card_number == "C-new"
+    assert domain.current_card([card("C-lost", status=CardStatus.suspended)]).status is CardStatus.suspended
+    assert domain.current_card([]) is None
+
+
+def test_renewing_a_revoked_licence_is_refused_and_a_renewal_keeps_a_suspension():
+    revoked = licence(revoked_on=date(2026, 1, 1), revoked_by="pol-r")
+    refused = domain.record_licence(request(), Holder(HOLDER, card()), current=revoked, number_holder=HOLDER,
+                                    address=None, fees=FEES, today=TODAY)
+    assert refused.saved is None and refused.facts[0].reason == "licence_revoked"
+    suspended = licence(suspended_from=date(2026, 6, 1), suspended_until=date(2026, 6, 30), suspended_by="pol-s")
+    renewed = domain.record_licence(request(), Holder(HOLDER, card()), current=suspended, number_holder=HOLDER,
+                                    address="新住所", fees=FEES, today=TODAY)
+    assert renewed.saved.suspended_until == date(2026, 6, 30) and renewed.saved.address == "新住所"
+    assert renewed.saved.version == 1, "saved over the version that was read"
+
+
+def test_a_licence_needs_the_holders_active_card_unless_it_is_conventional_only():
+    mismatch = domain.identify_holder(request(my_number=number(1)), number_ref=OTHER, card=card())
+    assert mismatch.facts[0].reason == "card_holder_mismatch"
+    lost = Holder(HOLDER, card(status=CardStatus.suspended))
+    assert domain.record_licence(request(), lost, current=None, number_holder=None, address=None, fees=FEES,
+                                 today=TODAY).facts[0].reason == "card_not_active"
+    conventional = domain.record_licence(request(holder_choice=HolderChoice.conventional_only), lost, current=None,
+                                         number_holder=None, address=None, fees=FEES, today=TODAY)
+    assert conventional.saved.card_number is None and conventional.facts[0].card_number is None
+
+
+def test_reissued_twice_before_re_recording_asks_for_the_newest_card_and_a_replay_asks_again():
+    on_card = licence()
+    first = domain.new_card_for_holder(on_card, void_card_number="C-1", new_card_number="C-2")
+    assert first.saved.re_recording_card_number == "C-2"
+    second = domain.new_card_for_holder(first.saved, void_card_number="C-2", new_card_number="C-3")
+    assert second.facts == [LicenceReRecordingNeeded(person_ref=HOLDER, licence_number="300000000001",
+                                                     previous_card_number="C-1", card_number="C-3")]
+    assert domain.new_card_for_holder(second.saved, void_card_number="C-2", new_card_number="C-3").facts == second.facts
+    assert domain.new_card_for_holder(licence(holder_choice=HolderChoice.conventional_only, card_number=None),
+                                      void_card_number="C-1", new_card_number="C-2").facts == []
+
+
+def test_a_new_card_after_the_old_one_expired_needs_a_re_recording_but_not_while_the_old_one_is_active():
+    assert domain.card_issued(licence(), card(status=CardStatus.expired), "C-2", TODAY).saved.re_recording_card_number == "C-2"
+    assert domain.card_issued(licence(), card(), "C-2", TODAY).facts == []
+
+
+def test_re_recording_is_idempotent_per_request_and_refused_otherwise():
+    pending = licence(re_recording_card_number="C-2")
+    rerecord = RecordLicenceOnNewCard(request_id="pol-rr", card_number="C-2", licence_number="300000000001")
+    done = domain.record_licence_on_new_card(rerecord, Holder(HOLDER, card("C-2")), licence=pending, fees=FEES, today=TODAY)
+    assert (done.saved.card_number, done.saved.previous_card_number, done.saved.re_recording_card_number) == ("C-2", "C-1", None)
+    replay = domain.record_licence_on_new_card(rerecord, Holder(HOLDER, card("C-2")), licence=done.saved, fees=FEES,
+                                               today=TODAY)
+    assert replay.facts == done.facts
+    other = rerecord.model_copy(update={"request_id": "pol-rr-2"})
+    assert domain.record_licence_on_new_card(other, Holder(HOLDER, card("C-2")), licence=done.saved, fees=FEES,
+                                             today=TODAY).facts[0].reason == "already_recorded"
+
+
+def test_holders_of_both_forms_are_told_to_update_the_conventional_licence():
+    decision = domain.address_changed(licence(holder_choice=HolderChoice.both), "新住所", TODAY)
+    assert decision.saved is None and isinstance(decision.facts[0], ConventionalLicenceUpdateRequired)
+    assert domain.address_changed(None, "新住所", TODAY).facts == []
+
+
+@pytest.mark.parametrize(("the_card", "the_licence", "day", "status"), [
+    (card(), licence(), TODAY, RoadsideStatus.valid),
+    (card(), licence(), date(2026, 5, 19), RoadsideStatus.licence_not_yet_valid),
+    (card(), licence(suspended_from=TODAY, suspended_until=TODAY), TODAY, RoadsideStatus.licence_suspended),
+    (card(), licence(revoked_on=TODAY), TODAY, RoadsideStatus.licence_revoked),
+    (card(status=CardStatus.replaced), licence(re_recording_card_number="C-2"), TODAY, RoadsideStatus.card_unusable),
+    (card("C-2"), licence(re_recording_card_number="C-2"), TODAY, RoadsideStatus.re_recording_pending),
+    (card(expires_on=date(2026, 5, 31)), licence(), TODAY, RoadsideStatus.card_unusable),
+    (card(), licence(holder_choice=HolderChoice.conventional_only, card_number=None), TODAY,
+     RoadsideStatus.no_licence_on_card),
+])
+def test_the_roadside_verdict(the_card, the_licence, day, status):
+    verdict = domain.roadside_check(the_card, the_licence, day)
+    assert verdict.status is status
+    assert verdict.valid == (status in (RoadsideStatus.valid, RoadsideStatus.re_recording_pending))
+
+
+def test_vehicle_requests_replay_by_request_id_and_check_the_card_on_the_day():
+    register = RegisterVehicle(request_id="tb-1", vehicle_id="V-1", registration_number="品川 330 あ 1",
+                               owner_card_number="C-1", registered_on=TODAY)
+    registered = domain.register_vehicle(register, card(), None)
+    assert domain.register_vehicle(register, card(), registered.saved).facts == registered.facts
+    late = register.model_copy(update={"request_id": "tb-2", "vehicle_id": "V-2", "registered_on": date(2035, 4, 2)})
+    assert domain.register_vehicle(late, card(), None).facts[0].reason == "card_expired"
+
+    move = TransferVehicle(request_id="tb-3", vehicle_id="V-1", new_owner_card_number="C-9", transferred_on=TODAY)
+    moved = domain.transfer_vehicle(move, card("C-9", OTHER), registered.saved)
+    assert [o.person_ref for o in moved.saved.owners] == [HOLDER, OTHER]
+    replay = domain.transfer_vehicle(move, card("C-9", OTHER), moved.saved)
+    assert replay.saved is None and replay.facts == moved.facts
+
+
+def test_dates_are_counted_in_japan():
+    assert domain.japan_date(datetime(2026, 6, 30, 15, 0, tzinfo=UTC)) == date(2026, 7, 1)
