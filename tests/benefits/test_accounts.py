@@ -1,0 +1,128 @@
+"""Receiving accounts against the real broker and database: the own-name check refuses a family
+member's account, one account shared by people with different surnames or addresses is flagged,
+withheld and resolved by an operator (all audited), and a bank merger invalidates accounts."""
+
+from __future__ import annotations
+
+from mynumber_contracts.benefits import (
+    AccountChanged,
+    AccountChannel,
+    AccountDeleted,
+    AccountFlagged,
+    AccountFlagResolved,
+    AccountInvalidated,
+    AccountRegistered,
+    AccountRegistrationRefused,
+    DeleteReceivingAccount,
+    RecordBankCodeChange,
+    RegisterReceivingAccount,
+)
+
+from tests.benefits.conftest import PORTAL, ZENGIN, Benefits, a_number, an_account
+
+
+def register(number, request_id: str, account, channel=AccountChannel.portal) -> RegisterReceivingAccount:
+    return RegisterReceivingAccount(request_id=request_id, my_number=number, channel=channel, account=account)
+
+
+async def test_a_family_members_account_is_refused_and_an_own_account_in_half_width_kana_is_registered(benefits: Benefits):
+    child = await benefits.resident(101, kana="ヤマダ ハナコ", kanji="山田 花子")
+    person_ref = benefits.ref(child)
+
+    await benefits.send(register(child, "reg-family", an_account(holder="ヤマダ タロウ")), subject="c", source=PORTAL)
+    await benefits.send(register(child, "reg-stranger", an_account(holder="スズキ イチロウ")), subject="c", source=PORTAL)
+    await benefits.send(register(a_number(999), "reg-unknown", an_account()), subject="u", source=PORTAL)
+    # Half-width kana without the space, as a bank counter prints it: still her own name.
+    await benefits.send(register(child, "reg-own", an_account(holder="ﾔﾏﾀﾞﾊﾅｺ")), subject="c", source=PORTAL)
+    await benefits.send(register(child, "reg-change", an_account(number="7654321", holder="ヤマダ ハナコ"),
+                                 AccountChannel.tax_return), subject="c", source=PORTAL)
+
+    refusals = await benefits.wait_fact(AccountRegistrationRefused, 3)
+    by_request = {r["request_id"]: r for r in refusals}
+    assert by_request["reg-family"]["reason"] == "family_member_account"
+    assert "family member" in by_request["reg-family"]["message"]
+    assert by_request["reg-stranger"]["reason"] == "holder_name_mismatch"
+    assert by_request["reg-unknown"]["reason"] == "unknown_resident"
+    registered = (await benefits.wait_fact(AccountRegistered, request_id="reg-own"))[0]
+    assert registered["person_ref"] == person_ref and registered["withheld"] is False
+    assert registered["account"]["account_number_masked"] == "****567"
+    changed = (await benefits.wait_fact(AccountChanged, request_id="reg-change"))[0]
+    assert changed["channel"] == "tax_return"
+    account = (await benefits.http.get(f"/accounts/{person_ref}")).json()
+    assert account["account"]["account_number_masked"] == "****321" and account["status"] == "active"
+
+    await benefits.send(DeleteReceivingAccount(request_id="del-1", my_number=child), subject="c", source=PORTAL)
+    await benefits.wait_fact(AccountDeleted, request_id="del-1")
+    assert (await benefits.http.get(f"/accounts/{person_ref}")).status_code == 404
+    await benefits.send(DeleteReceivingAccount(request_id="del-2", my_number=child), subject="c", source=PORTAL)
+    refused = (await benefits.wait_fact(AccountRegistrationRefused, request_id="del-2"))[0]
+    assert refused["reason"] == "no_account"
+    digits = child.reveal().encode()
+    assert all(digits not in r.record.value and digits not in (r.record.key or b"") for r in benefits.facts.records)
+
+
+async def test_an_account_shared_by_people_at_different_addresses_is_flagged_withheld_and_resolved(benefits: Benefits):
+    first = await benefits.resident(201, kana="タナカ イチロウ", kanji="田中 一郎", address="東京都港区1-1")
+    second = await benefits.resident(202, kana="タナカ イチロウ", kanji="田中 一郎", address="大阪府大阪市北区2-2")
+    spouse = await benefits.resident(203, kana="タナカ ハナコ", kanji="田中 花子", address="東京都港区1-1")
+    same_home = await benefits.resident(204, kana="タナカ イチロウ", kanji="田中 一郎", address="東京都港区１－１")
+    shared = an_account(number="5550001", holder="タナカ イチロウ")
+
+    await benefits.send(register(first, "reg-first", shared), subject="1", source=PORTAL)
+    await benefits.wait_fact(AccountRegistered, request_id="reg-first")
+    # Same surname, same address (written with full-width digits): not suspicious.
+    await benefits.send(register(same_home, "reg-same-home", shared), subject="4", source=PORTAL)
+    assert (await benefits.wait_fact(AccountRegistered, request_id="reg-same-home"))[0]["withheld"] is False
+    # The spouse's own-name check fails first: a family member cannot register it at all.
+    await benefits.send(register(spouse, "reg-spouse", shared), subject="3", source=PORTAL)
+    assert (await benefits.wait_fact(AccountRegistrationRefused, request_id="reg-spouse"))[0]["reason"] == "family_member_account"
+    await benefits.send(register(second, "reg-second", shared), subject="2", source=PORTAL)
+
+    flagged = await benefits.wait_fact(AccountFlagged, 3)
+    refs = {benefits.ref(n) for n in (first, second, same_home)}
+    assert {f["person_ref"] for f in flagged} == refs
+    assert (await benefits.wait_fact(AccountRegistered, request_id="reg-second"))[0]["withheld"] is True
+    for person_ref in refs:
+        assert (await benefits.http.get(f"/accounts/{person_ref}")).json()["status"] == "withheld"
+    flags = (await benefits.http.get("/flags")).json()
+    assert len(flags) == 1 and set(flags[0]["holders"]) == refs
+    flag_id = flags[0]["flag_id"]
+
+    keep = [benefits.ref(first), benefits.ref(same_home)]
+    resolved = await benefits.http.post(f"/flags/{flag_id}/resolve",
+                                        json={"operator": "operator/sato", "reason": "checked at the counter", "keep": keep})
+    assert resolved.status_code == 200, resolved.text
+    assert set(resolved.json()["released"]) == set(keep) and resolved.json()["removed"] == [benefits.ref(second)]
+    again = await benefits.http.post(f"/flags/{flag_id}/resolve", json={"operator": "operator/sato", "reason": "again"})
+    assert again.status_code == 409
+    assert (await benefits.http.post("/flags/shared:none/resolve", json={"operator": "o", "reason": "r"})).status_code == 404
+
+    outcomes = {f["person_ref"]: f["outcome"] for f in await benefits.wait_fact(AccountFlagResolved, 3)}
+    assert outcomes == {keep[0]: "released", keep[1]: "released", benefits.ref(second): "removed"}
+    assert (await benefits.http.get(f"/accounts/{keep[0]}")).json()["status"] == "active"
+    assert (await benefits.http.get(f"/accounts/{benefits.ref(second)}")).status_code == 404
+    audit = (await benefits.http.get("/audit", params={"person_ref": benefits.ref(second)})).json()
+    actions = [(e["action"], e["actor"]) for e in audit]
+    assert ("account_flagged", "service/benefits") in actions and ("flag_removed", "operator/sato") in actions
+    assert all(e["person_ref"] == benefits.ref(second) and e["reason"] and e["at"] for e in audit)
+
+
+async def test_a_bank_merger_invalidates_the_renumbered_accounts_and_notifies_each_holder(benefits: Benefits):
+    moved = [await benefits.resident(300 + i, kana="サトウ ジロウ", kanji="佐藤 次郎", address=f"東京都{i}") for i in range(2)]
+    other_branch = await benefits.resident(310, kana="サトウ ジロウ", kanji="佐藤 次郎", address="東京都9")
+    for i, number in enumerate(moved):
+        await benefits.send(register(number, f"reg-m{i}", an_account(number=f"800000{i}", holder="サトウ ジロウ",
+                                                                        bank="0009", branch="100")), subject=str(i), source=PORTAL)
+    await benefits.send(register(other_branch, "reg-o", an_account(number="8000009", holder="サトウ ジロウ", bank="0009",
+                                                                   branch="200")), subject="o", source=PORTAL)
+    await benefits.wait_fact(AccountRegistered, 3)
+
+    change = RecordBankCodeChange(request_id="merger-1", old_bank_code="0009", old_branch_code="100",
+                                  new_bank_code="0010", new_branch_code="300", effective_on="2026-07-01")
+    await benefits.send(change, subject="merger-1", source=ZENGIN)
+    notices = await benefits.wait_fact(AccountInvalidated, 2)
+    assert {n["person_ref"] for n in notices} == {benefits.ref(n) for n in moved}
+    assert all(n["new_bank_code"] == "0010" and n["new_branch_code"] == "300" for n in notices)
+    for number in moved:
+        assert (await benefits.http.get(f"/accounts/{benefits.ref(number)}")).json()["status"] == "invalidated"
+    assert (await benefits.http.get(f"/accounts/{benefits.ref(other_branch)}")).json()["status"] == "active"
