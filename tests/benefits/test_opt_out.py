@@ -1,0 +1,86 @@
+"""The pension opt-out route against the real broker and database: a refusal on day 44 stops the
+registration; silence until day 45 registers the account and notifies the holder; a refusal
+after registration deletes it. The sweep runs with `as_of`, never on the wall clock."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from mynumber_contracts.benefits import (
+    AccountDeleted,
+    AccountRegistered,
+    OptOutConcluded,
+    OptOutNoticeSent,
+    ProposePensionAccount,
+    RefusePensionAccount,
+)
+
+from tests.benefits.conftest import PENSION, Benefits, an_account
+
+NOTIFIED = date(2026, 6, 1)
+
+
+def day(n: int) -> date:
+    return NOTIFIED + timedelta(days=n)
+
+
+async def propose(benefits: Benefits, seed: int, proposal_id: str) -> str:
+    number = await benefits.resident(seed, kana="イトウ ケン", kanji="伊藤 健", address=f"東京都{seed}")
+    await benefits.send(ProposePensionAccount(proposal_id=proposal_id, my_number=number, notified_on=NOTIFIED,
+                                              account=an_account(number=f"{seed:07d}", holder="イトウ ケン")),
+                        subject=proposal_id, source=PENSION)
+    notice = (await benefits.wait_fact(OptOutNoticeSent, proposal_id=proposal_id))[0]
+    assert notice["reply_by"] == day(45).isoformat()
+    return number
+
+
+async def sweep(benefits: Benefits, as_of: date) -> dict[str, str]:
+    response = await benefits.http.post("/operations/opt-out-sweep", params={"as_of": as_of.isoformat()})
+    assert response.status_code == 200, response.text
+    return response.json()["proposals"]
+
+
+async def test_a_refusal_on_day_44_means_nothing_is_registered(benefits: Benefits):
+    number = await propose(benefits, 401, "pension-401")
+    assert await sweep(benefits, day(44)) == {}, "day 44: the reply period is still running"
+    await benefits.send(RefusePensionAccount(proposal_id="pension-401", my_number=number, received_on=day(44)),
+                        subject="pension-401", source=PENSION)
+    concluded = (await benefits.wait_fact(OptOutConcluded, proposal_id="pension-401"))[0]
+    assert concluded["outcome"] == "refused"
+    assert await sweep(benefits, day(45)) == {}
+    assert await sweep(benefits, day(60)) == {}
+    assert (await benefits.http.get(f"/accounts/{benefits.ref(number)}")).status_code == 404
+    assert benefits.of_type(AccountRegistered) == []
+
+
+async def test_no_reply_by_day_45_registers_the_account_and_notifies_the_holder(benefits: Benefits):
+    number = await propose(benefits, 402, "pension-402")
+    assert await sweep(benefits, day(44)) == {}
+    assert (await benefits.http.get(f"/accounts/{benefits.ref(number)}")).status_code == 404
+    assert await sweep(benefits, day(45)) == {"pension-402": "registered"}
+    registered = (await benefits.wait_fact(AccountRegistered, request_id="pension-402"))[0]
+    assert registered["channel"] == "pension_opt_out" and registered["person_ref"] == benefits.ref(number)
+    concluded = (await benefits.wait_fact(OptOutConcluded, proposal_id="pension-402"))[0]
+    assert concluded["outcome"] == "registered" and "deleted" in concluded["message"]
+    assert (await benefits.http.get(f"/accounts/{benefits.ref(number)}")).json()["status"] == "active"
+    assert await sweep(benefits, day(46)) == {}, "a second sweep registers nothing again"
+    assert len(benefits.of_type(AccountRegistered, request_id="pension-402")) == 1
+
+
+async def test_a_refusal_after_registration_counts_as_a_deletion(benefits: Benefits):
+    number = await propose(benefits, 403, "pension-403")
+    assert await sweep(benefits, day(45)) == {"pension-403": "registered"}
+    await benefits.wait_fact(AccountRegistered, request_id="pension-403")
+    await benefits.send(RefusePensionAccount(proposal_id="pension-403", my_number=number, received_on=day(50)),
+                        subject="pension-403", source=PENSION)
+    deleted = (await benefits.wait_fact(AccountDeleted, request_id="pension-403"))[0]
+    assert deleted["reason"] == "refused_after_registration"
+    outcomes = [c["outcome"] for c in await benefits.wait_fact(OptOutConcluded, 2, proposal_id="pension-403")]
+    assert outcomes == ["registered", "refused_after_registration"]
+    assert (await benefits.http.get(f"/accounts/{benefits.ref(number)}")).status_code == 404
+    assert (await benefits.http.get("/proposals/pension-403")).json()["status"] == "deleted"
+
+
+async def test_the_reply_period_is_a_setting(settings_for):
+    assert settings_for("benefits").opt_out_reply_days == 45
+    assert settings_for("benefits", opt_out_reply_days=30).opt_out_reply_days == 30
