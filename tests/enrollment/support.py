@@ -217,3 +217,43 @@ def _about(payload: dict[str, Any], request: Any, enrollment: Enrollment) -> boo
     number = request.my_number
     people = enrollment.service.service.deps.people
     return payload["person_ref"] == people.for_number(MyNumber(number))
+
+
+@asynccontextmanager
+async def use_cases(settings: EnrollmentSettings, *, now: datetime = NOW) -> AsyncIterator[UseCases]:
+    """The use cases wired to the real database, without the broker: for store-level tests."""
+    from pymongo import AsyncMongoClient
+
+    from services.enrollment.handlers import EnrollmentDeps
+    from services.enrollment.store import EnrollmentStore
+    from services.enrollment.vault import NumberVault
+    from services.kit.people import PersonReferences
+
+    client: AsyncMongoClient = AsyncMongoClient(settings.mongodb_url, tz_aware=True)
+    try:
+        vault = NumberVault(settings.number_keys(), settings.number_index_key())
+        store = EnrollmentStore(client[settings.database_name("enrollment")], vault)
+        await store.ensure_indexes()
+        deps = EnrollmentDeps(store=store, vault=vault, people=PersonReferences(settings.person_ref_key.get_secret_value()),
+                              rules=settings.card_rules())
+        yield UseCases(deps, FixedClock(now))
+    finally:
+        await client.close()
+
+
+@dataclass
+class UseCases:
+    deps: Any
+    clock: FixedClock
+
+    async def run(self, use_case: Any, event: Event, *, event_id: str | None = None) -> list[Any]:
+        """Call a use case as the kit would for an event with this id (a new id when not given)."""
+        import uuid
+
+        from mynumber_contracts import Envelope
+
+        from services.kit.messaging import HandlerContext
+
+        envelope = Envelope(id=event_id or str(uuid.uuid4()), source="municipality/131016", type=event.event_type,
+                            time=self.clock.now())
+        return list(await use_case(event, HandlerContext(envelope=envelope, clock=self.clock, deps=self.deps)))

@@ -1,0 +1,126 @@
+"""Enrollment's pure rules: ages by birthdays, 29 February, validity, channels and photos."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from mynumber_contracts import ResidentAttributes, Sex
+from mynumber_contracts.enrollment import ApplyForCard, Channel
+
+from services.enrollment.domain import (
+    Approval,
+    Card,
+    CardAction,
+    CardRules,
+    CardState,
+    Rejection,
+    Resident,
+    age_on,
+    birthday_in,
+    card_validity,
+    nth_birthday_after,
+    review_application,
+    review_transition,
+)
+
+RULES = CardRules()
+
+
+def resident(born=date(1990, 4, 1), **overrides) -> Resident:
+    attributes = ResidentAttributes(name_kanji="山田 太郎", name_kana="ヤマダ タロウ", date_of_birth=born, sex=Sex.male,
+                                    address="東京都千代田区永田町1-7-1")
+    return Resident(**({"person_ref": "pr_" + "a" * 26, "municipality_code": "131016", "attributes": attributes,
+                        "nationality": "JP"} | overrides))
+
+
+def apply(channel=Channel.municipal_office, applied_on=date(2025, 6, 2), photo_ref="photo") -> ApplyForCard:
+    return ApplyForCard(application_id="a", channel=channel, office_id="office", my_number="123456789018",
+                        applied_on=applied_on, photo_ref=photo_ref)
+
+
+@pytest.mark.parametrize(("born", "on", "age"), [
+    (date(2000, 6, 2), date(2025, 6, 1), 24),
+    (date(2000, 6, 2), date(2025, 6, 2), 25),
+    (date(2024, 2, 29), date(2025, 2, 28), 0),
+    (date(2024, 2, 29), date(2025, 3, 1), 1),
+    (date(2024, 2, 29), date(2028, 2, 29), 4),
+    (date(2024, 6, 3), date(2025, 6, 2), 0),  # 364 days
+    (date(2023, 6, 3), date(2025, 6, 2), 1),  # 730 days, a leap day between: still 1 by birthdays
+])
+def test_age_is_counted_by_birthdays(born, on, age):
+    assert age_on(born, on) == age
+
+
+def test_a_29_february_birthday_falls_on_28_february_in_common_years():
+    assert birthday_in(date(2004, 2, 29), 2025) == date(2025, 2, 28)
+    assert birthday_in(date(2004, 2, 29), 2028) == date(2028, 2, 29)
+    assert nth_birthday_after(date(2004, 2, 29), date(2026, 6, 1), 10) == date(2036, 2, 29)
+    assert nth_birthday_after(date(2004, 2, 29), date(2025, 6, 1), 10) == date(2035, 2, 28)
+
+
+def test_a_card_issued_on_a_birthday_does_not_count_that_birthday():
+    assert nth_birthday_after(date(1990, 6, 2), date(2025, 6, 2), 10) == date(2035, 6, 2)
+    assert nth_birthday_after(date(1990, 6, 3), date(2025, 6, 2), 10) == date(2034, 6, 3)
+
+
+def test_validity_depends_on_age_at_issue_and_the_residence_period():
+    assert card_validity(resident(date(2007, 6, 2)), date(2025, 6, 2), RULES).expires_on == date(2035, 6, 2)  # 18 today
+    assert card_validity(resident(date(2007, 6, 3)), date(2025, 6, 2), RULES).expires_on == date(2029, 6, 3)  # 17: the 1st birthday after is the next day
+    foreign = resident(nationality="VN", residence_status="student", residence_period_end=date(2026, 9, 30))
+    assert card_validity(foreign, date(2025, 6, 2), RULES).expires_on == date(2026, 9, 30)
+    assert card_validity(foreign, date(2025, 6, 2), RULES).certificate_expires_on == date(2026, 9, 30)
+    permanent = resident(nationality="VN", residence_status="special_permanent_resident")
+    assert card_validity(permanent, date(2025, 6, 2), RULES).expires_on == date(2035, 4, 1)
+
+
+def test_the_rules_are_settings():
+    rules = CardRules(adult_age=20, infant_photo_exemption_from=date(2030, 1, 1))
+    assert card_validity(resident(date(2006, 1, 1)), date(2025, 6, 2), rules).expires_on == date(2030, 1, 1)
+    assert isinstance(review_application(apply(photo_ref=None), resident(date(2025, 1, 1)), post_office_delegated=False,
+                                         rules=rules), Rejection)
+
+
+@pytest.mark.parametrize(("channel", "person", "delegated", "reason"), [
+    (Channel.post_office, resident(), False, "no_delegation"),
+    (Channel.diplomatic_office, resident(), False, "channel_not_allowed"),
+    (Channel.diplomatic_office, resident(nationality="US", residence_status="permanent_resident",
+                                         moved_abroad_on=date(2020, 1, 1)), False, "not_eligible_abroad"),
+    (Channel.diplomatic_office, resident(moved_abroad_on=date(2015, 10, 4)), False, "not_eligible_abroad"),
+    (Channel.municipal_office, resident(moved_abroad_on=date(2020, 1, 1)), False, "channel_not_allowed"),
+    (Channel.municipal_office, resident(deceased_on=date(2025, 1, 1)), False, "resident_state"),
+    (Channel.municipal_office, resident(nationality="VN", residence_status="student",
+                                        residence_period_end=date(2025, 6, 1)), False, "resident_state"),
+])
+def test_applications_refused_with_a_reason(channel, person, delegated, reason):
+    verdict = review_application(apply(channel), person, post_office_delegated=delegated, rules=RULES)
+    assert isinstance(verdict, Rejection) and verdict.reason == reason and verdict.message
+
+
+def test_applications_accepted_name_the_issuing_municipality():
+    verdict = review_application(apply(Channel.post_office), resident(), post_office_delegated=True, rules=RULES)
+    assert verdict == Approval(issuing_municipality="131016", photo_less=False)
+    abroad = review_application(apply(Channel.diplomatic_office), resident(moved_abroad_on=date(2015, 10, 5)),
+                                post_office_delegated=False, rules=RULES)
+    assert isinstance(abroad, Approval)
+
+
+def card(state: CardState) -> Card:
+    return Card(card_number="C-1", person_ref="pr_x", certificate_id="c", state=state, issued_on=date(2025, 1, 1),
+                expires_on=date(2030, 1, 1), certificate_expires_on=date(2030, 1, 1), photo_less=False,
+                issuing_municipality="131016", origin_key="application/a", application_id="a")
+
+
+@pytest.mark.parametrize(("state", "action", "allowed"), [
+    (CardState.active, CardAction.report_lost, CardState.suspended),
+    (CardState.suspended, CardAction.report_lost, None),
+    (CardState.suspended, CardAction.report_found, CardState.active),
+    (CardState.active, CardAction.report_found, None),
+    (CardState.suspended, CardAction.reissue, CardState.reissued),
+    (CardState.active, CardAction.return_card, CardState.returned),
+    (CardState.suspended, CardAction.revoke, CardState.revoked),
+    (CardState.expired, CardAction.reissue, None),
+])
+def test_card_transitions(state, action, allowed):
+    verdict = review_transition(card(state), action)
+    assert verdict == allowed if allowed else (isinstance(verdict, Rejection) and verdict.reason == "card_state")
