@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from mynumber_contracts import Fact
 from mynumber_contracts.enrollment import (
@@ -222,8 +222,9 @@ async def card_returned(event: CardReturned, ctx: Context) -> list[Fact]:
 
 @handlers.handles(CardExpired)
 async def card_expired(event: CardExpired, ctx: Context) -> list[Fact]:
+    # `expired_on` is the card's last valid day: the licence is unusable from the day after.
     return await _card_unusable(ctx, event.person_ref, event.card_number, CardStatus.expired,
-                                CardUnusableReason.expired, event.expired_on)
+                                CardUnusableReason.expired, event.expired_on + timedelta(days=1))
 
 
 @handlers.handles(CardResumed)

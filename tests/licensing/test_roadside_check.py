@@ -76,7 +76,7 @@ async def test_police_suspension_revocation_and_an_expired_card(licensing: Licen
     await licensing.enrollment_fact(CardExpired(person_ref=expiring.ref, card_number=expiring.card_number,
                                                 expired_on=date(2026, 5, 31)))
     unusable = await licensing.fact(LicenceUnusable, person_ref=expiring.ref)
-    assert unusable["reason"] == "expired"
+    assert (unusable["reason"], unusable["since"]) == ("expired", "2026-06-01"), "the day after its last valid day"
     check = await licensing.roadside(expiring.card_number)
     assert (check["valid"], check["status"], check["card_status"]) == (False, "card_unusable", "expired")
 
