@@ -165,7 +165,7 @@ def _licence_rejection(
 @dataclass(frozen=True)
 class Holder:
     person_ref: str
-    card: Card | None  # the card named in the request, or the person's active card
+    card: Card | None  # the card named in the request, or the person's current card
 
 
 def identify_holder(
