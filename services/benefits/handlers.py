@@ -342,11 +342,14 @@ async def submit_payout_chunk(event: SubmitPayoutChunk, ctx: HandlerContext[Bene
     if not tally.duplicates and event.chunk_index < batch["chunk_count"]:
         existed = await store.add_payments(lines)
         earlier = await store.payments_by_id(existed)
-        theirs = {pid for pid, doc in earlier.items()
-                  if (doc["batch_id"], doc["chunk_index"]) != (event.batch_id, event.chunk_index)}
-        # Lines this chunk wrote before a crash are ours again; lines of other chunks or batches are conflicts.
+        # Lines this chunk wrote before a crash are ours again; another chunk's are listed twice;
+        # another batch's are already being paid.
+        other_chunks = {pid for pid, doc in earlier.items()
+                        if doc["batch_id"] == event.batch_id and doc["chunk_index"] != event.chunk_index}
+        other_batches = {pid for pid, doc in earlier.items() if doc["batch_id"] != event.batch_id}
+        theirs = other_chunks | other_batches
         await store.enqueue([queue_item(line) for line in lines if line["_id"] not in theirs])
-        tally = replace(tally, conflicts=len(theirs))
+        tally = replace(tally, duplicates=len(other_chunks), conflicts=len(other_batches))
     await store.record_chunk(event.batch_id, tally)
     return await _decide_batch(ctx, event.batch_id)
 

@@ -1,0 +1,182 @@
+"""Payout batches against the real broker, the real database and the bank simulator: payments
+without a usable account are held and released when one is registered, a refused transfer fails
+and is retried after the holder fixes the account, the batch reconciles to the yen, a replay pays
+no one twice, and a batch whose totals do not match is rejected whole."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mynumber_contracts import MyNumber
+from mynumber_contracts.benefits import (
+    AccountChanged,
+    AccountChannel,
+    AccountInvalidated,
+    AccountRegistered,
+    AnnouncePayoutBatch,
+    PaymentFailed,
+    PaymentHeld,
+    PaymentSent,
+    PaymentSettled,
+    PayoutBatchAccepted,
+    PayoutBatchReconciled,
+    PayoutBatchRejected,
+    PayoutRecipient,
+    RecordBankCodeChange,
+    RegisterReceivingAccount,
+    SubmitPayoutChunk,
+)
+
+from tests.benefits.conftest import PAYING_AGENCY, PORTAL, ZENGIN, Benefits, a_number, an_account
+from tests.support.kafka import TopicReader
+
+
+async def publish_batch(benefits: Benefits, batch_id: str, chunks: Sequence[Sequence[tuple[MyNumber, int]]], *,
+                        count: int | None = None, total: int | None = None, period: str = "2026-06") -> None:
+    lines = [line for chunk in chunks for line in chunk]
+    header = AnnouncePayoutBatch(batch_id=batch_id, programme="child_benefit", period=period,
+                                 recipient_count=count if count is not None else len(lines),
+                                 total_yen=total if total is not None else sum(a for _, a in lines),
+                                 chunk_count=len(chunks))
+    await benefits.send(header, subject=batch_id, source=PAYING_AGENCY)
+    for index, chunk in enumerate(chunks):
+        recipients = [PayoutRecipient(my_number=n, amount_yen=a) for n, a in chunk]
+        await benefits.send(SubmitPayoutChunk(batch_id=batch_id, chunk_index=index, recipients=recipients),
+                            subject=batch_id, source=PAYING_AGENCY)
+
+
+async def register(benefits: Benefits, number: MyNumber, request_id: str, account_number: str, holder: str) -> None:
+    await benefits.send(RegisterReceivingAccount(request_id=request_id, my_number=number, channel=AccountChannel.portal,
+                                                 account=an_account(number=account_number, holder=holder)),
+                        subject=request_id, source=PORTAL)
+    await benefits.wait_fact(AccountRegistered, request_id=request_id)
+
+
+async def reconciliation(benefits: Benefits, batch_id: str) -> dict:
+    response = await benefits.http.get(f"/batches/{batch_id}/reconciliation")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def line(count: int, total: int) -> dict:
+    return {"count": count, "total_yen": total}
+
+
+async def test_held_and_failed_payments_are_released_after_the_account_is_fixed_and_the_batch_reconciles(benefits: Benefits):
+    names = ["コバヤシ アイ", "コバヤシ ユウ", "コバヤシ ミキ", "コバヤシ ケイ", "コバヤシ ジュン"]
+    people = [await benefits.resident(500 + i, kana=name, kanji=f"小林 {i}", address=f"東京都{i}")
+              for i, name in enumerate(names)]
+    paid_now, unregistered, closed, renumbered = people[:2], people[2], people[3], people[4]
+    for i, number in enumerate(paid_now):
+        await register(benefits, number, f"reg-{i}", f"100000{i}", names[i])
+    await register(benefits, closed, "reg-3", "1000003", names[3])
+    await register(benefits, renumbered, "reg-4", "1000004", names[4])
+    await benefits.send(RecordBankCodeChange(request_id="merger", old_bank_code="0005", old_branch_code="123",
+                                             new_bank_code="0006", effective_on="2026-06-01"), subject="m", source=ZENGIN)
+    await benefits.wait_fact(AccountInvalidated, 4)
+    # The merger renumbered everyone: register the first four again at the new bank code.
+    for i, number in enumerate(people[:4]):
+        if number is unregistered:
+            continue
+        await benefits.send(RegisterReceivingAccount(
+            request_id=f"again-{i}", my_number=number, channel=AccountChannel.portal,
+            account=an_account(number=f"100000{i}", holder=names[i], bank="0006")), subject=f"a{i}", source=PORTAL)
+    for i in (0, 1, 3):
+        await benefits.wait_fact(AccountChanged, request_id=f"again-{i}")
+    benefits.bank.closed = {"0006-123-1000003"}
+
+    amounts = [15_000, 10_000, 20_000, 15_000, 30_000]
+    lines = list(zip(people, amounts, strict=True))
+    await publish_batch(benefits, "cb-2026-06", [lines[:3], lines[3:]])
+    accepted = (await benefits.wait_fact(PayoutBatchAccepted, batch_id="cb-2026-06"))[0]
+    assert (accepted["recipient_count"], accepted["total_yen"]) == (5, 90_000)
+
+    await benefits.dispatch_until_idle()
+    sent = await benefits.wait_fact(PaymentSent, 2)
+    assert {s["person_ref"] for s in sent} == {benefits.ref(n) for n in paid_now}
+    held = {h["person_ref"]: h["reason"] for h in await benefits.wait_fact(PaymentHeld, 2)}
+    assert held == {benefits.ref(unregistered): "no_account", benefits.ref(renumbered): "account_invalidated"}
+    failed = (await benefits.wait_fact(PaymentFailed))[0]
+    assert (failed["person_ref"], failed["reason"], failed["attempt"]) == (benefits.ref(closed), "account_closed", 1)
+    await benefits.wait_fact(PaymentSettled, 2)
+    report = await reconciliation(benefits, "cb-2026-06")
+    assert report["control"] == line(5, 90_000)
+    assert report["paid"] == line(2, 25_000) and report["held"] == line(2, 50_000)
+    assert report["failed"] == line(1, 15_000) and report["pending"] == line(0, 0)
+    assert report["balanced"] and report["matches_bank_statement"] and report["bank_statement"] == line(2, 25_000)
+
+    # The holders fix their accounts: the held payment is released, the failed one is retried (attempt 2).
+    await benefits.send(RegisterReceivingAccount(
+        request_id="fix-unregistered", my_number=unregistered, channel=AccountChannel.portal,
+        account=an_account(number="1000002", holder=names[2], bank="0006")), subject="f2", source=PORTAL)
+    await benefits.send(RegisterReceivingAccount(
+        request_id="fix-closed", my_number=closed, channel=AccountChannel.bank_counter,
+        account=an_account(number="2000003", holder=names[3], bank="0006")), subject="f3", source=PORTAL)
+    await benefits.wait_fact(AccountRegistered, request_id="fix-unregistered")
+    await benefits.wait_fact(AccountChanged, request_id="fix-closed")
+    await benefits.dispatch_until_idle()
+    settled = await benefits.wait_fact(PaymentSettled, 4)
+    retried = next(s for s in settled if s["person_ref"] == benefits.ref(closed))
+    assert retried["attempt"] == 2
+
+    # A replay of the whole batch (new event ids, same content) pays no one again.
+    await publish_batch(benefits, "cb-2026-06", [lines[:3], lines[3:]])
+    await benefits.dispatch_until_idle()
+    response = await benefits.http.post("/batches/cb-2026-06/reconcile")
+    assert response.status_code == 200, response.text
+    final = (await benefits.wait_fact(PayoutBatchReconciled, batch_id="cb-2026-06"))[0]
+    assert final["paid"] == line(4, 60_000) and final["held"] == line(1, 30_000)
+    assert final["failed"] == line(0, 0) and final["pending"] == line(0, 0)
+    assert final["balanced"] and final["matches_bank_statement"]
+    ledger = benefits.bank
+    credits = {}
+    for entry in ledger.entries:
+        credits[entry.end_to_end_id] = credits.get(entry.end_to_end_id, 0) + 1
+    assert sorted(credits.values()) == [1, 1, 1, 1], "every paid person was credited exactly once"
+    assert sum(e.amount_yen for e in ledger.entries) == 60_000
+    assert len(benefits.of_type(PayoutBatchAccepted, batch_id="cb-2026-06")) == 1
+
+
+async def test_a_batch_whose_totals_do_not_match_is_rejected_whole_and_a_corrected_one_is_paid(benefits: Benefits):
+    people = [await benefits.resident(600 + i, kana="ナカムラ ユイ", kanji="中村 唯", address="京都府1") for i in range(1)]
+    await register(benefits, people[0], "reg-600", "3000000", "ナカムラ ユイ")
+    await benefits.wait_fact(AccountRegistered, request_id="reg-600")
+    others = [a_number(610 + i) for i in range(3)]
+    lines = [(people[0], 10_000)] + [(n, 5_000) for n in others]
+
+    await publish_batch(benefits, "bad-total", [lines[:2], lines[2:]], total=26_000)
+    await publish_batch(benefits, "bad-count", [lines[:2], lines[2:]], count=5, period="2026-08")
+    await publish_batch(benefits, "twice-listed", [lines[:2], [lines[2], lines[0]]], count=4, total=30_000, period="2026-10")
+    rejected = {r["batch_id"]: r for r in await benefits.wait_fact(PayoutBatchRejected, 3)}
+    assert rejected["bad-total"]["reason"] == "control_total_mismatch"
+    assert (rejected["bad-total"]["declared_total_yen"], rejected["bad-total"]["received_total_yen"]) == (26_000, 25_000)
+    assert rejected["bad-count"]["reason"] == "control_count_mismatch"
+    assert rejected["twice-listed"]["reason"] == "duplicate_recipient"
+    await benefits.dispatch_until_idle()
+    assert benefits.bank.entries == [], "nobody in a rejected batch is paid"
+    assert (await benefits.http.get("/batches/bad-total")).json()["state"] == "rejected"
+    assert await benefits.store.payments.count_documents({}) == 0
+    assert (await benefits.http.get("/batches/bad-total/reconciliation")).status_code == 409
+
+    # The corrected batch pays the same people for the same period: the rejected lines did not block it.
+    await publish_batch(benefits, "good", [lines[:2], lines[2:]])
+    await benefits.wait_fact(PayoutBatchAccepted, batch_id="good")
+    # The same person twice in one period, in another batch, is refused whole.
+    await publish_batch(benefits, "pays-again", [[lines[0]]])
+    again = (await benefits.wait_fact(PayoutBatchRejected, batch_id="pays-again"))[0]
+    assert again["reason"] == "already_paid_in_another_batch"
+    await benefits.dispatch_until_idle()
+    assert [e.amount_yen for e in benefits.bank.entries] == [10_000]
+    report = await reconciliation(benefits, "good")
+    assert report["paid"] == line(1, 10_000) and report["held"] == line(3, 15_000) and report["balanced"]
+
+
+async def test_a_chunk_before_its_header_is_dead_lettered(benefits: Benefits, servers):
+    chunk = SubmitPayoutChunk(batch_id="no-header", chunk_index=0,
+                              recipients=[PayoutRecipient(my_number=a_number(700), amount_yen=1000)])
+    async with TopicReader(servers.kafka_bootstrap, benefits.running.service.topics.dead_letter) as dead_letters:
+        await benefits.send(chunk, subject="no-header", source=PAYING_AGENCY)
+        letters = await dead_letters.wait_count(1)
+    assert letters[0].header("dlq_reason") == "handler_error"
+    assert "before the batch header" in letters[0].header("dlq_detail")
+    assert a_number(700).reveal() not in letters[0].header("dlq_detail")
