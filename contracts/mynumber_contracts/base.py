@@ -72,16 +72,32 @@ class Fact(Event):
         return str(person_ref).encode()
 
 
+def _load_service_contracts() -> None:
+    """Import every service's contract module, so the catalogue is complete whoever asks first."""
+    import importlib
+
+    for service in topics.SERVICES:
+        try:
+            importlib.import_module(f"mynumber_contracts.{service}")
+        except ModuleNotFoundError as missing:
+            if missing.name != f"mynumber_contracts.{service}":
+                raise
+
+
 def event_model(event_type: str) -> type[Event] | None:
     """The model registered for a `ce_type`, or None when the type is unknown."""
+    if event_type not in _CATALOGUE:
+        _load_service_contracts()
     return _CATALOGUE.get(event_type)
 
 
 def catalogue() -> dict[str, type[Event]]:
+    _load_service_contracts()
     return dict(_CATALOGUE)
 
 
 def event_types_for(service: str, stream: str) -> dict[str, type[Event]]:
+    _load_service_contracts()
     return {
         name: model for name, model in _CATALOGUE.items() if model.service == service and model.stream == stream
     }

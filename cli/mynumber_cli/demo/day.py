@@ -9,7 +9,7 @@ from mynumber_contracts import encode_event, topics
 from mynumber_contracts.enrollment import ApplyForCard, Channel
 from mynumber_contracts.signing import generate_private_key, sign_record
 
-from . import DemoContext, enrollment_traffic
+from . import DemoContext, enrollment_traffic, licensing_traffic
 
 
 async def municipal_registry(context: DemoContext) -> None:
@@ -83,9 +83,60 @@ def _remember_person_refs(context: DemoContext) -> None:
     context.notes["refs"] = {p.digits: people.for_number(p.number) for p in context.people}
 
 
+async def active_cards(context: DemoContext) -> dict[str, str]:
+    """person reference -> the card that person holds now, from enrollment's facts."""
+    from .runner import read_everything
+
+    contents = await read_everything(context.kafka, context.namespace)
+    _remember_person_refs(context)
+    cards: dict[str, str] = {}
+    for fact in contents.of("jp.mynumber.enrollment.card_issued.v1") + contents.of("jp.mynumber.enrollment.card_reissued.v1"):
+        cards[fact["person_ref"]] = fact["card_number"]
+    for kind in ("card_suspended", "card_revoked", "card_returned", "card_expired"):
+        for fact in contents.of(f"jp.mynumber.enrollment.{kind}.v1"):
+            if cards.get(fact["person_ref"]) == fact["card_number"]:
+                cards.pop(fact["person_ref"])
+    context.notes["cards"] = cards
+    return cards
+
+
+async def holders_with_cards(context: DemoContext, tag: str = "adult") -> list[tuple]:
+    cards = await active_cards(context)
+    refs = context.notes["refs"]
+    return [(p, cards[refs[p.digits]]) for p in context.people if tag in p.tags and refs[p.digits] in cards]
+
+
+async def licences_and_vehicles(context: DemoContext) -> None:
+    holders = await holders_with_cards(context)
+    await context.publish("licences recorded by the police", licensing_traffic.licences(holders, context.today, context.rng))
+    await context.publish("vehicles registered and transferred",
+                          licensing_traffic.vehicles(holders, context.today, context.rng))
+    await context.settle()
+
+
 PHASES = [
     ("resident registry", municipal_registry),
     ("card applications", card_applications),
     ("lost cards", lost_cards),
+    ("licences and vehicles", licences_and_vehicles),
     ("malformed and forged", malformed_and_forged),
 ]
+
+
+def licensing_section(context, contents) -> list[tuple[str, str, str]]:
+    from collections import Counter
+
+    recorded = contents.of("jp.mynumber.licensing.licence_recorded.v1")
+    rows = []
+    for choice, count in sorted(Counter(f["holder_choice"] for f in recorded).items()):
+        fees = sum(f["fee_yen"] for f in recorded if f["holder_choice"] == choice)
+        rows.append(("Licensing", f"licences recorded: {choice} (fees ¥{fees:,})", f"{count:,}"))
+    rows.append(("Licensing", "vehicles registered", f"{len(contents.of('jp.mynumber.licensing.vehicle_registered.v1')):,}"))
+    rows.append(("Licensing", "vehicles transferred", f"{len(contents.of('jp.mynumber.licensing.vehicle_transferred.v1')):,}"))
+    for kind in ("licence_request_rejected", "vehicle_request_rejected"):
+        for reason, count in sorted(Counter(f["reason"] for f in contents.of(f"jp.mynumber.licensing.{kind}.v1")).items()):
+            rows.append(("Rejections by reason", f"licensing: {reason}", f"{count:,}"))
+    return rows
+
+
+REPORT_SECTIONS = [licensing_section]
