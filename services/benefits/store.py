@@ -152,6 +152,16 @@ class BenefitsStore:
             upsert=True,
         )
 
+    async def import_accounts(self, accounts: Sequence[Account], *, now: datetime) -> set[str]:
+        """Bulk-load registrations that were checked elsewhere (a migration); existing ones are kept."""
+        return await insert_all(self.accounts, [
+            {"_id": a.person_ref, "bank_code": a.bank_code, "branch_code": a.branch_code,
+             "account_type": str(a.account_type), "account_number": a.account_number,
+             "holder_name_kana": a.holder_name_kana, "channel": str(a.channel), "status": a.status.value,
+             "source_id": a.source_id, "key": a.key, "replaced_another": False, "updated_at": now}
+            for a in accounts
+        ])
+
     async def set_account_status(self, person_refs: Sequence[str], status: AccountStatus) -> None:
         for person_ref in person_refs:  # a handful of holders: one small write each
             await self.accounts.update_one({"_id": person_ref}, {"$set": {"status": status.value}})
