@@ -107,9 +107,9 @@ def _services_up(extra_env: dict[str, str] | None = None) -> None:
     if not native_stack._kafka_answers({"bootstrap_servers": kafka}, timeout=5.0):
         raise fail(f"Kafka does not answer at {kafka}: run `mynumber stack up` first")
     env = processes.environment(kafka, mongodb, extra_env)
-    for process in processes.ALL:
+    for process in processes.available():
         processes.start(process, env)
-    waiting = processes.wait_healthy(processes.ALL)
+    waiting = processes.wait_healthy(processes.available())
     if waiting:
         names = ", ".join(p.name for p in waiting)
         raise fail(f"not healthy: {names}; see the logs in {processes.log_file(waiting[0]).parent}")

@@ -34,7 +34,7 @@ class ServiceProcess:
 BANK_SIMULATOR = ServiceProcess(
     "bank-simulator", 8110,
     ("uvicorn", "services.benefits.bank_simulator:app", "--host", "127.0.0.1", "--port", "8110", "--log-level", "warning"),
-    "/health",
+    "/openapi.json",
 )
 SERVICES = (
     ServiceProcess("enrollment", 8101, ("services.enrollment",)),
@@ -43,6 +43,17 @@ SERVICES = (
     ServiceProcess("licensing", 8104, ("services.licensing",)),
 )
 ALL = (BANK_SIMULATOR, *SERVICES)
+
+
+def _exists(process: ServiceProcess) -> bool:
+    module = process.module[1].split(":")[0] if process.module[0] == "uvicorn" else process.module[0]
+    path = native_stack._repo_root().joinpath(*module.split("."))
+    return path.with_suffix(".py").exists() or (path / "__main__.py").exists()
+
+
+def available() -> tuple[ServiceProcess, ...]:
+    """The processes whose code is in this checkout."""
+    return tuple(p for p in ALL if _exists(p))
 
 
 def service(name: str) -> ServiceProcess:
