@@ -54,7 +54,7 @@ def licences(holders: list[tuple[Person, str]], today: date, rng: random.Random)
 def vehicles(holders: list[tuple[Person, str]], today: date, rng: random.Random) -> list[Outgoing]:
     events = []
     owners = [h for h in holders if rng.random() < 0.15]
-    for index, (person, card_number) in enumerate(owners):
+    for index, (_owner, card_number) in enumerate(owners):
         vehicle_id = f"ZVW30-{index:07d}"
         events.append(Outgoing(
             RegisterVehicle(request_id=f"veh-{index:06d}", vehicle_id=vehicle_id,
