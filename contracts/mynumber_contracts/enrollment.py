@@ -14,6 +14,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import AwareDatetime, Field, StringConstraints, model_validator
 
 from .base import Fact, PartnerRequest
+from .partners import PartnerType
 from .identity import Address, MyNumber, NameKana, NameKanji, PersonRef, ResidentAttributes
 
 SERVICE = "enrollment"
@@ -56,6 +57,13 @@ CertificateId = Annotated[
 PERMANENT_RESIDENCE_STATUSES = frozenset({"permanent_resident", "special_permanent_resident"})
 
 
+KioskId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$"),
+    Field(description="The kiosk's id; the kiosk publishes as `kiosk/<kiosk_id>`.", examples=["7eleven-chiyoda-0001"]),
+]
+
+
 class Channel(StrEnum):
     municipal_office = "municipal_office"
     post_office = "post_office"
@@ -76,6 +84,8 @@ class RejectionReason(StrEnum):
 
 class _Request(PartnerRequest):
     service: ClassVar[str] = SERVICE
+    # The resident registry and the card lifecycle are the municipality's.
+    publishers: ClassVar[frozenset[str]] = frozenset({PartnerType.municipality})
 
 
 class _Fact(Fact):
@@ -86,7 +96,9 @@ class _Fact(Fact):
 
 
 class RegisterResident(_Request):
-    """A municipal office registers a resident. Without a number, the service assigns one."""
+    """A municipal office registers a resident. Without a number, the service assigns one: the
+    municipality that asked picks it up over HTTP (`GET /assignments/{request_id}` with its own
+    token); it never travels on a topic."""
 
     event_type: ClassVar[str] = "jp.mynumber.enrollment.register_resident.v1"
 
@@ -160,6 +172,9 @@ class ApplyForCard(_Request):
     """A card application, accepted at a municipal office, a post office or a diplomatic office."""
 
     event_type: ClassVar[str] = "jp.mynumber.enrollment.apply_for_card.v1"
+    publishers: ClassVar[frozenset[str]] = frozenset(
+        {PartnerType.municipality, PartnerType.post_office, PartnerType.diplomatic_office}
+    )
 
     application_id: str = Field(min_length=1, max_length=100, description="Unique id of the application.")
     channel: Channel
@@ -181,6 +196,8 @@ class ReportCardLost(_CardRequest):
     """A lost card, reported to the 24-hour hotline or an office: suspended at once."""
 
     event_type: ClassVar[str] = "jp.mynumber.enrollment.report_card_lost.v1"
+    # The 24-hour hotline takes loss reports through the portal as well as at the counter.
+    publishers: ClassVar[frozenset[str]] = frozenset({PartnerType.municipality, PartnerType.portal})
 
 
 class ReportCardFound(_CardRequest):
@@ -216,6 +233,12 @@ class ResidentRegistered(_Fact):
     nationality: str
     residence_status: str | None = None
     residence_period_end: date | None = None
+    request_id: str | None = Field(default=None, description="The municipality's request id.")
+    number_assigned: bool = Field(
+        default=False,
+        description="True when the service assigned the number: the municipality picks it up with "
+        "`GET /assignments/{request_id}`.",
+    )
 
 
 class ResidentAttributesChanged(_Fact):
@@ -379,3 +402,66 @@ class PostOfficeDelegationChanged(_Fact):
 
     def partition_key(self) -> bytes:
         return f"municipality/{self.municipality_code}".encode()
+
+
+# --- convenience-store kiosks: residence certificates ------------------------------------------
+
+
+class CertificateDocument(StrEnum):
+    residence_certificate = "residence_certificate"
+    residence_certificate_with_household = "residence_certificate_with_household"
+
+
+class CertificateRefusal(StrEnum):
+    pin_check_failed = "pin_check_failed"
+    unknown_certificate = "unknown_certificate"
+    card_suspended = "card_suspended"
+    card_revoked = "card_revoked"
+    card_expired = "card_expired"
+    resident_state = "resident_state"
+    not_this_kiosk = "not_this_kiosk"
+    timed_out = "timed_out"
+    failed = "failed"
+
+
+class RequestResidenceCertificate(_Request):
+    """A convenience-store kiosk asks for a residence certificate for the card holder at its terminal.
+
+    The kiosk read the card's certificate identifier (never the number) and checked the PIN.
+    """
+
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.request_residence_certificate.v1"
+
+    kiosk_id: KioskId
+    request_id: str = Field(min_length=1, max_length=100, description="The kiosk's id for this request; the answer carries it.")
+    certificate_id: CertificateId
+    pin_verified: bool = Field(description="The result of the kiosk's PIN check.")
+    document: CertificateDocument
+
+
+class _KioskReply(_Fact):
+    """A reply to one kiosk request: no personal data, keyed by the kiosk."""
+
+    kiosk_id: str
+    request_id: str
+
+    def partition_key(self) -> bytes:
+        return f"kiosk/{self.kiosk_id}".encode()
+
+
+class ResidenceCertificateIssued(_KioskReply):
+    """The certificate is ready for that kiosk and request only: `pickup_path`, with the kiosk's token."""
+
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.residence_certificate_issued.v1"
+
+    document: CertificateDocument
+    issued_at: AwareDatetime
+    pickup_path: str = Field(description="HTTP path of the PDF; answers only the kiosk's own token.")
+    pdf_sha256: str = Field(description="SHA-256 of the PDF, so the kiosk can check what it prints.")
+
+
+class ResidenceCertificateRefused(_KioskReply):
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.residence_certificate_refused.v1"
+
+    reason: CertificateRefusal
+    message: str

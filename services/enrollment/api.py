@@ -10,11 +10,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from mynumber_contracts import ResidentAttributes, mask
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.kit.auth import operator
+from services.kit.auth import authenticated_principal, operator
 from services.kit.http import service_deps, service_of
 from services.kit.messaging import EventService
 
@@ -26,6 +26,8 @@ router = APIRouter()
 Deps = Annotated[EnrollmentDeps, Depends(service_deps)]
 Service = Annotated[EventService[EnrollmentDeps], Depends(service_of)]
 Operator = Annotated[str, Depends(operator)]
+Principal = Annotated[str, Depends(authenticated_principal)]
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 class ApplicationStatus(BaseModel):
@@ -151,3 +153,62 @@ async def expiry_sweep(
              summary="Re-encrypt every stored number under the current key (the first in MYNUMBER_ENROLLMENT_NUMBER_KEYS).")
 async def rotate_keys(_: Operator, deps: Deps) -> RotationReport:
     return RotationReport(**await rotate_number_keys(deps.store))
+
+
+class NumberAssignment(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    request_id: str
+    municipality_code: str
+    my_number: str = Field(description="The assigned Individual Number (12 digits). Only the municipality that asked sees it.")
+    person_ref: str
+    assigned_at: datetime
+
+
+@router.get("/assignments/{request_id}", response_model=NumberAssignment, tags=["registry"],
+            summary="A municipality picks up the number assigned to a resident it registered without one. "
+                    "Needs the municipality's own token (principal municipality/<code>); another's request is not found.")
+async def pick_up_assignment(request_id: str, service: Service, who: Principal, response: Response) -> NumberAssignment:
+    kind, _, municipality_code = who.partition("/")
+    if kind != "municipality" or not municipality_code:
+        raise HTTPException(403, "only the municipality that registered the resident may pick up its number")
+    deps = service.deps
+    found = await deps.store.assignment(f"{municipality_code}/{request_id}")
+    if found is None:
+        raise HTTPException(404, "this municipality has no number assignment with this request id")
+    number, assigned_at = found
+    person_ref = deps.people.for_number(number)
+    await service.audit.record(at=service.clock.now(), actor=who, action="enrollment.number.pickup", person_ref=person_ref,
+                               reason=f"assigned number picked up for request {request_id}")
+    response.headers.update(NO_STORE)
+    return NumberAssignment(request_id=request_id, municipality_code=municipality_code, my_number=number.reveal(),
+                            person_ref=person_ref, assigned_at=assigned_at)
+
+
+class CertificateVerification(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    valid: bool
+    issued_at: datetime | None = Field(None, description="When the certificate was issued; nothing else is told.")
+
+
+@router.get("/kiosks/{kiosk_id}/certificates/{request_id}", tags=["certificates"],
+            responses={200: {"content": {"application/pdf": {}}, "description": "The certificate PDF."}},
+            response_class=Response,
+            summary="A kiosk picks up the PDF for one of its own requests (the kiosk's token: principal kiosk/<id>).")
+async def pick_up_certificate(kiosk_id: str, request_id: str, service: Service, who: Principal) -> Response:
+    if who != f"kiosk/{kiosk_id}":
+        raise HTTPException(403, "a kiosk may only pick up its own certificates")
+    stored = await service.deps.store.certificate(kiosk_id, request_id)
+    if stored is None:
+        raise HTTPException(404, "no certificate was issued for this kiosk and request")
+    await service.audit.record(at=service.clock.now(), actor=who, action="enrollment.certificate.pickup",
+                               reason=f"residence certificate for request {request_id}")
+    return Response(bytes(stored["pdf"]), media_type="application/pdf", headers=NO_STORE)
+
+
+@router.get("/certificates/verification/{code}", response_model=CertificateVerification, tags=["certificates"],
+            summary="A receiving agency checks a certificate's verification code: valid or not, and when it was issued.")
+async def verify_certificate(code: str, deps: Deps, _: Principal) -> CertificateVerification:
+    found = await deps.store.verification(deps.vault.digest("verification-code", code.encode()))
+    return CertificateVerification(valid=found is not None, issued_at=found["issued_at"] if found else None)

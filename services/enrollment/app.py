@@ -16,6 +16,7 @@ from services.kit.people import PersonReferences
 from services.kit.store import connect
 
 from . import api
+from .certificates import CertificateRenderer, PdfCertificateRenderer
 from .handlers import EnrollmentDeps, handlers, run_expiry_sweep
 from .settings import EnrollmentSettings
 from .store import EnrollmentStore
@@ -24,7 +25,12 @@ from .vault import NumberVault
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: EnrollmentSettings | None = None, *, clock: Clock | None = None) -> FastAPI:
+def create_app(
+    settings: EnrollmentSettings | None = None,
+    *,
+    clock: Clock | None = None,
+    certificate_renderer: CertificateRenderer | None = None,
+) -> FastAPI:
     settings = settings or EnrollmentSettings()
     clock = clock or SystemClock()
     configure_logging("enrollment", settings.log_level)
@@ -34,6 +40,8 @@ def create_app(settings: EnrollmentSettings | None = None, *, clock: Clock | Non
     deps = EnrollmentDeps(
         store=store, vault=vault, people=PersonReferences(settings.person_ref_key.get_secret_value()),
         rules=settings.card_rules(),
+        renderer=certificate_renderer or PdfCertificateRenderer(settings.certificate_font_path),
+        render_timeout_seconds=settings.certificate_render_timeout_seconds,
     )
     service = EventService("enrollment", settings=settings, database=database, clock=clock, deps=deps)
     service.include(handlers)

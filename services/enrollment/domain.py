@@ -6,13 +6,14 @@ result and return the facts built here.
 
 from __future__ import annotations
 
+import base64
 import calendar
 import secrets
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from enum import StrEnum
 
-from mynumber_contracts import ResidentAttributes
+from mynumber_contracts import MyNumber, ResidentAttributes, check_digit
 from mynumber_contracts.enrollment import (
     PERMANENT_RESIDENCE_STATUSES,
     ApplicationAccepted,
@@ -25,6 +26,8 @@ from mynumber_contracts.enrollment import (
     CardReturned,
     CardRevoked,
     CardSuspended,
+    CertificateDocument,
+    CertificateRefusal,
     Channel,
     RejectionReason,
 )
@@ -68,6 +71,15 @@ def nth_birthday_after(date_of_birth: date, issued_on: date, n: int) -> date:
     """The n-th birthday strictly after `issued_on` (a card issued on a birthday does not count it)."""
     first_year = issued_on.year if birthday_in(date_of_birth, issued_on.year) > issued_on else issued_on.year + 1
     return birthday_in(date_of_birth, first_year + n - 1)
+
+
+# --- the number ------------------------------------------------------------------------------
+
+
+def random_number() -> MyNumber:
+    """A new Individual Number: 11 digits from a cryptographically secure generator, and the check digit."""
+    base = f"{secrets.randbelow(10**11):011d}"
+    return MyNumber(base + str(check_digit(base)))
 
 
 # --- residents -------------------------------------------------------------------------------
@@ -280,7 +292,8 @@ def new_card_number() -> str:
 
 
 def new_certificate_id() -> str:
-    return "cert-" + secrets.token_hex(16)
+    """128 random bits in lowercase base32 (letters and 2-7: no long digit runs to mistake for a number)."""
+    return "cert_" + base64.b32encode(secrets.token_bytes(20)).decode().lower()
 
 
 @dataclass(frozen=True)
@@ -415,3 +428,57 @@ def transition_fact(card: Card, successor: Card | None = None):  # noqa: ANN201 
                 certificate_expires_on=successor.certificate_expires_on,
                 photo_less=successor.photo_less,
             )
+
+
+# --- residence certificates at convenience-store kiosks ---------------------------------------
+
+
+@dataclass(frozen=True)
+class ResidenceCertificate:
+    """What one certificate says: built for one request, rendered for it alone."""
+
+    document: CertificateDocument
+    municipality_code: str
+    people: tuple[ResidentAttributes, ...]  # the requester first, then the household
+    issued_at: datetime
+    verification_code: str
+    kiosk_id: str
+    request_id: str
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reason: CertificateRefusal
+    message: str
+
+
+def certificate_refusal(card: Card | None, resident: Resident | None, today: date) -> Refusal | None:
+    """Why the card at the kiosk cannot get a certificate, or None."""
+    if card is None:
+        return Refusal(CertificateRefusal.unknown_certificate, "no card carries this certificate")
+    if card.state is CardState.suspended:
+        return Refusal(CertificateRefusal.card_suspended, "the card is suspended (reported lost)")
+    if card.state in (CardState.revoked, CardState.returned, CardState.reissued):
+        return Refusal(CertificateRefusal.card_revoked, f"the card is no longer valid ({card.state.value})")
+    if card.state is CardState.expired or card.expires_on < today:
+        return Refusal(CertificateRefusal.card_expired, "the card has expired")
+    if card.certificate_expires_on < today:
+        return Refusal(CertificateRefusal.card_expired, "the card's electronic certificate has expired")
+    if resident is None or resident.is_deceased or resident.lives_abroad:
+        return Refusal(CertificateRefusal.resident_state, "the holder is not a resident of a municipality")
+    return None
+
+
+def household(requester: Resident, neighbours: list[Resident]) -> tuple[ResidentAttributes, ...]:
+    """The requester, then the living residents registered at the same address (the household)."""
+    others = sorted(
+        (n for n in neighbours if n.person_ref != requester.person_ref and not n.is_deceased and not n.lives_abroad),
+        key=lambda n: (n.attributes.date_of_birth, n.attributes.name_kana),
+    )
+    return (requester.attributes, *(n.attributes for n in others))
+
+
+def new_verification_code() -> str:
+    """80 random bits, printed on the certificate; the service keeps only a keyed digest of it."""
+    symbols = "".join(secrets.choice(_CARD_ALPHABET) for _ in range(16))
+    return "-".join(symbols[i : i + 4] for i in range(0, 16, 4))

@@ -9,6 +9,9 @@ application id) and returns the same facts.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -19,6 +22,8 @@ from mynumber_contracts import Event, Fact, MyNumber, is_valid_my_number
 from mynumber_contracts.enrollment import (
     ApplyForCard,
     CardRequestRejected,
+    CertificateDocument,
+    CertificateRefusal,
     ChangeResidentAttributes,
     Channel,
     DelegatePostOffice,
@@ -30,6 +35,9 @@ from mynumber_contracts.enrollment import (
     ReportCardFound,
     ReportCardLost,
     RequestCardReissue,
+    RequestResidenceCertificate,
+    ResidenceCertificateIssued,
+    ResidenceCertificateRefused,
     ResidentAttributesChanged,
     ResidentDeceased,
     ResidentMovedAbroad,
@@ -44,7 +52,18 @@ from services.kit.messaging import EventService, HandlerContext, HandlerRegistry
 from services.kit.people import PersonReferences
 
 from . import domain
-from .domain import Card, CardAction, CardRules, CardState, LastRequest, Rejection, Resident
+from .certificates import CertificateRenderer
+from .domain import (
+    Card,
+    CardAction,
+    CardRules,
+    CardState,
+    LastRequest,
+    Refusal,
+    Rejection,
+    ResidenceCertificate,
+    Resident,
+)
 from .store import EnrollmentStore, StoredResident
 from .vault import NumberVault
 
@@ -64,6 +83,8 @@ class EnrollmentDeps:
     vault: NumberVault
     people: PersonReferences
     rules: CardRules
+    renderer: CertificateRenderer
+    render_timeout_seconds: float
 
 
 class ReusedRequestId(Exception):
@@ -154,9 +175,10 @@ async def register_resident(event: RegisterResident, ctx: HandlerContext[Enrollm
     key = f"registration/{event.municipality_code}/{event.request_id}"
 
     async def decide() -> Decision:
-        if event.my_number is None:
-            raise NotImplementedError("assigning a number to a resident registered without one is not built yet")
         number = event.my_number
+        if number is None:  # a newborn or an arriving foreign resident: the service assigns one
+            assignment_key = f"{event.municipality_code}/{event.request_id}"
+            number = (await deps.store.assign_numbers([assignment_key], at=ctx.clock.now()))[assignment_key]
         resident = Resident(
             person_ref=deps.people.for_number(number),
             municipality_code=event.municipality_code,
@@ -167,11 +189,11 @@ async def register_resident(event: RegisterResident, ctx: HandlerContext[Enrollm
         )
         summary = {"kind": "registration", "person_ref": resident.person_ref}
         if await deps.store.insert_resident(resident, number, registration_key=key):
-            return [registered_fact(resident)], summary
+            return _registration_facts(StoredResident(resident, key, None), event), summary
         stored = await deps.store.resident(resident.person_ref)
         assert stored is not None
         if stored.last_registration == key:  # a re-run: this request wrote the record
-            return _registration_facts(stored, key), summary
+            return _registration_facts(stored, event), summary
         if stored.resident.is_deceased:
             return resident_rejected(event, event.request_id, domain.deceased(), resident.person_ref), summary
         changes = domain.attribute_changes(stored.resident.attributes, **event.attributes.model_dump(include=set(domain.NAME_AND_ADDRESS)))
@@ -182,14 +204,17 @@ async def register_resident(event: RegisterResident, ctx: HandlerContext[Enrollm
         await deps.store.update_registration(resident, registration_key=key, change=change)
         stored = await deps.store.resident(resident.person_ref)
         assert stored is not None
-        return _registration_facts(stored, key), summary
+        return _registration_facts(stored, event), summary
 
     return await decide_once(deps, key, event, ctx.clock, decide)
 
 
-def _registration_facts(stored: StoredResident, key: str) -> list[Fact]:
-    facts: list[Fact] = [registered_fact(stored.resident)]
-    if stored.last_change and stored.last_change["key"] == key:
+def _registration_facts(stored: StoredResident, event: RegisterResident) -> list[Fact]:
+    registered = registered_fact(stored.resident).model_copy(
+        update={"request_id": event.request_id, "number_assigned": event.my_number is None}
+    )
+    facts: list[Fact] = [registered]
+    if stored.last_change and stored.last_change["key"] == stored.last_registration:
         facts += change_facts(stored.resident, stored.last_change)
     return facts
 
@@ -467,6 +492,65 @@ async def revoke_card(event: RevokeCard, ctx: HandlerContext[EnrollmentDeps]) ->
     return await card_request(event, ctx, CardAction.revoke, reason=event.reason)
 
 
+# --- residence certificates at convenience-store kiosks -------------------------------------
+
+
+@handlers.handles(RequestResidenceCertificate)
+async def request_residence_certificate(event: RequestResidenceCertificate, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
+    """Answer one kiosk request. Everything is keyed to this request: a render that times out or
+    fails aborts the whole request (a refusal, no PDF), and an answer only ever goes to this
+    kiosk under this request id."""
+    deps = ctx.deps
+    key = f"certificate/{event.kiosk_id}/{event.request_id}"
+
+    def refused(refusal: Refusal) -> Decision:
+        fact = ResidenceCertificateRefused(kiosk_id=event.kiosk_id, request_id=event.request_id,
+                                           reason=refusal.reason, message=refusal.message)
+        return [fact], {"kind": "certificate", "status": "refused", "reason": refusal.reason.value}
+
+    async def decide() -> Decision:
+        if ctx.envelope.source != f"kiosk/{event.kiosk_id}":
+            return refused(Refusal(CertificateRefusal.not_this_kiosk, "a kiosk may only ask for its own terminal"))
+        if not event.pin_verified:
+            return refused(Refusal(CertificateRefusal.pin_check_failed, "the PIN check failed at the kiosk"))
+        card = await deps.store.card_by_certificate(event.certificate_id)
+        stored = await deps.store.resident(card.person_ref) if card else None
+        resident = stored.resident if stored else None
+        refusal = domain.certificate_refusal(card, resident, today(ctx.clock))
+        if refusal is not None:
+            return refused(refusal)
+        assert resident is not None
+        people: tuple = (resident.attributes,)
+        if event.document is CertificateDocument.residence_certificate_with_household:
+            neighbours = await deps.store.residents_at(resident.municipality_code, resident.attributes.address)
+            people = domain.household(resident, neighbours)
+        certificate = ResidenceCertificate(
+            document=event.document, municipality_code=resident.municipality_code, people=people,
+            issued_at=ctx.clock.now(), verification_code=domain.new_verification_code(),
+            kiosk_id=event.kiosk_id, request_id=event.request_id,
+        )
+        try:
+            pdf = await asyncio.wait_for(deps.renderer.render(certificate), timeout=deps.render_timeout_seconds)
+        except TimeoutError:
+            return refused(Refusal(CertificateRefusal.timed_out, "the certificate was not ready in time; nothing was issued"))
+        except Exception:
+            log.exception("rendering a residence certificate failed", extra={"kiosk_id": event.kiosk_id})
+            return refused(Refusal(CertificateRefusal.failed, "the certificate could not be produced; nothing was issued"))
+        digest = base64.urlsafe_b64encode(hashlib.sha256(pdf).digest()).decode().rstrip("=")
+        saved = await deps.store.save_certificate(
+            key, kiosk_id=event.kiosk_id, request_id=event.request_id, document=event.document.value, pdf=pdf,
+            pdf_sha256=digest, verification_index=deps.vault.digest("verification-code", certificate.verification_code.encode()),
+            issued_at=certificate.issued_at,
+        )
+        fact = ResidenceCertificateIssued(
+            kiosk_id=event.kiosk_id, request_id=event.request_id, document=event.document, issued_at=saved["issued_at"],
+            pickup_path=f"/kiosks/{event.kiosk_id}/certificates/{event.request_id}", pdf_sha256=saved["pdf_sha256"],
+        )
+        return [fact], {"kind": "certificate", "status": "issued"}
+
+    return await decide_once(deps, key, event, ctx.clock, decide)
+
+
 # --- operator commands ----------------------------------------------------------------------
 
 _BATCH = 500
@@ -506,9 +590,9 @@ async def rotate_number_keys(store: EnrollmentStore) -> dict[str, Any]:
     nothing left under the old keys, the old keys can be removed from the list.
     """
     re_encrypted = 0
-    while batch := await store.residents_sealed_under_old_keys(_BATCH):
-        for document in batch:
-            re_encrypted += await store.reseal_resident(document)
-    counts = await store.count_residents_by_key()
+    while batch := await store.sealed_under_old_keys(_BATCH):
+        for collection, document in batch:
+            re_encrypted += await store.reseal(collection, document)
+    counts = await store.count_sealed_by_key()
     log.info("number keys rotated", extra={"current_key_id": store.vault.current_key_id, "re_encrypted": re_encrypted})
     return {"current_key_id": store.vault.current_key_id, "re_encrypted": re_encrypted, "records_by_key": counts}

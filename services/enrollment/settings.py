@@ -49,6 +49,12 @@ class EnrollmentSettings(ServiceSettings):
     abroad_eligible_moved_on_or_after: date = Field(
         date(2015, 10, 5), description="Japanese nationals who moved abroad on or after this day may apply abroad."
     )
+    certificate_font_path: Path = Field(
+        Path("/usr/share/fonts/opentype/ipafont-gothic/ipag.ttf"), description="A TrueType font that shows Japanese."
+    )
+    certificate_render_timeout_seconds: float = Field(
+        10.0, description="A certificate not rendered in this time is refused as timed out and never delivered."
+    )
     expiry_sweep_interval_seconds: float = Field(
         0.0, description="Run the expiry sweep on this schedule inside the service; 0 leaves it to the operator command."
     )

@@ -16,9 +16,9 @@ from typing import Any
 from mynumber_contracts import Fact, MyNumber, ResidentAttributes, event_model
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from .domain import TRANSITIONS, Card, CardAction, CardState, LastRequest, Resident
+from .domain import TRANSITIONS, Card, CardAction, CardState, LastRequest, Resident, random_number
 from .vault import NumberVault, SealedNumber
 
 
@@ -63,6 +63,11 @@ class EnrollmentStore:
         self.card_claims = database["card_claims"]
         self.delegations = database["post_office_delegations"]
         self.outcomes = database["request_outcomes"]
+        self.number_registry = database["number_registry"]  # every number ever known: never reused
+        self.assignments = database["number_assignments"]
+        self.certificates = database["issued_certificates"]
+        self.verification_codes = database["certificate_codes"]
+        self._sealed = (self.residents, self.assignments)  # collections holding sealed numbers
 
     async def ensure_indexes(self) -> None:
         await self.residents.create_index("number_index", unique=True, name="number_index_unique")
@@ -72,15 +77,22 @@ class EnrollmentStore:
         await self.cards.create_index("last_request.key")
         await self.cards.create_index([("state", 1), ("expires_on", 1)])
         await self.cards.create_index("expiry_fact_pending", sparse=True)
+        await self.residents.create_index([("municipality_code", 1), ("attributes.address", 1)])
+        await self.assignments.create_index("number_index", unique=True, name="number_index_unique")
+        await self.assignments.create_index("number_key_id")
 
     # -- residents --------------------------------------------------------------------------
 
     async def insert_resident(self, resident: Resident, number: MyNumber, *, registration_key: str) -> bool:
         """Insert a new resident; False when the number (or person) is already registered."""
+        number_index = self.vault.blind_index(number)
+        await self.number_registry.update_one(
+            {"_id": number_index}, {"$setOnInsert": {"source": "registered"}}, upsert=True
+        )
         sealed = self.vault.seal(number, bound_to=resident.person_ref)
         document = {
             "_id": resident.person_ref,
-            "number_index": self.vault.blind_index(number),
+            "number_index": number_index,
             "number_key_id": sealed.key_id,
             "number_ciphertext": sealed.ciphertext,
             **_resident_fields(resident),
@@ -112,8 +124,7 @@ class EnrollmentStore:
         return _stored_resident(document) if document else None
 
     def number_of(self, document: Mapping[str, Any]) -> MyNumber:
-        sealed = SealedNumber(document["number_key_id"], bytes(document["number_ciphertext"]))
-        return self.vault.open(sealed, bound_to=document["_id"])
+        return self._open(document)
 
     async def change_resident(self, resident: Resident, *, change: dict[str, Any]) -> None:
         """Save new attributes (or the move abroad, or the death) with the record of the change."""
@@ -121,28 +132,76 @@ class EnrollmentStore:
             {"_id": resident.person_ref}, {"$set": {**_resident_fields(resident), "last_change": change}}
         )
 
-    async def residents_sealed_under_old_keys(self, limit: int) -> list[dict[str, Any]]:
-        cursor = self.residents.find(
-            {"number_key_id": {"$ne": self.vault.current_key_id}},
-            {"number_key_id": 1, "number_ciphertext": 1},
-        ).limit(limit)
-        return await cursor.to_list()
+    async def sealed_under_old_keys(self, limit: int) -> list[tuple[Any, dict[str, Any]]]:
+        """Records whose number is sealed under a key other than the current one (rotation's work list)."""
+        found: list[tuple[Any, dict[str, Any]]] = []
+        for collection in self._sealed:
+            cursor = collection.find(
+                {"number_key_id": {"$ne": self.vault.current_key_id}}, {"number_key_id": 1, "number_ciphertext": 1}
+            ).limit(limit - len(found))
+            found += [(collection, document) for document in await cursor.to_list()]
+            if len(found) >= limit:
+                break
+        return found
 
-    async def reseal_resident(self, document: Mapping[str, Any]) -> bool:
-        """Re-encrypt one resident's number under the current key; False if someone else just did."""
+    async def reseal(self, collection: Any, document: Mapping[str, Any]) -> bool:
+        """Re-encrypt one record's number under the current key; False if someone else just did."""
         sealed = SealedNumber(document["number_key_id"], bytes(document["number_ciphertext"]))
         resealed = self.vault.reseal(sealed, bound_to=document["_id"])
-        result = await self.residents.update_one(
+        result = await collection.update_one(
             {"_id": document["_id"], "number_key_id": sealed.key_id},
             {"$set": {"number_key_id": resealed.key_id, "number_ciphertext": resealed.ciphertext}},
         )
         return result.modified_count == 1
 
-    async def count_residents_by_key(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for key_id in self.vault.key_ids:
-            counts[key_id] = await self.residents.count_documents({"number_key_id": key_id})
-        return counts
+    async def count_sealed_by_key(self) -> dict[str, int]:
+        return {
+            key_id: sum([await c.count_documents({"number_key_id": key_id}) for c in self._sealed])
+            for key_id in self.vault.key_ids
+        }
+
+    # -- number assignment ------------------------------------------------------------------
+
+    async def assign_numbers(self, keys: Sequence[str], *, at: datetime) -> dict[str, MyNumber]:
+        """The number assigned to each request key, assigning new ones where needed.
+
+        A new number is drawn with `secrets`; the unique `_id` of `number_registry` (its blind
+        index) refuses any number the registry ever held, so a collision is drawn again. The
+        unique `_id` of `number_assignments` (the key) makes a replay, on any instance, get the
+        first number; a number reserved by the loser of that race is retired, never reused.
+        """
+        assigned = {d["_id"]: self._open(d) async for d in self.assignments.find({"_id": {"$in": list(keys)}})}
+        pending = [key for key in dict.fromkeys(keys) if key not in assigned]
+        while pending:
+            drawn = {key: random_number() for key in pending}
+            collided = await _insert_many(
+                self.number_registry,
+                [{"_id": self.vault.blind_index(number), "source": "assigned", "key": key, "at": at}
+                 for key, number in drawn.items()],
+            )
+            reserved = {key: number for i, (key, number) in enumerate(drawn.items()) if i not in collided}
+            documents = []
+            for key, number in reserved.items():
+                sealed = self.vault.seal(number, bound_to=key)
+                documents.append({"_id": key, "number_index": self.vault.blind_index(number),
+                                  "number_key_id": sealed.key_id, "number_ciphertext": sealed.ciphertext, "assigned_at": at})
+            raced = await _insert_many(self.assignments, documents)
+            for i, (key, number) in enumerate(reserved.items()):
+                if i not in raced:
+                    assigned[key] = number
+            lost = [key for i, key in enumerate(reserved) if i in raced]
+            if lost:
+                assigned.update({d["_id"]: self._open(d) async for d in self.assignments.find({"_id": {"$in": lost}})})
+            pending = [key for key in pending if key not in assigned]
+        return {key: assigned[key] for key in keys}
+
+    async def assignment(self, key: str) -> tuple[MyNumber, datetime] | None:
+        document = await self.assignments.find_one({"_id": key})
+        return (self._open(document), document["assigned_at"]) if document else None
+
+    def _open(self, document: Mapping[str, Any]) -> MyNumber:
+        return self.vault.open(SealedNumber(document["number_key_id"], bytes(document["number_ciphertext"])),
+                               bound_to=document["_id"])
 
     # -- post-office delegations ------------------------------------------------------------
 
@@ -239,6 +298,35 @@ class EnrollmentStore:
     async def expiry_fact_published(self, card_number: str) -> None:
         await self.cards.update_one({"_id": card_number}, {"$unset": {"expiry_fact_pending": ""}})
 
+    # -- residence certificates -------------------------------------------------------------
+
+    async def residents_at(self, municipality_code: str, address: str) -> list[Resident]:
+        cursor = self.residents.find({"municipality_code": municipality_code, "attributes.address": address})
+        return [_resident(d) async for d in cursor.limit(50)]
+
+    async def save_certificate(
+        self, key: str, *, kiosk_id: str, request_id: str, document: str, pdf: bytes, pdf_sha256: str,
+        verification_index: str, issued_at: datetime,
+    ) -> dict[str, Any]:
+        """Keep one request's PDF under that request's key alone; a re-run keeps the first."""
+        stored = await self.certificates.find_one_and_update(
+            {"_id": key},
+            {"$setOnInsert": {"kiosk_id": kiosk_id, "request_id": request_id, "document": document, "pdf": pdf,
+                              "pdf_sha256": pdf_sha256, "verification_index": verification_index, "issued_at": issued_at}},
+            upsert=True, return_document=ReturnDocument.AFTER,
+        )
+        await self.verification_codes.update_one(
+            {"_id": stored["verification_index"]},
+            {"$setOnInsert": {"issued_at": stored["issued_at"], "document": stored["document"]}}, upsert=True,
+        )
+        return stored
+
+    async def certificate(self, kiosk_id: str, request_id: str) -> dict[str, Any] | None:
+        return await self.certificates.find_one({"_id": f"certificate/{kiosk_id}/{request_id}"})
+
+    async def verification(self, verification_index: str) -> dict[str, Any] | None:
+        return await self.verification_codes.find_one({"_id": verification_index})
+
     # -- request outcomes -------------------------------------------------------------------
 
     async def outcome(self, key: str) -> Outcome | None:
@@ -261,6 +349,20 @@ class EnrollmentStore:
             return_document=ReturnDocument.AFTER,
         )
         return _outcome(document)
+
+
+async def _insert_many(collection: Any, documents: list[dict[str, Any]]) -> set[int]:
+    """Insert what can be inserted; the positions refused by a unique index."""
+    if not documents:
+        return set()
+    try:
+        await collection.insert_many(documents, ordered=False)
+    except BulkWriteError as error:
+        problems = error.details.get("writeErrors", [])
+        if any(p.get("code") != 11000 for p in problems):
+            raise
+        return {p["index"] for p in problems}
+    return set()
 
 
 # -- documents <-> domain ------------------------------------------------------------------------

@@ -67,12 +67,16 @@ class NumberVault:
     def key_ids(self) -> tuple[str, ...]:
         return tuple(self._keys)
 
+    def digest(self, purpose: str, data: bytes) -> str:
+        """A keyed digest, separated by purpose (a plain hash of a number could be brute-forced)."""
+        return hmac.new(self._index_key, purpose.encode() + b"/v1:" + data, hashlib.sha256).hexdigest()
+
     def blind_index(self, number: MyNumber) -> str:
-        return hmac.new(self._index_key, b"number-index/v1:" + number.reveal().encode(), hashlib.sha256).hexdigest()
+        return self.digest("number-index", number.reveal().encode())
 
     def fingerprint(self, data: bytes) -> str:
-        """A keyed digest of request content that may hold a number (a plain hash could be brute-forced)."""
-        return hmac.new(self._index_key, b"request-fingerprint/v1:" + data, hashlib.sha256).hexdigest()
+        """Of request content, which may hold a number."""
+        return self.digest("request-fingerprint", data)
 
     def seal(self, number: MyNumber, *, bound_to: str) -> SealedNumber:
         nonce = os.urandom(_NONCE_BYTES)

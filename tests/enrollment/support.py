@@ -4,6 +4,7 @@ the real broker and database, publishes partner requests and waits for the servi
 from __future__ import annotations
 
 import random
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -63,7 +64,7 @@ def registration(
     municipality_code: str = MUNICIPALITY,
 ) -> RegisterResident:
     return RegisterResident(
-        request_id=request_id or f"reg-{_numbers.randrange(10**12)}",
+        request_id=request_id or f"reg-{secrets.token_urlsafe(9)}",
         municipality_code=municipality_code,
         my_number=number,
         attributes=ResidentAttributes(
@@ -166,11 +167,11 @@ def _subject(request: Event) -> str:
 
 @asynccontextmanager
 async def running_enrollment(servers: Any, settings: EnrollmentSettings, *, instances: int = 1,
-                             now: datetime = NOW) -> AsyncIterator[Enrollment]:
+                             now: datetime = NOW, **test_doubles: Any) -> AsyncIterator[Enrollment]:
     clock = FixedClock(now)
     service_topics = topics.for_service("enrollment", settings.topic_namespace)
     async with AsyncExitStack() as stack:
-        running = [await stack.enter_async_context(run_service("enrollment", settings, clock=clock)) for _ in range(instances)]
+        running = [await stack.enter_async_context(run_service("enrollment", settings, clock=clock, **test_doubles)) for _ in range(instances)]
         partner = await stack.enter_async_context(PartnerPublisher(servers.kafka_bootstrap, settings.topic_namespace))
         facts = await stack.enter_async_context(TopicReader(servers.kafka_bootstrap, service_topics.facts))
         dead_letters = await stack.enter_async_context(TopicReader(servers.kafka_bootstrap, service_topics.dead_letter))
@@ -220,10 +221,11 @@ def _about(payload: dict[str, Any], request: Any, enrollment: Enrollment) -> boo
 
 
 @asynccontextmanager
-async def use_cases(settings: EnrollmentSettings, *, now: datetime = NOW) -> AsyncIterator[UseCases]:
+async def use_cases(settings: EnrollmentSettings, *, now: datetime = NOW, renderer: Any = None) -> AsyncIterator[UseCases]:
     """The use cases wired to the real database, without the broker: for store-level tests."""
     from pymongo import AsyncMongoClient
 
+    from services.enrollment.certificates import PdfCertificateRenderer
     from services.enrollment.handlers import EnrollmentDeps
     from services.enrollment.store import EnrollmentStore
     from services.enrollment.vault import NumberVault
@@ -235,7 +237,9 @@ async def use_cases(settings: EnrollmentSettings, *, now: datetime = NOW) -> Asy
         store = EnrollmentStore(client[settings.database_name("enrollment")], vault)
         await store.ensure_indexes()
         deps = EnrollmentDeps(store=store, vault=vault, people=PersonReferences(settings.person_ref_key.get_secret_value()),
-                              rules=settings.card_rules())
+                              rules=settings.card_rules(),
+                              renderer=renderer or PdfCertificateRenderer(settings.certificate_font_path),
+                              render_timeout_seconds=settings.certificate_render_timeout_seconds)
         yield UseCases(deps, FixedClock(now))
     finally:
         await client.close()
