@@ -1,0 +1,93 @@
+"""Failure paths against the real broker and database: a withheld account holds its payment until an
+operator releases it; a proposal for someone else's account is not eligible; a refusal for an
+unknown proposal and a header that contradicts the recorded one are dead-lettered; a payment
+that has not failed cannot be retried."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from mynumber_contracts.benefits import (
+    AccountChannel,
+    AccountFlagged,
+    AccountRegistered,
+    AnnouncePayoutBatch,
+    OptOutConcluded,
+    PaymentHeld,
+    PaymentSettled,
+    PayoutBatchAccepted,
+    PayoutRecipient,
+    ProposePensionAccount,
+    RefusePensionAccount,
+    RegisterReceivingAccount,
+    SubmitPayoutChunk,
+)
+
+from services.benefits import domain
+from tests.benefits.conftest import PAYING_AGENCY, PENSION, PORTAL, Benefits, an_account
+from tests.support.kafka import TopicReader
+
+
+async def test_a_withheld_account_holds_the_payment_until_the_operator_releases_it(benefits: Benefits):
+    first = await benefits.resident(801, kana="ワタナベ ショウ", kanji="渡辺 翔", address="福岡県1")
+    second = await benefits.resident(802, kana="ワタナベ ショウ", kanji="渡部 翔", address="福岡県1")
+    shared = an_account(number="9000001", holder="ワタナベ ショウ")
+    for i, number in enumerate((first, second)):
+        await benefits.send(RegisterReceivingAccount(request_id=f"reg-{i}", my_number=number,
+                                                     channel=AccountChannel.portal, account=shared),
+                            subject=str(i), source=PORTAL)
+    await benefits.wait_fact(AccountFlagged, 2)
+
+    await benefits.send(AnnouncePayoutBatch(batch_id="b-withheld", programme="child_benefit", period="2026-06",
+                                            recipient_count=1, total_yen=10_000, chunk_count=1),
+                        subject="b-withheld", source=PAYING_AGENCY)
+    await benefits.send(SubmitPayoutChunk(batch_id="b-withheld", chunk_index=0,
+                                          recipients=[PayoutRecipient(my_number=first, amount_yen=10_000)]),
+                        subject="b-withheld", source=PAYING_AGENCY)
+    await benefits.wait_fact(PayoutBatchAccepted, batch_id="b-withheld")
+    await benefits.dispatch_until_idle()
+    held = (await benefits.wait_fact(PaymentHeld))[0]
+    assert held["reason"] == "account_withheld" and held["person_ref"] == benefits.ref(first)
+    assert benefits.bank.entries == []
+    payment_id = domain.payment_id("child_benefit", "2026-06", benefits.ref(first))
+    assert (await benefits.http.get(f"/payments/{payment_id}")).json()["status"] == "held"
+    assert (await benefits.http.post(f"/payments/{payment_id}/retry")).status_code == 409
+
+    flag_id = (await benefits.http.get("/flags")).json()[0]["flag_id"]
+    response = await benefits.http.post(f"/flags/{flag_id}/resolve", json={
+        "operator": "operator/kato", "reason": "both confirmed at the counter"})
+    assert response.status_code == 200 and len(response.json()["released"]) == 2
+    await benefits.dispatch_until_idle()
+    settled = (await benefits.wait_fact(PaymentSettled))[0]
+    assert settled["payment_id"] == payment_id and [e.amount_yen for e in benefits.bank.entries] == [10_000]
+    assert (await benefits.http.get(f"/payments/{payment_id}")).json()["status"] == "settled"
+    assert (await benefits.http.get("/payments/child_benefit:2026-06:pr_none")).status_code == 404
+
+
+async def test_a_proposal_of_someone_elses_account_is_not_eligible(benefits: Benefits):
+    number = await benefits.resident(811, kana="ヤマモト ミホ", kanji="山本 美穂")
+    await benefits.send(ProposePensionAccount(proposal_id="pension-811", my_number=number, notified_on=date(2026, 6, 1),
+                                              account=an_account(holder="ヤマモト タケシ")),
+                        subject="pension-811", source=PENSION)
+    concluded = (await benefits.wait_fact(OptOutConcluded, proposal_id="pension-811"))[0]
+    assert concluded["outcome"] == "not_eligible" and "family member" in concluded["message"]
+    sweep = await benefits.http.post("/operations/opt-out-sweep", params={"as_of": "2026-09-01"})
+    assert sweep.json()["proposals"] == {}
+    assert benefits.of_type(AccountRegistered) == []
+
+
+async def test_a_refusal_for_an_unknown_proposal_and_a_contradicting_header_are_dead_lettered(benefits: Benefits, servers):
+    number = await benefits.resident(821, kana="ハヤシ レン", kanji="林 蓮")
+    header = AnnouncePayoutBatch(batch_id="b-821", programme="child_benefit", period="2026-06",
+                                 recipient_count=1, total_yen=5_000, chunk_count=1)
+    async with TopicReader(servers.kafka_bootstrap, benefits.running.service.topics.dead_letter) as dead_letters:
+        await benefits.send(RefusePensionAccount(proposal_id="pension-none", my_number=number, received_on=date(2026, 6, 2)),
+                            subject="pension-none", source=PENSION)
+        await benefits.send(header, subject="b-821", source=PAYING_AGENCY)
+        await benefits.send(header.model_copy(update={"total_yen": 6_000}), subject="b-821", source=PAYING_AGENCY)
+        letters = await dead_letters.wait_count(2)
+    details = sorted(letter.header("dlq_detail") for letter in letters)
+    assert "announced before with other control totals" in details[0]
+    assert "no pension proposal 'pension-none'" in details[1]
+    assert all(number.reveal() not in d for d in details)
+    assert (await benefits.http.get("/batches/b-821")).json()["total_yen"] == 5_000
