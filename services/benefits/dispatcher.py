@@ -149,13 +149,15 @@ class PaymentDispatcher:
             else:
                 to_hold.append((item, reason))
         await self._hold(to_hold)
+        handled = len(already_settled) + len(to_hold)
         size = self.settings.bank_transfer_batch_size
         for start in range(0, len(to_send), size):
             if not await store.take_lease(LEASE, self.holder, seconds=self.settings.dispatcher_lease_seconds):
                 break  # lost the lease mid-round: another dispatcher carries on from the queue
             if not await self._send(to_send[start:start + size]):
-                break
-        return len(items)
+                break  # the bank is unavailable: the loop idles instead of spinning on an open circuit
+            handled += len(to_send[start:start + size])
+        return handled
 
     async def _hold(self, held: Sequence[tuple[dict[str, Any], Any]]) -> None:
         if not held:

@@ -24,6 +24,7 @@ from mynumber_contracts.benefits import (
 )
 
 from services.benefits import domain
+from services.benefits.bank_simulator import FaultPlan
 from tests.benefits.conftest import PAYING_AGENCY, PENSION, PORTAL, Benefits, an_account
 from tests.support.kafka import TopicReader
 
@@ -91,3 +92,39 @@ async def test_a_refusal_for_an_unknown_proposal_and_a_contradicting_header_are_
     assert "no pension proposal 'pension-none'" in details[1]
     assert all(number.reveal() not in d for d in details)
     assert (await benefits.http.get("/batches/b-821")).json()["total_yen"] == 5_000
+
+
+async def test_while_the_bank_answers_500_the_payment_stays_pending_and_the_statement_settles_it_once(benefits: Benefits):
+    number = await benefits.resident(831, kana="モリ サクラ", kanji="森 桜")
+    await benefits.send(RegisterReceivingAccount(request_id="reg-831", my_number=number, channel=AccountChannel.portal,
+                                                 account=an_account(number="8310000", holder="モリ サクラ")),
+                        subject="831", source=PORTAL)
+    await benefits.wait_fact(AccountRegistered, request_id="reg-831")
+    benefits.bank.faults = FaultPlan(error_500_every=1)
+    await benefits.send(AnnouncePayoutBatch(batch_id="b-831", programme="child_benefit", period="2026-06",
+                                            recipient_count=1, total_yen=7_000, chunk_count=1),
+                        subject="b-831", source=PAYING_AGENCY)
+    await benefits.send(SubmitPayoutChunk(batch_id="b-831", chunk_index=0,
+                                          recipients=[PayoutRecipient(my_number=number, amount_yen=7_000)]),
+                        subject="b-831", source=PAYING_AGENCY)
+    await benefits.wait_fact(PayoutBatchAccepted, batch_id="b-831")
+    response = await benefits.http.post("/operations/dispatch")
+    assert response.json()["payments_handled"] == 0
+    payment_id = domain.payment_id("child_benefit", "2026-06", benefits.ref(number))
+    assert (await benefits.http.get(f"/payments/{payment_id}")).json()["status"] == "pending"
+    assert benefits.bank.requests == 4 and benefits.bank.entries == [], "four tries, nothing booked"
+
+    # Now the bank books the transfer but still answers 500: the statement shows the money moved.
+    benefits.bank.faults = FaultPlan(error_500_after_booking_every=1)
+    await benefits.http.post("/operations/dispatch")
+    assert len(benefits.bank.entries) == 1
+    await benefits.wait_fact(PaymentSettled, payment_id=payment_id)
+    assert (await benefits.http.get(f"/payments/{payment_id}")).json()["status"] == "settled"
+    benefits.bank.faults = FaultPlan()
+    requests = benefits.bank.requests
+    await benefits.dispatch_until_idle()
+    assert benefits.bank.requests == requests, "settled by the statement: not sent again"
+    assert len(benefits.bank.entries) == 1
+    report = (await benefits.http.get("/batches/b-831/reconciliation")).json()
+    assert report["paid"] == {"count": 1, "total_yen": 7_000} and report["pending"]["count"] == 0
+    assert report["balanced"] and report["matches_bank_statement"]
