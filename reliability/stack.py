@@ -1,0 +1,122 @@
+"""A private native stack for fault tests: its own Kafka and FerretDB on their own ports and
+in their own directory, so restarting them never touches the shared servers on 9092/27017.
+
+`native_stack` reads `MYNUMBER_STACK_DIR`, `MYNUMBER_KAFKA_PORT`, `MYNUMBER_KAFKA_CONTROLLER_PORT`
+and `MYNUMBER_MONGODB_PORT` each time it is called, so every call here runs with those
+variables set to the private values and restores the caller's environment afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO / "cli") not in sys.path:
+    sys.path.insert(0, str(REPO / "cli"))
+
+from mynumber_cli import native_stack  # noqa: E402
+
+DEFAULT_KAFKA_PORT = 39092
+DEFAULT_MONGODB_PORT = 37017
+
+
+@dataclass(frozen=True)
+class PrivateStack:
+    """Where the private servers live and answer."""
+
+    directory: Path
+    kafka_port: int = DEFAULT_KAFKA_PORT
+    mongodb_port: int = DEFAULT_MONGODB_PORT
+
+    @classmethod
+    def from_environment(cls) -> PrivateStack:
+        """`MYNUMBER_FAULT_STACK_DIR`, `MYNUMBER_FAULT_KAFKA_PORT`, `MYNUMBER_FAULT_MONGODB_PORT` override the defaults."""
+        directory = os.environ.get("MYNUMBER_FAULT_STACK_DIR") or str(REPO / ".stack" / "faultstack")
+        return cls(
+            Path(directory).expanduser().resolve(),
+            int(os.environ.get("MYNUMBER_FAULT_KAFKA_PORT", DEFAULT_KAFKA_PORT)),
+            int(os.environ.get("MYNUMBER_FAULT_MONGODB_PORT", DEFAULT_MONGODB_PORT)),
+        )
+
+    @property
+    def kafka(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def mongodb(self) -> str:
+        return f"mongodb://127.0.0.1:{self.mongodb_port}/"
+
+    @contextlib.contextmanager
+    def _environment(self) -> Iterator[None]:
+        if self.kafka_port in (9092, 9093) or self.mongodb_port == 27017:
+            raise RuntimeError("the private fault stack must not use the shared servers' ports")
+        wanted = {
+            "MYNUMBER_STACK_DIR": str(self.directory),
+            "MYNUMBER_KAFKA_PORT": str(self.kafka_port),
+            "MYNUMBER_KAFKA_CONTROLLER_PORT": str(self.kafka_port + 1),
+            "MYNUMBER_MONGODB_PORT": str(self.mongodb_port),
+        }
+        saved = {name: os.environ.get(name) for name in wanted}
+        os.environ.update(wanted)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+    def missing_tools(self) -> str | None:
+        """Why the native stack cannot be built here, or None. Cached builds need no tools."""
+        if not shutil.which("java") and not os.environ.get("JAVA_HOME"):
+            return "java (17+) is not installed: the private Kafka broker cannot run"
+        kafka_ready = (native_stack.kafka_home() / "libs" / f"kafka_2.13-{native_stack.KAFKA_VERSION}.jar").is_file()
+        if not kafka_ready and not shutil.which("mvn"):
+            return "Maven is not installed and the Kafka jars are not cached: the private broker cannot be provisioned"
+        if not native_stack.ferretdb_binary().is_file() and not shutil.which("go"):
+            return "Go is not installed and FerretDB is not built: the private MongoDB-compatible server cannot run"
+        return None
+
+    def up(self, *, fresh: bool = True) -> None:
+        """Start both servers; `fresh` first stops leftovers of an earlier run and drops their data."""
+        with self._environment():
+            if fresh:
+                native_stack.down()
+                for name in ("kafka", "ferretdb"):
+                    shutil.rmtree(self.directory / name, ignore_errors=True)
+            native_stack.up()
+
+    def down(self) -> None:
+        with self._environment():
+            native_stack.down()
+
+    def stop_kafka(self) -> None:
+        with self._environment():
+            native_stack.stop_kafka()
+
+    def start_kafka(self) -> None:
+        with self._environment():
+            native_stack.start_kafka()
+
+    def restart_kafka(self) -> None:
+        with self._environment():
+            native_stack.restart_kafka()
+
+    def stop_mongodb(self) -> None:
+        with self._environment():
+            native_stack.stop_mongodb()
+
+    def start_mongodb(self) -> None:
+        with self._environment():
+            native_stack.start_mongodb()
+
+    def restart_mongodb(self) -> None:
+        with self._environment():
+            native_stack.restart_mongodb()
