@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from mynumber_contracts import ResidentAttributes, Sex
 from mynumber_contracts.benefits import (
     AccountChannel,
     AccountFlagged,
@@ -22,10 +23,11 @@ from mynumber_contracts.benefits import (
     RegisterReceivingAccount,
     SubmitPayoutChunk,
 )
+from mynumber_contracts.enrollment import ResidentAttributesChanged, ResidentDeceased
 
 from services.benefits import domain
 from services.benefits.bank_simulator import FaultPlan
-from tests.benefits.conftest import PAYING_AGENCY, PENSION, PORTAL, Benefits, an_account
+from tests.benefits.conftest import ENROLLMENT, PAYING_AGENCY, PENSION, PORTAL, Benefits, an_account, eventually
 from tests.support.kafka import TopicReader
 
 
@@ -128,3 +130,41 @@ async def test_while_the_bank_answers_500_the_payment_stays_pending_and_the_stat
     report = (await benefits.http.get("/batches/b-831/reconciliation")).json()
     assert report["paid"] == {"count": 1, "total_yen": 7_000} and report["pending"]["count"] == 0
     assert report["balanced"] and report["matches_bank_statement"]
+
+
+async def test_the_read_model_follows_name_changes_and_deaths_from_enrollment(benefits: Benefits):
+    number = await benefits.resident(841, kana="オオタ ナオ", kanji="太田 奈緒", address="札幌市1")
+    person_ref = benefits.ref(number)
+    married = ResidentAttributes(name_kanji="木村 奈緒", name_kana="キムラ ナオ", date_of_birth=date(1985, 5, 5),
+                                 sex=Sex.female, address="札幌市1")
+    changed = ResidentAttributesChanged(person_ref=person_ref, attributes=married, changed=["name_kanji", "name_kana"],
+                                        effective_on=date(2026, 6, 1), signing_certificate_invalidated=True)
+    await benefits.partner.send_record(changed.topic(benefits.namespace),
+                                       benefits.partner.record(changed, subject=person_ref, source=ENROLLMENT))
+    await eventually(lambda: _has_kana(benefits, person_ref, "キムラ ナオ"), what="the new name in the read model")
+
+    async def register(request_id: str, holder: str) -> dict:
+        await benefits.send(RegisterReceivingAccount(request_id=request_id, my_number=number, channel=AccountChannel.portal,
+                                                     account=an_account(number="8410000", holder=holder)),
+                            subject=request_id, source=PORTAL)
+        await benefits.facts.wait_for(lambda records: any(r.json().get("request_id") == request_id for r in records),
+                                      what=request_id)
+        return next(r.json() for r in benefits.facts.records if r.json().get("request_id") == request_id)
+
+    assert (await register("old-name", "オオタ ナオ"))["reason"] == "holder_name_mismatch"
+    assert (await register("new-name", "キムラ ナオ"))["withheld"] is False
+    death = ResidentDeceased(person_ref=person_ref, died_on=date(2026, 6, 10))
+    await benefits.partner.send_record(death.topic(benefits.namespace),
+                                       benefits.partner.record(death, subject=person_ref, source=ENROLLMENT))
+    await eventually(lambda: _has_status(benefits, person_ref, "deceased"), what="the death in the read model")
+    assert (await register("after-death", "キムラ ナオ"))["reason"] == "resident_deceased"
+
+
+async def _has_kana(benefits: Benefits, person_ref: str, kana: str) -> bool:
+    resident = await benefits.store.resident(person_ref)
+    return resident is not None and resident.name_kana == kana
+
+
+async def _has_status(benefits: Benefits, person_ref: str, status: str) -> bool:
+    resident = await benefits.store.resident(person_ref)
+    return resident is not None and resident.status.value == status
