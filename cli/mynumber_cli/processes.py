@@ -102,7 +102,7 @@ def environment(kafka: str, mongodb: str, extra: dict[str, str] | None = None) -
         {
             "MYNUMBER_KAFKA_BOOTSTRAP_SERVERS": kafka,
             "MYNUMBER_MONGODB_URL": mongodb,
-            "MYNUMBER_BANK_URL": BANK_SIMULATOR.url,
+            "MYNUMBER_BANK_BASE_URL": BANK_SIMULATOR.url,
             "MYNUMBER_LOG_LEVEL": env.get("MYNUMBER_LOG_LEVEL", "INFO"),
         }
     )
