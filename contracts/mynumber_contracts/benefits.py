@@ -20,6 +20,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PositiveInt, S
 
 from .base import Fact, PartnerRequest
 from .identity import MyNumber, NameKana, PersonRef
+from .partners import PartnerType
 
 SERVICE = "benefits"
 MAX_CHUNK_RECIPIENTS = 5000
@@ -168,6 +169,7 @@ class RegisterReceivingAccount(_Request):
     """Register, or replace, a person's receiving account (portal, tax return, bank counter, pension claim)."""
 
     event_type: ClassVar[str] = "jp.mynumber.benefits.register_receiving_account.v1"
+    publishers: ClassVar[frozenset[str]] = frozenset({PartnerType.portal, PartnerType.tax_agency, PartnerType.bank, PartnerType.pension_service})
 
     request_id: RequestId
     my_number: MyNumber
@@ -177,6 +179,7 @@ class RegisterReceivingAccount(_Request):
 
 class DeleteReceivingAccount(_Request):
     event_type: ClassVar[str] = "jp.mynumber.benefits.delete_receiving_account.v1"
+    publishers: ClassVar[frozenset[str]] = frozenset({PartnerType.portal, PartnerType.bank})
 
     request_id: RequestId
     my_number: MyNumber
@@ -186,6 +189,7 @@ class ProposePensionAccount(_Request):
     """The pension service proposes its account (opt-out route); the notice goes out on `notified_on`."""
 
     event_type: ClassVar[str] = "jp.mynumber.benefits.propose_pension_account.v1"
+    publishers: ClassVar[frozenset[str]] = frozenset({PartnerType.pension_service})
 
     proposal_id: RequestId
     my_number: MyNumber
@@ -197,6 +201,7 @@ class RefusePensionAccount(_Request):
     """The holder returned the refusal postcard."""
 
     event_type: ClassVar[str] = "jp.mynumber.benefits.refuse_pension_account.v1"
+    publishers: ClassVar[frozenset[str]] = frozenset({PartnerType.pension_service})
 
     proposal_id: RequestId
     my_number: MyNumber
@@ -207,6 +212,7 @@ class RecordBankCodeChange(_Request):
     """A bank merger changed a bank code (every branch) or one branch code."""
 
     event_type: ClassVar[str] = "jp.mynumber.benefits.record_bank_code_change.v1"
+    publishers: ClassVar[frozenset[str]] = frozenset({PartnerType.bank_registry})
 
     request_id: RequestId
     old_bank_code: BankCode
@@ -230,6 +236,7 @@ class AnnouncePayoutBatch(_Request):
     """The header of a payout batch: its control totals and how many chunks follow."""
 
     event_type: ClassVar[str] = "jp.mynumber.benefits.announce_payout_batch.v1"
+    publishers: ClassVar[frozenset[str]] = frozenset({PartnerType.paying_agency})
 
     batch_id: BatchId
     programme: Programme
@@ -241,6 +248,7 @@ class AnnouncePayoutBatch(_Request):
 
 class SubmitPayoutChunk(_Request):
     event_type: ClassVar[str] = "jp.mynumber.benefits.submit_payout_chunk.v1"
+    publishers: ClassVar[frozenset[str]] = frozenset({PartnerType.paying_agency})
 
     batch_id: BatchId
     chunk_index: int = Field(ge=0, description="0-based position of the chunk in the batch.")

@@ -27,6 +27,7 @@ class PartnerType(StrEnum):
     portal = "portal"  # the government's online portal, acting for a holder
     tax_agency = "tax-agency"
     bank = "bank"
+    bank_registry = "bank-registry"  # the keeper of bank and branch codes (bank mergers)
 
 
 def partner_type_of(partner_id: str) -> PartnerType | None:
