@@ -1,5 +1,10 @@
 """The insurance HTTP API: eligibility checks for hospitals, the link review queue and the
-operator's decision, certificates and audit per person, released medical data, and the sweeps."""
+operator's decision, certificates per person, released medical data, and the sweeps.
+
+Every route needs a bearer token (the kit's MYNUMBER_HTTP_API_TOKENS). Operator routes need the
+principal `operator`; a medical institution's principal is `medical-institution/<code>`, and a
+release of medical data is readable by the institution it was released to only.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +18,13 @@ from mynumber_contracts.insurance import (
     CopayCategory,
     EligibilityDenialReason,
     HeldReason,
-    InstitutionCode,
     LinkDecision,
     MatchedAttribute,
     MedicalDataType,
 )
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.kit.auth import OPERATOR, authenticated_principal, operator
 from services.kit.clock import today
 from services.kit.http import service_deps, service_of
 from services.kit.messaging import EventService
@@ -40,6 +45,19 @@ from .handlers import (
 router = APIRouter()
 Deps = Annotated[InsuranceDeps, Depends(service_deps)]
 Service = Annotated[EventService[InsuranceDeps], Depends(service_of)]
+Operator = Annotated[str, Depends(operator)]
+Principal = Annotated[str, Depends(authenticated_principal)]
+INSTITUTION_PREFIX = "medical-institution/"
+
+
+def medical_institution_or_operator(principal: Principal) -> str:
+    """FastAPI dependency: eligibility is for medical institutions (and operators)."""
+    if principal != OPERATOR and not principal.startswith(INSTITUTION_PREFIX):
+        raise HTTPException(403, "eligibility checks are for medical institutions")
+    return principal
+
+
+Checker = Annotated[str, Depends(medical_institution_or_operator)]
 
 
 class _View(BaseModel):
@@ -120,7 +138,7 @@ class SweepReport(_View):
     tags=["eligibility"],
     summary="Online eligibility check by the card's certificate id (one indexed lookup).",
 )
-async def get_eligibility(deps: Deps, certificate_id: Annotated[str, Path(min_length=1, max_length=128)]) -> EligibilityView:
+async def get_eligibility(deps: Deps, _: Checker, certificate_id: Annotated[str, Path(min_length=1, max_length=128)]) -> EligibilityView:
     record = await deps.store.eligibility_record(certificate_id)
     answer = answer_eligibility(record, today=today(deps.clock), no_card_surcharge=deps.settings.no_card_surcharge)
     membership = answer.membership
@@ -146,7 +164,7 @@ def _member_view(document: dict[str, Any]) -> MemberView:
     summary="A member record and its link state.",
     responses={404: {"description": "No such member record."}},
 )
-async def get_member(deps: Deps, insurer_number: str, member_symbol: str, member_number: str) -> MemberView:
+async def get_member(deps: Deps, _: Operator, insurer_number: str, member_symbol: str, member_number: str) -> MemberView:
     document = await deps.store.member_document(member_key(insurer_number, member_symbol, member_number))
     if document is None:
         raise HTTPException(404, "no such member record")
@@ -154,7 +172,7 @@ async def get_member(deps: Deps, insurer_number: str, member_symbol: str, member
 
 
 @router.get("/links/held", response_model=list[MemberView], tags=["linking"], summary="The review queue: member records held, with the reason.")
-async def list_held(deps: Deps, insurer_number: Annotated[str | None, Query(pattern=r"^[0-9]{6,8}$")] = None) -> list[MemberView]:
+async def list_held(deps: Deps, _: Operator, insurer_number: Annotated[str | None, Query(pattern=r"^[0-9]{6,8}$")] = None) -> list[MemberView]:
     return [_member_view(d) for d in await deps.store.held_members(insurer_number)]
 
 
@@ -166,7 +184,7 @@ async def list_held(deps: Deps, insurer_number: Annotated[str | None, Query(patt
     responses={404: {"description": "No such member record."}, 409: {"description": "The record is not held."},
                422: {"description": "The person is unknown or deceased, or the command is invalid."}},
 )
-async def post_link_resolution(deps: Deps, service: Service, insurer_number: str, member_symbol: str, member_number: str,
+async def post_link_resolution(deps: Deps, service: Service, _: Operator, insurer_number: str, member_symbol: str, member_number: str,
                                command: LinkResolutionCommand) -> MemberView:
     if command.decision is LinkDecision.link and command.person_ref is None:
         raise HTTPException(422, "linking needs person_ref")
@@ -188,7 +206,7 @@ async def post_link_resolution(deps: Deps, service: Service, insurer_number: str
 
 @router.get("/people/{person_ref}/certificates", response_model=list[CertificateView], tags=["certificates"],
             summary="The person's eligibility certificates (current one per membership).")
-async def get_certificates(deps: Deps, person_ref: PersonRef) -> list[CertificateView]:
+async def get_certificates(deps: Deps, _: Operator, person_ref: PersonRef) -> list[CertificateView]:
     person = await deps.store.person(person_ref)
     views = []
     for key in person.member_keys if person else ():
@@ -207,12 +225,12 @@ async def get_certificates(deps: Deps, person_ref: PersonRef) -> list[Certificat
     "/medical-data/releases/{release_id}",
     response_model=MedicalDataReleaseView,
     tags=["medical data"],
-    summary="The records of a release, for the institution it was released to only.",
+    summary="The records of a release, for the institution it was released to only (by its token).",
     responses={404: {"description": "No such release for this institution."}},
 )
-async def get_release(deps: Deps, release_id: str, institution_code: Annotated[InstitutionCode, Query()]) -> MedicalDataReleaseView:
+async def get_release(deps: Deps, principal: Principal, release_id: str) -> MedicalDataReleaseView:
     release = await deps.store.release(release_id)
-    if release is None or release["institution_code"] != institution_code:
+    if release is None or principal != f"{INSTITUTION_PREFIX}{release['institution_code']}":
         raise HTTPException(404, "no such release for this institution")  # never confirm another institution's release
     data_type = MedicalDataType(release["data_type"])
     covers_from, covers_until = date.fromisoformat(release["covers_from"]), date.fromisoformat(release["covers_until"])
@@ -233,13 +251,13 @@ async def _publish(service: EventService[InsuranceDeps], outcome: SweepOutcome, 
 
 @router.post("/operations/certificate-renewal", response_model=SweepReport, tags=["operations"],
              summary="Renewal sweep: renew certificates ending soon that are still needed; issue them where card certificates expired.")
-async def post_certificate_renewal(deps: Deps, service: Service, as_of: date | None = None) -> SweepReport:
+async def post_certificate_renewal(deps: Deps, service: Service, _: Operator, as_of: date | None = None) -> SweepReport:
     day = as_of or today(deps.clock)
     return await _publish(service, await renew_certificates(deps, day), day)
 
 
 @router.post("/operations/certificate-expiry", response_model=SweepReport, tags=["operations"],
              summary="Expiry sweep: end certificates whose validity has passed (a new one if still needed).")
-async def post_certificate_expiry(deps: Deps, service: Service, as_of: date | None = None) -> SweepReport:
+async def post_certificate_expiry(deps: Deps, service: Service, _: Operator, as_of: date | None = None) -> SweepReport:
     day = as_of or today(deps.clock)
     return await _publish(service, await expire_certificates(deps, day), day)

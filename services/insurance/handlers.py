@@ -251,13 +251,14 @@ def _link_facts(document: dict[str, Any]) -> list[Fact]:
 
 
 async def _decide_and_save(deps: InsuranceDeps, key: str, *, claimed: str | None, attributes: ResidentAttributes,
-                           fields: dict[str, Any], cause_id: str) -> tuple[dict[str, Any], LinkOutcome]:
+                           fields: dict[str, Any], existing: bool) -> tuple[dict[str, Any], LinkOutcome]:
     store = deps.store
     resident: RegisteredResident | None = await store.registered_resident(claimed) if claimed else None
     same_attributes = await store.residents_with(attributes) if resident else []
     outcome = decide_link(claimed_person_ref=claimed, resident=resident, insurer_attributes=attributes,
                           residents_with_same_attributes=same_attributes)
-    document = await store.save_member(key, {
+    save = store.save_member if existing else store.create_member
+    document = await save(key, {
         **fields,
         "claimed_person_ref": claimed,
         "link_state": LinkState.linked if outcome.linked else LinkState.held,
@@ -289,7 +290,7 @@ async def enroll_member(event: EnrollMember, ctx: HandlerContext[InsuranceDeps])
             return facts
         if existing and existing["status"] == MembershipStatus.active.value and existing["link_state"] == LinkState.linked.value:
             return [_rejected(event, RejectionReason.already_enrolled, "this member record is already enrolled and linked")]
-        document, outcome = await _decide_and_save(deps, key, claimed=claimed, attributes=event.attributes, cause_id=ctx.envelope.id, fields={
+        document, outcome = await _decide_and_save(deps, key, claimed=claimed, attributes=event.attributes, existing=existing is not None, fields={
             "insurer_number": event.insurer_number, "member_symbol": event.member_symbol, "member_number": event.member_number,
             "attributes": event.attributes, "copay_category": event.copay_category, "enrolled_on": event.enrolled_on,
             "request_id": event.request_id, "resolution": None, "withdrawn_on": None,
@@ -314,7 +315,7 @@ async def _link_pending_members(deps: InsuranceDeps, person_ref: str, ctx: Handl
             and document["status"] == MembershipStatus.active.value
         ):
             attributes = ResidentAttributes.model_validate(document["attributes"])
-            document, outcome = await _decide_and_save(deps, key, claimed=person_ref, attributes=attributes, fields={}, cause_id=ctx.envelope.id)
+            document, outcome = await _decide_and_save(deps, key, claimed=person_ref, attributes=attributes, fields={}, existing=True)
             facts += _link_facts(document)
             linked_any = linked_any or outcome.linked
         await deps.store.clear_pending(person_ref, key)
