@@ -31,6 +31,7 @@ from .config import Scale
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_TOKEN = "bench-token-0123456789abcdef"
+BENCH_PRINCIPAL = "medical-institution/1312345678"  # the eligibility check is for medical institutions
 OPERATOR_TOKEN = "operator-token-0123456789abcdef"
 
 
@@ -395,7 +396,8 @@ class ServiceProcess:
             "MYNUMBER_HTTP_HOST": "127.0.0.1",
             "MYNUMBER_HTTP_PORT": str(self.port),
             "MYNUMBER_LOG_LEVEL": "WARNING",
-            "MYNUMBER_API_TOKENS": f"bench={BENCH_TOKEN},operator={OPERATOR_TOKEN}",
+            "MYNUMBER_API_TOKENS": f"{BENCH_PRINCIPAL}={BENCH_TOKEN},operator={OPERATOR_TOKEN}",
+            "MYNUMBER_HTTP_API_TOKENS": f"{BENCH_PRINCIPAL}={BENCH_TOKEN},operator={OPERATOR_TOKEN}",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")])),
         })
         env.update(self.extra_env)

@@ -70,7 +70,8 @@ async def run(ctx: Context) -> dict[str, Any]:
         paths = [f"/eligibility/{p.certificate_id}" for p in group]
         async with httpx.AsyncClient(base_url=process.url, headers={"Authorization": f"Bearer {BENCH_TOKEN}"}) as http:
             sample = await http.get(paths[0])
-            sample_answer = sample.json() if sample.status_code == 200 else {"status_code": sample.status_code}
+            sample_answer = sample.json() if sample.status_code == 200 else {"status_code": sample.status_code,
+                                                                               "detail": sample.text[:300]}
             for path in paths[:50]:  # warm the connection pool and the caches the way a day of traffic would
                 await http.get(path)
         paths_file = ctx.logs / f"eligibility-paths-{ctx.run_id}.txt"
@@ -96,7 +97,7 @@ async def run(ctx: Context) -> dict[str, Any]:
             "service": "insurance",
             "metrics": {
                 "route": "GET /eligibility/{certificate_id}", "cards": n, "linked": linked, "registered_for_insurance": registered,
-                "sample_answer_eligible": sample_answer.get("eligible"),
+                "sample_answer_eligible": sample_answer.get("eligible"), "sample_answer": sample_answer,
                 "offered_rate_per_s": rate, "achieved_rate_per_s": round(achieved, 1), "seconds": seconds,
                 "requests": wrk_result["requests"], "errors": wrk_result["errors"],
                 "p50_ms": latency["p50"] / 1000, "p75_ms": latency["p75"] / 1000, "p90_ms": latency["p90"] / 1000,
