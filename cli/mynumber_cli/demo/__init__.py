@@ -41,6 +41,12 @@ class DemoContext:
     http: httpx.AsyncClient
     notes: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def operator(self) -> dict[str, str]:
+        from services.kit.settings import DEVELOPMENT_API_TOKENS
+
+        return {"Authorization": f"Bearer {DEVELOPMENT_API_TOKENS.split('=', 1)[1]}"}
+
     def url(self, service: str) -> str:
         return processes.service(service).url
 

@@ -9,7 +9,7 @@ from mynumber_contracts import encode_event, topics
 from mynumber_contracts.enrollment import ApplyForCard, Channel
 from mynumber_contracts.signing import generate_private_key, sign_record
 
-from . import DemoContext, enrollment_traffic, licensing_traffic
+from . import DemoContext, benefits_traffic, enrollment_traffic, licensing_traffic
 
 
 async def municipal_registry(context: DemoContext) -> None:
@@ -114,11 +114,60 @@ async def licences_and_vehicles(context: DemoContext) -> None:
     await context.settle()
 
 
+async def receiving_accounts(context: DemoContext) -> None:
+    adults = [p for p in context.people if "adult" in p.tags and "abroad" not in p.tags]
+    children = [p for p in context.people if {"child", "infant"} & p.tags]
+    accounts = benefits_traffic.accounts(adults, children, context.rng)
+    await context.publish("receiving accounts registered", accounts)
+    registered = {e.subject for e in accounts}
+    proposals = benefits_traffic.pension_proposals([p for p in adults if p.digits not in registered], context.today,
+                                                   context.rng)
+    await context.publish("pension opt-out proposals and refusals", proposals)
+    await context.settle()
+    from datetime import timedelta
+
+    day_45 = context.today + timedelta(days=45)
+    answer = await context.http.post(f"{context.url('benefits')}/operations/opt-out-sweep",
+                                     params={"as_of": day_45.isoformat()}, headers=context.operator)
+    answer.raise_for_status()
+    context.notes["opt_out_sweep"] = answer.json()
+    await context.settle()
+
+
+async def child_benefit(context: DemoContext) -> None:
+    import asyncio
+    import time
+
+    children = [p for p in context.people if {"child", "infant"} & p.tags]
+    batch_id = f"child-benefit-{context.today:%Y-%m}"
+    events = benefits_traffic.child_benefit_batch(children, batch_id, f"{context.today:%Y-%m}")
+    await context.publish("child-benefit payout batch", events)
+    await context.settle()
+    url = f"{context.url('benefits')}/batches/{batch_id}/reconciliation"
+    task = context.progress.add_task("payments through the bank simulator", total=len(children))
+    deadline = time.monotonic() + 600
+    report = None
+    while time.monotonic() < deadline:
+        answer = await context.http.get(url, headers=context.operator)
+        if answer.status_code == 200:
+            report = answer.json()
+            done = report["control"]["count"] - report["pending"]["count"]
+            context.progress.update(task, completed=done)
+            if report["pending"]["count"] == 0:
+                break
+        await asyncio.sleep(1)
+    answer = await context.http.post(f"{context.url('benefits')}/batches/{batch_id}/reconcile", headers=context.operator)
+    context.notes["reconciliation"] = answer.json() if answer.status_code == 200 else report
+    await context.settle()
+
+
 PHASES = [
     ("resident registry", municipal_registry),
     ("card applications", card_applications),
     ("lost cards", lost_cards),
     ("licences and vehicles", licences_and_vehicles),
+    ("receiving accounts", receiving_accounts),
+    ("child benefit", child_benefit),
     ("malformed and forged", malformed_and_forged),
 ]
 
@@ -139,4 +188,26 @@ def licensing_section(context, contents) -> list[tuple[str, str, str]]:
     return rows
 
 
-REPORT_SECTIONS = [licensing_section]
+def benefits_section(context, contents) -> list[tuple[str, str, str]]:
+    from collections import Counter
+
+    rows = [("Benefits", "receiving accounts registered", f"{len(contents.of('jp.mynumber.benefits.account_registered.v1')):,}")]
+    for reason, count in sorted(Counter(f["reason"] for f in contents.of("jp.mynumber.benefits.account_registration_refused.v1")).items()):
+        rows.append(("Rejections by reason", f"benefits account: {reason}", f"{count:,}"))
+    rows.append(("Benefits", "accounts flagged as shared", f"{len(contents.of('jp.mynumber.benefits.account_flagged.v1')):,}"))
+    for outcome, count in sorted(Counter(f.get("outcome", "?") for f in contents.of("jp.mynumber.benefits.opt_out_concluded.v1")).items()):
+        rows.append(("Benefits", f"pension opt-out: {outcome}", f"{count:,}"))
+    report = context.notes.get("reconciliation")
+    if report:
+        for line in ("paid", "held", "failed", "pending"):
+            rows.append(("Child benefit", f"payments {line} (¥{report[line]['total_yen']:,})", f"{report[line]['count']:,}"))
+        control = report["control"]
+        rows.append(("Child benefit", f"control totals (¥{control['total_yen']:,})", f"{control['count']:,}"))
+        rows.append(("Child benefit", f"bank statement (¥{report['bank_statement']['total_yen']:,})",
+                     f"{report['bank_statement']['count']:,}"))
+    for reason, count in sorted(Counter(f["reason"] for f in contents.of("jp.mynumber.benefits.payment_held.v1")).items()):
+        rows.append(("Child benefit", f"held: {reason}", f"{count:,}"))
+    return rows
+
+
+REPORT_SECTIONS = [licensing_section, benefits_section]
