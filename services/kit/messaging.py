@@ -29,6 +29,7 @@ import dataclasses
 import inspect
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -172,6 +173,15 @@ async def _tolerant_parser(record: ConsumerRecord, original_parser: Callable[[An
         return await original_parser(dataclasses.replace(record, headers=sanitised))
 
 
+# JSON may carry U+0000 escaped (an even run of backslashes before it is not an escape of the escape).
+_ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _holds_nul_character(value: bytes | None) -> bool:
+    """NUL characters are never stored (FerretDB v1 and logs): such input is bad input."""
+    return bool(value) and _ESCAPED_NUL.search(value) is not None
+
+
 def _utf8_or_replacement(value: bytes | None) -> bytes:
     try:
         (value or b"").decode()
@@ -199,6 +209,8 @@ class _DeadLetterMiddleware(BaseMiddleware):
         record: ConsumerRecord = self.msg
         envelope = parse_headers(record.headers or ())
         await self.service.before_processing(envelope, record)
+        if _holds_nul_character(record.value):
+            raise EnvelopeError(DeadLetterReason.SCHEMA_VIOLATION, "a string in the payload holds a NUL character (U+0000)")
         received = ReceivedEvent(
             envelope=envelope,
             digest=content_digest(envelope, record.value or b""),
