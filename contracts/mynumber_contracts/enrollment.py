@@ -14,8 +14,8 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import AwareDatetime, Field, StringConstraints, model_validator
 
 from .base import Fact, PartnerRequest
-from .partners import PartnerType
 from .identity import Address, MyNumber, NameKana, NameKanji, PersonRef, ResidentAttributes
+from .partners import PartnerType
 
 SERVICE = "enrollment"
 
@@ -431,6 +431,7 @@ class RequestResidenceCertificate(_Request):
     """
 
     event_type: ClassVar[str] = "jp.mynumber.enrollment.request_residence_certificate.v1"
+    publishers: ClassVar[frozenset[str]] = frozenset({PartnerType.convenience_store_kiosk})
 
     kiosk_id: KioskId
     request_id: str = Field(min_length=1, max_length=100, description="The kiosk's id for this request; the answer carries it.")

@@ -78,7 +78,6 @@ class EnrollmentStore:
         await self.cards.create_index([("state", 1), ("expires_on", 1)])
         await self.cards.create_index("expiry_fact_pending", sparse=True)
         await self.residents.create_index([("municipality_code", 1), ("attributes.address", 1)])
-        await self.assignments.create_index("number_index", unique=True, name="number_index_unique")
         await self.assignments.create_index("number_key_id")
 
     # -- residents --------------------------------------------------------------------------
@@ -165,13 +164,15 @@ class EnrollmentStore:
     async def assign_numbers(self, keys: Sequence[str], *, at: datetime) -> dict[str, MyNumber]:
         """The number assigned to each request key, assigning new ones where needed.
 
-        A new number is drawn with `secrets`; the unique `_id` of `number_registry` (its blind
-        index) refuses any number the registry ever held, so a collision is drawn again. The
-        unique `_id` of `number_assignments` (the key) makes a replay, on any instance, get the
-        first number; a number reserved by the loser of that race is retired, never reused.
+        Insert-first, so it holds with any number of instances and never reads before it writes:
+        a number is drawn with `secrets` and reserved in `number_registry`, whose unique `_id`
+        (the blind index) refuses any number the registry ever held, so a collision is drawn
+        again. Then the key is claimed in `number_assignments` (unique `_id`): if the key was
+        claimed before (a replay, on any instance), the first number stands and the one just
+        reserved is retired unused. Numbers are never released, so none is ever reused.
         """
-        assigned = {d["_id"]: self._open(d) async for d in self.assignments.find({"_id": {"$in": list(keys)}})}
-        pending = [key for key in dict.fromkeys(keys) if key not in assigned]
+        assigned: dict[str, MyNumber] = {}
+        pending = list(dict.fromkeys(keys))
         while pending:
             drawn = {key: random_number() for key in pending}
             collided = await _insert_many(
@@ -179,19 +180,17 @@ class EnrollmentStore:
                 [{"_id": self.vault.blind_index(number), "source": "assigned", "key": key, "at": at}
                  for key, number in drawn.items()],
             )
-            reserved = {key: number for i, (key, number) in enumerate(drawn.items()) if i not in collided}
+            reserved = [(key, number) for i, (key, number) in enumerate(drawn.items()) if i not in collided]
             documents = []
-            for key, number in reserved.items():
+            for key, number in reserved:
                 sealed = self.vault.seal(number, bound_to=key)
-                documents.append({"_id": key, "number_index": self.vault.blind_index(number),
-                                  "number_key_id": sealed.key_id, "number_ciphertext": sealed.ciphertext, "assigned_at": at})
-            raced = await _insert_many(self.assignments, documents)
-            for i, (key, number) in enumerate(reserved.items()):
-                if i not in raced:
-                    assigned[key] = number
-            lost = [key for i, key in enumerate(reserved) if i in raced]
-            if lost:
-                assigned.update({d["_id"]: self._open(d) async for d in self.assignments.find({"_id": {"$in": lost}})})
+                documents.append({"_id": key, "number_key_id": sealed.key_id, "number_ciphertext": sealed.ciphertext,
+                                  "assigned_at": at})
+            claimed_before = await _insert_many(self.assignments, documents)
+            assigned |= {key: number for i, (key, number) in enumerate(reserved) if i not in claimed_before}
+            replayed = [reserved[i][0] for i in sorted(claimed_before)]
+            if replayed:
+                assigned |= {d["_id"]: self._open(d) async for d in self.assignments.find({"_id": {"$in": replayed}})}
             pending = [key for key in pending if key not in assigned]
         return {key: assigned[key] for key in keys}
 

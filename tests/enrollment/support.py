@@ -60,6 +60,7 @@ def registration(
     name_kanji: str = "山田 太郎",
     name_kana: str = "ヤマダ タロウ",
     address: str = "東京都千代田区永田町1-7-1",
+    sex: Sex = Sex.male,
     request_id: str | None = None,
     municipality_code: str = MUNICIPALITY,
 ) -> RegisterResident:
@@ -68,7 +69,7 @@ def registration(
         municipality_code=municipality_code,
         my_number=number,
         attributes=ResidentAttributes(
-            name_kanji=name_kanji, name_kana=name_kana, date_of_birth=born, sex=Sex.male, address=address
+            name_kanji=name_kanji, name_kana=name_kana, date_of_birth=born, sex=sex, address=address
         ),
         nationality=nationality,
         residence_status=residence_status,
