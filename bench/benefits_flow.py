@@ -16,7 +16,7 @@ from .common import Context
 async def run(ctx: Context) -> dict[str, Any]:
     from . import payout
 
-    result = await payout.run_batch(ctx, ctx.scale.flow_people, "flow_benefits", ctx.scale.drain_deadline_seconds)
+    result = await payout.run_batch(ctx, ctx.scale.benefits_flow_recipients, "flow_benefits", ctx.scale.drain_deadline_seconds)
     if result.get("status") == "not_available":
         return result
     metrics = result["metrics"]
@@ -35,6 +35,9 @@ async def run(ctx: Context) -> dict[str, Any]:
             "peak_rss_mb": metrics["peak_rss_mb_by_service"]["benefits"],
             "bank_simulator_peak_rss_mb": metrics["peak_rss_mb_by_service"]["bank-simulator"],
             "signed": True,
+            "cpu": metrics.get("cpu"),
+            "cpu_ms_per_flow": {k: round(v * 1000 / max(1, metrics["settled"]), 2)
+                                for k, v in (metrics.get("cpu") or {}).get("cpu_s", {}).items()},
         },
         "series": {"throughput": result["series"]["settled_per_s"], "rss_mb": result["series"]["rss_mb"]},
         "profile": result.get("profile"),

@@ -588,6 +588,62 @@ async def wait_for_zero_lag(ctx: Context, group: str, topic_names: Sequence[str]
     return False
 
 
+class CpuMeter:
+    """CPU seconds spent by the service process, the database server and the broker over a phase:
+    where the time of a flow goes when the service itself mostly waits."""
+
+    def __init__(self, ctx: Context, service_pid: int | None) -> None:
+        self.pids = {"service": service_pid, "database": _listener_pid(_port(ctx.mongodb)),
+                     "broker": _listener_pid(_port(ctx.kafka))}
+        self._start: dict[str, float] = {}
+        self._began = 0.0
+
+    def start(self) -> None:
+        self._began = time.monotonic()
+        self._start = {k: v for k, v in ((k, _cpu_seconds(p)) for k, p in self.pids.items()) if v is not None}
+
+    def stop(self) -> dict[str, Any]:
+        wall = time.monotonic() - self._began
+        used = {k: round(v - self._start[k], 2) for k, v in ((k, _cpu_seconds(p)) for k, p in self.pids.items())
+                if v is not None and k in self._start}
+        return {"wall_s": round(wall, 2), "cpu_s": used,
+                "cores_busy": {k: round(v / wall, 2) for k, v in used.items()} if wall > 0 else {}}
+
+
+def _port(address: str) -> int | None:
+    tail = address.split("//")[-1].split("/")[0].split(",")[0]
+    try:
+        return int(tail.rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _listener_pid(port: int | None) -> int | None:
+    if port is None:
+        return None
+    try:
+        import psutil
+
+        for connection in psutil.net_connections(kind="tcp"):
+            if connection.status == psutil.CONN_LISTEN and connection.laddr and connection.laddr.port == port:
+                return connection.pid
+    except Exception:
+        return None
+    return None
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    if pid is None:
+        return None
+    try:
+        import psutil
+
+        times = psutil.Process(pid).cpu_times()
+        return times.user + times.system + getattr(times, "children_user", 0) + getattr(times, "children_system", 0)
+    except Exception:
+        return None
+
+
 def summarise_profile(path: Path | None, top: int = 15) -> dict[str, Any] | None:
     """Top functions of a py-spy raw profile: by own time (leaf) and by inclusive time."""
     if path is None or not path.exists():

@@ -15,7 +15,9 @@ class Scale:
     scan_probe_sizes: list[int]  # collection sizes at which one write's cost is probed
     batch_size: int  # Kafka fetch (max_poll_records) and bulk-write batch of the raw ceilings
     flow_people: int  # people (hence completed flows) per service main flow
+    benefits_flow_recipients: int  # the benefits flow is one batch: its unit is a recipient
     latency_rate: float  # offered load of the end-to-end latency run, events per second
+    latency_services: tuple[str, ...]  # services driven at that rate (each needs one person per event)
     latency_seconds: float  # how long that load is offered
     latency_baseline_rate: float  # a light load, to show each hop's latency when the service keeps up (0: skip)
     latency_drain_seconds: float  # facts not seen by then count as later than this (percentiles are censored)
@@ -31,19 +33,21 @@ FULL = Scale(
     mode="full",
     raw_messages=50_000,
     raw_documents=50_000,
-    raw_upserts=2_000,
+    raw_upserts=1_000,
     scan_probe_sizes=[1_000, 10_000, 50_000],
     batch_size=500,
-    flow_people=5_000,
+    flow_people=400,
+    benefits_flow_recipients=20_000,
     latency_rate=1000.0,
-    latency_seconds=10.0,
+    latency_services=("enrollment",),
+    latency_seconds=5.0,
     latency_baseline_rate=5.0,
     latency_drain_seconds=60.0,
     eligibility_rate=500,
     eligibility_seconds=20,
-    eligibility_cards=2_000,
+    eligibility_cards=200,
     payout_recipients=1_000_000,
-    payout_deadline_seconds=660.0,
+    payout_deadline_seconds=600.0,
     drain_deadline_seconds=300.0,
 )
 
@@ -55,7 +59,9 @@ SMOKE = Scale(
     scan_probe_sizes=[100, 300],
     batch_size=100,
     flow_people=15,
+    benefits_flow_recipients=15,
     latency_rate=100.0,
+    latency_services=("enrollment", "insurance", "licensing"),
     latency_seconds=1.0,
     latency_baseline_rate=0.0,
     latency_drain_seconds=60.0,

@@ -215,11 +215,14 @@ async def run_flow(ctx: Context, service: str) -> dict[str, Any]:
         own = topics.for_service(service, ns)
         async with FactWatcher(ctx, [own.facts, own.dead_letter, topics.quarantine_topic(ns)]) as watcher:
             profile = process.start_profiler(f"flow_{service}") if ctx.profile else None
+            cpu = common.CpuMeter(ctx, process.process.pid if process.process else None)
+            cpu.start()
             t0 = time.monotonic()
             publish_seconds = await common.publish_all(ctx, requests)
             done = await watcher.wait_count(spec.done_types + spec.failed_types, n,
                                             deadline_seconds=ctx.scale.drain_deadline_seconds)
             finished = time.monotonic()
+            cpu_used = cpu.stop()
             process.stop_profiler()
             completions = [s.at for s in watcher.seen if s.type in spec.done_types]
             failures = {t: watcher.by_type.get(t, 0) for t in spec.failed_types if watcher.by_type.get(t)}
@@ -239,6 +242,8 @@ async def run_flow(ctx: Context, service: str) -> dict[str, Any]:
                 "setup_s": round(setup_seconds, 3), "setup_facts": len(setup),
                 "peak_rss_mb": process.peak_rss_mb(),
                 "signed": True,
+                "cpu": cpu_used,
+                "cpu_ms_per_flow": {k: round(v * 1000 / max(1, len(completions)), 2) for k, v in cpu_used["cpu_s"].items()},
             },
             "series": {"throughput": common.timeline(completions, t0), "rss_mb": process.rss_series(t0)},
             "profile": common.summarise_profile(profile),

@@ -40,21 +40,26 @@ async def run(ctx: Context) -> dict[str, Any]:
         if missing:
             per_service[service] = baseline[service] = common.not_available(missing)
             continue
-        runs = [(ctx.scale.latency_rate, ctx.scale.latency_seconds, per_service)]
+        runs = [(ctx.scale.latency_rate, ctx.scale.latency_seconds, per_service)] if service in ctx.scale.latency_services else []
         if ctx.scale.latency_baseline_rate > 0:
-            runs.append((ctx.scale.latency_baseline_rate, ctx.scale.latency_seconds, baseline))
+            runs.append((ctx.scale.latency_baseline_rate, 10.0, baseline))
         for rate, seconds, into in runs:
             try:
                 into[service] = await _one(ctx, service, rate, seconds)
             except Exception as exc:
                 into[service] = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}", "metrics": {}}
     measured = {s: r for s, r in per_service.items() if r.get("status") in ("ok", "incomplete")}
+    for service in HOPS:
+        per_service.setdefault(service, {"status": "not_run", "reason": f"not driven at {ctx.scale.latency_rate:g}/s in "
+                                         f"{ctx.scale.mode} mode (one person and setup per event)", "metrics": {}})
     targets = {f"{s}_p99_ms": common.target(r["metrics"].get("p99_ms"), TARGETS["e2e_p99_ms_max"])
                for s, r in measured.items()}
-    peaks = {s: max(filter(None, [r["metrics"].get("peak_rss_mb"), baseline.get(s, {}).get("metrics", {}).get("peak_rss_mb")]),
-                    default=None) for s, r in measured.items()}
+    peaks = {s: max(filter(None, [per_service.get(s, {}).get("metrics", {}).get("peak_rss_mb"),
+                                  baseline.get(s, {}).get("metrics", {}).get("peak_rss_mb")]), default=None)
+             for s in HOPS if s in measured or s in baseline}
+    peaks = {s: v for s, v in peaks.items() if v is not None}
     targets.update({f"{s}_peak_rss_mb": common.target(v, TARGETS["rss_mb_max"]) for s, v in peaks.items()})
-    failed = [s for s, r in {**per_service}.items() if r.get("status") == "failed"]
+    failed = [s for s, r in {**per_service, **baseline}.items() if r.get("status") == "failed"]
     return {
         "status": "failed" if not measured else ("incomplete" if failed else "ok"),
         "offered_rate_per_s": ctx.scale.latency_rate, "offered_seconds": ctx.scale.latency_seconds,

@@ -103,6 +103,9 @@ async def run_batch(ctx: Context, n: int, label: str, deadline_seconds: float) -
                     httpx.AsyncClient(base_url=service.url, timeout=600,
                                       headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}) as http):
             profile = service.start_profiler(label) if ctx.profile else None
+            cpu = common.CpuMeter(ctx, service.process.pid if service.process else None)
+            cpu.pids["bank"] = bank.process.pid if bank.process else None
+            cpu.start()
             t0 = time.monotonic()
             phases["publish_s"] = await common.publish_all(ctx, requests)
             deadline = t0 + deadline_seconds
@@ -129,6 +132,7 @@ async def run_batch(ctx: Context, n: int, label: str, deadline_seconds: float) -
                 await watcher.wait_count([RECONCILED], 1, deadline_seconds=60)
                 outcome = "reconciled"
             finished = time.monotonic()
+            cpu_used = cpu.stop()
             service.stop_profiler()
             settled_times = [s.at for s in watcher.seen if s.type == SETTLED]
             counts = {"settled": watcher.by_type.get(SETTLED, 0), "held": watcher.by_type.get(HELD, 0),
@@ -161,6 +165,7 @@ async def run_batch(ctx: Context, n: int, label: str, deadline_seconds: float) -
                 "bank_statement": statement,
                 **{k: round(v, 2) for k, v in phases.items()},
                 "peak_rss_mb_by_service": {"benefits": service.peak_rss_mb(), "bank-simulator": bank.peak_rss_mb()},
+                "cpu": cpu_used,
             },
             "steady": _steady(settled_times, t0),
             "series": {"settled_per_s": common.timeline(settled_times, t0, bucket=5.0 if n > 100_000 else 1.0),
