@@ -74,8 +74,10 @@ class Figures:
     dead_lettered: Counter[str] = field(default_factory=Counter)  # "service: reason"
     quarantined: Counter[str] = field(default_factory=Counter)  # reason
     poison_unaccounted: list[str] = field(default_factory=list)
+    poison_outcomes: dict[str, Counter[str]] = field(default_factory=dict)  # kind -> where it went, and why
     bank: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    timings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -90,7 +92,8 @@ class Figures:
             "order_violations": len(self.order_violations), "lost_examples": self.lost[:10],
             "duplicated_examples": self.duplicated[:10], "order_examples": self.order_violations[:10],
             "dead_lettered": dict(self.dead_lettered), "quarantined": dict(self.quarantined),
-            "poison_unaccounted": self.poison_unaccounted[:10], "bank": self.bank, "notes": self.notes,
+            "poison_unaccounted": self.poison_unaccounted[:10],
+            "poison_outcomes": {kind: dict(outcomes) for kind, outcomes in self.poison_outcomes.items()}, "bank": self.bank, "notes": self.notes, "timings": self.timings,
             "seconds": round(self.seconds, 1), "passed": self.passed,
         }
 
@@ -159,6 +162,7 @@ async def audit(scenario: Scenario) -> Figures:
     expected = scenario.load.expected
     figures = Figures(scenario.name, events=scenario.total, records_sent=len(scenario.sent_records),
                       poison_sent=len(scenario.poison), notes=list(scenario.notes))
+    figures.timings = list(scenario.timings)
     refs = _person_refs(scenario)
     ns = scenario.namespace
 
@@ -298,9 +302,14 @@ async def audit(scenario: Scenario) -> Figures:
         figures.notes.append(f"bank total ¥{ledger['total_yen']:,} against ¥{expected_yen:,} announced")
 
     # -- bad input: every poison record dead-lettered or quarantined ----------------------------------
-    handled = {letter.original_header("ce_id") for letter in [*letters, *quarantine]}
+    handled = {letter.original_header("ce_id"): f"{letter.topic.split('.')[-2]}: {letter.headers.get('dlq_reason', '?')}"
+               for letter in letters}
+    handled |= {letter.original_header("ce_id"): f"quarantine: {letter.headers.get('dlq_reason', '?')}"
+                for letter in quarantine}
     for poison in scenario.poison:
-        if poison["ce_id"] not in handled:
+        outcome = handled.get(poison["ce_id"])
+        figures.poison_outcomes.setdefault(poison["kind"], Counter())[outcome or "not handled"] += 1
+        if outcome is None:
             figures.poison_unaccounted.append(f"{poison['kind']} ({poison['ce_id']})")
     if not scenario.poison and (letters or quarantine):
         figures.notes.append(f"{len(letters)} dead letters and {len(quarantine)} quarantined events in a clean workload")

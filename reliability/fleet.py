@@ -56,7 +56,7 @@ class Fleet:
     mongodb: str
     namespace: str
     log_dir: Path
-    base_port: int = 38100
+    base_port: int = 24100
     extra_env: dict[str, str] = field(default_factory=dict)
     instances: dict[str, Instance] = field(default_factory=dict)
     bank: Instance | None = None

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from mynumber_contracts import KafkaRecord, topics
 from mynumber_contracts.partners import Partner
 
@@ -30,7 +30,7 @@ from mynumber_cli.demo.runner import Outgoing, SignedPublisher, wait_until_settl
 
 log = logging.getLogger("reliability")
 SEED_FILE = REPO / "config" / "partners.demo.json"
-SLICE = 100
+SLICE = 100  # events per slice at most; small runs use smaller slices so faults land mid-stream
 
 # The benefits requests name no publishers yet; these agencies send them in real life.
 BENEFITS_PUBLISHERS = {
@@ -95,6 +95,7 @@ class Scenario:
     sent_records: list[tuple[str, KafkaRecord]] = field(default_factory=list)  # (topic, record) of every send
     poison: list[dict[str, Any]] = field(default_factory=list)  # what was sent as bad input, and what must follow
     notes: list[str] = field(default_factory=list)
+    timings: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -122,7 +123,7 @@ async def send_slice(scenario: Scenario, batch: Sequence[tuple[str, KafkaRecord,
             scenario.sent_records.extend((topic, record) for topic, record, _ in batch)
             return
         except KafkaError as problem:
-            if time.monotonic() > deadline:
+            if isinstance(problem, MessageSizeTooLargeError) or time.monotonic() > deadline:
                 raise
             scenario.note(f"publishing paused by {type(problem).__name__}; sending the slice again")
             await asyncio.sleep(1.0)
@@ -133,7 +134,7 @@ async def stream(scenario: Scenario, *, hook: Hook | None = None, transform: Tra
     """Publish every phase in slices, call `hook` after each slice, settle after each phase."""
     assert scenario.publisher is not None
     for phase in scenario.load.phases:
-        for part in workload.slices(phase.events, SLICE):
+        for part in workload.slices(phase.events, max(10, min(SLICE, scenario.total // 40))):
             batch = [(e.payload.topic(scenario.namespace), scenario.publisher.record(e), e.subject) for e in part]
             if transform is not None:
                 batch = transform(scenario, batch)
@@ -142,6 +143,7 @@ async def stream(scenario: Scenario, *, hook: Hook | None = None, transform: Tra
             if hook is not None:
                 await hook(scenario, scenario.sent)
         await settle(scenario)
+        scenario.timings.append(f"{phase.name}: {len(phase.events)} events settled at {time.monotonic() - scenario.started:.0f} s")
         if phase_done is not None:
             await phase_done(scenario, phase.name)
 
@@ -183,12 +185,15 @@ async def run_scenario(
     instances_per_service: int = 1,
     extra_env: dict[str, str] | None = None,
     before_stream: Callable[[Scenario], Awaitable[None]] | None = None,
-    base_port: int = 38100,
+    phase_done: Callable[[Scenario, str], Awaitable[None]] | None = None,
+    after_stream: Callable[[Scenario, audit.Figures], None] | None = None,
+    base_port: int = 24100,
 ) -> audit.Figures:
     namespace = f"f{uuid.uuid4().hex[:10]}"
     keys_dir = work_dir / "partner-keys"
     load = workload.build(events)
-    fleet = Fleet(stack.kafka, stack.mongodb, namespace, work_dir / "logs" / f"{name}-{namespace}", base_port=base_port,
+    slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+    fleet = Fleet(stack.kafka, stack.mongodb, namespace, work_dir / "logs" / f"{slug}-{namespace}", base_port=base_port,
                   extra_env=extra_env or {})
     scenario = Scenario(name, stack, fleet, namespace, load, keys_dir)
     await seed_registry(stack.mongodb, namespace, keys_dir)
@@ -200,8 +205,10 @@ async def run_scenario(
             scenario.publisher = publisher
             if before_stream is not None:
                 await before_stream(scenario)
-            await stream(scenario, hook=hook, transform=transform)
+            await stream(scenario, hook=hook, transform=transform, phase_done=phase_done)
         figures = await audit.audit(scenario)
+        if after_stream is not None:
+            after_stream(scenario, figures)
     finally:
         fleet.stop_all()
     figures.seconds = time.monotonic() - scenario.started

@@ -22,8 +22,11 @@ if str(REPO / "cli") not in sys.path:
 
 from mynumber_cli import native_stack  # noqa: E402
 
-DEFAULT_KAFKA_PORT = 39092
-DEFAULT_MONGODB_PORT = 37017
+# Below the kernel's ephemeral range (32768-60999): a client reconnecting in a loop while the
+# server is down can be given the server's own port as its local port (a TCP self-connect), and
+# the restarted server then cannot bind. Ports in that range made a broker restart fail here.
+DEFAULT_KAFKA_PORT = 24092
+DEFAULT_MONGODB_PORT = 24017
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,65 @@
+"""`python -m reliability`: run the fault suite and the incident replays, then write the figures
+table into docs/reliability.md.
+
+    python -m reliability                  # 20,000 events per fault scenario (the full run)
+    python -m reliability --events 2000    # a quicker run
+    python -m reliability --only kill,bank # some scenarios (names: kill kafka mongodb bank poison duplicates scale)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+
+from . import report
+from .stack import REPO
+
+TESTS = {
+    "kill": "test_kill_9_one_instance_of_each_service_in_turn",
+    "kafka": "test_restart_the_kafka_broker_mid_stream",
+    "mongodb": "test_restart_the_mongodb_server_mid_stream_services_back_off_without_crashing",
+    "bank": "test_bank_times_out_and_answers_500_for_a_while",
+    "poison": "test_poison_messages_at_5_percent_are_dead_lettered_or_quarantined_and_stall_nothing",
+    "duplicates": "test_every_event_delivered_twice_and_reordered_across_keys",
+    "scale": "test_scale_out_two_instances_per_service_with_a_rebalance_each_way",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m reliability", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=20_000, help="partner events per fault scenario (default 20,000)")
+    parser.add_argument("--only", default="", help="comma-separated scenario names; default: all")
+    parser.add_argument("--no-incidents", action="store_true", help="skip the incident replays")
+    parser.add_argument("--document", default=str(REPO / "docs" / "reliability.md"), help="where the table goes")
+    args = parser.parse_args(argv)
+
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()] or list(TESTS)
+    unknown = [name for name in chosen if name not in TESTS]
+    if unknown:
+        parser.error(f"unknown scenarios {unknown}; choose from {', '.join(TESTS)}")
+    results = REPO / "test-artifacts" / "reliability"
+    shutil.rmtree(results, ignore_errors=True)
+    results.mkdir(parents=True)
+    selection = ["tests/faults/test_faults.py", "-k", " or ".join(TESTS[name] for name in chosen)]
+    if not args.no_incidents:
+        selection = ["tests/faults/test_faults.py", "tests/incidents", "-k",
+                     " or ".join([*(TESTS[name] for name in chosen), "incidents"])]
+    env = dict(os.environ, MYNUMBER_FAULT_EVENTS=str(args.events), MYNUMBER_FAULT_RESULTS=str(results))
+    command = [sys.executable, "-m", "pytest", *selection, "-p", "no:cacheprovider", "-o", "timeout=0", "-v",
+               f"--junitxml={results / 'junit.xml'}"]
+    print("running:", " ".join(command[2:]), flush=True)
+    outcome = subprocess.run(command, cwd=REPO, env=env).returncode
+    shown = " ".join(["python -m reliability", f"--events {args.events}",
+                      *([f"--only {args.only}"] if args.only else []), *(["--no-incidents"] if args.no_incidents else [])])
+    report.write(REPO / args.document if not os.path.isabs(args.document) else args.document, results,
+                 command=shown)
+    print(f"figures written to {args.document}", flush=True)
+    return outcome
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""The figures table in docs/reliability.md, from the JSON each fault test leaves behind and the
+JUnit report of the incident replays. Only the text between the two markers is replaced."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ElementTree
+from datetime import UTC, datetime
+from pathlib import Path
+
+START = "<!-- reliability-figures:start -->"
+END = "<!-- reliability-figures:end -->"
+EFFECTS = ("cards", "links", "certificates", "accounts", "payments", "bank credits", "licences")
+
+
+def _reasons(counts: dict[str, int]) -> str:
+    return ", ".join(f"{reason} {count:,}" for reason, count in sorted(counts.items())) or "0"
+
+
+def figures_table(results: list[dict]) -> str:
+    header = ("| # | scenario | events | records sent | " + " | ".join(EFFECTS)
+              + " | facts published | lost | duplicated | dead-lettered | quarantined | result |")
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for number, row in enumerate(results, 1):
+        effects = " | ".join(f"{row['effects'].get(name, 0):,}" for name in EFFECTS)
+        result = "pass" if row["passed"] else "**FAIL**"
+        lines.append(
+            f"| {number} | {row['scenario']} | {row['events']:,} | {row['records_sent']:,} | {effects} | "
+            f"{row['facts_published']:,} | {row['lost']:,} | {row['duplicated']:,} | {_reasons(row['dead_lettered'])} | "
+            f"{_reasons(row['quarantined'])} | {result} |"
+        )
+    return "\n".join(lines)
+
+
+def incidents_table(junit: Path) -> str:
+    if not junit.exists():
+        return "_(the incident replays were not run)_"
+    lines = ["| incident replay | result |", "|---|---|"]
+    for case in ElementTree.parse(junit).getroot().iter("testcase"):
+        if "incidents" not in case.get("classname", ""):
+            continue
+        failed = case.find("failure") is not None or case.find("error") is not None
+        skipped = case.find("skipped") is not None
+        result = "**FAIL**" if failed else "skipped" if skipped else "pass"
+        lines.append(f"| `{case.get('classname', '').split('.')[-1]}::{case.get('name')}` | {result} |")
+    return "\n".join(lines)
+
+
+def notes(results: list[dict]) -> str:
+    lines = []
+    for number, row in enumerate(results, 1):
+        said = [*row.get("notes", []), *row.get("timings", [])]
+        if row.get("poison_outcomes"):
+            said.append("poison: " + "; ".join(f"{kind} -> {', '.join(where)}" for kind, where in row["poison_outcomes"].items()))
+        if row.get("bank", {}).get("faults_injected"):
+            said.append(f"bank faults injected: {_reasons(row['bank']['faults_injected'])}; bulk calls {row['bank']['requests']:,}")
+        for example in (*row.get("lost_examples", []), *row.get("duplicated_examples", []), *row.get("order_examples", [])):
+            said.append(f"problem: {example}")
+        lines.append(f"{number}. **{row['scenario']}** ({row['seconds']:,.0f} s): " + "; ".join(said))
+    return "\n".join(lines)
+
+
+def render(results_dir: Path, *, command: str) -> str:
+    results = [json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))]
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return "\n\n".join([
+        START,
+        f"Last run: {stamp}, `{command}`.",
+        figures_table(results) if results else "_(no fault scenario ran)_",
+        "What happened in each run:\n\n" + notes(results) if results else "",
+        incidents_table(results_dir / "junit.xml"),
+        END,
+    ])
+
+
+def write(document: Path, results_dir: Path, *, command: str) -> None:
+    text = document.read_text(encoding="utf-8") if document.exists() else f"# Reliability\n\n{START}\n{END}\n"
+    if START not in text or END not in text:
+        text = text.rstrip() + f"\n\n{START}\n{END}\n"
+    before, rest = text.split(START, 1)
+    after = rest.split(END, 1)[1]
+    document.write_text(before + render(results_dir, command=command) + after, encoding="utf-8")
