@@ -1,0 +1,123 @@
+"""Each linking decision and its reason, and the operator's audited resolution of a held
+record, against the real broker and database."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from mynumber_contracts.enrollment import ResidentDeceased, ResidentRegistered
+from mynumber_contracts.insurance import EnrollMember, MemberLinkResolved
+
+from tests.insurance.conftest import (
+    INSURER,
+    OPERATOR,
+    Insurance,
+    a_number,
+    as_institution,
+    attributes_of,
+    types,
+)
+
+
+def enrollment(member: str, number_seed: int | None, attributes_seed: int, request_id: str | None = None, **changes: object) -> EnrollMember:
+    return EnrollMember(
+        request_id=request_id or f"enroll-{member}", insurer_number=INSURER, member_symbol="記号", member_number=member,
+        my_number=a_number(number_seed) if number_seed is not None else None,
+        attributes=attributes_of(attributes_seed, **changes), enrolled_on=date(2026, 4, 1),
+    )
+
+
+async def test_each_linking_decision_and_its_reason(insurance: Insurance):
+    alice = await insurance.resident(1)
+    await insurance.resident(2)
+    await insurance.resident(3, attributes_of(2, name_kana="ﾔﾏﾀﾞ ﾊﾅｺ", name_kanji="山田　花子"))  # the same person twice, in notation
+    deceased = await insurance.resident(4)
+    await insurance.registry(ResidentDeceased(person_ref=deceased, died_on=date(2026, 3, 1)))
+
+    linked = await insurance.insurer(enrollment("m-1", 1, 1, name_kana="ﾔﾏﾀﾞ ﾊﾅｺ", address="東京都千代田区永田町一丁目7番地1"))
+    assert types(linked) == ["member_linked", "eligibility_certificate_issued"] and linked[0]["person_ref"] == alice
+    [again] = await insurance.insurer(enrollment("m-1", 1, 1, request_id="enroll-m-1-again"))
+    assert again["reason"] == "already_enrolled"
+
+    def held(facts: list[dict]) -> tuple:
+        [fact] = facts
+        assert types(facts) == ["member_link_held"]
+        return fact["reason"], fact["person_ref"], sorted(fact["mismatched"])
+
+    assert held(await insurance.insurer(enrollment("m-2", None, 1))) == ("number_missing", None, [])
+    assert held(await insurance.insurer(enrollment("m-3", 1, 1, address="東京都千代田区永田町1-7-100"))) == (
+        "attribute_mismatch", alice, ["address"])
+    assert held(await insurance.insurer(enrollment("m-4", 2, 2)))[0] == "ambiguous"
+    assert held(await insurance.insurer(enrollment("m-5", 4, 4)))[0] == "resident_not_active"
+    assert held(await insurance.insurer(enrollment("m-6", 9, 9)))[0] == "resident_not_found"
+
+    # Held only because the resident was not known yet: decided as soon as the registry says so.
+    late = insurance.ref(a_number(9))
+    facts = await insurance.registry(ResidentRegistered(person_ref=late, municipality_code="131016",
+                                                        attributes=attributes_of(9), nationality="JP"))
+    assert types(facts) == ["member_linked", "eligibility_certificate_issued"] and facts[0]["person_ref"] == late
+
+    # Only the insurer itself may enroll its members.
+    [foreign] = await insurance.insurer(enrollment("m-7", 1, 1), insurer="01130012")
+    assert foreign["reason"] == "source_mismatch"
+
+    queue = await insurance.http.get("/links/held", headers=OPERATOR)
+    assert {(m["member_number"], m["held_reason"]) for m in queue.json()} == {
+        ("m-2", "number_missing"), ("m-3", "attribute_mismatch"), ("m-4", "ambiguous"), ("m-5", "resident_not_active")}
+
+
+async def test_an_operator_resolves_a_held_record_and_every_decision_is_audited(insurance: Insurance):
+    bob = await insurance.resident(5)
+    carol = await insurance.resident(6)
+    await insurance.insurer(enrollment("m-no-number", None, 5))
+    await insurance.insurer(enrollment("m-mismatch", 6, 6, address="東京都千代田区永田町9-9-9"))
+    path = f"/members/{INSURER}/記号/m-no-number/link-resolution"
+    command = {"resolution_id": "res-1", "operator": "sato", "decision": "link", "person_ref": bob,
+               "reason": "identity confirmed against the registry with the member's card at the counter"}
+
+    # Operators only.
+    assert (await insurance.http.post(path, json=command)).status_code == 401
+    assert (await insurance.http.post(path, json=command, headers=as_institution())).status_code == 403
+
+    before = len(insurance.facts.records)
+    response = await insurance.http.post(path, json=command, headers=OPERATOR)
+    assert response.status_code == 200, response.text
+    assert (response.json()["link_state"], response.json()["person_ref"]) == ("linked", bob)
+    await insurance.facts.wait_count(before + 2)
+    published = [{"type": r.type, **r.json()} for r in insurance.facts.records[before:]]
+    assert types(published) == ["member_link_resolved", "eligibility_certificate_issued"]
+    assert (published[0]["decision"], published[0]["operator"], published[0]["person_ref"]) == ("link", "sato", bob)
+
+    # The same command again is the same decision, recorded once.
+    again = await insurance.http.post(path, json=command, headers=OPERATOR)
+    assert again.status_code == 200 and again.json() == response.json()
+    trail = (await insurance.http.get(f"/audit/persons/{bob}", headers=OPERATOR)).json()
+    [entry] = [e for e in trail if e["action"].startswith("insurance.link.")]
+    assert (entry["actor"], entry["action"], entry["person_ref"], entry["reason"]) == (
+        "operator/sato", "insurance.link.link", bob, command["reason"])
+    assert entry["details"]["member_key"] == f"{INSURER}/記号/m-no-number" and entry["at"]
+    assert (await insurance.http.get(f"/audit/persons/{bob}")).status_code == 401
+
+    # A record that is not held, an unknown record, an unknown person, a link without a person.
+    assert (await insurance.http.post(path, json={**command, "resolution_id": "res-2"}, headers=OPERATOR)).status_code == 409
+    unknown = f"/members/{INSURER}/記号/m-none/link-resolution"
+    assert (await insurance.http.post(unknown, json=command, headers=OPERATOR)).status_code == 404
+    mismatch = f"/members/{INSURER}/記号/m-mismatch/link-resolution"
+    nobody = {**command, "resolution_id": "res-3", "person_ref": "pr_" + "a" * 26}
+    assert (await insurance.http.post(mismatch, json=nobody, headers=OPERATOR)).status_code == 422
+    assert (await insurance.http.post(mismatch, json={**command, "resolution_id": "res-4", "person_ref": None},
+                                      headers=OPERATOR)).status_code == 422
+
+    # Rejected: not linked, audited on the person the number pointed to; the insurer then corrects its record.
+    before = len(insurance.facts.records)
+    reject = {"resolution_id": "res-5", "operator": "suzuki", "decision": "reject", "reason": "the insurer's address is wrong"}
+    response = await insurance.http.post(mismatch, json=reject, headers=OPERATOR)
+    assert (response.status_code, response.json()["link_state"], response.json()["person_ref"]) == (200, "rejected", None)
+    await insurance.facts.wait_count(before + 1)
+    assert insurance.facts.records[before].type == MemberLinkResolved.event_type
+    trail = (await insurance.http.get(f"/audit/persons/{carol}", headers=OPERATOR)).json()
+    assert [(e["actor"], e["action"]) for e in trail] == [("operator/suzuki", "insurance.link.reject")]
+    corrected = await insurance.insurer(enrollment("m-mismatch", 6, 6, request_id="enroll-m-mismatch-2"))
+    assert types(corrected) == ["member_linked", "eligibility_certificate_issued"] and corrected[0]["person_ref"] == carol
+    member = await insurance.http.get(f"/members/{INSURER}/記号/m-mismatch", headers=OPERATOR)
+    assert (member.json()["link_state"], member.json()["person_ref"]) == ("linked", carol)
