@@ -8,6 +8,9 @@ from services.kit.settings import ServiceSettings
 
 
 class InsuranceSettings(ServiceSettings):
+    """Every variable is prefixed `MYNUMBER_`, e.g. `MYNUMBER_NO_CARD_SURCHARGE=false` once the fees are equalised."""
+
+    http_port: int = Field(8102, description="Port the HTTP API listens on (the CLI's port for insurance).")
     default_certificate_validity_years: int = Field(
         1, ge=1, le=5, description="Validity of an eligibility certificate when the insurer set none (the brief: 1 year)."
     )
