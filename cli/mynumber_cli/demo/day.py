@@ -9,7 +9,7 @@ from mynumber_contracts import encode_event, topics
 from mynumber_contracts.enrollment import ApplyForCard, Channel
 from mynumber_contracts.signing import generate_private_key, sign_record
 
-from . import DemoContext, benefits_traffic, enrollment_traffic, licensing_traffic
+from . import DemoContext, benefits_traffic, enrollment_traffic, insurance_traffic, licensing_traffic
 
 
 async def municipal_registry(context: DemoContext) -> None:
@@ -90,13 +90,17 @@ async def active_cards(context: DemoContext) -> dict[str, str]:
     contents = await read_everything(context.kafka, context.namespace)
     _remember_person_refs(context)
     cards: dict[str, str] = {}
+    certificates: dict[str, str] = {}
     for fact in contents.of("jp.mynumber.enrollment.card_issued.v1") + contents.of("jp.mynumber.enrollment.card_reissued.v1"):
         cards[fact["person_ref"]] = fact["card_number"]
+        certificates[fact["person_ref"]] = fact["certificate_id"]
     for kind in ("card_suspended", "card_revoked", "card_returned", "card_expired"):
         for fact in contents.of(f"jp.mynumber.enrollment.{kind}.v1"):
             if cards.get(fact["person_ref"]) == fact["card_number"]:
                 cards.pop(fact["person_ref"])
+                certificates.pop(fact["person_ref"], None)
     context.notes["cards"] = cards
+    context.notes["certificates"] = certificates
     return cards
 
 
@@ -161,10 +165,37 @@ async def child_benefit(context: DemoContext) -> None:
     await context.settle()
 
 
+async def health_insurance(context: DemoContext) -> None:
+    await active_cards(context)
+    refs, certificates = context.notes["refs"], context.notes["certificates"]
+    by_number = {p.digits: certificates[refs[p.digits]] for p in context.people if refs[p.digits] in certificates}
+    await context.publish("insurer settings", insurance_traffic.insurer_settings())
+    enrollments = insurance_traffic.enrollments(context.people, context.today, context.rng)
+    await context.publish("insurer member enrollments", enrollments)
+    await context.settle()
+    await context.publish("cards registered for insurance use", insurance_traffic.card_registrations(by_number, context.rng))
+    members = [p for p in context.people if p.digits in {e.subject for e in enrollments}]
+    await context.publish("prescriptions and checkup results", insurance_traffic.medical_records(members, context.today, context.rng))
+    await context.settle()
+    await context.publish("hospital visits: eligibility, consent, data requests",
+                          insurance_traffic.hospital_visits(by_number, context.rng))
+    checks = list(by_number.values())[: max(1, len(by_number) // 5)]
+    task = context.progress.add_task("eligibility checks over HTTP", total=len(checks))
+    answers = {"eligible": 0, "not eligible": 0}
+    for certificate in checks:
+        answer = await context.http.get(f"{context.url('insurance')}/eligibility/{certificate}", headers=context.operator)
+        answer.raise_for_status()
+        answers["eligible" if answer.json()["eligible"] else "not eligible"] += 1
+        context.progress.advance(task)
+    context.notes["eligibility_http"] = answers
+    await context.settle()
+
+
 PHASES = [
     ("resident registry", municipal_registry),
     ("card applications", card_applications),
     ("lost cards", lost_cards),
+    ("health insurance", health_insurance),
     ("licences and vehicles", licences_and_vehicles),
     ("receiving accounts", receiving_accounts),
     ("child benefit", child_benefit),
@@ -210,4 +241,27 @@ def benefits_section(context, contents) -> list[tuple[str, str, str]]:
     return rows
 
 
-REPORT_SECTIONS = [licensing_section, benefits_section]
+def insurance_section(context, contents) -> list[tuple[str, str, str]]:
+    from collections import Counter
+
+    def count(kind: str) -> str:
+        return f"{len(contents.of(f'jp.mynumber.insurance.{kind}.v1')):,}"
+
+    rows = [("Insurance", "member records linked (five attributes match)", count("member_linked")),
+            ("Insurance", "member records held for review", count("member_link_held"))]
+    for reason, n in sorted(Counter(f.get("reason", "?") for f in contents.of("jp.mynumber.insurance.member_link_held.v1")).items()):
+        rows.append(("Insurance", f"held: {reason}", f"{n:,}"))
+    rows += [("Insurance", "cards registered for insurance use", count("card_registered_for_insurance")),
+             ("Insurance", "eligibility certificates issued", count("eligibility_certificate_issued")),
+             ("Insurance", "eligibility certificates withdrawn (card linked)", count("eligibility_certificate_withdrawn")),
+             ("Insurance", "eligibility confirmed (events)", count("eligibility_confirmed")),
+             ("Insurance", "eligibility denied (events)", count("eligibility_denied"))]
+    for verdict, n in context.notes.get("eligibility_http", {}).items():
+        rows.append(("Insurance", f"eligibility over HTTP: {verdict}", f"{n:,}"))
+    rows += [("Insurance", "consents recorded", count("consent_recorded")),
+             ("Insurance", "medical data released (with consent)", count("medical_data_released")),
+             ("Insurance", "medical data denied", count("medical_data_denied"))]
+    return rows
+
+
+REPORT_SECTIONS = [insurance_section, licensing_section, benefits_section]
