@@ -116,7 +116,7 @@ def start(process: ServiceProcess, env: dict[str, str]) -> int:
         return pid
     command = [sys.executable, "-m", *process.module]
     child_env = dict(env, MYNUMBER_HTTP_HOST="127.0.0.1", MYNUMBER_HTTP_PORT=str(process.port))
-    with open(log_file(process), "ab") as log:
+    with open(log_file(process), "wb") as log:  # one run's log: the previous run's is replaced
         child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_env,
                                  cwd=native_stack._repo_root(), start_new_session=True)
     _pid_file(process).write_text(str(child.pid))

@@ -9,6 +9,7 @@ from mynumber_contracts import encode_event, topics
 from mynumber_contracts.enrollment import ApplyForCard, Channel
 from mynumber_contracts.signing import generate_private_key, sign_record
 
+from .. import processes
 from . import DemoContext, benefits_traffic, enrollment_traffic, insurance_traffic, licensing_traffic
 
 
@@ -122,6 +123,11 @@ async def receiving_accounts(context: DemoContext) -> None:
     adults = [p for p in context.people if "adult" in p.tags and "abroad" not in p.tags]
     children = [p for p in context.people if {"child", "infant"} & p.tags]
     accounts = benefits_traffic.accounts(adults, children, context.rng)
+    child_numbers = {c.digits for c in children}
+    context.notes["closed_accounts"] = [
+        f"{a.account.bank_code}-{a.account.branch_code}-{a.account.account_number}"
+        for a in (e.payload for e in accounts if e.subject in child_numbers)
+    ][:2]  # two of them will have closed their account by payday: those payments fail
     await context.publish("receiving accounts registered", accounts)
     registered = {e.subject for e in accounts}
     proposals = benefits_traffic.pension_proposals([p for p in adults if p.digits not in registered], context.today,
@@ -143,6 +149,9 @@ async def child_benefit(context: DemoContext) -> None:
     import time
 
     children = [p for p in context.people if {"child", "infant"} & p.tags]
+    closed = await context.http.put(f"{processes.BANK_SIMULATOR.url}/admin/closed-accounts",
+                                    json={"accounts": context.notes.get("closed_accounts", [])})
+    closed.raise_for_status()
     batch_id = f"child-benefit-{context.today:%Y-%m}"
     events = benefits_traffic.child_benefit_batch(children, batch_id, f"{context.today:%Y-%m}")
     await context.publish("child-benefit payout batch", events)
@@ -231,6 +240,8 @@ def benefits_section(context, contents) -> list[tuple[str, str, str]]:
     report = context.notes.get("reconciliation")
     if report:
         for line in ("paid", "held", "failed", "pending"):
+            if line == "pending" and report[line]["count"] == 0:
+                continue  # everything settled: nothing left to show
             rows.append(("Child benefit", f"payments {line} (¥{report[line]['total_yen']:,})", f"{report[line]['count']:,}"))
         control = report["control"]
         rows.append(("Child benefit", f"control totals (¥{control['total_yen']:,})", f"{control['count']:,}"))
