@@ -68,8 +68,57 @@ def render(apps: dict[str, Any] | None = None) -> dict[Path, str]:
     return files
 
 
+README = DOCS.parent / "README.md"
+CONFIG_START, CONFIG_END = "<!-- configuration:start -->", "<!-- configuration:end -->"
+
+
+def _settings_classes() -> dict[str, type]:
+    from services.kit.settings import ServiceSettings
+
+    classes: dict[str, type] = {"every service": ServiceSettings}
+    for name in topics.SERVICES:
+        try:
+            module = importlib.import_module(f"services.{name}.settings")
+        except ModuleNotFoundError:
+            continue
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, ServiceSettings) and value is not ServiceSettings:
+                classes[name] = value
+    return classes
+
+
+def configuration_table() -> str:
+    """Every environment variable of every service, from the settings classes themselves."""
+    from pydantic import SecretStr
+
+    from services.kit.settings import ServiceSettings
+
+    lines = ["| variable | service | default | meaning |", "|---|---|---|---|"]
+    for owner, settings_class in _settings_classes().items():
+        for name, field in settings_class.model_fields.items():
+            if owner != "every service" and name in ServiceSettings.model_fields:
+                continue
+            default = field.default
+            if isinstance(default, SecretStr):
+                shown = "a development-only value" if default.get_secret_value() else "(empty)"
+            elif default in ("", None):
+                shown = "(empty)"
+            else:
+                shown = f"`{default}`"
+            description = (field.description or "").replace("|", "\\|").replace("\n", " ")
+            lines.append(f"| `MYNUMBER_{name.upper()}` | {owner} | {shown} | {description} |")
+    return "\n".join(lines)
+
+
+def readme_with_configuration(readme: str) -> str:
+    start, end = readme.index(CONFIG_START) + len(CONFIG_START), readme.index(CONFIG_END)
+    return readme[:start] + "\n" + configuration_table() + "\n" + readme[end:]
+
+
 def write() -> list[Path]:
     written = []
+    README.write_text(readme_with_configuration(README.read_text(encoding="utf-8")), encoding="utf-8")
+    written.append(README)
     for path, text in render().items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
