@@ -35,13 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated scenario names; default: all")
     parser.add_argument("--no-incidents", action="store_true", help="skip the incident replays")
     parser.add_argument("--document", default=str(REPO / "docs" / "reliability.md"), help="where the table goes")
+    parser.add_argument("--section", default="", help="which figures block of the document to replace (default: the main one)")
     args = parser.parse_args(argv)
 
     chosen = [name.strip() for name in args.only.split(",") if name.strip()] or list(TESTS)
     unknown = [name for name in chosen if name not in TESTS]
     if unknown:
         parser.error(f"unknown scenarios {unknown}; choose from {', '.join(TESTS)}")
-    results = REPO / "test-artifacts" / "reliability"
+    results = REPO / "test-artifacts" / "reliability" / (args.section or "main")
     shutil.rmtree(results, ignore_errors=True)
     results.mkdir(parents=True)
     selection = ["tests/faults/test_faults.py", "-k", " or ".join(TESTS[name] for name in chosen)]
@@ -53,10 +54,10 @@ def main(argv: list[str] | None = None) -> int:
                f"--junitxml={results / 'junit.xml'}"]
     print("running:", " ".join(command[2:]), flush=True)
     outcome = subprocess.run(command, cwd=REPO, env=env).returncode
-    shown = " ".join(["python -m reliability", f"--events {args.events}",
+    shown = " ".join(["python -m reliability", f"--events {args.events}", *([f"--section {args.section}"] if args.section else []),
                       *([f"--only {args.only}"] if args.only else []), *(["--no-incidents"] if args.no_incidents else [])])
     report.write(REPO / args.document if not os.path.isabs(args.document) else args.document, results,
-                 command=shown)
+                 command=shown, section=args.section)
     print(f"figures written to {args.document}", flush=True)
     return outcome
 

@@ -79,6 +79,7 @@ class Figures:
     notes: list[str] = field(default_factory=list)
     timings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    control: Figures | None = None  # the audit of a deliberately damaged copy (see scenarios.prove_the_audit_sees)
 
     @property
     def passed(self) -> bool:
@@ -196,7 +197,7 @@ async def audit(scenario: Scenario) -> Figures:
         keys = Counter(
             (f"{f['insurer_number']}/{f['member_symbol']}/{f['member_number']}" if key is None else f[key]) for f in of(event_type)
         )
-        for business_key, count in keys.items():
+        for count in keys.values():
             if count > 1:
                 figures.duplicated.append(f"{event_type.split('.')[-2]} x{count} for one {key or 'member'}")
 
@@ -221,7 +222,8 @@ async def audit(scenario: Scenario) -> Figures:
             cards_by_person[card["person_ref"]].append(card)
         insurance = client[f"{ns}_insurance"]
         members = {d["_id"]: d async for d in insurance["members"].find({}, {"link_state": 1, "person_ref": 1, "held_reason": 1})}
-        certificates = Counter([d.get("status") async for d in insurance["certificates"].find({}, {"status": 1})])
+        certificate_status = {d["_id"]: d.get("status") async for d in insurance["certificates"].find({}, {"status": 1})}
+        certificates = Counter(certificate_status.values())
         benefits = client[f"{ns}_benefits"]
         accounts = {d["_id"]: d async for d in benefits["accounts"].find({}, {"status": 1})}
         payments = Counter()
@@ -259,6 +261,8 @@ async def audit(scenario: Scenario) -> Figures:
         member = members.get(key)
         if member is None or member.get("link_state") != "linked" or member.get("person_ref") != refs[index]:
             figures.lost.append(f"link of member {key}: {member and member.get('link_state')}")
+        elif certificate_status.get(key) != "active":  # a card not registered for insurance use: a certificate
+            figures.lost.append(f"eligibility certificate of member {key}: {certificate_status.get(key)}")
     for key, reason in expected.held_members.items():
         member = members.get(key)
         if member is None or member.get("link_state") != "held" or member.get("held_reason") != reason:

@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from mynumber_cli import processes
 
 from .stack import REPO
-
-from mynumber_cli import processes  # noqa: E402  (cli/ is on sys.path once .stack is imported)
 
 SERVICE_NAMES = ("enrollment", "insurance", "benefits", "licensing")
 OFFSETS = {"enrollment": 0, "insurance": 10, "benefits": 20, "licensing": 30}

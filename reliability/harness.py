@@ -18,15 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from mynumber_cli import partner_keys
+from mynumber_cli.demo.runner import Outgoing, SignedPublisher, wait_until_settled
 from mynumber_contracts import KafkaRecord, topics
 from mynumber_contracts.partners import Partner
 
 from . import audit, workload
 from .fleet import Fleet
 from .stack import REPO, PrivateStack
-
-from mynumber_cli import partner_keys  # noqa: E402
-from mynumber_cli.demo.runner import Outgoing, SignedPublisher, wait_until_settled  # noqa: E402
 
 log = logging.getLogger("reliability")
 SEED_FILE = REPO / "config" / "partners.demo.json"
@@ -187,6 +186,7 @@ async def run_scenario(
     before_stream: Callable[[Scenario], Awaitable[None]] | None = None,
     phase_done: Callable[[Scenario, str], Awaitable[None]] | None = None,
     after_stream: Callable[[Scenario, audit.Figures], None] | None = None,
+    after_audit: Callable[[Scenario, audit.Figures], Awaitable[None]] | None = None,
     base_port: int = 24100,
 ) -> audit.Figures:
     namespace = f"f{uuid.uuid4().hex[:10]}"
@@ -209,6 +209,8 @@ async def run_scenario(
         figures = await audit.audit(scenario)
         if after_stream is not None:
             after_stream(scenario, figures)
+        if after_audit is not None:
+            await after_audit(scenario, figures)
     finally:
         fleet.stop_all()
     figures.seconds = time.monotonic() - scenario.started

@@ -59,7 +59,7 @@ def _value(kind: str, n: int, rng: random.Random) -> bytes:
                                        "holder_name_kana": "A" * 1_100_000}}).encode()  # 1.1 MB
     if kind == "deeply_nested_json":
         depth = 100_000
-        return ('{"request_id": "poison-%d", "classes": ' % n + "[" * depth + "]" * depth + "}").encode()
+        return (f'{{"request_id": "poison-{n}", "classes": ' + "[" * depth + "]" * depth + "}").encode()
     if kind == "nul_characters":
         return json.dumps({"request_id": f"poison-{n}", "insurer_number": "01130012", "member_symbol": "NUL",
                            "member_number": f"{n:07d}", "attributes": _attributes("毒\u0000太郎"),

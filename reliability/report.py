@@ -8,8 +8,11 @@ import xml.etree.ElementTree as ElementTree
 from datetime import UTC, datetime
 from pathlib import Path
 
-START = "<!-- reliability-figures:start -->"
-END = "<!-- reliability-figures:end -->"
+
+def markers(section: str = "") -> tuple[str, str]:
+    name = f"reliability-figures{':' + section if section else ''}"
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
 EFFECTS = ("cards", "links", "certificates", "accounts", "payments", "bank credits", "licences")
 
 
@@ -43,7 +46,7 @@ def incidents_table(junit: Path) -> str:
         skipped = case.find("skipped") is not None
         result = "**FAIL**" if failed else "skipped" if skipped else "pass"
         lines.append(f"| `{case.get('classname', '').split('.')[-1]}::{case.get('name')}` | {result} |")
-    return "\n".join(lines)
+    return "\n".join(lines) if len(lines) > 2 else "_(the incident replays were not run)_"
 
 
 def notes(results: list[dict]) -> str:
@@ -60,23 +63,25 @@ def notes(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def render(results_dir: Path, *, command: str) -> str:
+def render(results_dir: Path, *, command: str, section: str = "") -> str:
     results = [json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))]
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    start, end = markers(section)
     return "\n\n".join([
-        START,
+        start,
         f"Last run: {stamp}, `{command}`.",
         figures_table(results) if results else "_(no fault scenario ran)_",
         "What happened in each run:\n\n" + notes(results) if results else "",
         incidents_table(results_dir / "junit.xml"),
-        END,
+        end,
     ])
 
 
-def write(document: Path, results_dir: Path, *, command: str) -> None:
-    text = document.read_text(encoding="utf-8") if document.exists() else f"# Reliability\n\n{START}\n{END}\n"
-    if START not in text or END not in text:
-        text = text.rstrip() + f"\n\n{START}\n{END}\n"
-    before, rest = text.split(START, 1)
-    after = rest.split(END, 1)[1]
-    document.write_text(before + render(results_dir, command=command) + after, encoding="utf-8")
+def write(document: Path, results_dir: Path, *, command: str, section: str = "") -> None:
+    start, end = markers(section)
+    text = document.read_text(encoding="utf-8") if document.exists() else "# Reliability\n"
+    if start not in text or end not in text:
+        text = text.rstrip() + f"\n\n{start}\n{end}\n"
+    before, rest = text.split(start, 1)
+    after = rest.split(end, 1)[1]
+    document.write_text(before + render(results_dir, command=command, section=section) + after, encoding="utf-8")

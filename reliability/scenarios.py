@@ -11,13 +11,13 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from mynumber_cli import partner_keys
+
 from . import poison
 from .audit import Figures
 from .fleet import SERVICE_NAMES
 from .harness import Scenario, interleave_by_key, run_scenario
 from .stack import PrivateStack
-
-from mynumber_cli import partner_keys  # noqa: E402
 
 POISON_SHARE = 0.05
 
@@ -42,7 +42,7 @@ async def kill_each_service(stack: PrivateStack, events: int, work_dir: Path) ->
         service = SERVICE_NAMES[position]
         pid = scenario.fleet.kill(service)
         scenario.note(f"kill -9 {service} (pid {pid}) after {scenario.sent} events")
-        await asyncio.to_thread(scenario.fleet.start, service)
+        scenario.fleet.start(service, wait=False)  # like a supervisor; the stream goes on meanwhile
 
     figures = await run_scenario("kill -9 each service in turn", stack, events=events, work_dir=work_dir,
                                  hook=_at([0.3, 0.45, 0.6, 0.75], kill))
@@ -67,7 +67,7 @@ async def restart_mongodb(stack: PrivateStack, events: int, work_dir: Path) -> F
     async def restart(scenario: Scenario, _: int) -> None:
         await asyncio.to_thread(scenario.stack.stop_mongodb)
         scenario.note(f"FerretDB stopped after {scenario.sent} events")
-        await asyncio.sleep(5)  # an outage the services must ride out with back-off
+        await asyncio.sleep(3)  # an outage the services must ride out with back-off
         await asyncio.to_thread(scenario.stack.start_mongodb)
         scenario.note("FerretDB started again")
 
@@ -147,7 +147,39 @@ async def duplicates_and_reordering(stack: PrivateStack, events: int, work_dir: 
         return interleave_by_key(doubled, rng)
 
     return await run_scenario("every event twice, reordered across keys", stack, events=events, work_dir=work_dir,
-                              transform=twice)
+                              transform=twice, after_audit=prove_the_audit_sees)
+
+
+async def prove_the_audit_sees(scenario: Scenario, figures: Figures) -> None:
+    """A control: remove one card, give someone a second card and republish one fact id with other bytes,
+    then audit again. The audit must report each, or its zeros would mean nothing."""
+    from aiokafka import AIOKafkaProducer
+    from mynumber_contracts import topics
+    from pymongo import AsyncMongoClient
+
+    from . import audit
+
+    client: AsyncMongoClient = AsyncMongoClient(scenario.fleet.mongodb, serverSelectionTimeoutMS=10000)
+    try:
+        cards = client[f"{scenario.namespace}_enrollment"]["cards"]
+        removed, doubled = await cards.find({"state": "active"}).limit(2).to_list()
+        await cards.delete_one({"_id": removed["_id"]})
+        await cards.insert_one({**doubled, "_id": f"{doubled['_id']}-copy", "certificate_id": f"{doubled['certificate_id']}-copy"})
+    finally:
+        await client.close()
+    facts = await audit.read_topics(scenario.fleet.kafka, [topics.for_service("enrollment", scenario.namespace).facts])
+    producer = AIOKafkaProducer(bootstrap_servers=scenario.fleet.kafka)
+    await producer.start()
+    try:
+        await producer.send_and_wait(facts[0].topic, facts[0].value + b" ", key=facts[0].key,
+                                     headers=[(k, v.encode()) for k, v in facts[0].headers.items()])
+    finally:
+        await producer.stop()
+    tampered = await audit.audit(scenario)
+    figures.notes.append(
+        f"control: after removing a card, giving someone a second card and reusing a fact id the audit reports "
+        f"{len(tampered.lost)} lost and {len(tampered.duplicated)} duplicated")
+    figures.control = tampered
 
 
 async def scale_out(stack: PrivateStack, events: int, work_dir: Path) -> Figures:
@@ -155,7 +187,8 @@ async def scale_out(stack: PrivateStack, events: int, work_dir: Path) -> Figures
 
     async def rebalance(scenario: Scenario, position: int) -> None:
         if position == 0:
-            await asyncio.to_thread(lambda: [scenario.fleet.start(s, 2) for s in SERVICE_NAMES])
+            for service in SERVICE_NAMES:
+                scenario.fleet.start(service, 2, wait=False)
             scenario.note(f"a third instance of every service joined after {scenario.sent} events")
         else:
             await asyncio.to_thread(lambda: [scenario.fleet.stop(s, 0) for s in SERVICE_NAMES])

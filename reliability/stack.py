@@ -11,16 +11,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO / "cli") not in sys.path:
-    sys.path.insert(0, str(REPO / "cli"))
+from mynumber_cli import native_stack
 
-from mynumber_cli import native_stack  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 # Below the kernel's ephemeral range (32768-60999): a client reconnecting in a loop while the
 # server is down can be given the server's own port as its local port (a TCP self-connect), and

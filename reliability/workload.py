@@ -24,6 +24,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+from mynumber_cli.demo import enrollment_traffic, population
+from mynumber_cli.demo.licensing_traffic import POLICE, licence_number
+from mynumber_cli.demo.runner import Outgoing
 from mynumber_contracts.benefits import (
     AccountChannel,
     AnnouncePayoutBatch,
@@ -35,12 +38,6 @@ from mynumber_contracts.benefits import (
 from mynumber_contracts.enrollment import ApplyForCard, Channel, ReportCardFound, ReportCardLost
 from mynumber_contracts.insurance import EnrollMember
 from mynumber_contracts.licensing import HolderChoice, LicenceClass, LicenceTransaction, RecordLicence
-
-from .stack import REPO  # noqa: F401  (puts cli/ on sys.path)
-
-from mynumber_cli.demo import enrollment_traffic, population  # noqa: E402
-from mynumber_cli.demo.licensing_traffic import POLICE, licence_number  # noqa: E402
-from mynumber_cli.demo.runner import Outgoing  # noqa: E402
 
 EVENT_ID_NAMESPACE = uuid.UUID("0b6f3c2e-8d1a-4f57-9c1e-2a4b6d8f0e13")
 INSURERS = ("06130012", "01130012")

@@ -15,7 +15,7 @@ from reliability.audit import Figures
 from reliability.stack import REPO, PrivateStack
 
 # CI runs a small count per scenario; the documented full run uses 20,000 (see docs/reliability.md).
-FAULT_EVENTS = int(os.environ.get("MYNUMBER_FAULT_EVENTS", "300"))
+FAULT_EVENTS = int(os.environ.get("MYNUMBER_FAULT_EVENTS", "200"))
 RESULTS = Path(os.environ.get("MYNUMBER_FAULT_RESULTS", str(REPO / "test-artifacts" / "reliability")))
 
 

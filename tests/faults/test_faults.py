@@ -85,6 +85,10 @@ async def test_every_event_delivered_twice_and_reordered_across_keys(fault_stack
     assert_exactly_once(figures)
     assert figures.records_sent == 2 * figures.events
     assert not figures.dead_lettered and not figures.quarantined, "a redelivery is not bad input"
+    control = figures.control  # the same audit, after the run's effects were damaged on purpose
+    assert control is not None and any(item.startswith("card of person") for item in control.lost), control.lost
+    assert any(item.startswith("2 cards held by person") for item in control.duplicated), control.duplicated
+    assert any("published with 2 contents" in item for item in control.duplicated), control.duplicated
 
 
 async def test_scale_out_two_instances_per_service_with_a_rebalance_each_way(fault_stack, work_dir):

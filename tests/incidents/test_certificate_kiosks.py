@@ -111,5 +111,5 @@ async def test_two_kiosks_at_the_same_instant_one_timing_out_neither_gets_the_ot
     assert holders[LAWSON][0] in lawson_text and holders[SEVEN][0] not in lawson_text
     assert holders[SEVEN][0] in seven_text and holders[LAWSON][0] not in seven_text
     assert f"Kiosk: {LAWSON}" in lawson_text and f"Kiosk: {SEVEN}" in seven_text
-    for kanji, _kana, number in holders.values():
+    for _kanji, _kana, number in holders.values():
         assert number.reveal() not in lawson_text + seven_text, "the number is never printed"
