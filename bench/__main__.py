@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     plot = commands.add_parser("plot", help="draw docs/images/perf-*.png from the results")
     plot.add_argument("--out", type=Path, default=None)
     plot.add_argument("--images", type=Path, default=None)
+    report = commands.add_parser("report", help="print the Markdown tables of docs/performance.md")
+    report.add_argument("--out", type=Path, default=None)
     commands.add_parser("list", help="list the benchmarks")
     args = parser.parse_args(argv)
 
@@ -39,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "list":
         print("\n".join(runner.BENCHMARKS))
+        return 0
+    if args.command == "report":
+        from . import report as report_module
+
+        print(report_module.tables(args.out or runner.default_out()), end="")
         return 0
     if args.command == "plot":
         from . import plots

@@ -53,8 +53,8 @@ def draw(out: Path, images: Path | None = None) -> list[Path]:
     latency = _load(out, "latency_e2e")
     if latency:
         fig, ax = plt.subplots(figsize=(9, 4.8))
-        for key, style, label in (("cdf_ms", "-", f"{latency.get('offered_rate_per_s')} events/s"),
-                                  ("baseline_cdf_ms", "--", f"{latency.get('baseline_rate_per_s')} events/s")):
+        for key, style, label in (("cdf_ms", "-", f"{latency.get('offered_rate_per_s'):g} events/s"),
+                                  ("baseline_cdf_ms", "--", f"{latency.get('baseline_rate_per_s') or 0:g} events/s")):
             for service, points in (latency.get("series", {}).get(key) or {}).items():
                 if points:
                     xs, ys = zip(*points, strict=True)
