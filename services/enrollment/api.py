@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
-from mynumber_contracts import ResidentAttributes, mask
+from mynumber_contracts import ResidentAttributes
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.kit.auth import authenticated_principal, operator
@@ -122,16 +122,14 @@ async def card_status(card_number: str, deps: Deps) -> CardStatus:
             summary="An operator's lookup of a person: registry entry, cards, and the number masked to its last 4 digits.")
 async def lookup_resident(person_ref: str, service: Service, who: Operator) -> ResidentLookup:
     deps = service.deps
-    document = await deps.store.resident_document(person_ref)
-    if document is None:
+    found = await deps.store.resident_with_number(person_ref)
+    if found is None:
         raise HTTPException(404, "no resident with this person reference")
     await service.audit.record(at=service.clock.now(), actor=who, action="enrollment.resident.lookup",
                                person_ref=person_ref, reason="operator lookup (number shown masked)")
-    stored = await deps.store.resident(person_ref)
-    assert stored is not None
-    resident = stored.resident
+    resident, number = found
     return ResidentLookup(
-        person_ref=person_ref, number_masked=mask(deps.store.number_of(document).reveal()),
+        person_ref=person_ref, number_masked=number.masked(),
         municipality_code=resident.municipality_code, attributes=resident.attributes, nationality=resident.nationality,
         residence_status=resident.residence_status, residence_period_end=resident.residence_period_end,
         moved_abroad_on=resident.moved_abroad_on, deceased_on=resident.deceased_on,

@@ -128,17 +128,6 @@ def resident_rejected(event: Event, request_id: str, rejection: Rejection, perso
     ]
 
 
-def registered_fact(resident: Resident) -> ResidentRegistered:
-    return ResidentRegistered(
-        person_ref=resident.person_ref,
-        municipality_code=resident.municipality_code,
-        attributes=resident.attributes,
-        nationality=resident.nationality,
-        residence_status=resident.residence_status,
-        residence_period_end=resident.residence_period_end,
-    )
-
-
 def change_facts(resident: Resident, change: dict[str, Any]) -> list[Fact]:
     """The facts of a resident's recorded change, rebuilt the same way on a re-run."""
     match change["kind"]:
@@ -210,10 +199,15 @@ async def register_resident(event: RegisterResident, ctx: HandlerContext[Enrollm
 
 
 def _registration_facts(stored: StoredResident, event: RegisterResident) -> list[Fact]:
-    registered = registered_fact(stored.resident).model_copy(
-        update={"request_id": event.request_id, "number_assigned": event.my_number is None}
-    )
-    facts: list[Fact] = [registered]
+    resident = stored.resident
+    facts: list[Fact] = [
+        ResidentRegistered(
+            person_ref=resident.person_ref, municipality_code=resident.municipality_code, attributes=resident.attributes,
+            nationality=resident.nationality, residence_status=resident.residence_status,
+            residence_period_end=resident.residence_period_end, request_id=event.request_id,
+            number_assigned=event.my_number is None,
+        )
+    ]
     if stored.last_change and stored.last_change["key"] == stored.last_registration:
         facts += change_facts(stored.resident, stored.last_change)
     return facts
@@ -302,11 +296,11 @@ async def record_death(event: RecordDeath, ctx: HandlerContext[EnrollmentDeps]) 
                 return [ResidentDeceased(person_ref=resident.person_ref, died_on=event.died_on)]
             return domain.deceased()
         # The card first: a re-run finds the resident unchanged and the card by this request's key.
-        revoked = await move_card(deps, resident, CardAction.revoke, key, ctx.clock, reason="deceased")
+        revoked = await move_card(deps, resident, CardAction.revoke, key, ctx.clock, reason="deceased")  # or no card
         record = {"key": key, "kind": "deceased", "effective_on": event.died_on.isoformat()}
         await deps.store.change_resident(replace(resident, deceased_on=event.died_on), change=record)
         facts = change_facts(resident, record)
-        return facts + ([domain.transition_fact(revoked)] if isinstance(revoked, Card) else [])
+        return facts + ([domain.transition_fact(*revoked)] if isinstance(revoked, tuple) else [])
 
     return await _resident_change(event, ctx, change)
 
@@ -384,10 +378,10 @@ async def move_card(
     reason: str | None = None,
     photo_ref: str | None = None,
     requested_on: date | None = None,
-) -> Card | Rejection:
+) -> tuple[Card, Card | None] | Rejection:
     """Move the person's card by `action` (compare-and-set), then finish what follows from it.
 
-    Returns the moved card, or why it cannot move. A re-run finds the card this request
+    Returns the moved card and its successor (after a reissue), or why it cannot move. A re-run finds the card this request
     already moved by its key, and only finishes the follow-up steps again.
     """
     for _ in range(_CONCURRENT_CHANGE_ATTEMPTS):
@@ -407,8 +401,7 @@ async def move_card(
             moved = await deps.store.transition_card(held, action, request, replaced_by=replaced_by)
             if moved is None:
                 continue  # another request moved the card meanwhile: look again
-        await finish_move(deps, resident, moved, clock, photo_ref=photo_ref)
-        return moved
+        return moved, await finish_move(deps, resident, moved, clock, photo_ref=photo_ref)
     raise ConcurrentChange(f"{key}: the card kept changing")
 
 
@@ -455,10 +448,10 @@ async def card_request(
         resident = stored.resident
         if resident.is_deceased and action is not CardAction.return_card:
             return card_request_rejected(event, domain.deceased(), resident.person_ref)
-        moved = await move_card(deps, resident, action, key, ctx.clock, **details)
-        if isinstance(moved, Rejection):
-            return card_request_rejected(event, moved, resident.person_ref)
-        successor = await deps.store.card(moved.replaced_by) if moved.replaced_by else None
+        result = await move_card(deps, resident, action, key, ctx.clock, **details)
+        if isinstance(result, Rejection):
+            return card_request_rejected(event, result, resident.person_ref)
+        moved, successor = result
         summary = {"kind": "card_request", "status": "done", "person_ref": resident.person_ref,
                    "card_number": moved.card_number, "card_state": moved.state.value}
         return [domain.transition_fact(moved, successor)], summary

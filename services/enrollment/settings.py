@@ -25,6 +25,7 @@ def _secret(value: SecretStr, file: Path | None) -> str:
 
 
 class EnrollmentSettings(ServiceSettings):
+    http_port: int = Field(8101, description="Port the HTTP API listens on (the CLI's port for enrollment).")
     enrollment_number_keys: SecretStr = Field(
         SecretStr(DEVELOPMENT_NUMBER_KEYS),
         description=(

@@ -115,15 +115,14 @@ class EnrollmentStore:
         document = await self.residents.find_one({"number_index": self.vault.blind_index(number)})
         return _stored_resident(document) if document else None
 
-    async def resident_document(self, person_ref: str) -> dict[str, Any] | None:
-        return await self.residents.find_one({"_id": person_ref})
-
     async def resident(self, person_ref: str) -> StoredResident | None:
-        document = await self.resident_document(person_ref)
+        document = await self.residents.find_one({"_id": person_ref})
         return _stored_resident(document) if document else None
 
-    def number_of(self, document: Mapping[str, Any]) -> MyNumber:
-        return self._open(document)
+    async def resident_with_number(self, person_ref: str) -> tuple[Resident, MyNumber] | None:
+        """The resident and their number, decrypted: only for the operator's (masked) lookup."""
+        document = await self.residents.find_one({"_id": person_ref})
+        return (_resident(document), self._open(document)) if document else None
 
     async def change_resident(self, resident: Resident, *, change: dict[str, Any]) -> None:
         """Save new attributes (or the move abroad, or the death) with the record of the change."""
