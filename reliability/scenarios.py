@@ -107,7 +107,7 @@ async def bank_faults(stack: PrivateStack, events: int, work_dir: Path) -> Figur
                       "a late answer (after booking) every 5th, doubled answers every 7th")
         clearing.append(asyncio.create_task(clear_later(scenario)))
 
-    env = {"MYNUMBER_BANK_TIMEOUT_SECONDS": "1.5", "MYNUMBER_BANK_TRANSFER_BATCH_SIZE": "10",
+    env = {"MYNUMBER_BANK_TIMEOUT_SECONDS": "1.5", "MYNUMBER_BANK_TRANSFER_BATCH_SIZE": "5",
            "MYNUMBER_BANK_BACKOFF_SECONDS": "0.2", "MYNUMBER_BREAKER_RESET_SECONDS": "2",
            "MYNUMBER_DISPATCHER_CLAIM_SIZE": "50"}
     try:

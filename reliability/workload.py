@@ -44,7 +44,7 @@ INSURERS = ("06130012", "01130012")
 PAYING_AGENCY = "paying-agency/child-benefit"
 PORTAL = "portal/myna"
 CHUNK_SIZE = 500
-EVENTS_PER_PERSON = 4.4  # what one person brings on average, to size the population from an event count
+EVENTS_PER_PERSON = 4.2  # what one person brings on average, to size the population from an event count
 
 
 def event_id(*parts: object) -> str:
