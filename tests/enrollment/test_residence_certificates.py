@@ -40,6 +40,7 @@ from tests.enrollment.support import (
     use_cases,
 )
 
+LATE_BY_SECONDS = 3.5  # longer than the 2-second render timeout of the late-answer test
 REQUESTS = int(os.environ.get("MYNUMBER_CERTIFICATE_REQUESTS", "1000"))
 KIOSKS = [f"k{i:02d}" for i in range(50)]
 HOLDERS = 100
@@ -73,11 +74,21 @@ class DelayedRenderer:
 
     slow: set[str] = field(default_factory=set)
     fail: set[str] = field(default_factory=set)
+    late: set[str] = field(default_factory=set)  # finish after the timeout, in a thread nobody can cancel
     inner: PdfCertificateRenderer = field(default_factory=PdfCertificateRenderer)
     started: list[str] = field(default_factory=list)
+    finished_late: list[str] = field(default_factory=list)
+
+    def _render_late(self, certificate: ResidenceCertificate) -> bytes:
+        time.sleep(LATE_BY_SECONDS)
+        pdf = self.inner.render_now(certificate)
+        self.finished_late.append(certificate.request_id)
+        return pdf
 
     async def render(self, certificate: ResidenceCertificate) -> bytes:
         self.started.append(certificate.request_id)
+        if certificate.request_id in self.late:
+            return await asyncio.to_thread(self._render_late, certificate)
         if certificate.request_id in self.slow:
             await asyncio.sleep(3600)
         if certificate.request_id in self.fail:
@@ -129,22 +140,17 @@ def certificate_request(kiosk: str, holder: Holder, **overrides) -> RequestResid
 
 
 async def answer(enrollment: Enrollment, request: RequestResidenceCertificate, *, source: str | None = None) -> dict:
+    """Send a kiosk request and return its answer (issued or refused)."""
     await enrollment.send(request, source=source or f"kiosk/{request.kiosk_id}", subject=request.request_id)
-    for event_type in (ResidenceCertificateIssued.event_type, ResidenceCertificateRefused.event_type):
-        found = [r.json() | {"type": r.type} for r in enrollment.facts.records
-                 if r.type == event_type and r.json()["request_id"] == request.request_id]
-        if found:
-            return found[0]
-    await enrollment.facts.wait_for(lambda records: any(
-        r.type in (ResidenceCertificateIssued.event_type, ResidenceCertificateRefused.event_type)
-        and r.json()["request_id"] == request.request_id for r in records), what=f"answer to {request.request_id}")
-    return await answer_of(enrollment, request.request_id)
+    return await answer_to(enrollment, request.request_id)
 
 
-async def answer_of(enrollment: Enrollment, request_id: str) -> dict:
+async def answer_to(enrollment: Enrollment, request_id: str) -> dict:
+    kinds = (ResidenceCertificateIssued.event_type, ResidenceCertificateRefused.event_type)
+    await enrollment.facts.wait_for(lambda records: any(r.type in kinds and r.json()["request_id"] == request_id
+                                                        for r in records), what=f"answer to {request_id}")
     return next(r.json() | {"type": r.type} for r in enrollment.facts.records
-                if r.type in (ResidenceCertificateIssued.event_type, ResidenceCertificateRefused.event_type)
-                and r.json()["request_id"] == request_id)
+                if r.type in kinds and r.json()["request_id"] == request_id)
 
 
 @pytest.fixture(scope="module")
@@ -260,6 +266,35 @@ async def test_refusals_carry_a_reason_and_deliver_nothing(servers, settings_for
     assert expired["reason"] == "card_expired"
     assert {p.status_code for p in pickups} == {404}
     assert "req-fails" in renderer.started, "the failed render was attempted, then the request aborted whole"
+
+
+async def test_a_late_answer_is_never_delivered_to_its_request_or_the_next_one(servers, settings_for, tmp_path, test_font):
+    """The incident: a render that outlives its timeout finishes anyway, while the next applicant
+    at the same kiosk is served. The late PDF goes nowhere; the next applicant gets their own."""
+    settings = settings_for("enrollment", http_api_tokens=TOKENS, certificate_render_timeout_seconds=2.0)
+    first, second = await make_holders(settings, 2)
+    renderer = DelayedRenderer(late={"req-late"}, inner=PdfCertificateRenderer(test_font))
+    async with running_enrollment(servers, settings, certificate_renderer=renderer) as enrollment:
+        late = certificate_request("k08", first, request_id="req-late")
+        following = certificate_request("k08", second, request_id="req-next")
+        await enrollment.send(late, source="kiosk/k08", subject="k08")
+        await enrollment.send(following, source="kiosk/k08", subject="k08")  # same key: processed right after
+        timed_out = await answer_to(enrollment, late.request_id)
+        served = await answer_to(enrollment, following.request_id)
+        assert served["type"] == ResidenceCertificateIssued.event_type, served
+        await enrollment.facts.wait_for(lambda _: renderer.finished_late == ["req-late"], what="the late render to finish")
+        await enrollment.facts.settle(quiet_seconds=1.5)
+        http = enrollment.service.http
+        late_pickup = await http.get("/kiosks/k08/certificates/req-late", headers=as_kiosk("k08"))
+        pdf = (await http.get(served["pickup_path"], headers=as_kiosk("k08"))).content
+        replies = [r.json() for r in enrollment.facts.records if r.type == ResidenceCertificateIssued.event_type]
+
+    assert (timed_out["type"], timed_out["reason"]) == (ResidenceCertificateRefused.event_type, "timed_out")
+    assert served["type"] == ResidenceCertificateIssued.event_type, served
+    assert late_pickup.status_code == 404
+    assert [r["request_id"] for r in replies] == ["req-next"], "the late PDF was never delivered"
+    text = pdf_text(pdf, tmp_path)
+    assert second.name_kanji in text and first.name_kanji not in text
 
 
 async def test_verification_codes_are_valid_unknown_or_tampered(servers, settings_for, tmp_path):
