@@ -164,6 +164,25 @@ class Approval:
     photo_less: bool
 
 
+# The partner type (`ce_source` prefix) that may send an application on each channel.
+CHANNEL_SENDERS = {
+    Channel.municipal_office: "municipality/",
+    Channel.post_office: "post-office/",
+    Channel.diplomatic_office: "diplomatic-office/",
+}
+
+
+def check_sender(application: ApplyForCard, sender: str) -> Rejection | None:
+    """An application comes from the office it names, on that office's own channel: a post office
+    cannot claim another office's delegation, nor a municipality file on a diplomatic channel."""
+    if application.office_id != sender or not sender.startswith(CHANNEL_SENDERS[application.channel]):
+        return Rejection(
+            RejectionReason.channel_not_allowed,
+            f"{sender} may not file an application as {application.office_id} on the {application.channel.value} channel",
+        )
+    return None
+
+
 def photo_required(date_of_birth: date, applied_on: date, rules: CardRules) -> bool:
     infant = age_on(date_of_birth, applied_on) < rules.photo_exempt_below_age
     return not (infant and applied_on >= rules.infant_photo_exemption_from)

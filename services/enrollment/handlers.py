@@ -333,6 +333,9 @@ async def apply_for_card(event: ApplyForCard, ctx: HandlerContext[EnrollmentDeps
         if stored is None:
             return rejected(domain.unknown_resident())
         resident = stored.resident
+        wrong_sender = domain.check_sender(event, ctx.envelope.source)
+        if wrong_sender is not None:
+            return rejected(wrong_sender, resident.person_ref)
         delegated = event.channel is Channel.post_office and await deps.store.is_delegated(resident.municipality_code, event.office_id)
         review = domain.review_application(event, resident, post_office_delegated=delegated, rules=deps.rules)
         if isinstance(review, Rejection):

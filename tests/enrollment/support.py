@@ -251,7 +251,7 @@ class UseCases:
     deps: Any
     clock: FixedClock
 
-    async def run(self, use_case: Any, event: Event, *, event_id: str | None = None) -> list[Any]:
+    async def run(self, use_case: Any, event: Event, *, event_id: str | None = None, source: str | None = None) -> list[Any]:
         """Call a use case as the kit would for an event with this id (a new id when not given)."""
         import uuid
 
@@ -259,6 +259,7 @@ class UseCases:
 
         from services.kit.messaging import HandlerContext
 
-        envelope = Envelope(id=event_id or str(uuid.uuid4()), source="municipality/131016", type=event.event_type,
+        source = source or getattr(event, "office_id", None) or MUNICIPAL_OFFICE
+        envelope = Envelope(id=event_id or str(uuid.uuid4()), source=source, type=event.event_type,
                             time=self.clock.now())
         return list(await use_case(event, HandlerContext(envelope=envelope, clock=self.clock, deps=self.deps)))

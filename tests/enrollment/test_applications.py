@@ -16,6 +16,7 @@ from mynumber_contracts.enrollment import (
 
 from tests.enrollment.support import (
     EMBASSY,
+    MUNICIPAL_OFFICE,
     POST_OFFICE,
     TODAY,
     Enrollment,
@@ -122,6 +123,20 @@ async def test_a_resident_abroad_cannot_apply_at_home_channels(enrollment: Enrol
     for channel in (Channel.municipal_office, Channel.post_office):
         decision = await apply(enrollment, application(number.reveal(), channel))
         assert (decision["type"], decision["reason"]) == (ApplicationRejected.event_type, "channel_not_allowed")
+
+
+async def test_an_application_comes_from_the_office_it_names_on_that_offices_channel(enrollment: Enrollment):
+    number = new_number()
+    await enrollment.register(number)
+    await enrollment.delegate(POST_OFFICE)
+    borrowed = application(number.reveal(), Channel.post_office)  # the delegated post office's id...
+    await enrollment.send(borrowed, source="post-office/undelegated")  # ...claimed by another post office
+    municipality_abroad = application(number.reveal(), Channel.diplomatic_office, office_id=MUNICIPAL_OFFICE)
+    await enrollment.send(municipality_abroad, source=MUNICIPAL_OFFICE)
+
+    for request in (borrowed, municipality_abroad):
+        decision = await enrollment.fact(ApplicationRejected.event_type, application_id=request.application_id)
+        assert decision["reason"] == "channel_not_allowed" and "may not file" in decision["message"]
 
 
 async def test_unknown_residents_and_bad_check_digits_are_rejected_with_reasons(enrollment: Enrollment):

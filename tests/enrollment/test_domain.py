@@ -19,6 +19,7 @@ from services.enrollment.domain import (
     age_on,
     birthday_in,
     card_validity,
+    check_sender,
     nth_birthday_after,
     review_application,
     review_transition,
@@ -103,6 +104,15 @@ def test_applications_accepted_name_the_issuing_municipality():
     abroad = review_application(apply(Channel.diplomatic_office), resident(moved_abroad_on=date(2015, 10, 5)),
                                 post_office_delegated=False, rules=RULES)
     assert isinstance(abroad, Approval)
+
+
+def test_an_application_must_come_from_the_office_it_names_on_its_channel():
+    at_post = ApplyForCard(application_id="a", channel=Channel.post_office, office_id="post-office/tokyo-chuo",
+                           my_number="123456789018", applied_on=date(2025, 6, 2), photo_ref="p")
+    assert check_sender(at_post, "post-office/tokyo-chuo") is None
+    assert check_sender(at_post, "post-office/elsewhere").reason == "channel_not_allowed"
+    as_municipality = at_post.model_copy(update={"office_id": "municipality/131016"})
+    assert check_sender(as_municipality, "municipality/131016").reason == "channel_not_allowed"
 
 
 def card(state: CardState) -> Card:
