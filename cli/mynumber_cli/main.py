@@ -104,7 +104,11 @@ def stack_acl_script(
 
 def _services_up(extra_env: dict[str, str] | None = None) -> None:
     kafka, mongodb = endpoints()
-    if not native_stack._kafka_answers({"bootstrap_servers": kafka}, timeout=5.0):
+    try:
+        answers = native_stack._kafka_answers({"bootstrap_servers": kafka}, timeout=5.0)
+    except Exception:  # the readiness probe may raise instead of answering False
+        answers = False
+    if not answers:
         raise fail(f"Kafka does not answer at {kafka}: run `mynumber stack up` first")
     env = processes.environment(kafka, mongodb, extra_env)
     for process in processes.available():
