@@ -251,7 +251,8 @@ def _link_facts(document: dict[str, Any]) -> list[Fact]:
 
 
 async def _decide_and_save(deps: InsuranceDeps, key: str, *, claimed: str | None, attributes: ResidentAttributes,
-                           fields: dict[str, Any], existing: bool) -> tuple[dict[str, Any], LinkOutcome]:
+                           fields: dict[str, Any], existing: bool, ctx: HandlerContext[InsuranceDeps],
+                           actor: str) -> tuple[dict[str, Any], LinkOutcome]:
     store = deps.store
     resident: RegisteredResident | None = await store.registered_resident(claimed) if claimed else None
     same_attributes = await store.residents_with(attributes) if resident else []
@@ -271,6 +272,15 @@ async def _decide_and_save(deps: InsuranceDeps, key: str, *, claimed: str | None
         await store.change_person(outcome.person_ref, {}, add_member_key=key)
     elif outcome.held_reason is HeldReason.resident_not_found and claimed:
         await store.hold_until_resident_known(claimed, key)
+    # Every automatic link decision is audited, linked or held (the manual ones in resolve_link).
+    await deps.audit.record(
+        at=ctx.clock.now(), actor=actor, action="insurance.link" if outcome.linked else "insurance.link_held",
+        person_ref=outcome.person_ref or claimed,
+        reason="the five attributes match the resident registry" if outcome.linked
+        else f"held: {outcome.held_reason.value if outcome.held_reason else 'unknown'}",
+        details={"member_key": key, "mismatched": [str(m) for m in outcome.mismatched]},
+        audit_id=f"insurance.link-decision:{ctx.envelope.id}:{key}",
+    )
     return document, outcome
 
 
@@ -290,7 +300,7 @@ async def enroll_member(event: EnrollMember, ctx: HandlerContext[InsuranceDeps])
             return facts
         if existing and existing["status"] == MembershipStatus.active.value and existing["link_state"] == LinkState.linked.value:
             return [_rejected(event, RejectionReason.already_enrolled, "this member record is already enrolled and linked")]
-        document, outcome = await _decide_and_save(deps, key, claimed=claimed, attributes=event.attributes, existing=existing is not None, fields={
+        document, outcome = await _decide_and_save(deps, key, claimed=claimed, attributes=event.attributes, existing=existing is not None, ctx=ctx, actor=ctx.envelope.source, fields={
             "insurer_number": event.insurer_number, "member_symbol": event.member_symbol, "member_number": event.member_number,
             "attributes": event.attributes, "copay_category": event.copay_category, "enrolled_on": event.enrolled_on,
             "request_id": event.request_id, "resolution": None, "withdrawn_on": None,
@@ -315,7 +325,8 @@ async def _link_pending_members(deps: InsuranceDeps, person_ref: str, ctx: Handl
             and document["status"] == MembershipStatus.active.value
         ):
             attributes = ResidentAttributes.model_validate(document["attributes"])
-            document, outcome = await _decide_and_save(deps, key, claimed=person_ref, attributes=attributes, fields={}, existing=True)
+            document, outcome = await _decide_and_save(deps, key, claimed=person_ref, attributes=attributes, fields={},
+                                                       existing=True, ctx=ctx, actor="service/insurance")
             facts += _link_facts(document)
             linked_any = linked_any or outcome.linked
         await deps.store.clear_pending(person_ref, key)
@@ -341,6 +352,9 @@ async def withdraw_member(event: WithdrawMember, ctx: HandlerContext[InsuranceDe
         facts: list[Fact] = [MemberWithdrawn(insurer_number=event.insurer_number, member_symbol=event.member_symbol,
                                              member_number=event.member_number, person_ref=person_ref, withdrawn_on=event.withdrawn_on)]
         if person_ref:
+            await deps.audit.record(at=ctx.clock.now(), actor=ctx.envelope.source, action="insurance.unlink",
+                                    person_ref=person_ref, reason="the insurer withdrew the member",
+                                    details={"member_key": key}, audit_id=f"insurance.unlink:{ctx.envelope.id}:{key}")
             await deps.store.change_person(person_ref, {})  # a new version: its eligibility documents are rewritten
             facts += await settle_person(deps, person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id)
     return facts

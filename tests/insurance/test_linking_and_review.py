@@ -116,8 +116,12 @@ async def test_an_operator_resolves_a_held_record_and_every_decision_is_audited(
     await insurance.facts.wait_count(before + 1)
     assert insurance.facts.records[before].type == MemberLinkResolved.event_type
     trail = (await insurance.http.get(f"/audit/persons/{carol}", headers=OPERATOR)).json()
-    assert [(e["actor"], e["action"]) for e in trail] == [("operator/suzuki", "insurance.link.reject")]
+    assert [(e["actor"], e["action"]) for e in trail] == [
+        (f"insurer/{INSURER}", "insurance.link_held"), ("operator/suzuki", "insurance.link.reject")]
+    assert trail[0]["reason"] == "held: attribute_mismatch" and trail[0]["details"]["mismatched"] == ["address"]
     corrected = await insurance.insurer(enrollment("m-mismatch", 6, 6, request_id="enroll-m-mismatch-2"))
     assert types(corrected) == ["member_linked", "eligibility_certificate_issued"] and corrected[0]["person_ref"] == carol
+    trail = (await insurance.http.get(f"/audit/persons/{carol}", headers=OPERATOR)).json()
+    assert (trail[-1]["actor"], trail[-1]["action"]) == (f"insurer/{INSURER}", "insurance.link"), "automatic links are audited"
     member = await insurance.http.get(f"/members/{INSURER}/記号/m-mismatch", headers=OPERATOR)
     assert (member.json()["link_state"], member.json()["person_ref"]) == ("linked", carol)
