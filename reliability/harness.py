@@ -187,13 +187,13 @@ async def run_scenario(
     phase_done: Callable[[Scenario, str], Awaitable[None]] | None = None,
     after_stream: Callable[[Scenario, audit.Figures], None] | None = None,
     after_audit: Callable[[Scenario, audit.Figures], Awaitable[None]] | None = None,
-    base_port: int = 24100,
+    base_port: int | None = None,
 ) -> audit.Figures:
     namespace = f"f{uuid.uuid4().hex[:10]}"
     keys_dir = work_dir / "partner-keys"
     load = workload.build(events)
     slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
-    fleet = Fleet(stack.kafka, stack.mongodb, namespace, work_dir / "logs" / f"{slug}-{namespace}", base_port=base_port,
+    fleet = Fleet(stack.kafka, stack.mongodb, namespace, work_dir / "logs" / f"{slug}-{namespace}", base_port=base_port or stack.service_base_port,
                   extra_env=extra_env or {})
     scenario = Scenario(name, stack, fleet, namespace, load, keys_dir)
     await seed_registry(stack.mongodb, namespace, keys_dir)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,24 +25,46 @@ REPO = Path(__file__).resolve().parents[1]
 # the restarted server then cannot bind. Ports in that range made a broker restart fail here.
 DEFAULT_KAFKA_PORT = 24092
 DEFAULT_MONGODB_PORT = 24017
+DEFAULT_SERVICE_BASE_PORT = 24100
+
+
+def _free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.3)
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def free_slot(first: int = 24000, step: int = 200, slots: int = 30) -> int:
+    """The first block of ports [base, base+step) whose ports this suite uses are all free, so two
+    fault runs at once (two engineers, or CI beside a developer) never share or stop each other's servers."""
+    for base in range(first, first + step * slots, step):
+        used = [base + 17, base + 92, base + 93, base + 100, base + 110, base + 120, base + 130, base + 190]
+        if all(_free(port) for port in used):
+            return base
+    raise RuntimeError(f"no free block of ports between {first} and {first + step * slots}")
 
 
 @dataclass(frozen=True)
 class PrivateStack:
-    """Where the private servers live and answer."""
+    """Where the private servers live and answer, and where the services' HTTP ports start."""
 
     directory: Path
     kafka_port: int = DEFAULT_KAFKA_PORT
     mongodb_port: int = DEFAULT_MONGODB_PORT
+    service_base_port: int = DEFAULT_SERVICE_BASE_PORT
 
     @classmethod
     def from_environment(cls) -> PrivateStack:
-        """`MYNUMBER_FAULT_STACK_DIR`, `MYNUMBER_FAULT_KAFKA_PORT`, `MYNUMBER_FAULT_MONGODB_PORT` override the defaults."""
-        directory = os.environ.get("MYNUMBER_FAULT_STACK_DIR") or str(REPO / ".stack" / "faultstack")
+        """`MYNUMBER_FAULT_STACK_DIR`, `MYNUMBER_FAULT_KAFKA_PORT`, `MYNUMBER_FAULT_MONGODB_PORT` and
+        `MYNUMBER_FAULT_BASE_PORT` (the services' HTTP ports) override a free block found from 24000 up."""
+        base = free_slot() if not os.environ.get("MYNUMBER_FAULT_KAFKA_PORT") else 24000
+        kafka_port = int(os.environ.get("MYNUMBER_FAULT_KAFKA_PORT") or base + 92)
+        directory = os.environ.get("MYNUMBER_FAULT_STACK_DIR") or str(REPO / ".stack" / f"faultstack-{kafka_port}")
         return cls(
             Path(directory).expanduser().resolve(),
-            int(os.environ.get("MYNUMBER_FAULT_KAFKA_PORT", DEFAULT_KAFKA_PORT)),
-            int(os.environ.get("MYNUMBER_FAULT_MONGODB_PORT", DEFAULT_MONGODB_PORT)),
+            kafka_port,
+            int(os.environ.get("MYNUMBER_FAULT_MONGODB_PORT") or base + 17),
+            int(os.environ.get("MYNUMBER_FAULT_BASE_PORT") or base + 100),
         )
 
     @property
