@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException
 from mynumber_contracts import PersonRef
 from mynumber_contracts.benefits import (
     AccountDeleted,
@@ -20,6 +20,7 @@ from mynumber_contracts.benefits import (
 )
 from pydantic import BaseModel, Field
 
+from services.kit.auth import operator
 from services.kit.clock import today
 from services.kit.http import service_deps, service_of
 from services.kit.messaging import EventService
@@ -28,7 +29,8 @@ from . import domain
 from .domain import AccountStatus
 from .handlers import BenefitsDeps, sweep_opt_out_proposals
 
-router = APIRouter(tags=["benefits"])
+# Accounts, payments and audit trails are personal data: every route is for operators.
+router = APIRouter(tags=["benefits"], dependencies=[Depends(operator)])
 
 
 class AccountView(BaseModel):
@@ -36,15 +38,6 @@ class AccountView(BaseModel):
     status: AccountStatus
     channel: str
     account: AccountSummary
-
-
-class AuditEntry(BaseModel):
-    at: datetime
-    actor: str
-    action: str
-    person_ref: str
-    reason: str
-    subject: str
 
 
 class FlagView(BaseModel):
@@ -107,11 +100,6 @@ async def get_account(person_ref: PersonRef, deps: BenefitsDeps = Depends(servic
         raise HTTPException(404, "no receiving account is registered for this person")
     return AccountView(person_ref=person_ref, status=account.status, channel=str(account.channel),
                        account=account.summary())
-
-
-@router.get("/audit", response_model=list[AuditEntry], summary="The audit trail of one person (append-only).")
-async def get_audit(person_ref: PersonRef = Query(...), deps: BenefitsDeps = Depends(service_deps)) -> list[AuditEntry]:
-    return [AuditEntry(**{k: v for k, v in entry.items() if k != "_id"}) for entry in await deps.store.audit_for(person_ref)]
 
 
 @router.get("/flags", response_model=list[FlagView], summary="Open shared-account flags.")

@@ -24,6 +24,8 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from services.kit.audit import AuditTrail
+
 from .domain import Account, AccountStatus, BatchHeader, ChunkTally, Resident, ResidentStatus
 
 DUPLICATE_KEY = 11000
@@ -53,7 +55,9 @@ class BenefitsStore:
         self.residents = database["residents"]
         self.accounts = database["accounts"]
         self.shared_flags = database["shared_flags"]
-        self.audit_log = database["audit_log"]
+        # The kit's append-only audit trail, which every service serves to operators at /audit/persons/{ref}.
+        self.audit_trail = AuditTrail(database)
+        self.audit_log = database[AuditTrail.COLLECTION]
         self.proposals = database["pension_proposals"]
         self.batches = database["payout_batches"]
         self.chunks = database["payout_chunks"]
@@ -69,7 +73,7 @@ class BenefitsStore:
     async def ensure_indexes(self) -> None:
         await self.accounts.create_index([("key", ASCENDING)])
         await self.accounts.create_index([("bank_code", ASCENDING), ("branch_code", ASCENDING)])
-        await self.audit_log.create_index([("person_ref", ASCENDING), ("at", ASCENDING)])
+        await self.audit_trail.ensure_indexes()
         await self.proposals.create_index([("status", ASCENDING), ("reply_by", ASCENDING)])
         await self.proposals.create_index([("person_ref", ASCENDING)])
         await self.chunks.create_index([("batch_id", ASCENDING)])
@@ -195,15 +199,9 @@ class BenefitsStore:
 
     async def audit(self, entry_id: str, *, actor: str, action: str, person_ref: str, reason: str,
                     subject: str, at: datetime) -> None:
-        """Append one audit entry. Append-only: an entry is inserted once and never changed."""
-        try:
-            await self.audit_log.insert_one({"_id": entry_id, "at": at, "actor": actor, "action": action,
-                                             "person_ref": person_ref, "reason": reason, "subject": subject})
-        except DuplicateKeyError:
-            pass  # the same step ran again after a crash
-
-    async def audit_for(self, person_ref: str) -> list[dict[str, Any]]:
-        return await self.audit_log.find({"person_ref": person_ref}).sort([("at", ASCENDING), ("_id", ASCENDING)]).to_list()
+        """Append one audit entry. Append-only: an entry id is written once (a rerun after a crash adds nothing)."""
+        await self.audit_trail.record(at=at, actor=actor, action=action, person_ref=person_ref, reason=reason,
+                                      details={"subject": subject}, audit_id=entry_id)
 
     # --- pension proposals (the opt-out route) --------------------------------------------
 

@@ -21,6 +21,8 @@ from services.kit.people import PersonReferences
 from tests.support.kafka import PartnerPublisher, TopicReader
 from tests.support.services import RunningService, run_service
 
+OPERATOR_TOKEN = "Bearer development-only-operator-token"
+
 ENROLLMENT = "service/enrollment"
 PORTAL = "portal/myna"
 PENSION = "pension-service/jp"
@@ -119,6 +121,7 @@ async def benefits(settings_for, namespace, servers, bank) -> AsyncIterator[Bene
     clock = FixedClock(START)
     transport = httpx.ASGITransport(app=create_bank_simulator(bank))
     async with run_service("benefits", settings, clock=clock, bank_transport=transport) as running:
+        running.http.headers["Authorization"] = OPERATOR_TOKEN  # every benefits route is for operators
         service = running.service
         async with (
             PartnerPublisher(servers.kafka_bootstrap, namespace) as partner,

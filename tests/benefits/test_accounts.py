@@ -100,8 +100,12 @@ async def test_an_account_shared_by_people_at_different_addresses_is_flagged_wit
     outcomes = {f["person_ref"]: f["outcome"] for f in await benefits.wait_fact(AccountFlagResolved, 3)}
     assert outcomes == {keep[0]: "released", keep[1]: "released", benefits.ref(second): "removed"}
     assert (await benefits.http.get(f"/accounts/{keep[0]}")).json()["status"] == "active"
+    anonymous = await benefits.http.get(f"/accounts/{keep[0]}", headers={"Authorization": ""})
+    assert anonymous.status_code == 401, "accounts are for operators only"
+    assert (await benefits.http.post(f"/flags/{flag_id}/resolve", json={"operator": "x", "reason": "y"},
+                                     headers={"Authorization": ""})).status_code == 401
     assert (await benefits.http.get(f"/accounts/{benefits.ref(second)}")).status_code == 404
-    audit = (await benefits.http.get("/audit", params={"person_ref": benefits.ref(second)})).json()
+    audit = (await benefits.http.get(f"/audit/persons/{benefits.ref(second)}")).json()
     actions = [(e["action"], e["actor"]) for e in audit]
     assert ("account_flagged", "service/benefits") in actions and ("flag_removed", "operator/sato") in actions
     assert all(e["person_ref"] == benefits.ref(second) and e["reason"] and e["at"] for e in audit)
