@@ -70,11 +70,11 @@ async def scan_fact_topics_for_numbers(bootstrap: str, namespace: str, known: se
 @pytest.mark.slow
 async def test_numbers_assigned_in_bulk_by_two_concurrent_workers_are_unique_valid_and_replay_the_same(settings_for):
     """ASSIGNMENT_COUNT keys (MYNUMBER_ASSIGNMENT_COUNT, default 100,000), split between two workers on
-    separate database clients, with a tenth of the keys asked by both at once (a replay racing itself)."""
+    separate database clients; both start with the same tenth of the keys at once (a replay racing itself)."""
     settings = settings_for("enrollment")
     keys = [f"131016/newborn-{i}" for i in range(ASSIGNMENT_COUNT)]
     overlap = ASSIGNMENT_COUNT // 10
-    half = ASSIGNMENT_COUNT // 2
+    middle = overlap + (ASSIGNMENT_COUNT - overlap) // 2
     started = time.monotonic()
     async with use_cases(settings) as first, use_cases(settings) as second:
         async def work(run, share: list[str]) -> dict[str, MyNumber]:
@@ -84,7 +84,7 @@ async def test_numbers_assigned_in_bulk_by_two_concurrent_workers_are_unique_val
             return assigned
 
         async with asyncio.timeout(float(os.environ.get("MYNUMBER_ASSIGNMENT_TIMEOUT", "420"))):  # stop the workers before teardown
-            a, b = await asyncio.gather(work(first, keys[:half + overlap // 2]), work(second, keys[half - overlap // 2:]))
+            a, b = await asyncio.gather(work(first, keys[:middle]), work(second, keys[:overlap] + keys[middle:]))
         elapsed = time.monotonic() - started
         replay_keys = keys[::max(1, ASSIGNMENT_COUNT // 1000)]
         replayed = await second.deps.store.assign_numbers(replay_keys, at=NOW)
