@@ -80,8 +80,11 @@ async def run(ctx: Context) -> dict[str, Any]:
         profile = process.start_profiler("eligibility") if ctx.profile else None
         command = [wrk, "-t1", "-c32", f"-d{seconds}s", "--timeout", "5s", "-s", str(LUA), process.url, "--",
                    str(rate), str(paths_file), BENCH_TOKEN]
+        cpu = common.CpuMeter(ctx, process.process.pid if process.process else None)
+        cpu.start()
         child = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await child.communicate()
+        cpu_used = cpu.stop()
         process.stop_profiler()
         text = out.decode(errors="replace")
         line = next((x for x in text.splitlines() if x.startswith("BENCH-RESULT ")), None)
@@ -105,6 +108,9 @@ async def run(ctx: Context) -> dict[str, Any]:
                 "mean_ms": round(latency["mean"] / 1000, 3),
                 "load_generator": "wrk 4.1 (Debian) + bench/wrk_fixed_rate.lua, 1 thread, 32 connections",
                 "setup_s": round(setup_seconds, 2), "peak_rss_mb": process.peak_rss_mb(),
+                "cpu": cpu_used,
+                "cpu_ms_per_request": {k: round(v * 1000 / max(1, wrk_result["requests"]), 3)
+                                       for k, v in cpu_used["cpu_s"].items()},
             },
             "profile": common.summarise_profile(profile) if ctx.profile else None,
             "targets": {
