@@ -1,8 +1,10 @@
 """Enrollment's HTTP API: application and card status, the operator's lookup by person (the
 number masked to its last 4 digits) and the operator commands (expiry sweep, key rotation).
 
-Operator routes need a bearer token whose principal is `operator` (the kit's
-MYNUMBER_HTTP_API_TOKENS); every operator lookup is written to the audit trail.
+Every route needs a bearer token (the kit's MYNUMBER_HTTP_API_TOKENS, 'principal=token,...'):
+operator routes the principal `operator` (every lookup is written to the audit trail), number
+pickups the asking municipality (`municipality/<code>`), PDF pickups the asking kiosk
+(`kiosk/<id>`); status and verification routes any registered principal.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ class RotationReport(BaseModel):
 
 @router.get("/applications/{application_id}", response_model=ApplicationStatus, tags=["status"],
             summary="Status of a card application: accepted (with its card) or rejected (with the reason).")
-async def application_status(application_id: str, deps: Deps) -> ApplicationStatus:
+async def application_status(application_id: str, deps: Deps, _: Principal) -> ApplicationStatus:
     outcome = await deps.store.outcome(f"application/{application_id}")
     if outcome is None:
         raise HTTPException(404, "no application with this id has been decided")
@@ -111,7 +113,7 @@ async def application_status(application_id: str, deps: Deps) -> ApplicationStat
 
 
 @router.get("/cards/{card_number}", response_model=CardStatus, tags=["status"], summary="Status of a card by its number.")
-async def card_status(card_number: str, deps: Deps) -> CardStatus:
+async def card_status(card_number: str, deps: Deps, _: Principal) -> CardStatus:
     card = await deps.store.card(card_number)
     if card is None:
         raise HTTPException(404, "no card with this number")

@@ -23,6 +23,7 @@ from mynumber_contracts.enrollment import (
 
 from tests.enrollment.support import (
     MUNICIPAL_OFFICE,
+    OPERATOR,
     TODAY,
     Enrollment,
     application,
@@ -44,7 +45,7 @@ async def test_a_lost_card_is_suspended_at_once_then_reissued_with_a_new_certifi
     card = await issue_card(enrollment, number)
 
     suspended = await card_request(enrollment, lost(number))
-    status = await enrollment.service.http.get(f"/cards/{card['card_number']}")
+    status = await enrollment.service.http.get(f"/cards/{card['card_number']}", headers=OPERATOR)
     reissued = await card_request(enrollment, RequestCardReissue(
         request_id="reissue-1", my_number=number.reveal(), office_id=MUNICIPAL_OFFICE, requested_on=TODAY,
         photo_ref="photo/new"))

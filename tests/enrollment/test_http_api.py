@@ -15,9 +15,10 @@ async def test_application_and_card_status(enrollment):
     rejected = await apply(enrollment, application(number.reveal()))
     http = enrollment.service.http
 
-    accepted_status = (await http.get(f"/applications/{card['application_id']}")).json()
-    rejected_status = (await http.get(f"/applications/{rejected['application_id']}")).json()
-    card_status = (await http.get(f"/cards/{card['card_number']}")).json()
+    accepted_status = (await http.get(f"/applications/{card['application_id']}", headers=OPERATOR)).json()
+    rejected_status = (await http.get(f"/applications/{rejected['application_id']}", headers=OPERATOR)).json()
+    card_status = (await http.get(f"/cards/{card['card_number']}", headers=OPERATOR)).json()
+    anonymous = await http.get(f"/cards/{card['card_number']}")
 
     assert accepted_status | {"decided_at": None} == {
         "application_id": card["application_id"], "status": "accepted", "person_ref": card["person_ref"],
@@ -26,8 +27,9 @@ async def test_application_and_card_status(enrollment):
     assert rejected_status["message"]
     assert card_status["status"] == "active" and card_status["expires_on"] == card["expires_on"]
     assert card_status["person_ref"] == card["person_ref"]
-    assert (await http.get("/applications/nope")).status_code == 404
-    assert (await http.get("/cards/C-NOPE")).status_code == 404
+    assert (await http.get("/applications/nope", headers=OPERATOR)).status_code == 404
+    assert (await http.get("/cards/C-NOPE", headers=OPERATOR)).status_code == 404
+    assert anonymous.status_code == 401
 
 
 async def test_the_operator_lookup_shows_the_number_masked_and_is_audited(servers, settings_for):
