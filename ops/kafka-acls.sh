@@ -29,24 +29,49 @@ allow_write svc-licensing mynumber.security.quarantine
 allow_read svc-licensing mynumber.licensing.requests mynumber-licensing
 allow_read svc-licensing mynumber.enrollment.facts mynumber-licensing
 [ -n "${MUNICIPALITY_131016_PASSWORD:-}" ] && user municipality-131016 "$MUNICIPALITY_131016_PASSWORD"
+allow_write municipality-131016 mynumber.enrollment.requests
 [ -n "${MUNICIPALITY_271004_PASSWORD:-}" ] && user municipality-271004 "$MUNICIPALITY_271004_PASSWORD"
+allow_write municipality-271004 mynumber.enrollment.requests
 [ -n "${MUNICIPALITY_011002_PASSWORD:-}" ] && user municipality-011002 "$MUNICIPALITY_011002_PASSWORD"
+allow_write municipality-011002 mynumber.enrollment.requests
 [ -n "${POST_OFFICE_TOKYO_CHUO_PASSWORD:-}" ] && user post-office-tokyo-chuo "$POST_OFFICE_TOKYO_CHUO_PASSWORD"
+allow_write post-office-tokyo-chuo mynumber.enrollment.requests
 [ -n "${POST_OFFICE_OSAKA_KITA_PASSWORD:-}" ] && user post-office-osaka-kita "$POST_OFFICE_OSAKA_KITA_PASSWORD"
+allow_write post-office-osaka-kita mynumber.enrollment.requests
 [ -n "${POST_OFFICE_SAPPORO_EKI_PASSWORD:-}" ] && user post-office-sapporo-eki "$POST_OFFICE_SAPPORO_EKI_PASSWORD"
+allow_write post-office-sapporo-eki mynumber.enrollment.requests
 [ -n "${DIPLOMATIC_OFFICE_US_NEWYORK_PASSWORD:-}" ] && user diplomatic-office-us-newyork "$DIPLOMATIC_OFFICE_US_NEWYORK_PASSWORD"
+allow_write diplomatic-office-us-newyork mynumber.enrollment.requests
 [ -n "${DIPLOMATIC_OFFICE_GB_LONDON_PASSWORD:-}" ] && user diplomatic-office-gb-london "$DIPLOMATIC_OFFICE_GB_LONDON_PASSWORD"
+allow_write diplomatic-office-gb-london mynumber.enrollment.requests
 [ -n "${KIOSK_SEVEN_0001_PASSWORD:-}" ] && user kiosk-seven-0001 "$KIOSK_SEVEN_0001_PASSWORD"
+allow_write kiosk-seven-0001 mynumber.enrollment.requests
+allow_write kiosk-seven-0001 mynumber.insurance.requests
 [ -n "${KIOSK_LAWSON_0002_PASSWORD:-}" ] && user kiosk-lawson-0002 "$KIOSK_LAWSON_0002_PASSWORD"
+allow_write kiosk-lawson-0002 mynumber.enrollment.requests
+allow_write kiosk-lawson-0002 mynumber.insurance.requests
 [ -n "${INSURER_06130012_PASSWORD:-}" ] && user insurer-06130012 "$INSURER_06130012_PASSWORD"
+allow_write insurer-06130012 mynumber.insurance.requests
 [ -n "${INSURER_01130012_PASSWORD:-}" ] && user insurer-01130012 "$INSURER_01130012_PASSWORD"
+allow_write insurer-01130012 mynumber.insurance.requests
 [ -n "${MEDICAL_INSTITUTION_1312345678_PASSWORD:-}" ] && user medical-institution-1312345678 "$MEDICAL_INSTITUTION_1312345678_PASSWORD"
+allow_write medical-institution-1312345678 mynumber.insurance.requests
 [ -n "${MEDICAL_INSTITUTION_2712345678_PASSWORD:-}" ] && user medical-institution-2712345678 "$MEDICAL_INSTITUTION_2712345678_PASSWORD"
+allow_write medical-institution-2712345678 mynumber.insurance.requests
 [ -n "${PORTAL_MYNA_PASSWORD:-}" ] && user portal-myna "$PORTAL_MYNA_PASSWORD"
+allow_write portal-myna mynumber.benefits.requests
+allow_write portal-myna mynumber.enrollment.requests
+allow_write portal-myna mynumber.insurance.requests
 [ -n "${PENSION_SERVICE_JP_PASSWORD:-}" ] && user pension-service-jp "$PENSION_SERVICE_JP_PASSWORD"
+allow_write pension-service-jp mynumber.benefits.requests
 [ -n "${TAX_AGENCY_NTA_PASSWORD:-}" ] && user tax-agency-nta "$TAX_AGENCY_NTA_PASSWORD"
+allow_write tax-agency-nta mynumber.benefits.requests
 [ -n "${BANK_0001_PASSWORD:-}" ] && user bank-0001 "$BANK_0001_PASSWORD"
+allow_write bank-0001 mynumber.benefits.requests
 [ -n "${PAYING_AGENCY_CHILD_BENEFIT_PASSWORD:-}" ] && user paying-agency-child-benefit "$PAYING_AGENCY_CHILD_BENEFIT_PASSWORD"
+allow_write paying-agency-child-benefit mynumber.benefits.requests
 [ -n "${POLICE_TOKYO_PASSWORD:-}" ] && user police-tokyo "$POLICE_TOKYO_PASSWORD"
+allow_write police-tokyo mynumber.licensing.requests
 [ -n "${TRANSPORT_BUREAU_KANTO_PASSWORD:-}" ] && user transport-bureau-kanto "$TRANSPORT_BUREAU_KANTO_PASSWORD"
+allow_write transport-bureau-kanto mynumber.licensing.requests
 echo "Kafka users and ACLs are in place."
