@@ -4,8 +4,8 @@ event catalogue: every service's topic names are visible in the DOM."""
 from __future__ import annotations
 
 import functools
-import re
 import http.server
+import re
 import shutil
 import subprocess
 import threading
