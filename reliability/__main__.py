@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from . import report
 from .stack import REPO
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-incidents", action="store_true", help="skip the incident replays")
     parser.add_argument("--document", default=str(REPO / "docs" / "reliability.md"), help="where the table goes")
     parser.add_argument("--section", default="", help="which figures block of the document to replace (default: the main one)")
+    parser.add_argument("--render-only", action="store_true", help="rewrite the table from the last run's results")
     args = parser.parse_args(argv)
 
     chosen = [name.strip() for name in args.only.split(",") if name.strip()] or list(TESTS)
@@ -43,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scenarios {unknown}; choose from {', '.join(TESTS)}")
     results = REPO / "test-artifacts" / "reliability" / (args.section or "main")
+    document = Path(args.document) if os.path.isabs(args.document) else REPO / args.document
+    if args.render_only:
+        report.write(document, results, command=(results / "command.txt").read_text().strip(), section=args.section)
+        return 0
     shutil.rmtree(results, ignore_errors=True)
     results.mkdir(parents=True)
     selection = ["tests/faults/test_faults.py", "-k", " or ".join(TESTS[name] for name in chosen)]
@@ -56,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     outcome = subprocess.run(command, cwd=REPO, env=env).returncode
     shown = " ".join(["python -m reliability", f"--events {args.events}", *([f"--section {args.section}"] if args.section else []),
                       *([f"--only {args.only}"] if args.only else []), *(["--no-incidents"] if args.no_incidents else [])])
-    report.write(REPO / args.document if not os.path.isabs(args.document) else args.document, results,
-                 command=shown, section=args.section)
+    (results / "command.txt").write_text(shown)
+    report.write(document, results, command=shown, section=args.section)
     print(f"figures written to {args.document}", flush=True)
     return outcome
 

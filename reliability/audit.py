@@ -68,6 +68,7 @@ class Figures:
     effects: dict[str, int] = field(default_factory=dict)
     facts_published: int = 0
     distinct_facts: int = 0
+    facts_by_type: Counter[str] = field(default_factory=Counter)  # distinct ids per event type
     lost: list[str] = field(default_factory=list)
     duplicated: list[str] = field(default_factory=list)
     order_violations: list[str] = field(default_factory=list)
@@ -89,7 +90,8 @@ class Figures:
         return {
             "scenario": self.scenario, "events": self.events, "records_sent": self.records_sent,
             "poison_sent": self.poison_sent, "effects": self.effects, "facts_published": self.facts_published,
-            "distinct_facts": self.distinct_facts, "lost": len(self.lost), "duplicated": len(self.duplicated),
+            "distinct_facts": self.distinct_facts,
+            "facts_by_type": dict(sorted(self.facts_by_type.items())), "lost": len(self.lost), "duplicated": len(self.duplicated),
             "order_violations": len(self.order_violations), "lost_examples": self.lost[:10],
             "duplicated_examples": self.duplicated[:10], "order_examples": self.order_violations[:10],
             "dead_lettered": dict(self.dead_lettered), "quarantined": dict(self.quarantined),
@@ -182,6 +184,7 @@ async def audit(scenario: Scenario) -> Figures:
         if len(values) > 1:
             figures.duplicated.append(f"fact id {fact_id} ({first[fact_id].type}) published with {len(values)} contents")
     facts = list(first.values())  # one per id, in topic order
+    figures.facts_by_type = Counter(r.type.removeprefix("jp.mynumber.") for r in facts)
     for letter in letters:
         figures.dead_lettered[f"{letter.topic.split('.')[-2]}: {letter.headers.get('dlq_reason', '?')}"] += 1
     for letter in quarantine:
@@ -276,6 +279,8 @@ async def audit(scenario: Scenario) -> Figures:
             figures.lost.append(f"family member's account of person #{index} was registered, not refused")
         elif f"acct-{index}" not in refused:
             figures.lost.append(f"refusal of the family member's account of person #{index}")
+    settled_facts = {f["payment_id"] for f in of(BENEFITS + "payment_settled.v1")}
+    sent_facts = {f["payment_id"] for f in of(BENEFITS + "payment_sent.v1")}
     for index in expected.payments:
         key = (expected.programme, expected.period, refs[index])
         if payments.get(key, 0) == 0:
@@ -283,6 +288,12 @@ async def audit(scenario: Scenario) -> Figures:
         payment_id = ":".join(key)
         if settlements.get(payment_id, 0) == 0:
             figures.lost.append(f"settlement of the payment to person #{index}")
+        if payment_id not in settled_facts:
+            figures.lost.append(f"the payment_settled fact of the payment to person #{index}")
+    unsent = len(set(settled_facts) - sent_facts)
+    if unsent:
+        figures.notes.append(f"{unsent} payments settled without a payment_sent fact (the bank's answer was lost; "
+                             "the statement showed the credit)")
     for number, index in expected.licences.items():
         if licences.get(number, 0) == 0:
             figures.lost.append(f"licence of person #{index}")

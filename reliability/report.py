@@ -22,14 +22,14 @@ def _reasons(counts: dict[str, int]) -> str:
 
 def figures_table(results: list[dict]) -> str:
     header = ("| # | scenario | events | records sent | " + " | ".join(EFFECTS)
-              + " | facts published | lost | duplicated | dead-lettered | quarantined | result |")
+              + " | facts published (distinct ids) | lost | duplicated | dead-lettered | quarantined | result |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for number, row in enumerate(results, 1):
         effects = " | ".join(f"{row['effects'].get(name, 0):,}" for name in EFFECTS)
         result = "pass" if row["passed"] else "**FAIL**"
         lines.append(
             f"| {number} | {row['scenario']} | {row['events']:,} | {row['records_sent']:,} | {effects} | "
-            f"{row['facts_published']:,} | {row['lost']:,} | {row['duplicated']:,} | {_reasons(row['dead_lettered'])} | "
+            f"{row['facts_published']:,} ({row['distinct_facts']:,}) | {row['lost']:,} | {row['duplicated']:,} | {_reasons(row['dead_lettered'])} | "
             f"{_reasons(row['quarantined'])} | {result} |"
         )
     return "\n".join(lines)
