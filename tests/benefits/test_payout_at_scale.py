@@ -149,7 +149,8 @@ async def test_ten_thousand_recipients_replayed_three_times_with_a_kill_are_each
         await publish_batch(partner)  # replayed while the service is down
         async with (
             process(service_args, env, f"{service_url}/health", service_log),
-            httpx.AsyncClient(base_url=service_url, timeout=60) as benefits,
+            httpx.AsyncClient(base_url=service_url, timeout=60,
+                              headers={"Authorization": "Bearer development-only-operator-token"}) as benefits,
         ):
             await publish_batch(partner)  # and again once it is back
 
