@@ -277,6 +277,45 @@ def person(number: Annotated[str, typer.Argument(help="The Individual Number (12
     lookup.render(found, my_number, console)
 
 
+# --- operator commands ---------------------------------------------------------------------
+
+SWEEPS = (
+    ("enrollment", "/operator/expiry-sweep", "cards past their expiry date"),
+    ("insurance", "/operations/certificate-renewal", "eligibility certificates renewed before they lapse"),
+    ("insurance", "/operations/certificate-expiry", "eligibility certificates ended"),
+    ("benefits", "/operations/opt-out-sweep", "pension accounts past their 45-day reply period"),
+)
+
+
+def _operator_post(service: str, path: str, params: dict[str, str] | None = None) -> dict:
+    import httpx
+
+    url = processes.service(service).url + path
+    try:
+        answer = httpx.post(url, params=params, headers={"Authorization": f"Bearer {_operator_token()}"}, timeout=120)
+    except httpx.ConnectError:
+        raise fail(f"the {service} service does not answer at {url}: run `mynumber services up` first") from None
+    if answer.status_code != 200:
+        raise fail(f"{service} answered {answer.status_code}: {answer.text[:300]}")
+    return answer.json()
+
+
+@app.command()
+def sweeps(as_of: Annotated[str | None, typer.Option(help="Run as of this date (YYYY-MM-DD); default today.")] = None) -> None:
+    """Run every scheduled sweep once: card expiry, certificate renewal and expiry, the opt-out route. Safe to rerun."""
+    params = {"as_of": as_of} if as_of else None
+    table = Table("service", "sweep", "result")
+    for service, path, what in SWEEPS:
+        table.add_row(service, what, json.dumps(_operator_post(service, path, params), ensure_ascii=False)[:120])
+    console.print(table)
+
+
+@app.command("rotate-number-keys")
+def rotate_number_keys() -> None:
+    """Re-encrypt every stored Individual Number under the current key (MYNUMBER_ENROLLMENT_NUMBER_KEYS, first entry)."""
+    console.print_json(json.dumps(_operator_post("enrollment", "/operator/number-keys/rotate")))
+
+
 # --- dead letters --------------------------------------------------------------------------
 
 

@@ -58,6 +58,14 @@ async def test_services_up_status_person_and_down(services_env, servers, namespa
     assert number.masked() in result.output
     assert number.reveal() not in result.output, "the lookup shows the number masked only"
 
+    result = await invoke(["sweeps", "--as-of", "2030-01-01"], services_env)
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    assert "cards past their expiry date" in flat and "certificates ended" in flat and "45-day reply period" in flat
+    result = await invoke(["rotate-number-keys"], services_env)
+    assert result.exit_code == 0, result.output
+    assert "dev-1" in result.output  # records per key id, all under the current (development) key
+
     result = await invoke(["services", "status"], services_env)
     assert result.exit_code == 0 and "enrollment" in result.output
 
@@ -69,6 +77,8 @@ async def test_services_up_status_person_and_down(services_env, servers, namespa
     result = await invoke(["person", number.reveal()], services_env)
     assert result.exit_code == 1
     assert "does not answer" in " ".join(result.output.split())
+    result = await invoke(["sweeps"], services_env)
+    assert result.exit_code == 1 and "does not answer" in " ".join(result.output.split())
 
 
 def test_person_refuses_an_invalid_number_clearly():
