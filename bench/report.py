@@ -67,8 +67,12 @@ def targets(out: Path) -> str:
         done = f"{_num(m.get('seconds'))} s" if m.get("seconds") is not None else (
             f"not finished: {_num(m.get('settled'))} of {_num(m.get('recipients'))} settled after {_num(m.get('elapsed_s'), 0)} s")
         lines.append(f"| payout of {_num(m.get('recipients'))} recipients ≤ 600 s | {done} | {_met((payout.get('targets') or {}).get('seconds'))} |")
-        lines.append(f"| reconciled exactly to the yen | {m.get('reconciled_exactly')} | "
+        lines.append(f"| reconciled exactly to the yen, {_num(m.get('recipients'))}-recipient batch | {m.get('reconciled_exactly')} | "
                      f"{_met((payout.get('targets') or {}).get('reconciled_to_the_yen'))} |")
+    benefits = _load(out, "flow_benefits").get("metrics") or {}
+    if "reconciled_exactly" in benefits:
+        lines.append(f"| reconciled exactly to the yen, {_num(benefits.get('flows'))}-recipient batch (flow_benefits) | "
+                     f"{benefits['reconciled_exactly']} | {'met' if benefits['reconciled_exactly'] else '**missed**'} |")
     peaks = (_load(out, "summary").get("peak_rss_mb") or {})
     if peaks:
         worst = max(peaks, key=lambda k: peaks[k]["measured"])
