@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from .redaction import redact
 
@@ -62,8 +63,11 @@ class AuditTrail:
         )
         document = entry.model_dump()
         document["_id"] = entry.audit_id
-        # Insert-only: an existing id means this very record was already written.
-        await self._records.update_one({"_id": entry.audit_id}, {"$setOnInsert": document}, upsert=True)
+        # Insert-only: an existing id means this very record was already written (a rerun).
+        try:
+            await self._records.insert_one(document)
+        except DuplicateKeyError:
+            pass
         return entry
 
     async def for_person(self, person_ref: str, limit: int = 500) -> list[AuditRecord]:

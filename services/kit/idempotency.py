@@ -21,6 +21,7 @@ from datetime import datetime
 
 from mynumber_contracts import Envelope, Fact, KafkaRecord, encode_event
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from .clock import Clock
 
@@ -108,16 +109,18 @@ class IdempotencyGuard:
                     f"ce_id {envelope.id!r} was already used for different content "
                     f"(first seen on {seen['topic']}@{seen['partition']}:{seen['offset']})"
                 )
-            # FerretDB v1 drops an empty array from a $setOnInsert upsert: no "facts" means none.
+            # No "facts" means none (FerretDB v1 dropped empty arrays from the upserts of older records).
             records = [_document_to_record(d) for d in seen.get("facts", [])]
         else:
             facts = list(await use_case() or ())
             records = to_records(facts, cause=envelope, service=self._service, now=self._clock.now())
-            # $setOnInsert: if another instance got here first, its record (same ids) stands.
-            await self._events.update_one(
-                {"_id": envelope.id},
-                {
-                    "$setOnInsert": {
+            # Insert, never upsert: FerretDB v1 scans a collection on every update, so an upsert per
+            # event would grow slower with history. A duplicate key means another instance got here
+            # first; its record (same ids) stands.
+            try:
+                await self._events.insert_one(
+                    {
+                        "_id": envelope.id,
                         "digest": received.digest,
                         "type": envelope.type,
                         "source": envelope.source,
@@ -127,8 +130,8 @@ class IdempotencyGuard:
                         "processed_at": self._clock.now(),
                         "facts": [_record_to_document(r) for r in records],
                     }
-                },
-                upsert=True,
-            )
+                )
+            except DuplicateKeyError:
+                pass
         await publish(records)
         return records
