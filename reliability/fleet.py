@@ -27,6 +27,16 @@ OFFSETS = {"enrollment": 0, "insurance": 10, "benefits": 20, "licensing": 30}
 BANK_OFFSET = 90
 
 
+def _die_with_parent() -> None:
+    """Linux: the instance gets SIGTERM when the test process dies, even by SIGKILL (no orphans)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux: stop_all() at the end still stops them
+
+
 @dataclass
 class Instance:
     service: str
@@ -86,7 +96,7 @@ class Fleet:
             log.write(f"\n===== start {instance.starts + 1} of {instance.name} =====\n".encode())
             log.flush()
             instance.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
-                                                start_new_session=True)
+                                                start_new_session=True, preexec_fn=_die_with_parent)
         instance.starts += 1
 
     def start_bank(self) -> Instance:

@@ -9,6 +9,7 @@ variables set to the private values and restores the caller's environment afterw
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -42,6 +43,21 @@ def free_slot(first: int = 24000, step: int = 200, slots: int = 30) -> int:
         if all(_free(port) for port in used):
             return base
     raise RuntimeError(f"no free block of ports between {first} and {first + step * slots}")
+
+
+def reap_abandoned(parent: Path) -> None:
+    """Stop the private stacks of earlier fault runs whose test process is gone (killed before its
+    teardown), found by the owner file each run leaves in its stack directory."""
+    for owner_file in parent.glob("faultstack*/owner.json"):
+        try:
+            owner = json.loads(owner_file.read_text())
+            os.kill(owner["pid"], 0)
+            continue  # its run is still going
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError, KeyError):
+            continue
+        PrivateStack(owner_file.parent, owner["kafka_port"], owner["mongodb_port"], owner["service_base_port"]).down()
 
 
 @dataclass(frozen=True)
@@ -109,16 +125,21 @@ class PrivateStack:
 
     def up(self, *, fresh: bool = True) -> None:
         """Start both servers; `fresh` first stops leftovers of an earlier run and drops their data."""
+        reap_abandoned(self.directory.parent)
         with self._environment():
             if fresh:
                 native_stack.down()
                 for name in ("kafka", "ferretdb"):
                     shutil.rmtree(self.directory / name, ignore_errors=True)
             native_stack.up()
+        (self.directory / "owner.json").write_text(json.dumps({
+            "pid": os.getpid(), "kafka_port": self.kafka_port, "mongodb_port": self.mongodb_port,
+            "service_base_port": self.service_base_port}))
 
     def down(self) -> None:
         with self._environment():
             native_stack.down()
+        (self.directory / "owner.json").unlink(missing_ok=True)
 
     def stop_kafka(self) -> None:
         with self._environment():
