@@ -31,21 +31,9 @@ log = logging.getLogger("reliability")
 SEED_FILE = REPO / "config" / "partners.demo.json"
 SLICE = 100  # events per slice at most; small runs use smaller slices so faults land mid-stream
 
-# The benefits requests name no publishers yet; these agencies send them in real life.
-BENEFITS_PUBLISHERS = {
-    "portal/myna": ["jp.mynumber.benefits.register_receiving_account.v1", "jp.mynumber.benefits.delete_receiving_account.v1"],
-    "pension-service/jp": ["jp.mynumber.benefits.propose_pension_account.v1", "jp.mynumber.benefits.refuse_pension_account.v1"],
-    "paying-agency/child-benefit": ["jp.mynumber.benefits.announce_payout_batch.v1", "jp.mynumber.benefits.submit_payout_chunk.v1"],
-    "bank/0001": ["jp.mynumber.benefits.record_bank_code_change.v1", "jp.mynumber.benefits.register_receiving_account.v1"],
-}
-
-
 def registry_partners(keys_dir: Path) -> list[Partner]:
-    partners = []
-    for partner in partner_keys.partners_from_seed(SEED_FILE, keys_dir):
-        extra = [t for t in BENEFITS_PUBLISHERS.get(partner.partner_id, []) if t not in partner.allowed_event_types]
-        partners.append(partner.model_copy(update={"allowed_event_types": [*partner.allowed_event_types, *extra]}))
-    return partners
+    """The demo's agencies (config/partners.demo.json), each with its key in `keys_dir`."""
+    return partner_keys.partners_from_seed(SEED_FILE, keys_dir)
 
 
 async def seed_registry(mongodb: str, namespace: str, keys_dir: Path) -> None:
