@@ -21,7 +21,8 @@ from services.enrollment.handlers import record_death, register_resident
 from tests.enrollment.support import NOW, new_number, registration, running_enrollment, use_cases
 from tests.support.kafka import TopicReader
 
-ASSIGNMENT_COUNT = int(os.environ.get("MYNUMBER_ASSIGNMENT_COUNT", "100000"))
+# Full size (100,000) wherever the suite runs by hand; CI (CI=true) proves the same race at 20,000.
+ASSIGNMENT_COUNT = int(os.environ.get("MYNUMBER_ASSIGNMENT_COUNT", "20000" if os.environ.get("CI") else "100000"))
 E2E_COUNT = int(os.environ.get("MYNUMBER_ASSIGNMENT_E2E_COUNT", "200"))
 CHUNK = 1000
 TOKENS = "operator=development-only-operator-token,municipality/131016=chiyoda-token-0001,municipality/271276=kita-token-00001"
