@@ -50,7 +50,7 @@ Principal = Annotated[str, Depends(authenticated_principal)]
 INSTITUTION_PREFIX = "medical-institution/"
 
 
-def medical_institution_or_operator(principal: Principal) -> str:
+async def medical_institution_or_operator(principal: Principal) -> str:
     """FastAPI dependency: eligibility is for medical institutions (and operators)."""
     if principal != OPERATOR and not principal.startswith(INSTITUTION_PREFIX):
         raise HTTPException(403, "eligibility checks are for medical institutions")

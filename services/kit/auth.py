@@ -39,7 +39,7 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def authenticated_principal(
+async def authenticated_principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> str:
     """FastAPI dependency: the principal of a valid bearer token, or 401."""
@@ -50,7 +50,7 @@ def authenticated_principal(
     return principal
 
 
-def operator(principal: Annotated[str, Depends(authenticated_principal)]) -> str:
+async def operator(principal: Annotated[str, Depends(authenticated_principal)]) -> str:
     """FastAPI dependency: only the operator principal passes."""
     if principal != OPERATOR:
         raise HTTPException(403, "this route is for operators")

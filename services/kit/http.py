@@ -73,11 +73,11 @@ def create_http_app(
     return app
 
 
-def service_deps(request: Request) -> Any:
+async def service_deps(request: Request) -> Any:
     """FastAPI dependency: the running service's dependencies (its store, clock, settings...)."""
     return request.app.state.service.deps
 
 
-def service_of(request: Request) -> EventService[Any]:
+async def service_of(request: Request) -> EventService[Any]:
     """FastAPI dependency: the running `EventService` (to publish facts from an operator command)."""
     return request.app.state.service
