@@ -372,7 +372,7 @@ def dlq_replay(
 
 @app.command()
 def demo(
-    residents: Annotated[int, typer.Option(help="How many residents the simulated day has.")] = 1000,
+    residents: Annotated[int, typer.Option(help="How many residents the simulated day has.")] = 500,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic population and traffic.")] = 2026,
     keep_running: Annotated[bool, typer.Option(help="Leave the services running afterwards.")] = False,
 ) -> None:
