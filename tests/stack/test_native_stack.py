@@ -112,6 +112,40 @@ def test_mongodb_insert_and_read(endpoints: native_stack.StackEndpoints) -> None
         client.close()
 
 
+def test_lookups_by_id_use_the_id_index(endpoints: native_stack.StackEndpoints) -> None:
+    """The FerretDB build carries the one-line index fix (native_stack.FERRETDB_PATCHES).
+
+    Without it SQLite scans the whole table for every find, update and delete by
+    `_id`; `explain` shows SQLite's own query plan.
+    """
+    from pymongo import MongoClient
+
+    client: MongoClient = MongoClient(endpoints.mongodb_url, serverSelectionTimeoutMS=10_000)
+    try:
+        database = client[f"stack_test_{uuid.uuid4().hex[:8]}"]
+        database["documents"].insert_many([{"_id": f"doc-{i}", "n": i} for i in range(50)])
+        plan = database.command("explain", {"find": "documents", "filter": {"_id": "doc-42"}})
+        steps = " ".join(plan["queryPlanner"]["Plan"])
+        assert "USING INDEX" in steps and "SCAN" not in steps, steps
+        database["documents"].update_one({"_id": "doc-42"}, {"$set": {"n": -1}})
+        assert database["documents"].find_one({"_id": "doc-42"}) == {"_id": "doc-42", "n": -1}
+        client.drop_database(database.name)
+    finally:
+        client.close()
+
+
+def test_a_ferretdb_patch_that_no_longer_applies_stops_the_build(tmp_path: Path) -> None:
+    relative, before, _after = native_stack.FERRETDB_PATCHES[0]
+    source = tmp_path / relative
+    source.parent.mkdir(parents=True)
+    source.write_text("package metadata\n")  # the line the patch expects is gone
+    with pytest.raises(native_stack.StackError, match="does not apply"):
+        native_stack.patch_ferretdb_sources(tmp_path)
+    source.write_text(f"package metadata\n\n{before}\n")
+    native_stack.patch_ferretdb_sources(tmp_path)
+    assert before not in source.read_text()
+
+
 def test_restart_mongodb_brings_it_back_with_its_data(endpoints: native_stack.StackEndpoints) -> None:
     from pymongo import MongoClient
 
