@@ -112,38 +112,58 @@ def test_mongodb_insert_and_read(endpoints: native_stack.StackEndpoints) -> None
         client.close()
 
 
-def test_lookups_by_id_use_the_id_index(endpoints: native_stack.StackEndpoints) -> None:
-    """The FerretDB build carries the one-line index fix (native_stack.FERRETDB_PATCHES).
+def _sqlite_plan(database, filter_: dict) -> str:
+    """SQLite's own query plan for a find, as FerretDB's `explain` reports it."""
+    plan = database.command("explain", {"find": "documents", "filter": filter_})
+    return " ".join(plan["queryPlanner"]["Plan"])
 
-    Without it SQLite scans the whole table for every find, update and delete by
-    `_id`; `explain` shows SQLite's own query plan.
-    """
+
+def test_lookups_by_id_use_the_id_index(endpoints: native_stack.StackEndpoints) -> None:
+    """The FerretDB build carries the fixes in ferretdb_patch.py: without them SQLite
+    reads the whole table for every find, update and delete by `_id`, for an `_id`
+    next to other conditions, and for `_id: {$in: [...]}`."""
     from pymongo import MongoClient
 
     client: MongoClient = MongoClient(endpoints.mongodb_url, serverSelectionTimeoutMS=10_000)
     try:
         database = client[f"stack_test_{uuid.uuid4().hex[:8]}"]
-        database["documents"].insert_many([{"_id": f"doc-{i}", "n": i} for i in range(50)])
-        plan = database.command("explain", {"find": "documents", "filter": {"_id": "doc-42"}})
-        steps = " ".join(plan["queryPlanner"]["Plan"])
-        assert "USING INDEX" in steps and "SCAN" not in steps, steps
-        database["documents"].update_one({"_id": "doc-42"}, {"$set": {"n": -1}})
-        assert database["documents"].find_one({"_id": "doc-42"}) == {"_id": "doc-42", "n": -1}
+        documents = database["documents"]
+        documents.insert_many([{"_id": f"doc-{i}", "n": i, "tags": ["a", "b"]} for i in range(50)])
+        for filter_ in ({"_id": "doc-42"}, {"_id": "doc-42", "n": 42}, {"_id": {"$in": ["doc-1", "doc-42"]}, "n": {"$gt": 1}}):
+            steps = _sqlite_plan(database, filter_)
+            assert "USING INDEX" in steps and "SCAN" not in steps, (filter_, steps)
+        # the whole filter still applies to the rows the index returns
+        assert documents.find_one({"_id": "doc-42", "n": 41}) is None
+        assert [d["_id"] for d in documents.find({"_id": {"$in": ["doc-1", "doc-42", "nope"]}, "n": {"$gt": 1}})] == ["doc-42"]
+        assert documents.count_documents({"_id": "doc-7", "tags": "b"}) == 1
+        assert documents.update_one({"_id": "doc-42", "n": 0}, {"$set": {"n": -1}}).matched_count == 0
+        assert documents.update_one({"_id": "doc-42", "n": 42}, {"$set": {"n": -1}}).modified_count == 1
+        assert documents.find_one({"_id": "doc-42"}) == {"_id": "doc-42", "n": -1, "tags": ["a", "b"]}
+        assert documents.delete_many({"_id": {"$in": ["doc-1", "doc-2"]}, "n": 1}).deleted_count == 1
+        # filters that pin no _id down are still answered, by reading the table
+        assert "SCAN" in _sqlite_plan(database, {"n": 3})
+        assert "SCAN" in _sqlite_plan(database, {"_id": {"$in": ["doc-3", 4]}})
+        assert documents.count_documents({"_id": {"$in": ["doc-3", 4]}}) == 1
         client.drop_database(database.name)
     finally:
         client.close()
 
 
 def test_a_ferretdb_patch_that_no_longer_applies_stops_the_build(tmp_path: Path) -> None:
-    relative, before, _after = native_stack.FERRETDB_PATCHES[0]
-    source = tmp_path / relative
-    source.parent.mkdir(parents=True)
-    source.write_text("package metadata\n")  # the line the patch expects is gone
-    with pytest.raises(native_stack.StackError, match="does not apply"):
-        native_stack.patch_ferretdb_sources(tmp_path)
-    source.write_text(f"package metadata\n\n{before}\n")
-    native_stack.patch_ferretdb_sources(tmp_path)
-    assert before not in source.read_text()
+    from mynumber_cli import ferretdb_patch
+
+    for relative, before, _after in ferretdb_patch.FERRETDB_PATCHES:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text("package sqlite\n")  # the text the patch expects is gone
+    with pytest.raises(ferretdb_patch.PatchDoesNotApply, match="does not apply"):
+        ferretdb_patch.patch_ferretdb_sources(tmp_path)
+    for relative, before, _after in ferretdb_patch.FERRETDB_PATCHES:
+        path = tmp_path / relative
+        path.write_text(path.read_text() + before)
+    ferretdb_patch.patch_ferretdb_sources(tmp_path)
+    for relative, before, after in ferretdb_patch.FERRETDB_PATCHES:
+        assert before not in (tmp_path / relative).read_text() and after in (tmp_path / relative).read_text()
+    assert all((tmp_path / name).is_file() for name in ferretdb_patch.FERRETDB_NEW_FILES)
 
 
 def test_restart_mongodb_brings_it_back_with_its_data(endpoints: native_stack.StackEndpoints) -> None:

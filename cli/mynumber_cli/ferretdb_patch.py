@@ -1,0 +1,161 @@
+"""The two fixes the native stack carries on top of FerretDB v1.24.2 (SQLite backend).
+
+FerretDB v1 is no longer developed upstream (v2 replaced the SQLite backend
+with PostgreSQL + DocumentDB), and v1.24.2 reads whole tables for most writes:
+
+1. **The `_id` index is never used.** The backend creates it on the
+   expression ``_ferretdb_sjson->"_id"`` but looks documents up with
+   ``_ferretdb_sjson->'$._id'``. The two mean the same to SQLite's JSON
+   operators, but SQLite's planner matches index expressions by their form,
+   so every find, update and delete by ``_id`` scanned the table: 25 ms per
+   update at 10,000 documents, 1.4 s at 50,000. Fix: look up with the
+   spelling the index was created with (``->'_id'``).
+
+2. **Only a filter that is exactly ``{_id: <string or ObjectId>}`` reaches
+   SQL.** ``{_id: x, version: 3}`` (a conditional update) and
+   ``{_id: {$in: [...]}}`` (a batch read) were answered by decoding every
+   document in Go. Fix: whenever the filter's top level has an ``_id``
+   equality or a ``$in`` of strings / ObjectIds, narrow the SQL to those
+   rows. FerretDB still applies the whole filter to what comes back (every
+   caller of ``Query`` runs ``FilterIterator`` or ``FilterDocument``), so the
+   results are the same; only the plan changes.
+
+Neither fix changes what is stored, so a database written by an unpatched
+build works with a patched one and the other way round. `tests/stack`
+proves both through ``explain``, which returns SQLite's own query plan.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+FERRETDB_BUILD_SUFFIX = "id-pushdown"
+
+_QUERY_BLOCK = """\t// that logic should exist in one place
+\t// TODO https://github.com/FerretDB/FerretDB/issues/3235
+\tif params.Filter.Len() == 1 {
+\t\tv, _ := params.Filter.Get("_id")
+\t\tswitch v.(type) {
+\t\tcase string, types.ObjectID:
+\t\t\twhereClause = fmt.Sprintf(` WHERE %s = ?`, metadata.IDColumn)
+\t\t\targs = []any{string(must.NotFail(sjson.MarshalSingleValue(v)))}
+\t\t}
+\t}
+"""
+
+_EXPLAIN_BLOCK = """\t// that logic should exist in one place
+\t// TODO https://github.com/FerretDB/FerretDB/issues/3235
+\tif params.Filter.Len() == 1 {
+\t\tv, _ := params.Filter.Get("_id")
+\t\tswitch v.(type) {
+\t\tcase string, types.ObjectID:
+\t\t\tfilterPushdown = true
+\t\t\twhereClause = fmt.Sprintf(` WHERE %s = ?`, metadata.IDColumn)
+\t\t\targs = []any{string(must.NotFail(sjson.MarshalSingleValue(v)))}
+\t\t}
+\t}
+"""
+
+ID_PUSHDOWN_GO = """// Added by the My Number platform's native stack (cli/mynumber_cli/ferretdb_patch.py).
+
+package sqlite
+
+import (
+\t"fmt"
+\t"strings"
+
+\t"github.com/FerretDB/FerretDB/internal/backends/sqlite/metadata"
+\t"github.com/FerretDB/FerretDB/internal/handler/sjson"
+\t"github.com/FerretDB/FerretDB/internal/types"
+\t"github.com/FerretDB/FerretDB/internal/util/must"
+)
+
+// maxIDsPushedDown keeps `_id IN (...)` well below SQLite's limit on bound parameters.
+const maxIDsPushedDown = 10000
+
+// idPushdown returns a WHERE clause that narrows a query to the rows whose _id
+// the filter's top level pins down: `{_id: v}` or `{_id: {$in: [v, ...]}}`, where
+// every v is a string or an ObjectID, next to any other conditions. It returns
+// "" when the filter pins nothing down. Callers still apply the whole filter to
+// the rows returned, so this only changes how many rows are read.
+func idPushdown(filter *types.Document) (string, []any) {
+\tif filter.Len() == 0 || !filter.Has("_id") {
+\t\treturn "", nil
+\t}
+
+\tswitch v := must.NotFail(filter.Get("_id")).(type) {
+\tcase string, types.ObjectID:
+\t\treturn fmt.Sprintf(` WHERE %s = ?`, metadata.IDColumn), []any{string(must.NotFail(sjson.MarshalSingleValue(v)))}
+
+\tcase *types.Document:
+\t\tif v.Len() != 1 || !v.Has("$in") {
+\t\t\treturn "", nil
+\t\t}
+
+\t\tvalues, ok := must.NotFail(v.Get("$in")).(*types.Array)
+\t\tif !ok || values.Len() == 0 || values.Len() > maxIDsPushedDown {
+\t\t\treturn "", nil
+\t\t}
+
+\t\targs := make([]any, 0, values.Len())
+
+\t\tfor i := 0; i < values.Len(); i++ {
+\t\t\tswitch id := must.NotFail(values.Get(i)).(type) {
+\t\t\tcase string, types.ObjectID:
+\t\t\t\targs = append(args, string(must.NotFail(sjson.MarshalSingleValue(id))))
+\t\t\tdefault:
+\t\t\t\treturn "", nil
+\t\t\t}
+\t\t}
+
+\t\tplaceholders := strings.TrimSuffix(strings.Repeat("?, ", len(args)), ", ")
+
+\t\treturn fmt.Sprintf(` WHERE %s IN (%s)`, metadata.IDColumn, placeholders), args
+\t}
+
+\treturn "", nil
+}
+"""
+
+# (file, exact text in v1.24.2, replacement); each must occur exactly once.
+FERRETDB_PATCHES: tuple[tuple[str, str, str], ...] = (
+    (
+        "internal/backends/sqlite/metadata/metadata.go",
+        "IDColumn = DefaultColumn + \"->'$._id'\"",
+        "IDColumn = DefaultColumn + \"->'_id'\"",
+    ),
+    (
+        "internal/backends/sqlite/collection.go",
+        _QUERY_BLOCK,
+        "\twhereClause, args = idPushdown(params.Filter)\n",
+    ),
+    (
+        "internal/backends/sqlite/collection.go",
+        _EXPLAIN_BLOCK,
+        "\twhereClause, args = idPushdown(params.Filter)\n\tfilterPushdown = whereClause != \"\" && params.Filter.Len() == 1\n",
+    ),
+)
+
+# New files added to the sources.
+FERRETDB_NEW_FILES: dict[str, str] = {
+    "internal/backends/sqlite/id_pushdown.go": ID_PUSHDOWN_GO,
+}
+
+
+class PatchDoesNotApply(RuntimeError):
+    """The FerretDB sources are not the ones the patch was written for."""
+
+
+def patch_ferretdb_sources(src: Path) -> None:
+    """Apply the fixes to a writable copy of the FerretDB module; fail loudly if one no longer applies."""
+    for relative, before, after in FERRETDB_PATCHES:
+        path = src / relative
+        text = path.read_text()
+        if text.count(before) != 1:
+            raise PatchDoesNotApply(f"the FerretDB patch for {relative} does not apply to these sources")
+        path.write_text(text.replace(before, after))
+    for relative, content in FERRETDB_NEW_FILES.items():
+        path = src / relative
+        if path.exists():
+            raise PatchDoesNotApply(f"{relative} already exists in these sources")
+        path.write_text(content)
