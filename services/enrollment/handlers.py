@@ -86,6 +86,9 @@ class EnrollmentDeps:
     renderer: CertificateRenderer
     render_timeout_seconds: float
 
+    async def resident_by_number(self, number: MyNumber) -> StoredResident | None:
+        return await self.store.resident_by_number(number, self.people.for_number(number))
+
 
 class ReusedRequestId(Exception):
     """A request id that was already decided arrived with different content."""
@@ -220,7 +223,7 @@ async def _resident_change(
 ) -> Sequence[Fact]:
     """Shared steps of the registry changes: find the resident, recognise a re-run, refuse the deceased."""
     key = f"change/{ctx.envelope.id}"
-    stored = await ctx.deps.store.resident_by_number(event.my_number)
+    stored = await ctx.deps.resident_by_number(event.my_number)
     if stored is None:
         return resident_rejected(event, ctx.envelope.id, domain.unknown_resident())
     if stored.last_change and stored.last_change["key"] == key:
@@ -329,7 +332,7 @@ async def apply_for_card(event: ApplyForCard, ctx: HandlerContext[EnrollmentDeps
         number = typed_number(event.my_number)
         if isinstance(number, Rejection):
             return rejected(number)
-        stored = await deps.store.resident_by_number(number)
+        stored = await deps.resident_by_number(number)
         if stored is None:
             return rejected(domain.unknown_resident())
         resident = stored.resident
@@ -445,7 +448,7 @@ async def card_request(
         number = typed_number(event.my_number)
         if isinstance(number, Rejection):
             return card_request_rejected(event, number)
-        stored = await deps.store.resident_by_number(number)
+        stored = await deps.resident_by_number(number)
         if stored is None:
             return card_request_rejected(event, domain.unknown_resident())
         resident = stored.resident

@@ -111,9 +111,16 @@ class EnrollmentStore:
         result = await self.residents.update_one({"_id": resident.person_ref, "deceased_on": None}, {"$set": fields})
         return result.matched_count == 1
 
-    async def resident_by_number(self, number: MyNumber) -> StoredResident | None:
-        document = await self.residents.find_one({"number_index": self.vault.blind_index(number)})
-        return _stored_resident(document) if document else None
+    async def resident_by_number(self, number: MyNumber, person_ref: str) -> StoredResident | None:
+        """The resident holding `number`; `person_ref` is the reference derived from that number.
+
+        Read by `_id`, the one key every MongoDB-compatible server finds without reading the
+        collection, and checked against the number's blind index.
+        """
+        document = await self.residents.find_one({"_id": person_ref})
+        if document is None or document["number_index"] != self.vault.blind_index(number):
+            return None
+        return _stored_resident(document)
 
     async def resident(self, person_ref: str) -> StoredResident | None:
         document = await self.residents.find_one({"_id": person_ref})

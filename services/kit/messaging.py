@@ -336,6 +336,9 @@ class EventService(Generic[Deps]):
                 group_id=self.settings.group_id(self.name),
                 auto_offset_reset="earliest",
                 ack_policy=AckPolicy.NACK_ON_ERROR,
+                # With manual commits FastStream runs these as that many consumers in the group
+                # (ConcurrentBetweenPartitionsSubscriber): concurrency between partitions, order within.
+                max_workers=self.settings.consumer_workers,
                 max_poll_interval_ms=self.settings.max_poll_interval_ms,
                 title=f"{topic}:{self.name}",
                 parser=_tolerant_parser,
@@ -369,6 +372,12 @@ class EventService(Generic[Deps]):
         self._subscriber_for(topic)(
             on_event, filter=lambda message: message.headers.get("ce_type") == event_type
         )
+
+    def assigned_partitions(self, topic: str) -> set[int]:
+        """The partitions of `topic` this process's consumers own right now (empty before they join)."""
+        subscriber = self._subscribers[topic]
+        consumers = getattr(subscriber, "consumer_subgroup", None) or [subscriber.consumer]
+        return {tp.partition for consumer in consumers if consumer is not None for tp in consumer.assignment()}
 
     # -- hooks ----------------------------------------------------------------------------
 

@@ -37,6 +37,11 @@ class ServiceSettings(BaseSettings):
     http_port: int = Field(8000, description="Port the HTTP API listens on.")
     log_level: str = Field("INFO", description="Log level.")
     retry_max_seconds: float = Field(10.0, description="Longest back-off between retries of a transient failure.")
+    consumer_workers: int = Field(
+        3, ge=1,
+        description="Kafka consumers per subscribed topic in one process, in one group: each owns some partitions, "
+        "so people on different partitions are handled concurrently and each partition stays in order.",
+    )
     max_poll_interval_ms: int = Field(600_000, description="How long one message may take before a rebalance.")
     require_signatures: bool = Field(True, description="Quarantine partner requests that are not signed by a registered key.")
     partner_registry_database: str = Field("", description="Database of the partner registry; defaults to <namespace>_partners.")

@@ -38,8 +38,7 @@ def decisions_published(running) -> float:
 
 def partitions_of(running) -> set[int]:
     service = running.service
-    consumer = service._subscribers[service.topics.requests].consumer
-    return {tp.partition for tp in consumer.assignment()} if consumer is not None else set()
+    return service.assigned_partitions(service.topics.requests)
 
 
 async def wait_for_split_assignment(instances, partitions: int = 6, timeout: float = 60.0) -> list[set[int]]:

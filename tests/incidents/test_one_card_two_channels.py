@@ -27,8 +27,7 @@ ENROLLMENT = "jp.mynumber.enrollment."
 
 def owned_partitions(running) -> set[int]:
     service = running.service
-    consumer = service._subscribers[service.topics.requests].consumer
-    return {tp.partition for tp in consumer.assignment()} if consumer is not None else set()
+    return service.assigned_partitions(service.topics.requests)
 
 
 def decisions_published(running) -> float:
