@@ -3,6 +3,12 @@
 Licences and vehicles are saved whole with an optimistic version check: a police request and
 an enrollment fact about the same person are consumed from different topics at the same time,
 so a stale write is refused (`ConcurrentChange`) and the use case is decided again.
+
+Lookups by anything but `_id` go through small lookup documents keyed by `_id` (a person's card
+numbers, a licence number's holder): a MongoDB server would use the secondary indexes, but
+FerretDB v1 answers a query on any other field by reading the whole collection. A lookup document
+is written before the record it points to and checked against that record when read, so a crash
+between the two writes never makes a lookup answer wrongly.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ class LicensingStore:
         self._residents = database["residents"]
         self._licences = database["licences"]
         self._vehicles = database["vehicles"]
+        self._cards_by_person = database["cards_by_person"]  # _id: person_ref -> card_numbers
+        self._licence_holders = database["licence_holders"]  # _id: licence number -> person_ref
 
     async def ensure_indexes(self) -> None:
         await self._cards.create_index([("person_ref", ASCENDING)], name="person_ref")
@@ -55,6 +63,9 @@ class LicensingStore:
     # -- cards ----------------------------------------------------------------------------------
 
     async def save_card(self, card: Card) -> None:
+        await self._cards_by_person.update_one(
+            {"_id": card.person_ref}, {"$addToSet": {"card_numbers": card.card_number}}, upsert=True
+        )
         await self._cards.update_one(
             {"_id": card.card_number}, {"$set": card.model_dump(mode="json")}, upsert=True
         )
@@ -67,7 +78,11 @@ class LicensingStore:
         return Card.model_validate(_without_id(document)) if document else None
 
     async def cards_of(self, person_ref: str) -> list[Card]:
-        return [Card.model_validate(_without_id(d)) async for d in self._cards.find({"person_ref": person_ref})]
+        lookup = await self._cards_by_person.find_one({"_id": person_ref})
+        if lookup is None:
+            return []
+        cursor = self._cards.find({"_id": {"$in": lookup["card_numbers"]}, "person_ref": person_ref})
+        return [Card.model_validate(_without_id(d)) async for d in cursor]
 
     # -- residents (the person reference and the address only) ----------------------------------
 
@@ -88,6 +103,14 @@ class LicensingStore:
         return _licence(await self._licences.find_one({"_id": person_ref}))
 
     async def licence_by_number(self, licence_number: str) -> Licence | None:
+        lookup = await self._licence_holders.find_one({"_id": licence_number})
+        if lookup is None:
+            return None
+        licence = await self.licence_of(lookup["person_ref"])
+        if licence is not None and licence.licence_number == licence_number:
+            return licence
+        # The lookup names someone whose licence has another number: a save that lost a race for
+        # this number, or a crash before the save. Rare, so ask the licences themselves.
         return _licence(await self._licences.find_one({"licence_number": licence_number}))
 
     async def licence_for_card(self, card_number: str) -> Licence | None:
@@ -97,6 +120,9 @@ class LicensingStore:
         ))
 
     async def save_licence(self, licence: Licence) -> Licence:
+        await self._licence_holders.update_one(
+            {"_id": licence.licence_number}, {"$set": {"person_ref": licence.person_ref}}, upsert=True
+        )
         return await _save_versioned(self._licences, licence.person_ref, licence)
 
     # -- vehicles -------------------------------------------------------------------------------

@@ -1,0 +1,73 @@
+"""The licensing store's lookups by licence number and by person, against the real database.
+
+They go through lookup documents keyed by `_id` (see services/licensing/store.py); these tests
+break the lookup documents the way a crash or a lost race would, and show the answers stay right.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import date
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from services.licensing.domain import Card, CardStatus, HolderChoice, Licence, LicenceClass
+from services.licensing.store import ConcurrentChange, LicensingStore
+
+
+def a_licence(person_ref: str, licence_number: str, card_number: str | None = None) -> Licence:
+    return Licence(
+        person_ref=person_ref, licence_number=licence_number, holder_choice=HolderChoice.card_only,
+        card_number=card_number, issued_on=date(2026, 5, 20), expires_on=date(2029, 7, 1),
+        classes=[LicenceClass.ordinary], conditions=[], photo_ref="photo-1", recorded_by="pol-1",
+    )
+
+
+def a_card(person_ref: str, card_number: str) -> Card:
+    return Card(card_number=card_number, person_ref=person_ref, status=CardStatus.active,
+                issued_on=date(2026, 1, 5), expires_on=date(2036, 1, 5))
+
+
+@pytest.fixture
+async def store(servers, settings_for) -> AsyncIterator[LicensingStore]:
+    client: AsyncMongoClient = AsyncMongoClient(servers.mongodb_url, tz_aware=True)
+    try:
+        store = LicensingStore(client[settings_for("licensing").database_name("licensing")])
+        await store.ensure_indexes()
+        yield store
+    finally:
+        await client.close()
+
+
+async def test_a_licence_is_found_by_its_number_and_an_unknown_number_is_not(store: LicensingStore) -> None:
+    await store.save_licence(a_licence("pr_alice", "301234567890"))
+    found = await store.licence_by_number("301234567890")
+    assert found is not None and found.person_ref == "pr_alice"
+    assert await store.licence_by_number("309999999999") is None
+
+
+async def test_a_lookup_left_by_a_save_that_never_happened_does_not_answer(store: LicensingStore) -> None:
+    # A crash after the lookup document was written and before the licence was saved.
+    await store._licence_holders.insert_one({"_id": "301111111111", "person_ref": "pr_bob"})
+    assert await store.licence_by_number("301111111111") is None
+
+
+async def test_a_lookup_that_lost_a_race_still_finds_the_real_holder(store: LicensingStore) -> None:
+    await store.save_licence(a_licence("pr_alice", "302222222222"))
+    # Bob's save of the same number writes the lookup, then loses on the licences' unique index.
+    with pytest.raises(ConcurrentChange):
+        await store.save_licence(a_licence("pr_bob", "302222222222"))
+    found = await store.licence_by_number("302222222222")
+    assert found is not None and found.person_ref == "pr_alice"
+
+
+async def test_a_persons_cards_are_theirs_alone_even_if_a_lookup_names_anothers_card(store: LicensingStore) -> None:
+    await store.save_card(a_card("pr_alice", "C-ALICE-1"))
+    await store.save_card(a_card("pr_alice", "C-ALICE-2"))
+    await store.save_card(a_card("pr_bob", "C-BOB-1"))
+    await store.save_card(a_card("pr_alice", "C-ALICE-1"))  # a redelivered fact adds nothing
+    await store._cards_by_person.update_one({"_id": "pr_alice"}, {"$addToSet": {"card_numbers": "C-BOB-1"}})
+    assert sorted(c.card_number for c in await store.cards_of("pr_alice")) == ["C-ALICE-1", "C-ALICE-2"]
+    assert [c.card_number for c in await store.cards_of("pr_bob")] == ["C-BOB-1"]
+    assert await store.cards_of("pr_nobody") == []
