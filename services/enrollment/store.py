@@ -60,6 +60,8 @@ class EnrollmentStore:
         self.vault = vault
         self.residents = database["residents"]
         self.cards = database["cards"]
+        self.card_moves = database["card_moves"]  # _id: request key -> the card that request moves
+        self.cards_by_certificate = database["cards_by_certificate"]  # _id: certificate id -> card number
         self.card_claims = database["card_claims"]
         self.delegations = database["post_office_delegations"]
         self.outcomes = database["request_outcomes"]
@@ -74,7 +76,6 @@ class EnrollmentStore:
         await self.residents.create_index("number_key_id")
         await self.cards.create_index("certificate_id", unique=True, name="certificate_id_unique")
         await self.cards.create_index("person_ref")
-        await self.cards.create_index("last_request.key")
         await self.cards.create_index([("state", 1), ("expires_on", 1)])
         await self.cards.create_index("expiry_fact_pending", sparse=True)
         await self.residents.create_index([("municipality_code", 1), ("attributes.address", 1)])
@@ -241,6 +242,9 @@ class EnrollmentStore:
 
     async def insert_card(self, card: Card) -> Card:
         """Insert the card unless it exists (a re-run); return the stored one."""
+        await self.cards_by_certificate.update_one(
+            {"_id": card.certificate_id}, {"$setOnInsert": {"card_number": card.card_number}}, upsert=True
+        )
         document = await self.cards.find_one_and_update(
             {"_id": card.card_number}, {"$setOnInsert": _card_document(card)}, upsert=True,
             return_document=ReturnDocument.AFTER,
@@ -252,8 +256,11 @@ class EnrollmentStore:
         return _card(document) if document else None
 
     async def card_by_certificate(self, certificate_id: str) -> Card | None:
-        document = await self.cards.find_one({"certificate_id": certificate_id})
-        return _card(document) if document else None
+        """Through `cards_by_certificate` by `_id`; the card must still carry that certificate id
+        (a re-run of insert_card leaves a lookup for a certificate id that was never stored)."""
+        lookup = await self.cards_by_certificate.find_one({"_id": certificate_id})
+        document = await self.cards.find_one({"_id": lookup["card_number"]}) if lookup else None
+        return _card(document) if document is not None and document["certificate_id"] == certificate_id else None
 
     async def cards_of(self, person_ref: str) -> list[Card]:
         return [_card(d) async for d in self.cards.find({"person_ref": person_ref}).sort("issued_on", 1)]
@@ -267,9 +274,16 @@ class EnrollmentStore:
         return card if card is not None and card.is_held else None
 
     async def card_moved_by(self, request_key: str) -> Card | None:
-        """The card that request `request_key` already moved (a re-run after a crash)."""
-        document = await self.cards.find_one({"last_request.key": request_key})
-        return _card(document) if document else None
+        """The card that request `request_key` already moved (a re-run after a crash).
+
+        Found through `card_moves` by `_id` (FerretDB v1 would read every card to answer a query
+        on `last_request.key`); the card itself must still name the request as its last move.
+        """
+        move = await self.card_moves.find_one({"_id": request_key})
+        document = await self.cards.find_one({"_id": move["card_number"]}) if move else None
+        if document is None or (document.get("last_request") or {}).get("key") != request_key:
+            return None
+        return _card(document)
 
     async def transition_card(
         self, card: Card, action: CardAction, request: LastRequest, *, replaced_by: str | None = None
@@ -281,6 +295,8 @@ class EnrollmentStore:
             changes["replaced_by"] = replaced_by
         if action is CardAction.expire:
             changes["expiry_fact_pending"] = True
+        # The lookup first, so a crash between the two writes leaves nothing that card_moved_by believes.
+        await self.card_moves.update_one({"_id": request.key}, {"$set": {"card_number": card.card_number}}, upsert=True)
         document = await self.cards.find_one_and_update(
             {"_id": card.card_number, "state": {"$in": [s.value for s in allowed]}},
             {"$set": changes},

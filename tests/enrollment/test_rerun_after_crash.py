@@ -4,6 +4,7 @@ effect. Simulated by running the use case, forgetting its recorded outcome, and 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 from mynumber_contracts.enrollment import (
@@ -14,6 +15,7 @@ from mynumber_contracts.enrollment import (
     ReturnCard,
 )
 
+from services.enrollment.domain import new_certificate_id
 from services.enrollment.handlers import (
     apply_for_card,
     change_resident_attributes,
@@ -56,3 +58,42 @@ async def test_every_use_case_rerun_after_a_crash_returns_the_same_facts(setting
         cards = await run.deps.store.cards_of(person_ref)
         assert [c.state for c in cards] == ["reissued", "returned", "revoked"], "one card per step, never two"
         assert await run.deps.store.card_claims.count_documents({}) == 0
+
+
+async def test_a_card_is_found_by_its_certificate_id_and_only_by_the_one_it_kept(settings_for):
+    """Kiosks name a card by its certificate id. A re-run of the card's insert draws another id,
+    which the stored card never takes; that id must find nothing."""
+    async with use_cases(settings_for("enrollment")) as run:
+        number = new_number()
+        await run.run(register_resident, registration(number), event_id="e1")
+        await run.run(apply_for_card, application(number.reveal(), application_id="app-1"), event_id="e2")
+        store = run.deps.store
+        [card] = await store.cards_of(run.deps.people.for_number(number))
+        assert await store.card_by_certificate(card.certificate_id) == card
+
+        rerun = replace(card, certificate_id=new_certificate_id())
+        assert await store.insert_card(rerun) == card, "the first insert stands"
+        assert await store.card_by_certificate(rerun.certificate_id) is None
+        assert await store.card_by_certificate(new_certificate_id()) is None
+        assert await store.card_by_certificate(card.certificate_id) == card
+
+
+async def test_a_move_recorded_but_never_made_is_not_taken_for_done(settings_for):
+    """transition_card writes its lookup (request key -> card) before it moves the card. After a
+    crash between the two, the re-run must see the card as not yet moved, and move it."""
+    async with use_cases(settings_for("enrollment")) as run:
+        number = new_number()
+        digits = number.reveal()
+        await run.run(register_resident, registration(number), event_id="e1")
+        await run.run(apply_for_card, application(digits, application_id="app-1"), event_id="e2")
+        store = run.deps.store
+        [card] = await store.cards_of(run.deps.people.for_number(number))
+        lost = ReportCardLost(request_id="r1", my_number=digits, office_id="municipality/131016")
+        key = "card-request/municipality/131016/r1"
+        await store.card_moves.insert_one({"_id": key, "card_number": card.card_number})  # the crash
+        assert await store.card_moved_by(key) is None
+
+        facts = await run.run(report_card_lost, lost, event_id="e3")
+        assert type(facts[0]).__name__ == "CardSuspended", facts
+        moved = await store.card_moved_by(key)
+        assert moved is not None and moved.card_number == card.card_number and moved.state == "suspended"
