@@ -24,33 +24,19 @@ from mynumber_contracts.benefits import (
     RefusalReason,
 )
 
+from services.kit.notation import normalise_address, normalise_name_kana
+
 # --- names -----------------------------------------------------------------------------
-
-_SPACES = str.maketrans("", "", " \u3000\t・･")
-# Bank records spell small kana large (ｷﾖｳｺ for キョウコ), so compare them as large kana.
-_SMALL_TO_LARGE = str.maketrans("ァィゥェォッャュョヮヵヶ", "アイウエオツヤユヨワカケ")
-_HIRAGANA_TO_KATAKANA = {code: code + 0x60 for code in range(0x3041, 0x3097)}
-
-
-def normalise_kana(name: str) -> str:
-    """Kana name as compared: NFKC (half width to full width), katakana, large kana, no spaces."""
-    text = unicodedata.normalize("NFKC", name).translate(_HIRAGANA_TO_KATAKANA)
-    return text.translate(_SMALL_TO_LARGE).translate(_SPACES).replace("-", "ー")
-
 
 def kana_surname(name: str) -> str:
     """The first space-separated part of a kana name, normalised."""
     parts = unicodedata.normalize("NFKC", name).split()
-    return normalise_kana(parts[0]) if parts else ""
+    return normalise_name_kana(parts[0]) if parts else ""
 
 
 def kanji_surname(name: str) -> str:
     parts = unicodedata.normalize("NFKC", name).split()
     return parts[0] if parts else ""
-
-
-def normalise_address(address: str) -> str:
-    return unicodedata.normalize("NFKC", address).translate(_SPACES).replace("ー", "-").replace("−", "-")
 
 
 class ResidentStatus(StrEnum):
@@ -82,7 +68,7 @@ def check_own_name(resident: Resident | None, holder_name_kana: str) -> Refusal 
         return Refusal(RefusalReason.unknown_resident, "No resident record is known for this person.")
     if resident.status is ResidentStatus.deceased:
         return Refusal(RefusalReason.resident_deceased, "The person is recorded as deceased.")
-    if normalise_kana(holder_name_kana) == normalise_kana(resident.name_kana):
+    if normalise_name_kana(holder_name_kana) == normalise_name_kana(resident.name_kana):
         return None
     if kana_surname(holder_name_kana) == kana_surname(resident.name_kana):
         return Refusal(

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
@@ -28,61 +26,13 @@ from mynumber_contracts.insurance import (
     MedicalDataType,
 )
 
+from services.kit.notation import normalise_address, normalise_name_kana, normalise_name_kanji
+
 # --- identity matching ------------------------------------------------------------------------
 #
-# Normalisation removes differences of NOTATION only (character width, spacing, small/large
-# kana, hiragana/katakana, address number notation). It never folds one name into another:
-# voiced marks, long vowels, kanji variants and omitted address parts still differ.
-
-_WHITESPACE_AND_DOTS = re.compile(r"[\s\u3000・･]+")
-_SMALL_KANA = str.maketrans("ァィゥェォッャュョヮヵヶ", "アイウエオツヤユヨワカケ")
-_HYPHENS_BETWEEN_DIGITS = re.compile(r"(?<=[0-9])[\-‐‑‒–—―−ーｰ－](?=[0-9])")
-_KANJI_DIGITS = {"〇": 0, "一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
-_KANJI_NUMERAL_BEFORE_BLOCK = re.compile(r"([〇一二三四五六七八九十百]+)(?=丁目|番地)")
-_CJK = r"\u3400-\u9fff\uf900-\ufaff"
-_KE_BETWEEN_KANJI = re.compile(rf"(?<=[{_CJK}])[ヶケヵがガ](?=[{_CJK}])")
-
-
-def _hiragana_to_katakana(text: str) -> str:
-    return "".join(chr(ord(c) + 0x60) if "\u3041" <= c <= "\u3096" else c for c in text)
-
-
-def _kanji_number(numeral: str) -> int:
-    """二十三 -> 23, 十 -> 10, 百五 -> 105; digit-by-digit for 一〇 -> 10."""
-    if "十" not in numeral and "百" not in numeral:
-        return int("".join(str(_KANJI_DIGITS[c]) for c in numeral))
-    total, current = 0, 0
-    for c in numeral:
-        if c in _KANJI_DIGITS:
-            current = _KANJI_DIGITS[c]
-        else:
-            total += (current or 1) * (100 if c == "百" else 10)
-            current = 0
-    return total + current
-
-
-def normalise_name_kanji(text: str) -> str:
-    return _WHITESPACE_AND_DOTS.sub("", unicodedata.normalize("NFKC", text)).casefold()
-
-
-def normalise_name_kana(text: str) -> str:
-    katakana = _hiragana_to_katakana(unicodedata.normalize("NFKC", text))
-    return _WHITESPACE_AND_DOTS.sub("", katakana).translate(_SMALL_KANA)
-
-
-def normalise_address(text: str) -> str:
-    address = _WHITESPACE_AND_DOTS.sub("", unicodedata.normalize("NFKC", text))
-    address = _KANJI_NUMERAL_BEFORE_BLOCK.sub(lambda m: str(_kanji_number(m.group(1))), address)
-    address = _HYPHENS_BETWEEN_DIGITS.sub("-", address)
-    address = re.sub(r"([0-9]+)丁目", r"\1-", address)
-    address = re.sub(r"([0-9]+)番地の?", r"\1-", address)
-    address = re.sub(r"([0-9]+)番(?=[0-9])", r"\1-", address)
-    address = re.sub(r"([0-9]+)番$", r"\1", address)
-    address = re.sub(r"([0-9]+)号", r"\1", address)
-    address = re.sub(r"(?<=[0-9])の(?=[0-9])", "-", address)
-    address = re.sub(r"-+", "-", address)
-    address = re.sub(r"-(?![0-9])", "", address)  # a trailing block separator says nothing
-    return _KE_BETWEEN_KANJI.sub("ケ", address).casefold()
+# Names and addresses are compared in normalised notation (services/kit/notation.py): width,
+# spacing, small/large kana, hiragana/katakana and address number notation never make two records
+# of one person differ, and no two different names are ever folded into one.
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,6 @@ from services.benefits.domain import Account, AccountStatus, BatchHeader, ChunkT
 HANAKO = Resident("pr_a", name_kana="ヤマダ ハナコ", name_kanji="山田 花子", address="東京都港区1-1")
 
 
-def test_kana_names_compare_after_width_space_hiragana_and_small_kana_normalisation():
-    assert domain.normalise_kana("ﾔﾏﾀﾞ ﾊﾅｺ") == domain.normalise_kana("ヤマダ　ハナコ") == "ヤマダハナコ"
-    assert domain.normalise_kana("やまだ はなこ") == "ヤマダハナコ"
-    assert domain.normalise_kana("ｷﾖｳｺ") == domain.normalise_kana("キョウコ")
-
-
 def test_the_own_name_check_refuses_family_members_strangers_unknown_and_deceased_people():
     assert domain.check_own_name(HANAKO, "ﾔﾏﾀﾞﾊﾅｺ") is None
     assert domain.check_own_name(HANAKO, "ヤマダ タロウ").reason is RefusalReason.family_member_account

@@ -38,8 +38,6 @@ from services.insurance.domain import (
     decide_link,
     eligibility_records,
     has_expired,
-    normalise_address,
-    normalise_name_kana,
     plan_certificates,
     renewal_due,
     renewed,
@@ -85,13 +83,6 @@ def test_notation_variants_match(variant):
 ])
 def test_real_differences_never_match(variant, field):
     assert MatchKey.of(variant).differences(MatchKey.of(attrs())) == (field,)
-
-
-def test_address_and_kana_normalisation_details():
-    assert normalise_address("宮城県仙台市青葉区一番町2番地の3") == "宮城県仙台市青葉区一番町2-3"  # 一番町 is a place name
-    assert normalise_address("東京都千代田区霞ヶ関1-2") == normalise_address("東京都千代田区霞が関1-2")
-    assert normalise_address("大阪市北区梅田二十三丁目4番5号 梅田ビル") == "大阪市北区梅田23-4-5梅田ビル"
-    assert normalise_name_kana("ｶﾞｯｺｳ") == normalise_name_kana("ガツコウ")
 
 
 def test_decide_link_links_only_the_numbers_person_on_five_matching_attributes():
