@@ -125,14 +125,18 @@ async def register_account(deps: BenefitsDeps, account: Account, *, now: datetim
         account = replace(account, replaced_another=existing.replaced_another, status=existing.status)  # a re-run
     else:
         account = replace(account, replaced_another=existing is not None)
-    co_holders = [a for a in await store.accounts_with_key(account.key) if a.person_ref != account.person_ref]
-    residents = await store.residents_by_ref([account.person_ref, *(a.person_ref for a in co_holders)])
-    shared = domain.is_suspicious_sharing(
-        residents.get(account.person_ref), [residents.get(a.person_ref) for a in co_holders]
-    )
+    co_holders, shared = await _sharing(store, account)
     if shared:
         account = replace(account, status=AccountStatus.withheld)
     await store.save_account(account, now=now)
+    if not shared:
+        # Look again now that this account is saved: another person registering the same account
+        # at the same moment (another partition, or another instance) read before either was
+        # saved. Of two such registrations, at least the later one sees the other here.
+        co_holders, shared = await _sharing(store, account)
+        if shared:
+            account = replace(account, status=AccountStatus.withheld)
+            await store.set_account_status([account.person_ref], AccountStatus.withheld)
     await store.audit(f"account:{account.source_id}", actor=actor, action="account_changed" if account.replaced_another
                       else "account_registered", person_ref=account.person_ref, reason=str(account.channel),
                       subject=account.key, at=now)
@@ -144,6 +148,16 @@ async def register_account(deps: BenefitsDeps, account: Account, *, now: datetim
     else:
         await store.release_for(account.person_ref)
     return facts
+
+
+async def _sharing(store: BenefitsStore, account: Account) -> tuple[list[Account], bool]:
+    """The account's other holders, and whether sharing it with them is suspicious."""
+    co_holders = [a for a in await store.accounts_with_key(account.key) if a.person_ref != account.person_ref]
+    residents = await store.residents_by_ref([account.person_ref, *(a.person_ref for a in co_holders)])
+    shared = domain.is_suspicious_sharing(
+        residents.get(account.person_ref), [residents.get(a.person_ref) for a in co_holders]
+    )
+    return co_holders, shared
 
 
 async def _flag_shared_account(deps: BenefitsDeps, account: Account, co_holders: Sequence[Account], *,

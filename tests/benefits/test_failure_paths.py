@@ -27,8 +27,38 @@ from mynumber_contracts.enrollment import ResidentAttributesChanged, ResidentDec
 
 from services.benefits import domain
 from services.benefits.bank_simulator import FaultPlan
+from services.benefits.handlers import _account, register_account
 from tests.benefits.conftest import ENROLLMENT, PAYING_AGENCY, PENSION, PORTAL, Benefits, an_account, eventually
 from tests.support.kafka import TopicReader
+
+
+async def test_two_people_registering_one_account_at_the_same_moment_are_both_withheld(benefits: Benefits, monkeypatch):
+    """Registrations from two partitions (or two instances) can each read the account's holders
+    before the other has saved. Here the second registration runs, whole, between the first's
+    read and its save; the first must look again after saving, and withhold both."""
+    first = benefits.ref(await benefits.resident(811, kana="サトウ ケン", kanji="佐藤 健", address="福岡県1"))
+    second = benefits.ref(await benefits.resident(812, kana="サトウ ケン", kanji="加藤 健", address="福岡県1"))
+    deps = benefits.running.service.deps
+    store = deps.store
+    shared = an_account(number="9000011", holder="サトウ ケン")
+    accounts = {ref: _account(ref, shared, channel=AccountChannel.portal, source_id=f"reg-{ref}") for ref in (first, second)}
+    read_holders = store.accounts_with_key
+    interleaved = False
+
+    async def the_other_registers_right_after_this_read(key: str):
+        nonlocal interleaved
+        holders = await read_holders(key)
+        if not interleaved:
+            interleaved = True
+            await register_account(deps, accounts[second], now=benefits.clock.now(), actor=PORTAL)
+        return holders
+
+    monkeypatch.setattr(store, "accounts_with_key", the_other_registers_right_after_this_read)
+    facts = await register_account(deps, accounts[first], now=benefits.clock.now(), actor=PORTAL)
+
+    assert interleaved
+    assert {(await store.account(ref)).status for ref in (first, second)} == {domain.AccountStatus.withheld}
+    assert sorted(f.person_ref for f in facts if isinstance(f, AccountFlagged)) == sorted([first, second])
 
 
 async def test_a_withheld_account_holds_the_payment_until_the_operator_releases_it(benefits: Benefits):
