@@ -65,11 +65,19 @@ class Fact(Event):
     stream: ClassVar[str] = "facts"
 
     def partition_key(self) -> bytes:
-        """Facts about a person are keyed by the person reference, so they stay in order."""
-        person_ref = getattr(self, "person_ref", None)
+        """Facts about a person are keyed by the person reference, so they stay in order.
+
+        A fact that may name no person (a request refused before anyone was identified) is keyed
+        by `subject_key()` instead; a fact about something else overrides this method.
+        """
+        person_ref = getattr(self, "person_ref", None) or self.subject_key()
         if not person_ref:
-            raise TypeError(f"{type(self).__name__} has no person_ref; override partition_key()")
+            raise TypeError(f"{type(self).__name__} has no person_ref; override subject_key() or partition_key()")
         return str(person_ref).encode()
+
+    def subject_key(self) -> str | None:
+        """The key of a fact that names no person: what it is about, e.g. "request/<id>"."""
+        return None
 
 
 def _load_service_contracts() -> None:

@@ -287,8 +287,8 @@ class ApplicationRejected(_Fact):
     reason: RejectionReason
     message: str
 
-    def partition_key(self) -> bytes:
-        return (self.person_ref or f"application/{self.application_id}").encode()
+    def subject_key(self) -> str:
+        return f"application/{self.application_id}"
 
 
 class CardIssued(_Fact):
@@ -372,8 +372,8 @@ class CardRequestRejected(_Fact):
     reason: RejectionReason
     message: str
 
-    def partition_key(self) -> bytes:
-        return (self.person_ref or f"request/{self.request_id}").encode()
+    def subject_key(self) -> str:
+        return f"request/{self.request_id}"
 
 
 class ResidentRequestRejected(_Fact):
@@ -387,8 +387,8 @@ class ResidentRequestRejected(_Fact):
     reason: RejectionReason
     message: str
 
-    def partition_key(self) -> bytes:
-        return (self.person_ref or f"request/{self.request_id}").encode()
+    def subject_key(self) -> str:
+        return f"request/{self.request_id}"
 
 
 class PostOfficeDelegationChanged(_Fact):

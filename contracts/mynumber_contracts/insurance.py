@@ -378,8 +378,8 @@ class MemberLinkHeld(_MemberFact):
         default_factory=list, description="Which attributes differ (names only, never the values)."
     )
 
-    def partition_key(self) -> bytes:
-        return (self.person_ref or f"member/{self.member_key()}").encode()
+    def subject_key(self) -> str:
+        return f"member/{self.member_key()}"
 
 
 class MemberLinkResolved(_MemberFact):
@@ -393,8 +393,8 @@ class MemberLinkResolved(_MemberFact):
     operator: str
     reason: str
 
-    def partition_key(self) -> bytes:
-        return (self.person_ref or f"member/{self.member_key()}").encode()
+    def subject_key(self) -> str:
+        return f"member/{self.member_key()}"
 
 
 class MemberWithdrawn(_MemberFact):
@@ -403,8 +403,8 @@ class MemberWithdrawn(_MemberFact):
     person_ref: PersonRef | None = None
     withdrawn_on: date
 
-    def partition_key(self) -> bytes:
-        return (self.person_ref or f"member/{self.member_key()}").encode()
+    def subject_key(self) -> str:
+        return f"member/{self.member_key()}"
 
 
 class InsurerConfigured(_Fact):
@@ -524,8 +524,8 @@ class MedicalRecordStored(_MemberFact):
     record_id: str
     recorded_for: date = Field(description="Dispensing or examination date.")
 
-    def partition_key(self) -> bytes:
-        return (self.person_ref or f"member/{self.member_key()}").encode()
+    def subject_key(self) -> str:
+        return f"member/{self.member_key()}"
 
 
 class MedicalDataReleased(_Fact):
@@ -553,8 +553,8 @@ class MedicalDataDenied(_Fact):
     data_type: MedicalDataType
     reason: MedicalDataDenialReason
 
-    def partition_key(self) -> bytes:
-        return (self.person_ref or f"medical-data/{self.institution_code}/{self.request_id}").encode()
+    def subject_key(self) -> str:
+        return f"medical-data/{self.institution_code}/{self.request_id}"
 
 
 class InsuranceRequestRejected(_Fact):
@@ -568,5 +568,5 @@ class InsuranceRequestRejected(_Fact):
     reason: RejectionReason
     message: str
 
-    def partition_key(self) -> bytes:
-        return (self.person_ref or f"request/{self.request_id}").encode()
+    def subject_key(self) -> str:
+        return f"request/{self.request_id}"

@@ -370,8 +370,8 @@ class LicenceRequestRejected(_Fact):
     reason: LicenceRejectionReason
     message: str
 
-    def partition_key(self) -> bytes:
-        return (self.person_ref or f"request/{self.request_id}").encode()
+    def subject_key(self) -> str:
+        return f"request/{self.request_id}"
 
 
 # --- facts: vehicles (keyed by vehicle, so a vehicle's history stays in order) ---------------
