@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mynumber_contracts import Event, KafkaRecord, encode_event, topics
 from mynumber_contracts.partners import Partner, PartnerKey, PartnerType, partner_type_of
 from mynumber_contracts.signing import generate_private_key, public_key_to_text, sign_record
+
+from services.kit.messaging import create_topics as kit_create_topics
 
 from .config import Scale
 
@@ -158,16 +160,9 @@ def timeline(times: Sequence[float], start: float, bucket: float = 1.0) -> list[
 
 
 async def create_topics(ctx: Context, names: Iterable[str], partitions: int = topics.PARTITIONS) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=ctx.kafka)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        wanted = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names if n not in existing]
-        if wanted:
-            await admin.create_topics(wanted)
-    finally:
-        await admin.close()
-    await wait_for_topics(ctx, list(names))
+    names = list(names)
+    await kit_create_topics({"bootstrap_servers": ctx.kafka}, names, partitions=partitions)
+    await wait_for_topics(ctx, names)
 
 
 async def wait_for_topics(ctx: Context, names: Sequence[str], timeout: float = 30.0) -> None:

@@ -30,7 +30,7 @@ import inspect
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -457,28 +457,41 @@ class EventService(Generic[Deps]):
 
     async def _ensure_topics(self) -> None:
         """Create this service's topics, and those it reads, with the catalogue's partition count."""
-        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-        from aiokafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedError
+        from aiokafka.errors import TopicAuthorizationFailedError
 
         wanted = {*self.topics.all(), *self._subscribers, self.quarantine_topic}
-        admin = AIOKafkaAdminClient(**self.settings.kafka_client_kwargs())
-        await admin.start()
         try:
-            missing = wanted - set(await admin.list_topics())
-            if missing:
-                try:
-                    await admin.create_topics(
-                        [NewTopic(name, num_partitions=topics.PARTITIONS, replication_factor=self.settings.topic_replication_factor) for name in sorted(missing)]
-                    )
-                except TopicAlreadyExistsError:
-                    pass  # another instance created it first
-                except TopicAuthorizationFailedError:
-                    log.warning("may not create topics %s: the operators create them", sorted(missing))
-        finally:
-            await admin.close()
+            await create_topics(self.settings.kafka_client_kwargs(), wanted,
+                                replication_factor=self.settings.topic_replication_factor)
+        except TopicAuthorizationFailedError:
+            log.warning("may not create topics %s: the operators create them", sorted(wanted))
 
     async def stop(self) -> None:
         await self.broker.stop()
+
+
+async def create_topics(
+    client_kwargs: Mapping[str, Any], names: Iterable[str], *, partitions: int = topics.PARTITIONS,
+    replication_factor: int = 1,
+) -> list[str]:
+    """Create the topics that do not exist yet; return those it created. Safe to race with others."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(**client_kwargs)
+    await admin.start()
+    try:
+        missing = sorted(set(names) - set(await admin.list_topics()))
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(name, num_partitions=partitions, replication_factor=replication_factor) for name in missing]
+                )
+            except TopicAlreadyExistsError:
+                pass  # another instance created it first
+        return missing
+    finally:
+        await admin.close()
 
 
 def _original_header(record: ConsumerRecord, name: str) -> str | None:

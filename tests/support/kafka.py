@@ -10,23 +10,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from mynumber_contracts import Event, KafkaRecord, encode_event, topics
 from mynumber_contracts.signing import sign_record
 
+from services.kit.messaging import create_topics as kit_create_topics
 from tests.support import partners
 
 
 async def create_topics(bootstrap: str, names: Sequence[str], partitions: int = topics.PARTITIONS) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        wanted = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names if n not in existing]
-        if wanted:
-            await admin.create_topics(wanted)
-    finally:
-        await admin.close()
+    await kit_create_topics({"bootstrap_servers": bootstrap}, names, partitions=partitions)
 
 
 class PartnerPublisher:
