@@ -23,6 +23,8 @@ from mynumber_contracts import KafkaRecord
 from pymongo import AsyncMongoClient, InsertOne, UpdateOne
 from pymongo.errors import BulkWriteError
 
+from services.kit.messaging import PRODUCER_LINGER_MS
+
 from . import common, flows
 from .common import BenchPartners, Context
 from .population import people
@@ -91,7 +93,7 @@ async def run_kafka(ctx: Context) -> dict[str, Any]:
                 "produce_mb_per_s": round(size / produce_seconds / 2**20, 2),
                 "consume_msgs_per_s": round(received / consume_seconds, 1),
                 "consume_mb_per_s": round(size / consume_seconds / 2**20, 2),
-                "producer": "acks=all, idempotent, linger_ms=5 (as the kit)", "fetch_batch": ctx.scale.batch_size,
+                "producer": f"acks=all, idempotent, linger_ms={PRODUCER_LINGER_MS} (as the kit)", "fetch_batch": ctx.scale.batch_size,
             },
             "targets": {},
         }

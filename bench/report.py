@@ -86,7 +86,7 @@ def tables(out: Path) -> str:
     kafka, store, pipeline = _load(out, "raw_kafka"), _load(out, "raw_store"), _load(out, "raw_pipeline")
     k, s, p = kafka.get("metrics", {}), store.get("metrics", {}), pipeline.get("metrics", {})
     lines += ["### Raw ceilings", "", "| ceiling | figure |", "|---|---|"]
-    lines.append(f"| Kafka produce (acks=all, idempotent, linger 5 ms; {_num(k.get('mean_record_bytes'))} B records) | "
+    lines.append(f"| Kafka produce ({k.get('producer', 'as the kit')}; {_num(k.get('mean_record_bytes'))} B records) | "
                  f"{_num(k.get('produce_msgs_per_s'), 0)} msg/s ({_num(k.get('produce_mb_per_s'), 2)} MB/s) |")
     lines.append(f"| Kafka consume (batches of {k.get('fetch_batch')}) | {_num(k.get('consume_msgs_per_s'), 0)} msg/s |")
     for key, label in (("insert_many_unordered", "store: insert_many(ordered=False)"),

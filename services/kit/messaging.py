@@ -243,6 +243,10 @@ class _DeadLetterMiddleware(BaseMiddleware):
         return True  # handled: the acknowledgement middleware commits the offset
 
 
+# Each use case awaits the produce of its own facts, so a linger would only add latency to every event.
+PRODUCER_LINGER_MS = 0
+
+
 class EventService(Generic[Deps]):
     """One running service: its broker, database, guard, metrics and handlers."""
 
@@ -275,7 +279,7 @@ class EventService(Generic[Deps]):
             security=settings.kafka_security(),
             acks="all",
             enable_idempotence=True,
-            linger_ms=5,
+            linger_ms=PRODUCER_LINGER_MS,
             max_request_size=4 * 1024 * 1024,
             client_id=f"mynumber-{name}",
             logger=logging.getLogger(f"mynumber.{name}.broker"),
