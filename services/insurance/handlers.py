@@ -296,6 +296,10 @@ async def enroll_member(event: EnrollMember, ctx: HandlerContext[InsuranceDeps])
         if existing and existing.get("request_id") == event.request_id:  # a rerun after a crash
             facts = _link_facts(existing)
             if existing["link_state"] == LinkState.linked.value:
+                # The crash may have come between saving the link and adding it to the person.
+                person = await deps.store.person(existing["person_ref"])
+                if person is None or key not in person.member_keys:
+                    await deps.store.change_person(existing["person_ref"], {}, add_member_key=key)
                 facts += await settle_person(deps, existing["person_ref"], on=today(ctx.clock), cause_id=ctx.envelope.id)
             return facts
         if existing and existing["status"] == MembershipStatus.active.value and existing["link_state"] == LinkState.linked.value:

@@ -7,6 +7,7 @@ from datetime import date
 
 from mynumber_contracts.enrollment import ResidentDeceased, ResidentRegistered
 from mynumber_contracts.insurance import EnrollMember, MemberLinkResolved
+from pymongo.errors import AutoReconnect
 
 from tests.insurance.conftest import (
     INSURER,
@@ -125,3 +126,26 @@ async def test_an_operator_resolves_a_held_record_and_every_decision_is_audited(
     assert (trail[-1]["actor"], trail[-1]["action"]) == (f"insurer/{INSURER}", "insurance.link"), "automatic links are audited"
     member = await insurance.http.get(f"/members/{INSURER}/記号/m-mismatch", headers=OPERATOR)
     assert (member.json()["link_state"], member.json()["person_ref"]) == ("linked", carol)
+
+
+async def test_a_crash_between_saving_the_link_and_the_persons_record_is_finished_by_the_rerun(insurance: Insurance, monkeypatch):
+    """The link is saved on the member record, then added to the person's record. A crash between
+    the two writes (here: the database connection lost at that moment, so the event runs again)
+    must not leave a linked member that the person's eligibility and certificates never see."""
+    alice = await insurance.resident(1)
+    store = insurance.running.service.deps.store
+    change_person = store.change_person
+    crashed: list[str] = []
+
+    async def connection_lost_once(person_ref: str, changes: dict, **options: object):
+        if options.get("add_member_key") and not crashed:
+            crashed.append(person_ref)
+            raise AutoReconnect("connection lost after the member record was saved (simulated)")
+        return await change_person(person_ref, changes, **options)
+
+    monkeypatch.setattr(store, "change_person", connection_lost_once)
+    facts = await insurance.insurer(enrollment("m-crash", 1, 1))
+
+    assert crashed == [alice]
+    assert types(facts) == ["member_linked", "eligibility_certificate_issued"], facts
+    assert [c["status"] for c in await insurance.certificates(alice)] == ["active"]
