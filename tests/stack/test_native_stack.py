@@ -152,7 +152,7 @@ def test_lookups_by_id_use_the_id_index(endpoints: native_stack.StackEndpoints) 
 def test_a_ferretdb_patch_that_no_longer_applies_stops_the_build(tmp_path: Path) -> None:
     from mynumber_cli import ferretdb_patch
 
-    for relative, before, _after in ferretdb_patch.FERRETDB_PATCHES:
+    for relative, _before, _after in ferretdb_patch.FERRETDB_PATCHES:
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / relative).write_text("package sqlite\n")  # the text the patch expects is gone
     with pytest.raises(ferretdb_patch.PatchDoesNotApply, match="does not apply"):
@@ -161,7 +161,7 @@ def test_a_ferretdb_patch_that_no_longer_applies_stops_the_build(tmp_path: Path)
         path = tmp_path / relative
         path.write_text(path.read_text() + before)
     ferretdb_patch.patch_ferretdb_sources(tmp_path)
-    for relative, before, after in ferretdb_patch.FERRETDB_PATCHES:
+    for relative, _before, after in ferretdb_patch.FERRETDB_PATCHES:
         assert after in (tmp_path / relative).read_text()
     assert all((tmp_path / name).is_file() for name in ferretdb_patch.FERRETDB_NEW_FILES)
 
