@@ -1,7 +1,7 @@
 """The three fixes the native stack carries on top of FerretDB v1.24.2 (SQLite backend).
 
 FerretDB v1 is no longer developed upstream (v2 replaced the SQLite backend
-with PostgreSQL + DocumentDB), and v1.24.2 reads whole tables for most writes:
+with PostgreSQL + DocumentDB), and v1.24.2 as released reads whole tables and loses concurrent updates:
 
 1. **The `_id` index is never used.** The backend creates it on the
    expression ``_ferretdb_sjson->"_id"`` but looks documents up with
@@ -32,7 +32,8 @@ with PostgreSQL + DocumentDB), and v1.24.2 reads whole tables for most writes:
 
 None of the fixes changes what is stored, so a database written by an unpatched
 build works with a patched one and the other way round. `tests/stack`
-proves both through ``explain``, which returns SQLite's own query plan.
+proves the first two through ``explain``, which returns SQLite's own query
+plan; `tests/faults/test_database_atomicity.py` proves the third.
 """
 
 from __future__ import annotations
