@@ -134,7 +134,7 @@ class PaymentDispatcher:
         items = await store.queued(await store.accepted_batch_ids(), self.settings.dispatcher_claim_size)
         if not items:
             return 0
-        already_settled = await store.settled_payment_ids(item["_id"] for item in items)
+        already_settled = await store.settled_payment_ids(items)
         if already_settled:  # the statement showed them before the crash let us record the answer
             await store.dequeue(sorted(already_settled))
             items = [item for item in items if item["_id"] not in already_settled]

@@ -26,7 +26,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.kit.audit import AuditTrail
 
-from .domain import Account, AccountStatus, BatchHeader, ChunkTally, Resident, ResidentStatus
+from .domain import Account, AccountStatus, BatchHeader, ChunkTally, Resident, ResidentStatus, transfer_key
 
 DUPLICATE_KEY = 11000
 
@@ -287,7 +287,10 @@ class BenefitsStore:
         return await insert_all(self.payments, lines)
 
     async def payments_by_id(self, payment_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        return {doc["_id"]: doc async for doc in self.payments.find({"_id": {"$in": list(payment_ids)}})}
+        wanted = list(payment_ids)
+        if not wanted:  # FerretDB v1 answers an empty `$in` by reading the whole collection
+            return {}
+        return {doc["_id"]: doc async for doc in self.payments.find({"_id": {"$in": wanted}})}
 
     async def payment(self, payment_id: str) -> dict[str, Any] | None:
         return await self.payments.find_one({"_id": payment_id})
@@ -340,9 +343,16 @@ class BenefitsStore:
     async def record_transfers(self, documents: Sequence[dict[str, Any]]) -> None:
         await insert_all(self.transfers, documents)
 
-    async def settled_payment_ids(self, payment_ids: Iterable[str]) -> set[str]:
-        return {doc["payment_id"] async for doc in
-                self.settlements.find({"payment_id": {"$in": list(payment_ids)}}, {"payment_id": 1})}
+    async def settled_payment_ids(self, items: Iterable[dict[str, Any]]) -> set[str]:
+        """Which queue items the bank statement already showed as credited, by any attempt so far.
+
+        A settlement's `_id` is its transfer key, so this is a lookup by `_id` (FerretDB v1 reads
+        the whole collection for any other field: by `payment_id` every round slowed as
+        settlements grew)."""
+        keys = [transfer_key(item["_id"], attempt) for item in items for attempt in range(1, item["attempt"] + 1)]
+        if not keys:
+            return set()
+        return {doc["payment_id"] async for doc in self.settlements.find({"_id": {"$in": keys}}, {"payment_id": 1})}
 
     async def record_settlements(self, documents: Sequence[dict[str, Any]]) -> None:
         await insert_all(self.settlements, documents)

@@ -198,3 +198,20 @@ async def _has_kana(benefits: Benefits, person_ref: str, kana: str) -> bool:
 async def _has_status(benefits: Benefits, person_ref: str, status: str) -> bool:
     resident = await benefits.store.resident(person_ref)
     return resident is not None and resident.status.value == status
+
+
+async def test_a_queued_payment_counts_as_settled_when_the_statement_credited_any_of_its_attempts(benefits: Benefits):
+    store = benefits.store
+    credited_at = benefits.clock.now()
+    await store.record_settlements([
+        {"_id": domain.transfer_key("child_benefit:2026-06:ref-a", 1), "payment_id": "child_benefit:2026-06:ref-a",
+         "batch_id": "b-900", "amount_yen": 5_000, "transfer_id": "t-1", "settled_at": credited_at, "statement_sequence": 1},
+    ])
+    queued = [
+        {"_id": "child_benefit:2026-06:ref-a", "attempt": 2},  # its first attempt was credited
+        {"_id": "child_benefit:2026-06:ref-b", "attempt": 3},  # never credited
+    ]
+
+    assert await store.settled_payment_ids(queued) == {"child_benefit:2026-06:ref-a"}
+    assert await store.settled_payment_ids([]) == set()
+    assert await store.payments_by_id([]) == {}
