@@ -25,6 +25,9 @@ class BenefitsSettings(ServiceSettings):
     # The payment dispatcher.
     dispatcher_enabled: bool = Field(True, description="Run the payment dispatcher loop with the app.")
     dispatcher_claim_size: int = Field(2000, ge=1, description="Payments claimed per round.")
+    dispatcher_parallel_calls: int = Field(
+        4, ge=1, le=16, description="Bulk transfer calls the dispatcher keeps in flight at once (each is one database "
+                                    "and bank round trip: side by side they overlap).")
     dispatcher_idle_seconds: float = Field(1.0, gt=0, description="Pause between rounds when there is nothing to do.")
     dispatcher_lease_seconds: float = Field(
         60.0, gt=0,
