@@ -145,6 +145,8 @@ class PaymentDispatcher:
         to_send: list[tuple[dict[str, Any], domain.Account]] = []
         for item in items:
             account = accounts.get(item["person_ref"])
+            if domain.being_checked(account):
+                continue  # stays queued: a later round pays or holds it once the check has decided
             reason = domain.hold_reason(account)
             if reason is None:
                 to_send.append((item, account))

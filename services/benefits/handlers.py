@@ -125,27 +125,25 @@ async def register_account(deps: BenefitsDeps, account: Account, *, now: datetim
         account = replace(account, replaced_another=existing.replaced_another, status=existing.status)  # a re-run
     else:
         account = replace(account, replaced_another=existing is not None)
+    # Saved as `checking` before the look at the other holders, so no payment goes to it before
+    # that look has decided; and of two registrations of one account at the same moment (another
+    # partition, or another instance), the later look sees the earlier save.
+    settled = AccountStatus.active if account.status is AccountStatus.checking else account.status
+    await store.save_account(replace(account, status=AccountStatus.checking), now=now)
     co_holders, shared = await _sharing(store, account)
-    if shared:
-        account = replace(account, status=AccountStatus.withheld)
-    await store.save_account(account, now=now)
-    if not shared:
-        # Look again now that this account is saved: another person registering the same account
-        # at the same moment (another partition, or another instance) read before either was
-        # saved. Of two such registrations, at least the later one sees the other here.
-        co_holders, shared = await _sharing(store, account)
-        if shared:
-            account = replace(account, status=AccountStatus.withheld)
-            await store.set_account_status([account.person_ref], AccountStatus.withheld)
+    # If the other registration looked after our save, it has withheld us both and flagged us:
+    # that status stands, and the flag is its to report.
+    status = await store.finish_check(account.person_ref, AccountStatus.withheld if shared else settled) or settled
+    account = replace(account, status=status)
     await store.audit(f"account:{account.source_id}", actor=actor, action="account_changed" if account.replaced_another
                       else "account_registered", person_ref=account.person_ref, reason=str(account.channel),
                       subject=account.key, at=now)
     fact_type = AccountChanged if account.replaced_another else AccountRegistered
     facts: list[Fact] = [fact_type(person_ref=account.person_ref, request_id=account.source_id, channel=account.channel,
-                                   account=account.summary(), withheld=shared)]
+                                   account=account.summary(), withheld=status is AccountStatus.withheld)]
     if shared:
         facts += await _flag_shared_account(deps, account, co_holders, now=now)
-    else:
+    elif status is AccountStatus.active:
         await store.release_for(account.person_ref)
     return facts
 

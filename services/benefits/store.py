@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -165,6 +165,17 @@ class BenefitsStore:
              "source_id": a.source_id, "key": a.key, "replaced_another": False, "updated_at": now}
             for a in accounts
         ])
+
+    async def finish_check(self, person_ref: str, status: AccountStatus) -> AccountStatus | None:
+        """Move an account out of `checking` (one atomic update); if another registration has
+        changed it meanwhile (withheld it as shared), that status stands. The status it ends with."""
+        document = await self.accounts.find_one_and_update(
+            {"_id": person_ref, "status": AccountStatus.checking.value}, {"$set": {"status": status.value}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if document is None:
+            document = await self.accounts.find_one({"_id": person_ref}, {"status": 1})
+        return AccountStatus(document["status"]) if document else None
 
     async def set_account_status(self, person_refs: Sequence[str], status: AccountStatus) -> None:
         for person_ref in person_refs:  # a handful of holders: one small write each

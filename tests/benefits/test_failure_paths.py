@@ -35,7 +35,8 @@ from tests.support.kafka import TopicReader
 async def test_two_people_registering_one_account_at_the_same_moment_are_both_withheld(benefits: Benefits, monkeypatch):
     """Registrations from two partitions (or two instances) can each read the account's holders
     before the other has saved. Here the second registration runs, whole, between the first's
-    read and its save; the first must look again after saving, and withhold both."""
+    save and its read; the second sees the first and withholds both, and the first, whose read
+    missed the second, must not set itself active again."""
     first = benefits.ref(await benefits.resident(811, kana="サトウ ケン", kanji="佐藤 健", address="福岡県1"))
     second = benefits.ref(await benefits.resident(812, kana="サトウ ケン", kanji="加藤 健", address="福岡県1"))
     deps = benefits.running.service.deps
@@ -43,6 +44,7 @@ async def test_two_people_registering_one_account_at_the_same_moment_are_both_wi
     shared = an_account(number="9000011", holder="サトウ ケン")
     accounts = {ref: _account(ref, shared, channel=AccountChannel.portal, source_id=f"reg-{ref}") for ref in (first, second)}
     read_holders = store.accounts_with_key
+    second_facts: list = []
     interleaved = False
 
     async def the_other_registers_right_after_this_read(key: str):
@@ -50,15 +52,53 @@ async def test_two_people_registering_one_account_at_the_same_moment_are_both_wi
         holders = await read_holders(key)
         if not interleaved:
             interleaved = True
-            await register_account(deps, accounts[second], now=benefits.clock.now(), actor=PORTAL)
+            second_facts.extend(await register_account(deps, accounts[second], now=benefits.clock.now(), actor=PORTAL))
         return holders
 
     monkeypatch.setattr(store, "accounts_with_key", the_other_registers_right_after_this_read)
-    facts = await register_account(deps, accounts[first], now=benefits.clock.now(), actor=PORTAL)
+    first_facts = await register_account(deps, accounts[first], now=benefits.clock.now(), actor=PORTAL)
 
-    assert interleaved
+    assert second_facts, "the second registration ran in the middle of the first"
     assert {(await store.account(ref)).status for ref in (first, second)} == {domain.AccountStatus.withheld}
-    assert sorted(f.person_ref for f in facts if isinstance(f, AccountFlagged)) == sorted([first, second])
+    flagged = [f.person_ref for f in first_facts + second_facts if isinstance(f, AccountFlagged)]
+    assert sorted(flagged) == sorted([first, second]), "each holder is flagged once"
+    registered = {f.person_ref: f.withheld for f in first_facts + second_facts if isinstance(f, AccountRegistered)}
+    assert registered == {first: True, second: True}
+
+
+async def test_no_payment_goes_to_an_account_while_its_shared_account_check_runs(benefits: Benefits, monkeypatch):
+    """A dispatch round in the middle of a registration neither pays the new account nor holds
+    the payment for want of one: the payment waits in the queue and is paid once, after."""
+    number = await benefits.resident(851, kana="キムラ ユイ", kanji="木村 結")
+    person = benefits.ref(number)
+    await benefits.send(AnnouncePayoutBatch(batch_id="b-851", programme="child_benefit", period="2026-06",
+                                            recipient_count=1, total_yen=10_000, chunk_count=1),
+                        subject="b-851", source=PAYING_AGENCY)
+    await benefits.send(SubmitPayoutChunk(batch_id="b-851", chunk_index=0,
+                                          recipients=[PayoutRecipient(my_number=number, amount_yen=10_000)]),
+                        subject="b-851", source=PAYING_AGENCY)
+    await benefits.wait_fact(PayoutBatchAccepted, batch_id="b-851")
+    deps = benefits.running.service.deps
+    read_holders = deps.store.accounts_with_key
+    during: list[tuple[int, str]] = []
+
+    async def a_dispatch_round_during_the_check(key: str):
+        await benefits.http.post("/operations/dispatch")
+        payment_id = domain.payment_id("child_benefit", "2026-06", person)
+        during.append((len(benefits.bank.entries), (await benefits.http.get(f"/payments/{payment_id}")).json()["status"]))
+        return await read_holders(key)
+
+    monkeypatch.setattr(deps.store, "accounts_with_key", a_dispatch_round_during_the_check)
+    account = _account(person, an_account(number="8510000", holder="キムラ ユイ"), channel=AccountChannel.portal,
+                       source_id="reg-851")
+    await register_account(deps, account, now=benefits.clock.now(), actor=PORTAL)
+
+    assert during == [(0, "pending")], "nothing sent and nothing held while the account was being checked"
+    assert benefits.of_type(PaymentHeld) == []
+    assert (await benefits.store.account(person)).status is domain.AccountStatus.active
+    await benefits.dispatch_until_idle()
+    settled = await benefits.wait_fact(PaymentSettled, person_ref=person)
+    assert len(settled) == 1 and [e.amount_yen for e in benefits.bank.entries] == [10_000]
 
 
 async def test_a_withheld_account_holds_the_payment_until_the_operator_releases_it(benefits: Benefits):
