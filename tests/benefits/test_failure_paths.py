@@ -255,3 +255,23 @@ async def test_a_queued_payment_counts_as_settled_when_the_statement_credited_an
     assert await store.settled_payment_ids(queued) == {"child_benefit:2026-06:ref-a"}
     assert await store.settled_payment_ids([]) == set()
     assert await store.payments_by_id([]) == {}
+
+
+async def test_the_holders_of_an_account_are_found_by_its_key_and_checked_against_the_accounts(benefits: Benefits):
+    """`accounts_with_key` reads a lookup document, which is written before the account and never
+    cleaned: someone who has moved to another account, or whose save never happened, is left out."""
+    store = benefits.store
+    now = benefits.clock.now()
+    first, second, third, crashed = "pr_holder_first", "pr_holder_second", "pr_holder_third", "pr_holder_crashed"
+    shared, other = an_account(number="8600001"), an_account(number="8600002")
+    await store.save_account(_account(first, shared, channel=AccountChannel.portal, source_id="h-1"), now=now)
+    await store.save_account(_account(first, other, channel=AccountChannel.portal, source_id="h-2"), now=now)  # moved
+    await store.save_account(_account(second, shared, channel=AccountChannel.portal, source_id="h-3"), now=now)
+    key = _account(second, shared, channel=AccountChannel.portal, source_id="h-3").key
+    await store.account_holders.update_one({"_id": key}, {"$addToSet": {"person_refs": crashed}})  # lookup, no account
+    await store.import_accounts([_account(third, shared, channel=AccountChannel.portal, source_id="import-3")], now=now)
+
+    assert sorted(a.person_ref for a in await store.accounts_with_key(key)) == [second, third]
+    other_key = _account(first, other, channel=AccountChannel.portal, source_id="h-2").key
+    assert [a.person_ref for a in await store.accounts_with_key(other_key)] == [first]
+    assert await store.accounts_with_key("no-such-key") == []
