@@ -90,8 +90,22 @@ async def remember_resident(event: ResidentRegistered, ctx: HandlerContext[Benef
 
 @handlers.handles(ResidentAttributesChanged)
 async def remember_changed_attributes(event: ResidentAttributesChanged, ctx: HandlerContext[BenefitsDeps]) -> list[Fact]:
-    await ctx.deps.store.save_resident(_resident(event.person_ref, event.attributes))
-    return []
+    """A new surname or address can make an account this person shares with others suspicious:
+    if the change does, every holder is withheld and flagged. Sharing that was suspicious before
+    the change (and that an operator may have kept) is not flagged again."""
+    deps, store = ctx.deps, ctx.deps.store
+    before = await store.resident(event.person_ref)  # still the old attributes: they are saved last
+    after = _resident(event.person_ref, event.attributes)
+    account = await store.account(event.person_ref)
+    facts: list[Fact] = []
+    if before is not None and account is not None and account.status in (AccountStatus.active, AccountStatus.withheld):
+        co_holders, shared_after = await _sharing(store, account, instead=after)
+        if shared_after and not (await _sharing(store, account, instead=before))[1]:
+            await store.set_account_status([account.person_ref], AccountStatus.withheld)
+            facts = await _flag_shared_account(deps, replace(account, status=AccountStatus.withheld), co_holders,
+                                               now=ctx.clock.now())
+    await store.save_resident(after)
+    return facts
 
 
 @handlers.handles(ResidentMovedAbroad)
@@ -148,10 +162,14 @@ async def register_account(deps: BenefitsDeps, account: Account, *, now: datetim
     return facts
 
 
-async def _sharing(store: BenefitsStore, account: Account) -> tuple[list[Account], bool]:
-    """The account's other holders, and whether sharing it with them is suspicious."""
+async def _sharing(store: BenefitsStore, account: Account, *, instead: Resident | None = None
+                   ) -> tuple[list[Account], bool]:
+    """The account's other holders, and whether sharing it with them is suspicious (with `instead`
+    in place of that person's stored resident record)."""
     co_holders = [a for a in await store.accounts_with_key(account.key) if a.person_ref != account.person_ref]
     residents = await store.residents_by_ref([account.person_ref, *(a.person_ref for a in co_holders)])
+    if instead is not None:
+        residents[instead.person_ref] = instead
     shared = domain.is_suspicious_sharing(
         residents.get(account.person_ref), [residents.get(a.person_ref) for a in co_holders]
     )

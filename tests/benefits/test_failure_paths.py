@@ -275,3 +275,63 @@ async def test_the_holders_of_an_account_are_found_by_its_key_and_checked_agains
     other_key = _account(first, other, channel=AccountChannel.portal, source_id="h-2").key
     assert [a.person_ref for a in await store.accounts_with_key(other_key)] == [first]
     assert await store.accounts_with_key("no-such-key") == []
+
+
+async def _move(benefits: Benefits, number, *, kana: str, kanji: str, address: str) -> None:
+    person_ref = benefits.ref(number)
+    moved = ResidentAttributes(name_kanji=kanji, name_kana=kana, date_of_birth=date(1985, 5, 5), sex=Sex.female,
+                               address=address)
+    changed = ResidentAttributesChanged(person_ref=person_ref, attributes=moved, changed=["address"],
+                                        effective_on=date(2026, 7, 1), signing_certificate_invalidated=False)
+    await benefits.partner.send_record(changed.topic(benefits.namespace),
+                                       benefits.partner.record(changed, subject=person_ref, source=ENROLLMENT))
+    await eventually(lambda: _has_address(benefits, person_ref, address), what="the new address in the read model")
+
+
+async def _has_address(benefits: Benefits, person_ref: str, address: str) -> bool:
+    resident = await benefits.store.resident(person_ref)
+    return resident is not None and resident.address == address
+
+
+async def _register(benefits: Benefits, number, request_id: str, account) -> None:
+    await benefits.send(RegisterReceivingAccount(request_id=request_id, my_number=number, channel=AccountChannel.portal,
+                                                 account=account), subject=request_id, source=PORTAL)
+    await benefits.wait_fact(AccountRegistered, request_id=request_id)
+
+
+async def test_a_move_that_makes_a_shared_account_suspicious_withholds_and_flags_every_holder(benefits: Benefits):
+    """Two members of one household (same surname and address) share an account: not suspicious.
+    One moves away: now the account is shared across addresses, so both are withheld and flagged."""
+    mother = await benefits.resident(861, kana="ハヤシ ミキ", kanji="林 美紀", address="仙台市青葉区1")
+    daughter = await benefits.resident(862, kana="ハヤシ ミキ", kanji="林 美紀", address="仙台市青葉区1")
+    household = an_account(number="8610000", holder="ハヤシ ミキ")
+    await _register(benefits, mother, "reg-861", household)
+    await _register(benefits, daughter, "reg-862", household)
+    assert benefits.of_type(AccountFlagged) == []
+
+    await _move(benefits, daughter, kana="ハヤシ ミキ", kanji="林 美紀", address="大阪市北区2")
+
+    flagged = await benefits.wait_fact(AccountFlagged, 2)
+    assert sorted(f["person_ref"] for f in flagged) == sorted(benefits.ref(n) for n in (mother, daughter))
+    for number in (mother, daughter):
+        assert (await benefits.store.account(benefits.ref(number))).status is domain.AccountStatus.withheld
+
+
+async def test_a_move_does_not_flag_sharing_that_was_suspicious_before_and_kept_by_an_operator(benefits: Benefits):
+    first = await benefits.resident(871, kana="イノウエ ジュン", kanji="井上 純", address="神戸市1")
+    second = await benefits.resident(872, kana="イノウエ ジュン", kanji="井ノ上 純", address="神戸市1")
+    shared = an_account(number="8710000", holder="イノウエ ジュン")
+    await _register(benefits, first, "reg-871", shared)
+    await _register(benefits, second, "reg-872", shared)
+    await benefits.wait_fact(AccountFlagged, 2)
+    flag_id = (await benefits.http.get("/flags")).json()[0]["flag_id"]
+    response = await benefits.http.post(f"/flags/{flag_id}/resolve", json={
+        "operator": "operator/kato", "reason": "one family, two spellings, confirmed at the counter"})
+    assert response.status_code == 200
+
+    await _move(benefits, second, kana="イノウエ ジュン", kanji="井ノ上 純", address="神戸市2")
+    await _move(benefits, second, kana="イノウエ ジュン", kanji="井ノ上 純", address="神戸市3")
+
+    assert len(benefits.of_type(AccountFlagged)) == 2, "only the first registration's flags"
+    for number in (first, second):
+        assert (await benefits.store.account(benefits.ref(number))).status is domain.AccountStatus.active
