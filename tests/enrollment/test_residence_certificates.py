@@ -243,7 +243,7 @@ async def test_refusals_carry_a_reason_and_deliver_nothing(servers, settings_for
     async with running_enrollment(servers, settings, certificate_renderer=renderer) as enrollment:
         lost, revoked, fine, expiring = holders
         from mynumber_contracts.enrollment import ReportCardLost, RevokeCard
-        await card_request(enrollment, ReportCardLost(request_id="l", my_number=lost.number, office_id="hotline/24h"))
+        await card_request(enrollment, ReportCardLost(request_id="l", my_number=lost.number, office_id="portal/myna-portal"))
         await card_request(enrollment, RevokeCard(request_id="r", my_number=revoked.number, office_id="municipality/131016",
                                                   reason="deceased"))
         cases = {
