@@ -142,12 +142,12 @@ async def register_account(deps: BenefitsDeps, account: Account, *, now: datetim
     # Saved as `checking` before the look at the other holders, so no payment goes to it before
     # that look has decided; and of two registrations of one account at the same moment (another
     # partition, or another instance), the later look sees the earlier save.
-    settled = AccountStatus.active if account.status is AccountStatus.checking else account.status
+    after_check = AccountStatus.active if account.status is AccountStatus.checking else account.status
     await store.save_account(replace(account, status=AccountStatus.checking), now=now)
     co_holders, shared = await _sharing(store, account)
     # If the other registration looked after our save, it has withheld us both and flagged us:
     # that status stands, and the flag is its to report.
-    status = await store.finish_check(account.person_ref, AccountStatus.withheld if shared else settled) or settled
+    status = await store.finish_check(account.person_ref, AccountStatus.withheld if shared else after_check) or after_check
     account = replace(account, status=status)
     await store.audit(f"account:{account.source_id}", actor=actor, action="account_changed" if account.replaced_another
                       else "account_registered", person_ref=account.person_ref, reason=str(account.channel),
