@@ -484,7 +484,10 @@ async def _new_card(ctx: HandlerContext[InsuranceDeps], event: CardIssued | Card
     async with deps.locks.hold(event.person_ref):
         person = await deps.store.person(event.person_ref) or Person(person_ref=event.person_ref)
         if person.card is not None and person.card.certificate_id == event.certificate_id:  # already known: a rerun
-            return await settle_person(deps, event.person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id)
+            # The crash may have come before the replaced card's eligibility document was rewritten.
+            retired_cards = await deps.store.retired_cards(event.person_ref)
+            return await settle_person(deps, event.person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id,
+                                       retired=retired_cards[-1] if retired_cards else None)
         card = Card(card_number=event.card_number, certificate_id=event.certificate_id, status=CardStatus.active,
                     expires_on=event.expires_on, certificate_expires_on=event.certificate_expires_on)
         retired = dataclasses.replace(person.card, status=CardStatus.replaced) if person.card else None

@@ -1,0 +1,65 @@
+"""A use case that loses its database connection between two of its writes runs again when the
+event is redelivered; the rerun must complete every effect and produce the same facts, once.
+
+Each test makes one store write fail once with AutoReconnect (the write itself done or not, as
+stated) and checks the state and the facts after the redelivered event, against the real broker
+and database."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from mynumber_contracts.enrollment import CardReissued
+from mynumber_contracts.insurance import (
+    EnrollMember,
+    RegisterCardForInsurance,
+)
+from pymongo.errors import AutoReconnect
+
+from tests.insurance.conftest import INSURER, OPERATOR, Insurance, a_number, attributes_of, types
+
+
+def enrollment(member: str, number_seed: int | None, attributes_seed: int, **changes: object) -> EnrollMember:
+    return EnrollMember(
+        request_id=f"enroll-{member}", insurer_number=INSURER, member_symbol="記号", member_number=member,
+        my_number=a_number(number_seed) if number_seed is not None else None,
+        attributes=attributes_of(attributes_seed, **changes), enrolled_on=date(2026, 4, 1),
+    )
+
+
+async def audit_actions(insurance: Insurance, person_ref: str, prefix: str) -> list[str]:
+    trail = (await insurance.http.get(f"/audit/persons/{person_ref}", headers=OPERATOR)).json()
+    return [entry["action"] for entry in trail if entry["action"].startswith(prefix)]
+
+
+async def test_a_card_reissue_rerun_still_retires_the_replaced_cards_eligibility(insurance: Insurance, monkeypatch):
+    """The new card is saved on the person, then the eligibility documents of the new and the
+    replaced card are written. A rerun after a crash in between must still end the old card."""
+    holder = await insurance.resident(31)
+    await insurance.card(holder, "cert-31")
+    await insurance.holder(RegisterCardForInsurance(request_id="reg-31", certificate_id="cert-31"))
+    assert types(await insurance.insurer(enrollment("31", 31, 31))) == ["member_linked"]
+    assert (await insurance.eligibility("cert-31"))["eligible"]
+
+    store = insurance.running.service.deps.store
+    change_person = store.change_person
+    crashed: list[str] = []
+
+    async def connection_lost_once_after_the_write(person_ref: str, changes: dict, **options: Any):
+        person = await change_person(person_ref, changes, **options)
+        if options.get("retire_card") and not crashed:
+            crashed.append(person_ref)
+            raise AutoReconnect("connection lost after the new card was saved (simulated)")
+        return person
+
+    monkeypatch.setattr(store, "change_person", connection_lost_once_after_the_write)
+    facts = await insurance.registry(CardReissued(
+        person_ref=holder, previous_card_number="C-cert-31", card_number="C-cert-31b", certificate_id="cert-31b",
+        issued_on=date(2026, 4, 1), expires_on=date(2036, 6, 15), certificate_expires_on=date(2031, 6, 15), photo_less=False))
+
+    assert crashed == [holder]
+    assert facts == []
+    assert (await insurance.eligibility("cert-31b"))["eligible"]
+    old = await insurance.eligibility("cert-31")
+    assert (old["eligible"], old["reason"]) == (False, "card_replaced")
