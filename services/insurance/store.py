@@ -340,7 +340,8 @@ class InsuranceStore:
         return _certificate(document) if document else None
 
     async def certificate_cause(self, member_key: str) -> dict[str, Any] | None:
-        return await self.certificates.find_one({"_id": member_key}, {"issued_by": 1, "ended_by": 1, "certificate_number": 1, "status": 1})
+        return await self.certificates.find_one({"_id": member_key}, {"issued_by": 1, "ended_by": 1, "ended_reason": 1,
+                                                                   "certificate_number": 1, "status": 1})
 
     async def issue_certificate(self, certificate: EligibilityCertificate, *, cause_id: str, now: datetime) -> bool:
         """Make `certificate` the membership's current one unless an active one exists. True when

@@ -12,12 +12,14 @@ from typing import Any
 
 from mynumber_contracts.enrollment import CardReissued
 from mynumber_contracts.insurance import (
+    EligibilityCertificateWithdrawn,
     EnrollMember,
     RegisterCardForInsurance,
+    WithdrawMember,
 )
 from pymongo.errors import AutoReconnect
 
-from tests.insurance.conftest import INSURER, OPERATOR, Insurance, a_number, attributes_of, types
+from tests.insurance.conftest import INSURER, OPERATOR, Insurance, a_number, attributes_of, of_type, types
 
 
 def enrollment(member: str, number_seed: int | None, attributes_seed: int, **changes: object) -> EnrollMember:
@@ -63,3 +65,29 @@ async def test_a_card_reissue_rerun_still_retires_the_replaced_cards_eligibility
     assert (await insurance.eligibility("cert-31b"))["eligible"]
     old = await insurance.eligibility("cert-31")
     assert (old["eligible"], old["reason"]) == (False, "card_replaced")
+
+
+async def test_a_withdrawal_rerun_republishes_the_certificate_withdrawal_with_its_reason(insurance: Insurance, monkeypatch):
+    """The certificate is withdrawn, then the eligibility documents are written. A rerun after a
+    crash in between produces the same facts: the withdrawal keeps its reason."""
+    member = await insurance.resident(61)
+    assert types(await insurance.insurer(enrollment("m-61", 61, 61))) == ["member_linked", "eligibility_certificate_issued"]
+    store = insurance.running.service.deps.store
+    end_certificate = store.end_certificate
+    crashed: list[str] = []
+
+    async def connection_lost_once_after_the_write(certificate: Any, status: Any, **options: Any):
+        ended = await end_certificate(certificate, status, **options)
+        if not crashed:
+            crashed.append(certificate.person_ref)
+            raise AutoReconnect("connection lost after the certificate was withdrawn (simulated)")
+        return ended
+
+    monkeypatch.setattr(store, "end_certificate", connection_lost_once_after_the_write)
+    facts = await insurance.insurer(WithdrawMember(request_id="w-61", insurer_number=INSURER, member_symbol="記号",
+                                                   member_number="m-61", withdrawn_on=date(2026, 4, 30)))
+
+    assert crashed == [member]
+    assert types(facts) == ["member_withdrawn", "eligibility_certificate_withdrawn"]
+    assert [f["reason"] for f in of_type(facts, EligibilityCertificateWithdrawn)] == ["member_withdrawn"]
+    assert [c["status"] for c in await insurance.certificates(member)] == ["withdrawn"]
