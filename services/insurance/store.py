@@ -255,16 +255,22 @@ class InsuranceStore:
             await self.people.insert_one(
                 {"_id": person_ref, "attributes": _attributes_document(attributes), "match_key": key, "version": 1}
             )
-            previous = None
         except DuplicateKeyError:
-            before = await self.people.find_one_and_update(
+            # The index first, the person last: until the person's document has the new key, a rerun
+            # after a crash still finds the old one and takes the resident off its entry.
+            before = await self.people.find_one({"_id": person_ref}, {"match_key": 1})
+            previous = (before or {}).get("match_key")
+            await self._add_to_match_index(key, person_ref)
+            if previous and previous != key:
+                await self.match_index.update_one({"_id": previous}, {"$pull": {"person_refs": person_ref}})
+            await self.people.update_one(
                 {"_id": person_ref},
                 {"$set": {"attributes": _attributes_document(attributes), "match_key": key}, "$inc": {"version": 1}},
-                return_document=ReturnDocument.BEFORE,
             )
-            previous = (before or {}).get("match_key")
-        if previous and previous != key:
-            await self.match_index.update_one({"_id": previous}, {"$pull": {"person_refs": person_ref}})
+            return
+        await self._add_to_match_index(key, person_ref)
+
+    async def _add_to_match_index(self, key: str, person_ref: str) -> None:
         try:
             await self.match_index.insert_one({"_id": key, "person_refs": [person_ref]})
         except DuplicateKeyError:

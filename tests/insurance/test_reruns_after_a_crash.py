@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from mynumber_contracts.enrollment import CardReissued
+from mynumber_contracts.enrollment import CardReissued, ResidentAttributesChanged
 from mynumber_contracts.insurance import (
     EligibilityCertificateWithdrawn,
     EnrollMember,
@@ -91,3 +91,40 @@ async def test_a_withdrawal_rerun_republishes_the_certificate_withdrawal_with_it
     assert types(facts) == ["member_withdrawn", "eligibility_certificate_withdrawn"]
     assert [f["reason"] for f in of_type(facts, EligibilityCertificateWithdrawn)] == ["member_withdrawn"]
     assert [c["status"] for c in await insurance.certificates(member)] == ["withdrawn"]
+
+
+class _PullLostOnce:
+    """The match index collection, losing the connection once when asked to remove a resident."""
+
+    def __init__(self, collection: Any, crashed: list[str]) -> None:
+        self._collection, self._crashed = collection, crashed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._collection, name)
+
+    async def update_one(self, query: dict, update: dict, **options: Any) -> Any:
+        if "$pull" in update and not self._crashed:
+            self._crashed.append(query["_id"])
+            raise AutoReconnect("connection lost before the old attributes left the match index (simulated)")
+        return await self._collection.update_one(query, update, **options)
+
+
+async def test_an_attributes_change_rerun_removes_the_resident_from_the_old_match_index_entry(insurance: Insurance, monkeypatch):
+    """A resident's new attributes are saved and the match index follows. After a crash between
+    the two, the rerun must still take the resident off their old attributes' entry, or a later
+    record with those attributes would be held as ambiguous."""
+    moved = await insurance.resident(71)
+    store = insurance.running.service.deps.store
+    crashed: list[str] = []
+    monkeypatch.setattr(store, "match_index", _PullLostOnce(store.match_index, crashed))
+    assert await insurance.registry(ResidentAttributesChanged(
+        person_ref=moved, attributes=attributes_of(72), changed=["address"], effective_on=date(2026, 4, 1),
+        signing_certificate_invalidated=True)) == []
+    assert len(crashed) == 1
+    monkeypatch.undo()
+
+    assert await store.residents_with(attributes_of(71)) == []
+    assert await store.residents_with(attributes_of(72)) == [moved]
+    newcomer = await insurance.resident(73, attributes_of(71))  # someone else now has the old attributes
+    facts = await insurance.insurer(enrollment("m-73", 73, 71))
+    assert types(facts) == ["member_linked", "eligibility_certificate_issued"] and facts[0]["person_ref"] == newcomer
