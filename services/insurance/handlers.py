@@ -267,21 +267,30 @@ async def _decide_and_save(deps: InsuranceDeps, key: str, *, claimed: str | None
         "held_reason": outcome.held_reason,
         "mismatched": list(outcome.mismatched),
         "status": MembershipStatus.active,
+        "decided_by": ctx.envelope.id,
     })
-    if outcome.linked:
-        await store.change_person(outcome.person_ref, {}, add_member_key=key)
-    elif outcome.held_reason is HeldReason.resident_not_found and claimed:
-        await store.hold_until_resident_known(claimed, key)
+    await _after_link_decision(deps, key, document, ctx=ctx, actor=actor)
+    return document, outcome
+
+
+async def _after_link_decision(deps: InsuranceDeps, key: str, document: dict[str, Any], *,
+                               ctx: HandlerContext[InsuranceDeps], actor: str) -> None:
+    """What follows a saved automatic link decision, from the saved record alone: each write is
+    idempotent, so a rerun after a crash repeats them all."""
+    linked = document["link_state"] == LinkState.linked.value
+    claimed, held_reason = document.get("claimed_person_ref"), document.get("held_reason")
+    if linked:
+        await deps.store.change_person(document["person_ref"], {}, add_member_key=key)
+    elif held_reason == HeldReason.resident_not_found.value and claimed:
+        await deps.store.hold_until_resident_known(claimed, key)
     # Every automatic link decision is audited, linked or held (the manual ones in resolve_link).
     await deps.audit.record(
-        at=ctx.clock.now(), actor=actor, action="insurance.link" if outcome.linked else "insurance.link_held",
-        person_ref=outcome.person_ref or claimed,
-        reason="the five attributes match the resident registry" if outcome.linked
-        else f"held: {outcome.held_reason.value if outcome.held_reason else 'unknown'}",
-        details={"member_key": key, "mismatched": [str(m) for m in outcome.mismatched]},
+        at=ctx.clock.now(), actor=actor, action="insurance.link" if linked else "insurance.link_held",
+        person_ref=document.get("person_ref") or claimed,
+        reason="the five attributes match the resident registry" if linked else f"held: {held_reason or 'unknown'}",
+        details={"member_key": key, "mismatched": list(document.get("mismatched", []))},
         audit_id=f"insurance.link-decision:{ctx.envelope.id}:{key}",
     )
-    return document, outcome
 
 
 @handlers.handles(EnrollMember)
@@ -295,11 +304,11 @@ async def enroll_member(event: EnrollMember, ctx: HandlerContext[InsuranceDeps])
         existing = await deps.store.member_document(key)
         if existing and existing.get("request_id") == event.request_id:  # a rerun after a crash
             facts = _link_facts(existing)
+            if existing.get("decided_by") == ctx.envelope.id:
+                # The crash may have come between saving the decision and adding the link to the person,
+                # holding the record for the resident, or auditing it.
+                await _after_link_decision(deps, key, existing, ctx=ctx, actor=ctx.envelope.source)
             if existing["link_state"] == LinkState.linked.value:
-                # The crash may have come between saving the link and adding it to the person.
-                person = await deps.store.person(existing["person_ref"])
-                if person is None or key not in person.member_keys:
-                    await deps.store.change_person(existing["person_ref"], {}, add_member_key=key)
                 facts += await settle_person(deps, existing["person_ref"], on=today(ctx.clock), cause_id=ctx.envelope.id)
             return facts
         if existing and existing["status"] == MembershipStatus.active.value and existing["link_state"] == LinkState.linked.value:
@@ -319,9 +328,14 @@ async def _link_pending_members(deps: InsuranceDeps, person_ref: str, ctx: Handl
     """Records held only because this resident was not known yet are decided now."""
     facts: list[Fact] = []
     linked_any = False
-    for key in await deps.store.pending_for(person_ref):
+    pending = await deps.store.pending_for(person_ref)
+    for key in pending:
         document = await deps.store.member_document(key)
-        if (
+        if document is not None and document.get("decided_by") == ctx.envelope.id:  # a rerun after a crash
+            await _after_link_decision(deps, key, document, ctx=ctx, actor=SERVICE_ACTOR)
+            facts += _link_facts(document)
+            linked_any = linked_any or document["link_state"] == LinkState.linked.value
+        elif (
             document is not None
             and document["link_state"] == LinkState.held.value
             and document.get("held_reason") == HeldReason.resident_not_found.value
@@ -333,9 +347,10 @@ async def _link_pending_members(deps: InsuranceDeps, person_ref: str, ctx: Handl
                                                        existing=True, ctx=ctx, actor="service/insurance")
             facts += _link_facts(document)
             linked_any = linked_any or outcome.linked
-        await deps.store.clear_pending(person_ref, key)
     if linked_any:
         facts += await settle_person(deps, person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id)
+    # Cleared last, in one write: until then a rerun after a crash finds every record it decided.
+    await deps.store.clear_pending(person_ref, pending)
     return facts
 
 

@@ -287,8 +287,9 @@ class InsuranceStore:
         document = await self.pending_links.find_one({"_id": person_ref})
         return list((document or {}).get("member_keys", []))
 
-    async def clear_pending(self, person_ref: str, member_key: str) -> None:
-        await self.pending_links.update_one({"_id": person_ref}, {"$pull": {"member_keys": member_key}})
+    async def clear_pending(self, person_ref: str, member_keys: list[str]) -> None:
+        if member_keys:
+            await self.pending_links.update_one({"_id": person_ref}, {"$pullAll": {"member_keys": member_keys}})
 
     async def people_with_card_certificates_ending_before(self, as_of: date) -> list[Person]:
         """Sweeps only: members whose card's electronic certificate ended before `as_of`."""

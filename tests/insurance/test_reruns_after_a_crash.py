@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from mynumber_contracts.enrollment import CardReissued, ResidentAttributesChanged
+import pytest
+from mynumber_contracts.enrollment import CardReissued, ResidentAttributesChanged, ResidentRegistered
 from mynumber_contracts.insurance import (
     EligibilityCertificateWithdrawn,
     EnrollMember,
@@ -65,6 +66,70 @@ async def test_a_card_reissue_rerun_still_retires_the_replaced_cards_eligibility
     assert (await insurance.eligibility("cert-31b"))["eligible"]
     old = await insurance.eligibility("cert-31")
     assert (old["eligible"], old["reason"]) == (False, "card_replaced")
+
+
+async def test_an_enrollment_rerun_still_holds_the_record_for_the_resident_not_yet_known(insurance: Insurance, monkeypatch):
+    """A record whose number points to a resident not known yet is saved as held, then noted as
+    waiting for that resident. After a crash in between, the rerun must still note it, or the
+    record is never linked when the resident registers."""
+    store = insurance.running.service.deps.store
+    hold_until_resident_known = store.hold_until_resident_known
+    crashed: list[str] = []
+
+    async def connection_lost_once(person_ref: str, member_key: str) -> None:
+        if not crashed:
+            crashed.append(person_ref)
+            raise AutoReconnect("connection lost after the member record was saved (simulated)")
+        await hold_until_resident_known(person_ref, member_key)
+
+    monkeypatch.setattr(store, "hold_until_resident_known", connection_lost_once)
+    facts = await insurance.insurer(enrollment("m-81", 81, 81))
+    late = insurance.ref(a_number(81))
+    assert crashed == [late]
+    assert [(f["type"].split(".")[-2], f["reason"]) for f in facts] == [("member_link_held", "resident_not_found")]
+
+    facts = await insurance.registry(ResidentRegistered(person_ref=late, municipality_code="131016",
+                                                        attributes=attributes_of(81), nationality="JP"))
+    assert types(facts) == ["member_linked", "eligibility_certificate_issued"], facts
+    assert await audit_actions(insurance, late, "insurance.link") == ["insurance.link_held", "insurance.link"]
+
+
+@pytest.mark.parametrize("lost", ["before adding the link to the person", "after issuing the certificate"])
+async def test_a_resident_registered_rerun_finishes_linking_the_records_held_for_them(insurance: Insurance, monkeypatch, lost: str):
+    """A record held because the resident was not known yet is linked when they register: the link
+    is saved on the member record, added to the person, and a certificate issued. A crash in
+    between must not leave a linked member without eligibility, certificate, fact or audit entry."""
+    assert types(await insurance.insurer(enrollment("m-41", 41, 41))) == ["member_link_held"]
+    store = insurance.running.service.deps.store
+    change_person, issue_certificate = store.change_person, store.issue_certificate
+    crashed: list[str] = []
+
+    async def connection_lost_before_adding_the_link(person_ref: str, changes: dict, **options: Any):
+        if options.get("add_member_key") and not crashed:
+            crashed.append(person_ref)
+            raise AutoReconnect("connection lost after the member record was saved (simulated)")
+        return await change_person(person_ref, changes, **options)
+
+    async def connection_lost_after_issuing(certificate: Any, **options: Any):
+        issued = await issue_certificate(certificate, **options)
+        if not crashed:
+            crashed.append(certificate.person_ref)
+            raise AutoReconnect("connection lost after the certificate was issued (simulated)")
+        return issued
+
+    if lost == "before adding the link to the person":
+        monkeypatch.setattr(store, "change_person", connection_lost_before_adding_the_link)
+    else:
+        monkeypatch.setattr(store, "issue_certificate", connection_lost_after_issuing)
+    late = insurance.ref(a_number(41))
+    facts = await insurance.registry(ResidentRegistered(person_ref=late, municipality_code="131016",
+                                                        attributes=attributes_of(41), nationality="JP"))
+
+    assert crashed == [late]
+    assert types(facts) == ["member_linked", "eligibility_certificate_issued"], facts
+    assert [c["status"] for c in await insurance.certificates(late)] == ["active"]
+    assert await audit_actions(insurance, late, "insurance.link") == ["insurance.link_held", "insurance.link"]
+    assert await store.pending_for(late) == []
 
 
 async def test_a_withdrawal_rerun_republishes_the_certificate_withdrawal_with_its_reason(insurance: Insurance, monkeypatch):
