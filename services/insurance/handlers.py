@@ -432,6 +432,7 @@ async def resolve_link(deps: InsuranceDeps, key: str, command: LinkResolution, *
         document = await store.member_document(key) or document
         previous = document.get("resolution") or {}
         if previous.get("resolution_id") == command.resolution_id:  # the same command again: same answer
+            await _after_resolution(deps, key, document)  # the first attempt may have failed before these
             facts: list[Fact] = [_resolved_fact(document)]
             if document["link_state"] == LinkState.linked.value:
                 facts += await settle_person(deps, document["person_ref"], on=today(deps.clock), cause_id=cause_id)
@@ -450,17 +451,25 @@ async def resolve_link(deps: InsuranceDeps, key: str, command: LinkResolution, *
             "resolution": {"resolution_id": command.resolution_id, "operator": command.operator,
                            "decision": command.decision.value, "reason": command.reason, "at": now},
         })
-        await deps.audit.record(
-            at=now, actor=f"operator/{command.operator}", action=f"insurance.link.{command.decision.value}",
-            person_ref=command.person_ref if linking else document.get("claimed_person_ref"), reason=command.reason,
-            details={"member_key": key, "held_reason": document.get("held_reason"), "resolution_id": command.resolution_id},
-            audit_id=f"insurance.link-resolution:{command.resolution_id}",
-        )
+        await _after_resolution(deps, key, document)
         facts = [_resolved_fact(document)]
         if linking and command.person_ref:
-            await store.change_person(command.person_ref, {}, add_member_key=key)
             facts += await settle_person(deps, command.person_ref, on=today(deps.clock), cause_id=cause_id)
     return document, facts
+
+
+async def _after_resolution(deps: InsuranceDeps, key: str, document: dict[str, Any]) -> None:
+    """What follows a saved resolution, from the saved record alone (idempotent, so a retry repeats it)."""
+    resolution = document["resolution"]
+    linked = document["link_state"] == LinkState.linked.value
+    await deps.audit.record(
+        at=resolution["at"], actor=f"operator/{resolution['operator']}", action=f"insurance.link.{resolution['decision']}",
+        person_ref=document["person_ref"] if linked else document.get("claimed_person_ref"), reason=resolution["reason"],
+        details={"member_key": key, "held_reason": document.get("held_reason"), "resolution_id": resolution["resolution_id"]},
+        audit_id=f"insurance.link-resolution:{resolution['resolution_id']}",
+    )
+    if linked and document.get("person_ref"):
+        await deps.store.change_person(document["person_ref"], {}, add_member_key=key)
 
 
 # --- the registry's facts: the local read model -----------------------------------------------

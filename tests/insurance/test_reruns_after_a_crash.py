@@ -132,6 +132,42 @@ async def test_a_resident_registered_rerun_finishes_linking_the_records_held_for
     assert await store.pending_for(late) == []
 
 
+async def test_an_operator_resolution_retried_after_a_crash_adds_the_link_to_the_person(insurance: Insurance, monkeypatch):
+    """The operator's link is saved on the member record, then added to the person. The operator
+    retries the same command after a crash in between: the retry must complete the link."""
+    bob = await insurance.resident(51)
+    await insurance.insurer(enrollment("m-51", None, 51))
+    path = f"/members/{INSURER}/記号/m-51/link-resolution"
+    command = {"resolution_id": "res-51", "operator": "sato", "decision": "link", "person_ref": bob,
+               "reason": "identity confirmed at the counter"}
+    store = insurance.running.service.deps.store
+    change_person = store.change_person
+    crashed: list[str] = []
+
+    async def connection_lost_once(person_ref: str, changes: dict, **options: Any):
+        if options.get("add_member_key") and not crashed:
+            crashed.append(person_ref)
+            raise AutoReconnect("connection lost after the member record was saved (simulated)")
+        return await change_person(person_ref, changes, **options)
+
+    monkeypatch.setattr(store, "change_person", connection_lost_once)
+    try:
+        failed = await insurance.http.post(path, json=command, headers=OPERATOR)
+        assert failed.status_code >= 500
+    except AutoReconnect:
+        pass
+    assert crashed == [bob]
+
+    before = len(insurance.facts.records)
+    response = await insurance.http.post(path, json=command, headers=OPERATOR)
+    assert response.status_code == 200, response.text
+    await insurance.facts.wait_count(before + 2)
+    published = [{"type": r.type, **r.json()} for r in insurance.facts.records[before:]]
+    assert types(published) == ["member_link_resolved", "eligibility_certificate_issued"]
+    assert [c["status"] for c in await insurance.certificates(bob)] == ["active"]
+    assert await audit_actions(insurance, bob, "insurance.link.") == ["insurance.link.link"]
+
+
 async def test_a_withdrawal_rerun_republishes_the_certificate_withdrawal_with_its_reason(insurance: Insurance, monkeypatch):
     """The certificate is withdrawn, then the eligibility documents are written. A rerun after a
     crash in between produces the same facts: the withdrawal keeps its reason."""
