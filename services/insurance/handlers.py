@@ -701,12 +701,25 @@ async def request_medical_data(event: RequestMedicalData, ctx: HandlerContext[In
     person_ref = record.person_ref if record else None
     facts: list[Fact] = []
     for data_type in dict.fromkeys(event.data_types):
-        if person_ref is None:
-            denial: MedicalDataDenialReason | None = MedicalDataDenialReason.unknown_card
-        else:
+        release = release_id(event.institution_code, event.request_id, data_type)
+        decided_at, denial = now, MedicalDataDenialReason.unknown_card if person_ref is None else None
+        if person_ref is not None:
             denial = policy.consent_denial(await store.consent_given_at(event.institution_code, person_ref, data_type), now)
+            decision: dict[str, Any] = {"person_ref": person_ref, "denial": denial, "decided_at": now}
+            if denial is None:
+                last_day = today(ctx.clock)
+                person = await store.person(person_ref)
+                member_keys = [m.member_key for m in await store.memberships(person.member_keys if person else ())
+                               if m.link_state is LinkState.linked and m.person_ref == person_ref]
+                first_day = policy.covers_from(data_type, last_day)
+                decision.update(member_keys=member_keys, covers_from=first_day, covers_until=last_day,
+                                record_count=await store.count_medical_records(member_keys, data_type, first_day, last_day))
+            # Decided once: a rerun (maybe after the consent window, or with a newer consent) keeps the first decision.
+            decision = await store.medical_data_decision(release, decision)
+            decided_at = decision["decided_at"]
+            denial = MedicalDataDenialReason(decision["denial"]) if decision.get("denial") else None
         audit: dict[str, Any] = {
-            "at": now, "actor": f"medical-institution/{event.institution_code}", "person_ref": person_ref,
+            "at": decided_at, "actor": f"medical-institution/{event.institution_code}", "person_ref": person_ref,
             "action": "insurance.medical_data.released" if denial is None else "insurance.medical_data.denied",
             "reason": "consent given within the consent window" if denial is None else denial.value,
             "audit_id": f"insurance.medical-data:{ctx.envelope.id}:{data_type}",
@@ -717,18 +730,12 @@ async def request_medical_data(event: RequestMedicalData, ctx: HandlerContext[In
             facts.append(MedicalDataDenied(person_ref=person_ref, request_id=event.request_id,
                                            institution_code=event.institution_code, data_type=data_type, reason=denial))
             continue
-        assert person_ref is not None
-        last_day = today(ctx.clock)
-        first_day = policy.covers_from(data_type, last_day)
-        person = await store.person(person_ref)
-        member_keys = [m.member_key for m in await store.memberships(person.member_keys if person else ())
-                       if m.link_state is LinkState.linked and m.person_ref == person_ref]
-        release = release_id(event.institution_code, event.request_id, data_type)
-        count = await store.count_medical_records(member_keys, data_type, first_day, last_day)
+        first_day, last_day = date.fromisoformat(decision["covers_from"]), date.fromisoformat(decision["covers_until"])
+        count = decision["record_count"]
         await store.save_release(release, {
             "institution_code": event.institution_code, "person_ref": person_ref, "data_type": data_type.value,
-            "member_keys": member_keys, "covers_from": first_day, "covers_until": last_day, "request_id": event.request_id,
-            "released_at": now,
+            "member_keys": decision["member_keys"], "covers_from": first_day, "covers_until": last_day,
+            "request_id": event.request_id, "released_at": decided_at,
         })
         await ctx.deps.audit.record(**audit, details={**details, "release_id": release, "record_count": count})
         facts.append(MedicalDataReleased(person_ref=person_ref, request_id=event.request_id, institution_code=event.institution_code,

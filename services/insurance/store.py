@@ -12,6 +12,7 @@ Collections (every hot-path read is by `_id`, the one lookup FerretDB v1 does wi
 - `eligibility`: the eligibility answer, denormalised, by card certificate id.
 - `insurers`: insurer settings.
 - `consents`, `medical_records`, `releases`: consent, prescriptions/checkups, released data.
+- `medical_data_decisions`: the first decision on each data type of a medical-data request.
 
 Operator decisions and medical-data requests go to the kit's append-only audit trail.
 
@@ -204,6 +205,7 @@ class InsuranceStore:
         self.consents = database["consents"]
         self.medical_records = database["medical_records"]
         self.releases = database["releases"]
+        self.medical_data_decisions = database["medical_data_decisions"]
 
     async def ensure_indexes(self) -> None:
         await self.members.create_index([("link_state", ASCENDING), ("status", ASCENDING)])
@@ -479,6 +481,15 @@ class InsuranceStore:
     async def count_medical_records(self, member_keys: list[str], data_type: MedicalDataType,
                                     first_day: date, last_day: date) -> int:
         return len(await self.medical_records_for(member_keys, data_type, first_day, last_day))
+
+    async def medical_data_decision(self, release_id: str, decision: Mapping[str, Any]) -> dict[str, Any]:
+        """Keep the first decision on one data type of a request; return the one kept."""
+        document = {"_id": release_id, **{k: _stored(v) for k, v in decision.items()}}
+        try:
+            await self.medical_data_decisions.insert_one(document)
+            return document
+        except DuplicateKeyError:  # a rerun: the first decision stands
+            return await self.medical_data_decisions.find_one({"_id": release_id}) or document
 
     async def save_release(self, release_id: str, fields: Mapping[str, Any]) -> None:
         await self.releases.update_one({"_id": release_id}, {"$setOnInsert": {k: _stored(v) for k, v in fields.items()}}, upsert=True)

@@ -7,7 +7,7 @@ and database."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -15,12 +15,28 @@ from mynumber_contracts.enrollment import CardReissued, ResidentAttributesChange
 from mynumber_contracts.insurance import (
     EligibilityCertificateWithdrawn,
     EnrollMember,
+    MedicalDataReleased,
+    MedicalDataType,
+    Medicine,
+    RecordConsent,
+    RecordPrescription,
     RegisterCardForInsurance,
+    RequestMedicalData,
     WithdrawMember,
 )
 from pymongo.errors import AutoReconnect
 
-from tests.insurance.conftest import INSURER, OPERATOR, Insurance, a_number, attributes_of, of_type, types
+from tests.insurance.conftest import (
+    INSTITUTION,
+    INSURER,
+    OPERATOR,
+    Insurance,
+    a_number,
+    as_institution,
+    attributes_of,
+    of_type,
+    types,
+)
 
 
 def enrollment(member: str, number_seed: int | None, attributes_seed: int, **changes: object) -> EnrollMember:
@@ -229,3 +245,39 @@ async def test_an_attributes_change_rerun_removes_the_resident_from_the_old_matc
     newcomer = await insurance.resident(73, attributes_of(71))  # someone else now has the old attributes
     facts = await insurance.insurer(enrollment("m-73", 73, 71))
     assert types(facts) == ["member_linked", "eligibility_certificate_issued"] and facts[0]["person_ref"] == newcomer
+
+
+async def test_a_medical_data_request_rerun_later_keeps_the_first_decision(insurance: Insurance, monkeypatch):
+    """Whether data is released depends on the time of the decision. A request that released data,
+    audited it and then lost the connection is decided again when redelivered, possibly after the
+    consent window ended: the rerun must report the release that was made, not a denial."""
+    patient = await insurance.resident(91)
+    await insurance.card(patient, "cert-91")
+    await insurance.holder(RegisterCardForInsurance(request_id="reg-91", certificate_id="cert-91"))
+    await insurance.insurer(enrollment("91", 91, 91))
+    await insurance.insurer(RecordPrescription(
+        record_id="rx-91", insurer_number=INSURER, member_symbol="記号", member_number="91", dispensed_on=date(2026, 3, 15),
+        medicines=[Medicine(name="ロキソプロフェン錠60mg", quantity=3, unit="錠", days=5)]))
+    await insurance.institution(RecordConsent(request_id="consent-91", institution_code=INSTITUTION, certificate_id="cert-91",
+                                              data_types=[MedicalDataType.prescriptions]))
+    audit = insurance.running.service.deps.audit
+    record = audit.record
+    crashed: list[str] = []
+
+    async def connection_lost_once_after_the_release_was_audited(**entry: Any):
+        written = await record(**entry)
+        if entry["action"] == "insurance.medical_data.released" and not crashed:
+            crashed.append(entry["person_ref"])
+            insurance.clock.advance(timedelta(hours=25))  # redelivered after the consent window ended
+            raise AutoReconnect("connection lost after the release was audited (simulated)")
+        return written
+
+    monkeypatch.setattr(audit, "record", connection_lost_once_after_the_release_was_audited)
+    [fact] = await insurance.institution(RequestMedicalData(
+        request_id="ask-91", institution_code=INSTITUTION, certificate_id="cert-91", data_types=[MedicalDataType.prescriptions]))
+
+    assert crashed == [patient]
+    assert (fact["type"], fact["record_count"], fact["covers_until"]) == (MedicalDataReleased.event_type, 1, "2026-04-01")
+    release = await insurance.http.get(f"/medical-data/releases/{fact['release_id']}", headers=as_institution())
+    assert [r["record_id"] for r in release.json()["records"]] == ["rx-91"]
+    assert await audit_actions(insurance, patient, "insurance.medical_data.") == ["insurance.medical_data.released"]
