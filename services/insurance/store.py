@@ -12,6 +12,7 @@ Collections (every hot-path read is by `_id`, the one lookup FerretDB v1 does wi
 - `eligibility`: the eligibility answer, denormalised, by card certificate id.
 - `insurers`: insurer settings.
 - `consents`, `medical_records`, `releases`: consent, prescriptions/checkups, released data.
+- `medical_data_decisions`: the first decision on each data type of a medical-data request.
 
 Operator decisions and medical-data requests go to the kit's append-only audit trail.
 
@@ -204,6 +205,7 @@ class InsuranceStore:
         self.consents = database["consents"]
         self.medical_records = database["medical_records"]
         self.releases = database["releases"]
+        self.medical_data_decisions = database["medical_data_decisions"]
 
     async def ensure_indexes(self) -> None:
         await self.members.create_index([("link_state", ASCENDING), ("status", ASCENDING)])
@@ -255,16 +257,22 @@ class InsuranceStore:
             await self.people.insert_one(
                 {"_id": person_ref, "attributes": _attributes_document(attributes), "match_key": key, "version": 1}
             )
-            previous = None
         except DuplicateKeyError:
-            before = await self.people.find_one_and_update(
+            # The index first, the person last: until the person's document has the new key, a rerun
+            # after a crash still finds the old one and takes the resident off its entry.
+            before = await self.people.find_one({"_id": person_ref}, {"match_key": 1})
+            previous = (before or {}).get("match_key")
+            await self._add_to_match_index(key, person_ref)
+            if previous and previous != key:
+                await self.match_index.update_one({"_id": previous}, {"$pull": {"person_refs": person_ref}})
+            await self.people.update_one(
                 {"_id": person_ref},
                 {"$set": {"attributes": _attributes_document(attributes), "match_key": key}, "$inc": {"version": 1}},
-                return_document=ReturnDocument.BEFORE,
             )
-            previous = (before or {}).get("match_key")
-        if previous and previous != key:
-            await self.match_index.update_one({"_id": previous}, {"$pull": {"person_refs": person_ref}})
+            return
+        await self._add_to_match_index(key, person_ref)
+
+    async def _add_to_match_index(self, key: str, person_ref: str) -> None:
         try:
             await self.match_index.insert_one({"_id": key, "person_refs": [person_ref]})
         except DuplicateKeyError:
@@ -281,8 +289,9 @@ class InsuranceStore:
         document = await self.pending_links.find_one({"_id": person_ref})
         return list((document or {}).get("member_keys", []))
 
-    async def clear_pending(self, person_ref: str, member_key: str) -> None:
-        await self.pending_links.update_one({"_id": person_ref}, {"$pull": {"member_keys": member_key}})
+    async def clear_pending(self, person_ref: str, member_keys: list[str]) -> None:
+        if member_keys:
+            await self.pending_links.update_one({"_id": person_ref}, {"$pullAll": {"member_keys": member_keys}})
 
     async def people_with_card_certificates_ending_before(self, as_of: date) -> list[Person]:
         """Sweeps only: members whose card's electronic certificate ended before `as_of`."""
@@ -340,7 +349,8 @@ class InsuranceStore:
         return _certificate(document) if document else None
 
     async def certificate_cause(self, member_key: str) -> dict[str, Any] | None:
-        return await self.certificates.find_one({"_id": member_key}, {"issued_by": 1, "ended_by": 1, "certificate_number": 1, "status": 1})
+        return await self.certificates.find_one({"_id": member_key}, {"issued_by": 1, "ended_by": 1, "ended_reason": 1,
+                                                                   "certificate_number": 1, "status": 1})
 
     async def issue_certificate(self, certificate: EligibilityCertificate, *, cause_id: str, now: datetime) -> bool:
         """Make `certificate` the membership's current one unless an active one exists. True when
@@ -471,6 +481,15 @@ class InsuranceStore:
     async def count_medical_records(self, member_keys: list[str], data_type: MedicalDataType,
                                     first_day: date, last_day: date) -> int:
         return len(await self.medical_records_for(member_keys, data_type, first_day, last_day))
+
+    async def medical_data_decision(self, release_id: str, decision: Mapping[str, Any]) -> dict[str, Any]:
+        """Keep the first decision on one data type of a request; return the one kept."""
+        document = {"_id": release_id, **{k: _stored(v) for k, v in decision.items()}}
+        try:
+            await self.medical_data_decisions.insert_one(document)
+            return document
+        except DuplicateKeyError:  # a rerun: the first decision stands
+            return await self.medical_data_decisions.find_one({"_id": release_id}) or document
 
     async def save_release(self, release_id: str, fields: Mapping[str, Any]) -> None:
         await self.releases.update_one({"_id": release_id}, {"$setOnInsert": {k: _stored(v) for k, v in fields.items()}}, upsert=True)
