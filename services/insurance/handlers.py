@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -99,7 +99,7 @@ from .domain import (
     still_needed,
 )
 from .settings import InsuranceSettings
-from .store import InsuranceStore
+from .store import InsuranceStore, SweepWork
 
 SERVICE_ACTOR = "service/insurance"
 
@@ -776,20 +776,55 @@ async def record_checkup_result(event: RecordCheckupResult, ctx: HandlerContext[
 
 
 # --- sweeps (called by the HTTP API with an `as_of` date) ------------------------------------------
+#
+# A sweep publishes each certificate's or person's facts as soon as that work is done, under a cause
+# id derived from the certificate (or the person and card), so a rerun gives the same event ids. The
+# renewal and expiry of a certificate are noted in `sweep_work` before their first write and the note
+# is removed once the facts are published: a rerun after a failure at any point finishes the noted
+# work first (those certificates are no longer found by their validity), then sweeps as usual.
+
+Publish = Callable[[str, list[Fact]], Awaitable[None]]  # (cause id, facts)
+
+RENEWAL, EXPIRY = "certificate-renewal", "certificate-expiry"
 
 
 @dataclass
 class SweepOutcome:
     examined: int = 0
-    published: list[tuple[str, list[Fact]]] = field(default_factory=list)  # (cause id, facts)
     skipped: int = 0
+    facts_published: int = 0
 
 
-async def renew_certificates(deps: InsuranceDeps, as_of: date) -> SweepOutcome:
+async def _publish(deps: InsuranceDeps, publish: Publish, outcome: SweepOutcome, cause: str, facts: list[Fact],
+                   *, work: bool = True) -> None:
+    if facts:
+        await publish(cause, facts)
+        outcome.facts_published += len(facts)
+    if work:
+        await deps.store.finish_sweep_work(cause)
+
+
+async def _renew(deps: InsuranceDeps, work: SweepWork) -> list[Fact]:
+    certificate = work.certificate
+    years = (await deps.store.validity_years({certificate.insurer_number}, deps.settings.default_certificate_validity_years))[certificate.insurer_number]
+    extended = renewed(certificate, years)
+    current = await deps.store.extend_certificate(certificate, extended.valid_from, extended.valid_until,
+                                                  cause_id=work.cause_id, now=deps.clock.now())
+    if current is None:  # changed meanwhile by something else
+        return []
+    return [_certificate_fact(EligibilityCertificateRenewed, current, previous_valid_until=certificate.valid_until)]
+
+
+async def renew_certificates(deps: InsuranceDeps, as_of: date, publish: Publish) -> SweepOutcome:
     """Renew certificates that end within the lead time and are still needed; and issue
     certificates to members whose card's electronic certificate has expired (no event says so)."""
-    store, outcome, now = deps.store, SweepOutcome(), deps.clock.now()
+    store, outcome = deps.store, SweepOutcome()
     lead = deps.settings.certificate_renewal_lead_days
+    for work in await store.unfinished_sweep_work(RENEWAL):  # begun by a run that failed
+        outcome.examined += 1
+        async with deps.locks.hold(work.certificate.person_ref):
+            facts = await _renew(deps, work)
+        await _publish(deps, publish, outcome, work.cause_id, facts)
     for certificate in await store.active_certificates_ending_by(as_of + timedelta(days=lead)):
         if not renewal_due(certificate, as_of, lead):
             continue
@@ -801,33 +836,44 @@ async def renew_certificates(deps: InsuranceDeps, as_of: date) -> SweepOutcome:
             if person is None or membership is None or not still_needed(person, membership, as_of):
                 outcome.skipped += 1
                 continue
-            years = (await store.validity_years({certificate.insurer_number}, deps.settings.default_certificate_validity_years))[certificate.insurer_number]
-            extended = renewed(certificate, years)
-            if await store.extend_certificate(certificate, extended.valid_from, extended.valid_until, cause_id=cause, now=now):
-                outcome.published.append((cause, [_certificate_fact(
-                    EligibilityCertificateRenewed, extended, previous_valid_until=certificate.valid_until)]))
+            facts = await _renew(deps, await store.begin_sweep_work(cause, RENEWAL, certificate, as_of))
+        await _publish(deps, publish, outcome, cause, facts)
     for person in await store.people_with_card_certificates_ending_before(as_of):
         if not person.member_keys or person.card is None:
             continue
+        # Found again by a rerun, which gives the same facts (`settle_person` replays its cause).
         cause = f"sweep:card-certificate-expired:{person.person_ref}:{person.card.certificate_id}"
         async with deps.locks.hold(person.person_ref):
             facts = await settle_person(deps, person.person_ref, on=as_of, cause_id=cause)
         if facts:
             outcome.examined += 1
-            outcome.published.append((cause, facts))
+            await _publish(deps, publish, outcome, cause, facts, work=False)
     return outcome
 
 
-async def expire_certificates(deps: InsuranceDeps, as_of: date) -> SweepOutcome:
+async def _expire(deps: InsuranceDeps, work: SweepWork) -> list[Fact]:
+    """End the certificate, then settle the person (a replacement if still needed) on the sweep's date."""
+    certificate, store = work.certificate, deps.store
+    ended = work.ended or await store.end_certificate(
+        certificate, CertificateStatus.expired, reason="validity_ended", cause_id=work.cause_id, now=deps.clock.now())
+    if ended and not work.ended:  # the replacement overwrites the ended certificate: a rerun learns it here
+        await store.sweep_work_ended_certificate(work.cause_id)
+    facts: list[Fact] = [_certificate_fact(EligibilityCertificateExpired, certificate)] if ended else []
+    return facts + await settle_person(deps, certificate.person_ref, on=work.as_of, cause_id=work.cause_id)
+
+
+async def expire_certificates(deps: InsuranceDeps, as_of: date, publish: Publish) -> SweepOutcome:
     """End certificates whose validity has passed; anyone who still needs one gets a new one."""
-    store, outcome, now = deps.store, SweepOutcome(), deps.clock.now()
+    store, outcome = deps.store, SweepOutcome()
+    for work in await store.unfinished_sweep_work(EXPIRY):  # begun by a run that failed
+        outcome.examined += 1
+        async with deps.locks.hold(work.certificate.person_ref):
+            facts = await _expire(deps, work)
+        await _publish(deps, publish, outcome, work.cause_id, facts)
     for certificate in await store.active_certificates_ending_by(as_of - timedelta(days=1)):
         outcome.examined += 1
         cause = f"sweep:certificate-expiry:{certificate.member_key}:{certificate.certificate_number}"
         async with deps.locks.hold(certificate.person_ref):
-            facts: list[Fact] = []
-            if await store.end_certificate(certificate, CertificateStatus.expired, reason="validity_ended", cause_id=cause, now=now):
-                facts.append(_certificate_fact(EligibilityCertificateExpired, certificate))
-            facts += await settle_person(deps, certificate.person_ref, on=as_of, cause_id=cause)
-        outcome.published.append((cause, facts))
+            facts = await _expire(deps, await store.begin_sweep_work(cause, EXPIRY, certificate, as_of))
+        await _publish(deps, publish, outcome, cause, facts)
     return outcome
