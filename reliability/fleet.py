@@ -84,6 +84,10 @@ class Fleet:
             "MYNUMBER_BANK_BASE_URL": self.bank_url,
             "MYNUMBER_RETRY_MAX_SECONDS": "2",
             "MYNUMBER_PARTNER_CACHE_SECONDS": "30",
+            # The bank simulator is local: shorter bank timeouts let a shorter dispatcher lease
+            # pass over quickly after a kill -9 (the lease must outlast one bulk call's retries).
+            "MYNUMBER_BANK_TIMEOUT_SECONDS": "3",
+            "MYNUMBER_DISPATCHER_LEASE_SECONDS": "20",
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
         })

@@ -281,6 +281,7 @@ def person(number: Annotated[str, typer.Argument(help="The Individual Number (12
 
 SWEEPS = (
     ("enrollment", "/operator/expiry-sweep", "cards past their expiry date"),
+    ("enrollment", "/operator/certificate-retention-sweep", "certificate PDFs and verification codes past their periods"),
     ("insurance", "/operations/certificate-renewal", "eligibility certificates renewed before they lapse"),
     ("insurance", "/operations/certificate-expiry", "eligibility certificates ended"),
     ("benefits", "/operations/opt-out-sweep", "pension accounts past their 45-day reply period"),
@@ -302,7 +303,8 @@ def _operator_post(service: str, path: str, params: dict[str, str] | None = None
 
 @app.command()
 def sweeps(as_of: Annotated[str | None, typer.Option(help="Run as of this date (YYYY-MM-DD); default today.")] = None) -> None:
-    """Run every scheduled sweep once: card expiry, certificate renewal and expiry, the opt-out route. Safe to rerun."""
+    """Run every scheduled sweep once: card expiry, certificate retention, insurance certificate renewal and expiry,
+    the opt-out route. Safe to rerun."""
     params = {"as_of": as_of} if as_of else None
     table = Table("service", "sweep", "result")
     for service, path, what in SWEEPS:

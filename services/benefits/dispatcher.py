@@ -10,8 +10,9 @@ How a payment gets paid (handlers stay thin: they only queue payment lines):
 3. A round takes up to `dispatcher_claim_size` queued payments of accepted batches, looks up
    the accounts in one query, and
    - holds the payments without a usable account (none, withheld, invalidated): `PaymentHeld`;
-   - sends the others to the bank in bulk calls of `bank_transfer_batch_size`, each transfer with
-     the idempotency key `<payment id>#<attempt>`: `PaymentSent` or `PaymentFailed`.
+   - sends the others to the bank in bulk calls of `bank_transfer_batch_size`, up to
+     `dispatcher_parallel_calls` of them at a time, each transfer with the idempotency key
+     `<payment id>#<attempt>`: `PaymentSent` or `PaymentFailed`.
    Facts are published (with ids derived from the transfer key) before the queue items are
    deleted, so a crash at any point re-sends the same keys: the bank answers from its
    idempotency record and no one is paid twice; nothing is deleted before it is recorded, so no
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 
 LEASE = "dispatcher"
 STATEMENT_CURSOR = "bank-statement"
+STATEMENT_PAGE = 5000  # statement entries read per round (the bank's largest page): settling keeps up with sending
 _FAILURE_REASONS = {reason.value for reason in FailureReason}
 
 
@@ -143,6 +145,8 @@ class PaymentDispatcher:
         to_send: list[tuple[dict[str, Any], domain.Account]] = []
         for item in items:
             account = accounts.get(item["person_ref"])
+            if domain.being_checked(account):
+                continue  # stays queued: a later round pays or holds it once the check has decided
             reason = domain.hold_reason(account)
             if reason is None:
                 to_send.append((item, account))
@@ -150,13 +154,21 @@ class PaymentDispatcher:
                 to_hold.append((item, reason))
         await self._hold(to_hold)
         handled = len(already_settled) + len(to_hold)
-        size = self.settings.bank_transfer_batch_size
-        for start in range(0, len(to_send), size):
+        size, parallel = self.settings.bank_transfer_batch_size, self.settings.dispatcher_parallel_calls
+        calls = [to_send[start:start + size] for start in range(0, len(to_send), size)]
+        for first in range(0, len(calls), parallel):
+            # The lease outlasts one bulk call with its retries (settings), and the calls of a group run side by side.
             if not await store.take_lease(LEASE, self.holder, seconds=self.settings.dispatcher_lease_seconds):
                 break  # lost the lease mid-round: another dispatcher carries on from the queue
-            if not await self._send(to_send[start:start + size]):
+            group = calls[first:first + parallel]
+            try:
+                async with asyncio.TaskGroup() as calling:  # one failing call cancels the others: they stay queued
+                    answered = [calling.create_task(self._send(call)) for call in group]
+            except ExceptionGroup as failed:
+                raise failed.exceptions[0] from None  # what went wrong, as a single call would have said it
+            handled += sum(len(call) for call, task in zip(group, answered, strict=True) if task.result())
+            if not all(task.result() for task in answered):
                 break  # the bank is unavailable: the loop idles instead of spinning on an open circuit
-            handled += len(to_send[start:start + size])
         return handled
 
     async def _hold(self, held: Sequence[tuple[dict[str, Any], Any]]) -> None:
@@ -224,7 +236,7 @@ class PaymentDispatcher:
         store = self.store
         after = await store.cursor(STATEMENT_CURSOR)
         try:
-            entries, next_after = await self.gateway.statement(after)
+            entries, next_after = await self.gateway.statement(after, limit=STATEMENT_PAGE)
         except (BankUnavailable, BankRefusedRequest) as error:
             log.warning("could not read the bank statement: %s", error)
             return 0

@@ -86,6 +86,7 @@ def check_own_name(resident: Resident | None, holder_name_kana: str) -> Refusal 
 
 
 class AccountStatus(StrEnum):
+    checking = "checking"  # just saved: not paid until the shared-account check has looked at it
     active = "active"
     withheld = "withheld"  # flagged as shared: no payouts until an operator resolves it
     invalidated = "invalidated"  # renumbered by a bank merger: the holder must register again
@@ -139,6 +140,11 @@ def is_suspicious_sharing(holder: Resident | None, co_holders: Iterable[Resident
 
 def flag_id_for(key: str) -> str:
     return f"shared:{key}"
+
+
+def being_checked(account: Account | None) -> bool:
+    """A payment to an account still under the shared-account check waits in the queue (no fact)."""
+    return account is not None and account.status is AccountStatus.checking
 
 
 def hold_reason(account: Account | None) -> HoldReason | None:

@@ -90,8 +90,22 @@ async def remember_resident(event: ResidentRegistered, ctx: HandlerContext[Benef
 
 @handlers.handles(ResidentAttributesChanged)
 async def remember_changed_attributes(event: ResidentAttributesChanged, ctx: HandlerContext[BenefitsDeps]) -> list[Fact]:
-    await ctx.deps.store.save_resident(_resident(event.person_ref, event.attributes))
-    return []
+    """A new surname or address can make an account this person shares with others suspicious:
+    if the change does, every holder is withheld and flagged. Sharing that was suspicious before
+    the change (and that an operator may have kept) is not flagged again."""
+    deps, store = ctx.deps, ctx.deps.store
+    before = await store.resident(event.person_ref)  # still the old attributes: they are saved last
+    after = _resident(event.person_ref, event.attributes)
+    account = await store.account(event.person_ref)
+    facts: list[Fact] = []
+    if before is not None and account is not None and account.status in (AccountStatus.active, AccountStatus.withheld):
+        co_holders, shared_after = await _sharing(store, account, instead=after)
+        if shared_after and not (await _sharing(store, account, instead=before))[1]:
+            await store.set_account_status([account.person_ref], AccountStatus.withheld)
+            facts = await _flag_shared_account(deps, replace(account, status=AccountStatus.withheld), co_holders,
+                                               now=ctx.clock.now())
+    await store.save_resident(after)
+    return facts
 
 
 @handlers.handles(ResidentMovedAbroad)
@@ -125,35 +139,37 @@ async def register_account(deps: BenefitsDeps, account: Account, *, now: datetim
         account = replace(account, replaced_another=existing.replaced_another, status=existing.status)  # a re-run
     else:
         account = replace(account, replaced_another=existing is not None)
+    # Saved as `checking` before the look at the other holders, so no payment goes to it before
+    # that look has decided; and of two registrations of one account at the same moment (another
+    # partition, or another instance), the later look sees the earlier save.
+    after_check = AccountStatus.active if account.status is AccountStatus.checking else account.status
+    await store.save_account(replace(account, status=AccountStatus.checking), now=now)
     co_holders, shared = await _sharing(store, account)
-    if shared:
-        account = replace(account, status=AccountStatus.withheld)
-    await store.save_account(account, now=now)
-    if not shared:
-        # Look again now that this account is saved: another person registering the same account
-        # at the same moment (another partition, or another instance) read before either was
-        # saved. Of two such registrations, at least the later one sees the other here.
-        co_holders, shared = await _sharing(store, account)
-        if shared:
-            account = replace(account, status=AccountStatus.withheld)
-            await store.set_account_status([account.person_ref], AccountStatus.withheld)
+    # If the other registration looked after our save, it has withheld us both and flagged us:
+    # that status stands, and the flag is its to report.
+    status = await store.finish_check(account.person_ref, AccountStatus.withheld if shared else after_check) or after_check
+    account = replace(account, status=status)
     await store.audit(f"account:{account.source_id}", actor=actor, action="account_changed" if account.replaced_another
                       else "account_registered", person_ref=account.person_ref, reason=str(account.channel),
                       subject=account.key, at=now)
     fact_type = AccountChanged if account.replaced_another else AccountRegistered
     facts: list[Fact] = [fact_type(person_ref=account.person_ref, request_id=account.source_id, channel=account.channel,
-                                   account=account.summary(), withheld=shared)]
+                                   account=account.summary(), withheld=status is AccountStatus.withheld)]
     if shared:
         facts += await _flag_shared_account(deps, account, co_holders, now=now)
-    else:
+    elif status is AccountStatus.active:
         await store.release_for(account.person_ref)
     return facts
 
 
-async def _sharing(store: BenefitsStore, account: Account) -> tuple[list[Account], bool]:
-    """The account's other holders, and whether sharing it with them is suspicious."""
+async def _sharing(store: BenefitsStore, account: Account, *, instead: Resident | None = None
+                   ) -> tuple[list[Account], bool]:
+    """The account's other holders, and whether sharing it with them is suspicious (with `instead`
+    in place of that person's stored resident record)."""
     co_holders = [a for a in await store.accounts_with_key(account.key) if a.person_ref != account.person_ref]
     residents = await store.residents_by_ref([account.person_ref, *(a.person_ref for a in co_holders)])
+    if instead is not None:
+        residents[instead.person_ref] = instead
     shared = domain.is_suspicious_sharing(
         residents.get(account.person_ref), [residents.get(a.person_ref) for a in co_holders]
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from services.kit.settings import ServiceSettings
 
@@ -25,5 +25,28 @@ class BenefitsSettings(ServiceSettings):
     # The payment dispatcher.
     dispatcher_enabled: bool = Field(True, description="Run the payment dispatcher loop with the app.")
     dispatcher_claim_size: int = Field(2000, ge=1, description="Payments claimed per round.")
+    dispatcher_parallel_calls: int = Field(
+        4, ge=1, le=16, description="Bulk transfer calls the dispatcher keeps in flight at once (each is one database "
+                                    "and bank round trip: side by side they overlap).")
     dispatcher_idle_seconds: float = Field(1.0, gt=0, description="Pause between rounds when there is nothing to do.")
-    dispatcher_lease_seconds: float = Field(15.0, gt=0, description="How long a dispatcher's lease lasts without renewal.")
+    dispatcher_lease_seconds: float = Field(
+        60.0, gt=0,
+        description="How long a dispatcher's lease lasts without renewal; longer than one bulk call with all its retries.")
+
+    def longest_bank_call_seconds(self) -> float:
+        """One bulk call at its worst: every try times out, with the doubling back-off between tries."""
+        backoff = sum(self.bank_backoff_seconds * 2**step for step in range(self.bank_max_attempts - 1))
+        return self.bank_max_attempts * self.bank_timeout_seconds + backoff
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_bank_call(self) -> BenefitsSettings:
+        # The dispatcher renews its lease before each bulk call. If the lease ran out during one,
+        # a second instance would send the same transfers again: the bank's idempotency keys keep
+        # anyone from being paid twice, but the bank gets duplicate calls.
+        longest = self.longest_bank_call_seconds()
+        if self.dispatcher_lease_seconds <= longest:
+            raise ValueError(
+                f"MYNUMBER_DISPATCHER_LEASE_SECONDS ({self.dispatcher_lease_seconds:g}) must be longer than one bulk "
+                f"bank call with all its retries ({longest:g} s: MYNUMBER_BANK_MAX_ATTEMPTS x MYNUMBER_BANK_TIMEOUT_SECONDS "
+                f"plus the back-off)")
+        return self

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -54,6 +54,9 @@ class BenefitsStore:
         self.database = database
         self.residents = database["residents"]
         self.accounts = database["accounts"]
+        # Lookup documents, one per account key: who registered that account. FerretDB v1 uses no
+        # index but `_id`, so a query on `accounts.key` would read every account per registration.
+        self.account_holders = database["account_holders"]
         self.shared_flags = database["shared_flags"]
         # The kit's append-only audit trail, which every service serves to operators at /audit/persons/{ref}.
         self.audit_trail = AuditTrail(database)
@@ -134,7 +137,13 @@ class BenefitsStore:
         return {doc["_id"]: self._account(doc) async for doc in self.accounts.find({"_id": {"$in": list(person_refs)}})}
 
     async def accounts_with_key(self, key: str) -> list[Account]:
-        return [self._account(doc) async for doc in self.accounts.find({"key": key})]
+        """Everyone whose account has this key. The lookup is written before the account, and
+        checked on read: a person who has since moved to another account is left out."""
+        lookup = await self.account_holders.find_one({"_id": key})
+        if lookup is None:
+            return []
+        return [self._account(doc) async for doc in self.accounts.find({"_id": {"$in": lookup["person_refs"]}})
+                if doc.get("key") == key]
 
     async def accounts_at_bank(self, bank_code: str, branch_code: str | None) -> list[Account]:
         query: dict[str, Any] = {"bank_code": bank_code}
@@ -143,6 +152,9 @@ class BenefitsStore:
         return [self._account(doc) async for doc in self.accounts.find(query)]
 
     async def save_account(self, account: Account, *, now: datetime) -> None:
+        await self.account_holders.update_one(
+            {"_id": account.key}, {"$addToSet": {"person_refs": account.person_ref}}, upsert=True
+        )
         await self.accounts.update_one(
             {"_id": account.person_ref},
             {"$set": {
@@ -158,6 +170,12 @@ class BenefitsStore:
 
     async def import_accounts(self, accounts: Sequence[Account], *, now: datetime) -> set[str]:
         """Bulk-load registrations that were checked elsewhere (a migration); existing ones are kept."""
+        holders: dict[str, list[str]] = {}
+        for account in accounts:
+            holders.setdefault(account.key, []).append(account.person_ref)
+        known = await insert_all(self.account_holders, [{"_id": key, "person_refs": refs} for key, refs in holders.items()])
+        for key in known:  # accounts already registered by others: add to their lookups
+            await self.account_holders.update_one({"_id": key}, {"$addToSet": {"person_refs": {"$each": holders[key]}}})
         return await insert_all(self.accounts, [
             {"_id": a.person_ref, "bank_code": a.bank_code, "branch_code": a.branch_code,
              "account_type": str(a.account_type), "account_number": a.account_number,
@@ -166,9 +184,20 @@ class BenefitsStore:
             for a in accounts
         ])
 
+    async def finish_check(self, person_ref: str, status: AccountStatus) -> AccountStatus | None:
+        """Move an account out of `checking` (one atomic update); if another registration has
+        changed it meanwhile (withheld it as shared), that status stands. The status it ends with."""
+        document = await self.accounts.find_one_and_update(
+            {"_id": person_ref, "status": AccountStatus.checking.value}, {"$set": {"status": status.value}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if document is None:
+            document = await self.accounts.find_one({"_id": person_ref}, {"status": 1})
+        return AccountStatus(document["status"]) if document else None
+
     async def set_account_status(self, person_refs: Sequence[str], status: AccountStatus) -> None:
-        for person_ref in person_refs:  # a handful of holders: one small write each
-            await self.accounts.update_one({"_id": person_ref}, {"$set": {"status": status.value}})
+        if person_refs:
+            await self.accounts.update_many({"_id": {"$in": list(person_refs)}}, {"$set": {"status": status.value}})
 
     async def delete_account(self, person_ref: str) -> None:
         await self.accounts.delete_one({"_id": person_ref})

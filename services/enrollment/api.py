@@ -9,14 +9,16 @@ pickups the asking municipality (`municipality/<code>`), PDF pickups the asking 
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from mynumber_contracts import ResidentAttributes
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.kit.auth import authenticated_principal, operator
+from services.kit.clock import today
 from services.kit.http import service_deps, service_of
 from services.kit.messaging import EventService
 
@@ -202,6 +204,9 @@ async def pick_up_certificate(kiosk_id: str, request_id: str, service: Service, 
     stored = await service.deps.store.certificate(kiosk_id, request_id)
     if stored is None:
         raise HTTPException(404, "no certificate was issued for this kiosk and request")
+    if "pdf" not in stored:
+        raise HTTPException(410, f"the PDF is kept {service.settings.certificate_pickup_days} days after issue and "
+                                 "has been removed: the holder requests a new certificate")
     await service.audit.record(at=service.clock.now(), actor=who, action="enrollment.certificate.pickup",
                                reason=f"residence certificate for request {request_id}")
     return Response(bytes(stored["pdf"]), media_type="application/pdf", headers=NO_STORE)
@@ -209,6 +214,36 @@ async def pick_up_certificate(kiosk_id: str, request_id: str, service: Service, 
 
 @router.get("/certificates/verification/{code}", response_model=CertificateVerification, tags=["certificates"],
             summary="A receiving agency checks a certificate's verification code: valid or not, and when it was issued.")
-async def verify_certificate(code: str, deps: Deps, _: Principal) -> CertificateVerification:
+async def verify_certificate(code: str, service: Service, _: Principal) -> CertificateVerification:
+    deps, period = service.deps, timedelta(days=service.settings.certificate_verification_days)
     found = await deps.store.verification(deps.vault.digest("verification-code", code.encode()))
+    if found is not None and _issued_at(found) < service.clock.now() - period:
+        found = None  # past its verification period (the retention sweep deletes it)
     return CertificateVerification(valid=found is not None, issued_at=found["issued_at"] if found else None)
+
+
+def _issued_at(document: dict[str, Any]) -> datetime:
+    issued_at: datetime = document["issued_at"]
+    return issued_at if issued_at.tzinfo else issued_at.replace(tzinfo=UTC)  # the database keeps UTC without a zone
+
+
+class RetentionReport(BaseModel):
+    as_of: date
+    pdfs_removed: int = Field(description="Certificate PDFs past the pickup period that this run removed.")
+    verification_codes_removed: int = Field(description="Verification codes past their period that this run deleted.")
+
+
+@router.post("/operator/certificate-retention-sweep", response_model=RetentionReport, tags=["operator"],
+             summary="Remove residence certificate PDFs past the pickup period and verification codes past theirs.")
+async def certificate_retention_sweep(
+    _: Operator,
+    service: Service,
+    as_of: Annotated[date | None, Query(description="Run as of this Japan date (default: today).")] = None,
+) -> RetentionReport:
+    store, settings = service.deps.store, service.settings
+    as_of = as_of or today(service.clock)
+    midnight = datetime.combine(as_of, time(0), tzinfo=ZoneInfo("Asia/Tokyo"))
+    pdfs = await store.remove_certificate_pdfs(midnight - timedelta(days=settings.certificate_pickup_days),
+                                               now=service.clock.now())
+    codes = await store.remove_verification_codes(midnight - timedelta(days=settings.certificate_verification_days))
+    return RetentionReport(as_of=as_of, pdfs_removed=pdfs, verification_codes_removed=codes)

@@ -56,6 +56,11 @@ class EnrollmentSettings(ServiceSettings):
     certificate_render_timeout_seconds: float = Field(
         10.0, description="A certificate not rendered in this time is refused as timed out and never delivered."
     )
+    certificate_pickup_days: int = Field(
+        7, ge=1, description="Days a residence certificate's PDF is kept for the kiosk to pick up; the retention "
+                             "sweep then removes it (what was issued, when and where stays on record).")
+    certificate_verification_days: int = Field(
+        90, ge=1, description="Days a certificate's verification code answers valid; the retention sweep then deletes it.")
     expiry_sweep_interval_seconds: float = Field(
         0.0, description="Run the expiry sweep on this schedule inside the service; 0 leaves it to the operator command."
     )

@@ -342,6 +342,17 @@ class EnrollmentStore:
         )
         return stored
 
+    async def remove_certificate_pdfs(self, issued_before: datetime, *, now: datetime) -> int:
+        """Drop the PDF of every certificate issued before `issued_before`; its record stays."""
+        result = await self.certificates.update_many(
+            {"issued_at": {"$lt": issued_before}, "pdf": {"$exists": True}},
+            {"$unset": {"pdf": ""}, "$set": {"pdf_removed_at": now}},
+        )
+        return result.modified_count
+
+    async def remove_verification_codes(self, issued_before: datetime) -> int:
+        return (await self.verification_codes.delete_many({"issued_at": {"$lt": issued_before}})).deleted_count
+
     async def certificate(self, kiosk_id: str, request_id: str) -> dict[str, Any] | None:
         return await self.certificates.find_one({"_id": f"certificate/{kiosk_id}/{request_id}"})
 

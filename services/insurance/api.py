@@ -8,11 +8,12 @@ release of medical data is readable by the institution it was released to only.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
-from mynumber_contracts import PersonRef
+from mynumber_contracts import Fact, PersonRef
 from mynumber_contracts.insurance import (
     CertificateIssueReason,
     CopayCategory,
@@ -34,6 +35,7 @@ from .handlers import (
     InsuranceDeps,
     LinkResolution,
     NotHeld,
+    Publish,
     SweepOutcome,
     UnknownMember,
     UnknownPerson,
@@ -242,22 +244,24 @@ async def get_release(deps: Deps, principal: Principal, release_id: str) -> Medi
     )
 
 
-async def _publish(service: EventService[InsuranceDeps], outcome: SweepOutcome, as_of: date) -> SweepReport:
-    for cause_id, facts in outcome.published:
+async def _sweep(deps: InsuranceDeps, service: EventService[InsuranceDeps],
+                 sweep: Callable[[InsuranceDeps, date, Publish], Awaitable[SweepOutcome]], as_of: date) -> SweepReport:
+    """Each certificate's or person's facts are published as soon as that work is done."""
+
+    async def publish(cause_id: str, facts: list[Fact]) -> None:
         await service.publish_facts(facts, cause=service.synthetic_cause(cause_id))
-    return SweepReport(as_of=as_of, examined=outcome.examined, skipped=outcome.skipped,
-                       facts_published=sum(len(facts) for _, facts in outcome.published))
+
+    outcome = await sweep(deps, as_of, publish)
+    return SweepReport(as_of=as_of, examined=outcome.examined, skipped=outcome.skipped, facts_published=outcome.facts_published)
 
 
 @router.post("/operations/certificate-renewal", response_model=SweepReport, tags=["operations"],
              summary="Renewal sweep: renew certificates ending soon that are still needed; issue them where card certificates expired.")
 async def post_certificate_renewal(deps: Deps, service: Service, _: Operator, as_of: date | None = None) -> SweepReport:
-    day = as_of or today(deps.clock)
-    return await _publish(service, await renew_certificates(deps, day), day)
+    return await _sweep(deps, service, renew_certificates, as_of or today(deps.clock))
 
 
 @router.post("/operations/certificate-expiry", response_model=SweepReport, tags=["operations"],
              summary="Expiry sweep: end certificates whose validity has passed (a new one if still needed).")
 async def post_certificate_expiry(deps: Deps, service: Service, _: Operator, as_of: date | None = None) -> SweepReport:
-    day = as_of or today(deps.clock)
-    return await _publish(service, await expire_certificates(deps, day), day)
+    return await _sweep(deps, service, expire_certificates, as_of or today(deps.clock))

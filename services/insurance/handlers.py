@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -99,7 +99,7 @@ from .domain import (
     still_needed,
 )
 from .settings import InsuranceSettings
-from .store import InsuranceStore
+from .store import InsuranceStore, SweepWork
 
 SERVICE_ACTOR = "service/insurance"
 
@@ -267,21 +267,30 @@ async def _decide_and_save(deps: InsuranceDeps, key: str, *, claimed: str | None
         "held_reason": outcome.held_reason,
         "mismatched": list(outcome.mismatched),
         "status": MembershipStatus.active,
+        "decided_by": ctx.envelope.id,
     })
-    if outcome.linked:
-        await store.change_person(outcome.person_ref, {}, add_member_key=key)
-    elif outcome.held_reason is HeldReason.resident_not_found and claimed:
-        await store.hold_until_resident_known(claimed, key)
+    await _after_link_decision(deps, key, document, ctx=ctx, actor=actor)
+    return document, outcome
+
+
+async def _after_link_decision(deps: InsuranceDeps, key: str, document: dict[str, Any], *,
+                               ctx: HandlerContext[InsuranceDeps], actor: str) -> None:
+    """What follows a saved automatic link decision, from the saved record alone: each write is
+    idempotent, so a rerun after a crash repeats them all."""
+    linked = document["link_state"] == LinkState.linked.value
+    claimed, held_reason = document.get("claimed_person_ref"), document.get("held_reason")
+    if linked:
+        await deps.store.change_person(document["person_ref"], {}, add_member_key=key)
+    elif held_reason == HeldReason.resident_not_found.value and claimed:
+        await deps.store.hold_until_resident_known(claimed, key)
     # Every automatic link decision is audited, linked or held (the manual ones in resolve_link).
     await deps.audit.record(
-        at=ctx.clock.now(), actor=actor, action="insurance.link" if outcome.linked else "insurance.link_held",
-        person_ref=outcome.person_ref or claimed,
-        reason="the five attributes match the resident registry" if outcome.linked
-        else f"held: {outcome.held_reason.value if outcome.held_reason else 'unknown'}",
-        details={"member_key": key, "mismatched": [str(m) for m in outcome.mismatched]},
+        at=ctx.clock.now(), actor=actor, action="insurance.link" if linked else "insurance.link_held",
+        person_ref=document.get("person_ref") or claimed,
+        reason="the five attributes match the resident registry" if linked else f"held: {held_reason or 'unknown'}",
+        details={"member_key": key, "mismatched": list(document.get("mismatched", []))},
         audit_id=f"insurance.link-decision:{ctx.envelope.id}:{key}",
     )
-    return document, outcome
 
 
 @handlers.handles(EnrollMember)
@@ -295,11 +304,11 @@ async def enroll_member(event: EnrollMember, ctx: HandlerContext[InsuranceDeps])
         existing = await deps.store.member_document(key)
         if existing and existing.get("request_id") == event.request_id:  # a rerun after a crash
             facts = _link_facts(existing)
+            if existing.get("decided_by") == ctx.envelope.id:
+                # The crash may have come between saving the decision and adding the link to the person,
+                # holding the record for the resident, or auditing it.
+                await _after_link_decision(deps, key, existing, ctx=ctx, actor=ctx.envelope.source)
             if existing["link_state"] == LinkState.linked.value:
-                # The crash may have come between saving the link and adding it to the person.
-                person = await deps.store.person(existing["person_ref"])
-                if person is None or key not in person.member_keys:
-                    await deps.store.change_person(existing["person_ref"], {}, add_member_key=key)
                 facts += await settle_person(deps, existing["person_ref"], on=today(ctx.clock), cause_id=ctx.envelope.id)
             return facts
         if existing and existing["status"] == MembershipStatus.active.value and existing["link_state"] == LinkState.linked.value:
@@ -319,9 +328,14 @@ async def _link_pending_members(deps: InsuranceDeps, person_ref: str, ctx: Handl
     """Records held only because this resident was not known yet are decided now."""
     facts: list[Fact] = []
     linked_any = False
-    for key in await deps.store.pending_for(person_ref):
+    pending = await deps.store.pending_for(person_ref)
+    for key in pending:
         document = await deps.store.member_document(key)
-        if (
+        if document is not None and document.get("decided_by") == ctx.envelope.id:  # a rerun after a crash
+            await _after_link_decision(deps, key, document, ctx=ctx, actor=SERVICE_ACTOR)
+            facts += _link_facts(document)
+            linked_any = linked_any or document["link_state"] == LinkState.linked.value
+        elif (
             document is not None
             and document["link_state"] == LinkState.held.value
             and document.get("held_reason") == HeldReason.resident_not_found.value
@@ -333,9 +347,10 @@ async def _link_pending_members(deps: InsuranceDeps, person_ref: str, ctx: Handl
                                                        existing=True, ctx=ctx, actor="service/insurance")
             facts += _link_facts(document)
             linked_any = linked_any or outcome.linked
-        await deps.store.clear_pending(person_ref, key)
     if linked_any:
         facts += await settle_person(deps, person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id)
+    # Cleared last, in one write: until then a rerun after a crash finds every record it decided.
+    await deps.store.clear_pending(person_ref, pending)
     return facts
 
 
@@ -417,6 +432,7 @@ async def resolve_link(deps: InsuranceDeps, key: str, command: LinkResolution, *
         document = await store.member_document(key) or document
         previous = document.get("resolution") or {}
         if previous.get("resolution_id") == command.resolution_id:  # the same command again: same answer
+            await _after_resolution(deps, key, document)  # the first attempt may have failed before these
             facts: list[Fact] = [_resolved_fact(document)]
             if document["link_state"] == LinkState.linked.value:
                 facts += await settle_person(deps, document["person_ref"], on=today(deps.clock), cause_id=cause_id)
@@ -435,17 +451,25 @@ async def resolve_link(deps: InsuranceDeps, key: str, command: LinkResolution, *
             "resolution": {"resolution_id": command.resolution_id, "operator": command.operator,
                            "decision": command.decision.value, "reason": command.reason, "at": now},
         })
-        await deps.audit.record(
-            at=now, actor=f"operator/{command.operator}", action=f"insurance.link.{command.decision.value}",
-            person_ref=command.person_ref if linking else document.get("claimed_person_ref"), reason=command.reason,
-            details={"member_key": key, "held_reason": document.get("held_reason"), "resolution_id": command.resolution_id},
-            audit_id=f"insurance.link-resolution:{command.resolution_id}",
-        )
+        await _after_resolution(deps, key, document)
         facts = [_resolved_fact(document)]
         if linking and command.person_ref:
-            await store.change_person(command.person_ref, {}, add_member_key=key)
             facts += await settle_person(deps, command.person_ref, on=today(deps.clock), cause_id=cause_id)
     return document, facts
+
+
+async def _after_resolution(deps: InsuranceDeps, key: str, document: dict[str, Any]) -> None:
+    """What follows a saved resolution, from the saved record alone (idempotent, so a retry repeats it)."""
+    resolution = document["resolution"]
+    linked = document["link_state"] == LinkState.linked.value
+    await deps.audit.record(
+        at=resolution["at"], actor=f"operator/{resolution['operator']}", action=f"insurance.link.{resolution['decision']}",
+        person_ref=document["person_ref"] if linked else document.get("claimed_person_ref"), reason=resolution["reason"],
+        details={"member_key": key, "held_reason": document.get("held_reason"), "resolution_id": resolution["resolution_id"]},
+        audit_id=f"insurance.link-resolution:{resolution['resolution_id']}",
+    )
+    if linked and document.get("person_ref"):
+        await deps.store.change_person(document["person_ref"], {}, add_member_key=key)
 
 
 # --- the registry's facts: the local read model -----------------------------------------------
@@ -484,7 +508,10 @@ async def _new_card(ctx: HandlerContext[InsuranceDeps], event: CardIssued | Card
     async with deps.locks.hold(event.person_ref):
         person = await deps.store.person(event.person_ref) or Person(person_ref=event.person_ref)
         if person.card is not None and person.card.certificate_id == event.certificate_id:  # already known: a rerun
-            return await settle_person(deps, event.person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id)
+            # The crash may have come before the replaced card's eligibility document was rewritten.
+            retired_cards = await deps.store.retired_cards(event.person_ref)
+            return await settle_person(deps, event.person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id,
+                                       retired=retired_cards[-1] if retired_cards else None)
         card = Card(card_number=event.card_number, certificate_id=event.certificate_id, status=CardStatus.active,
                     expires_on=event.expires_on, certificate_expires_on=event.certificate_expires_on)
         retired = dataclasses.replace(person.card, status=CardStatus.replaced) if person.card else None
@@ -674,12 +701,25 @@ async def request_medical_data(event: RequestMedicalData, ctx: HandlerContext[In
     person_ref = record.person_ref if record else None
     facts: list[Fact] = []
     for data_type in dict.fromkeys(event.data_types):
-        if person_ref is None:
-            denial: MedicalDataDenialReason | None = MedicalDataDenialReason.unknown_card
-        else:
+        release = release_id(event.institution_code, event.request_id, data_type)
+        decided_at, denial = now, MedicalDataDenialReason.unknown_card if person_ref is None else None
+        if person_ref is not None:
             denial = policy.consent_denial(await store.consent_given_at(event.institution_code, person_ref, data_type), now)
+            decision: dict[str, Any] = {"person_ref": person_ref, "denial": denial, "decided_at": now}
+            if denial is None:
+                last_day = today(ctx.clock)
+                person = await store.person(person_ref)
+                member_keys = [m.member_key for m in await store.memberships(person.member_keys if person else ())
+                               if m.link_state is LinkState.linked and m.person_ref == person_ref]
+                first_day = policy.covers_from(data_type, last_day)
+                decision.update(member_keys=member_keys, covers_from=first_day, covers_until=last_day,
+                                record_count=await store.count_medical_records(member_keys, data_type, first_day, last_day))
+            # Decided once: a rerun (maybe after the consent window, or with a newer consent) keeps the first decision.
+            decision = await store.medical_data_decision(release, decision)
+            decided_at = decision["decided_at"]
+            denial = MedicalDataDenialReason(decision["denial"]) if decision.get("denial") else None
         audit: dict[str, Any] = {
-            "at": now, "actor": f"medical-institution/{event.institution_code}", "person_ref": person_ref,
+            "at": decided_at, "actor": f"medical-institution/{event.institution_code}", "person_ref": person_ref,
             "action": "insurance.medical_data.released" if denial is None else "insurance.medical_data.denied",
             "reason": "consent given within the consent window" if denial is None else denial.value,
             "audit_id": f"insurance.medical-data:{ctx.envelope.id}:{data_type}",
@@ -690,18 +730,12 @@ async def request_medical_data(event: RequestMedicalData, ctx: HandlerContext[In
             facts.append(MedicalDataDenied(person_ref=person_ref, request_id=event.request_id,
                                            institution_code=event.institution_code, data_type=data_type, reason=denial))
             continue
-        assert person_ref is not None
-        last_day = today(ctx.clock)
-        first_day = policy.covers_from(data_type, last_day)
-        person = await store.person(person_ref)
-        member_keys = [m.member_key for m in await store.memberships(person.member_keys if person else ())
-                       if m.link_state is LinkState.linked and m.person_ref == person_ref]
-        release = release_id(event.institution_code, event.request_id, data_type)
-        count = await store.count_medical_records(member_keys, data_type, first_day, last_day)
+        first_day, last_day = date.fromisoformat(decision["covers_from"]), date.fromisoformat(decision["covers_until"])
+        count = decision["record_count"]
         await store.save_release(release, {
             "institution_code": event.institution_code, "person_ref": person_ref, "data_type": data_type.value,
-            "member_keys": member_keys, "covers_from": first_day, "covers_until": last_day, "request_id": event.request_id,
-            "released_at": now,
+            "member_keys": decision["member_keys"], "covers_from": first_day, "covers_until": last_day,
+            "request_id": event.request_id, "released_at": decided_at,
         })
         await ctx.deps.audit.record(**audit, details={**details, "release_id": release, "record_count": count})
         facts.append(MedicalDataReleased(person_ref=person_ref, request_id=event.request_id, institution_code=event.institution_code,
@@ -742,20 +776,55 @@ async def record_checkup_result(event: RecordCheckupResult, ctx: HandlerContext[
 
 
 # --- sweeps (called by the HTTP API with an `as_of` date) ------------------------------------------
+#
+# A sweep publishes each certificate's or person's facts as soon as that work is done, under a cause
+# id derived from the certificate (or the person and card), so a rerun gives the same event ids. The
+# renewal and expiry of a certificate are noted in `sweep_work` before their first write and the note
+# is removed once the facts are published: a rerun after a failure at any point finishes the noted
+# work first (those certificates are no longer found by their validity), then sweeps as usual.
+
+Publish = Callable[[str, list[Fact]], Awaitable[None]]  # (cause id, facts)
+
+RENEWAL, EXPIRY = "certificate-renewal", "certificate-expiry"
 
 
 @dataclass
 class SweepOutcome:
     examined: int = 0
-    published: list[tuple[str, list[Fact]]] = field(default_factory=list)  # (cause id, facts)
     skipped: int = 0
+    facts_published: int = 0
 
 
-async def renew_certificates(deps: InsuranceDeps, as_of: date) -> SweepOutcome:
+async def _publish(deps: InsuranceDeps, publish: Publish, outcome: SweepOutcome, cause: str, facts: list[Fact],
+                   *, work: bool = True) -> None:
+    if facts:
+        await publish(cause, facts)
+        outcome.facts_published += len(facts)
+    if work:
+        await deps.store.finish_sweep_work(cause)
+
+
+async def _renew(deps: InsuranceDeps, work: SweepWork) -> list[Fact]:
+    certificate = work.certificate
+    years = (await deps.store.validity_years({certificate.insurer_number}, deps.settings.default_certificate_validity_years))[certificate.insurer_number]
+    extended = renewed(certificate, years)
+    current = await deps.store.extend_certificate(certificate, extended.valid_from, extended.valid_until,
+                                                  cause_id=work.cause_id, now=deps.clock.now())
+    if current is None:  # changed meanwhile by something else
+        return []
+    return [_certificate_fact(EligibilityCertificateRenewed, current, previous_valid_until=certificate.valid_until)]
+
+
+async def renew_certificates(deps: InsuranceDeps, as_of: date, publish: Publish) -> SweepOutcome:
     """Renew certificates that end within the lead time and are still needed; and issue
     certificates to members whose card's electronic certificate has expired (no event says so)."""
-    store, outcome, now = deps.store, SweepOutcome(), deps.clock.now()
+    store, outcome = deps.store, SweepOutcome()
     lead = deps.settings.certificate_renewal_lead_days
+    for work in await store.unfinished_sweep_work(RENEWAL):  # begun by a run that failed
+        outcome.examined += 1
+        async with deps.locks.hold(work.certificate.person_ref):
+            facts = await _renew(deps, work)
+        await _publish(deps, publish, outcome, work.cause_id, facts)
     for certificate in await store.active_certificates_ending_by(as_of + timedelta(days=lead)):
         if not renewal_due(certificate, as_of, lead):
             continue
@@ -767,33 +836,44 @@ async def renew_certificates(deps: InsuranceDeps, as_of: date) -> SweepOutcome:
             if person is None or membership is None or not still_needed(person, membership, as_of):
                 outcome.skipped += 1
                 continue
-            years = (await store.validity_years({certificate.insurer_number}, deps.settings.default_certificate_validity_years))[certificate.insurer_number]
-            extended = renewed(certificate, years)
-            if await store.extend_certificate(certificate, extended.valid_from, extended.valid_until, cause_id=cause, now=now):
-                outcome.published.append((cause, [_certificate_fact(
-                    EligibilityCertificateRenewed, extended, previous_valid_until=certificate.valid_until)]))
+            facts = await _renew(deps, await store.begin_sweep_work(cause, RENEWAL, certificate, as_of))
+        await _publish(deps, publish, outcome, cause, facts)
     for person in await store.people_with_card_certificates_ending_before(as_of):
         if not person.member_keys or person.card is None:
             continue
+        # Found again by a rerun, which gives the same facts (`settle_person` replays its cause).
         cause = f"sweep:card-certificate-expired:{person.person_ref}:{person.card.certificate_id}"
         async with deps.locks.hold(person.person_ref):
             facts = await settle_person(deps, person.person_ref, on=as_of, cause_id=cause)
         if facts:
             outcome.examined += 1
-            outcome.published.append((cause, facts))
+            await _publish(deps, publish, outcome, cause, facts, work=False)
     return outcome
 
 
-async def expire_certificates(deps: InsuranceDeps, as_of: date) -> SweepOutcome:
+async def _expire(deps: InsuranceDeps, work: SweepWork) -> list[Fact]:
+    """End the certificate, then settle the person (a replacement if still needed) on the sweep's date."""
+    certificate, store = work.certificate, deps.store
+    ended = work.ended or await store.end_certificate(
+        certificate, CertificateStatus.expired, reason="validity_ended", cause_id=work.cause_id, now=deps.clock.now())
+    if ended and not work.ended:  # the replacement overwrites the ended certificate: a rerun learns it here
+        await store.sweep_work_ended_certificate(work.cause_id)
+    facts: list[Fact] = [_certificate_fact(EligibilityCertificateExpired, certificate)] if ended else []
+    return facts + await settle_person(deps, certificate.person_ref, on=work.as_of, cause_id=work.cause_id)
+
+
+async def expire_certificates(deps: InsuranceDeps, as_of: date, publish: Publish) -> SweepOutcome:
     """End certificates whose validity has passed; anyone who still needs one gets a new one."""
-    store, outcome, now = deps.store, SweepOutcome(), deps.clock.now()
+    store, outcome = deps.store, SweepOutcome()
+    for work in await store.unfinished_sweep_work(EXPIRY):  # begun by a run that failed
+        outcome.examined += 1
+        async with deps.locks.hold(work.certificate.person_ref):
+            facts = await _expire(deps, work)
+        await _publish(deps, publish, outcome, work.cause_id, facts)
     for certificate in await store.active_certificates_ending_by(as_of - timedelta(days=1)):
         outcome.examined += 1
         cause = f"sweep:certificate-expiry:{certificate.member_key}:{certificate.certificate_number}"
         async with deps.locks.hold(certificate.person_ref):
-            facts: list[Fact] = []
-            if await store.end_certificate(certificate, CertificateStatus.expired, reason="validity_ended", cause_id=cause, now=now):
-                facts.append(_certificate_fact(EligibilityCertificateExpired, certificate))
-            facts += await settle_person(deps, certificate.person_ref, on=as_of, cause_id=cause)
-        outcome.published.append((cause, facts))
+            facts = await _expire(deps, await store.begin_sweep_work(cause, EXPIRY, certificate, as_of))
+        await _publish(deps, publish, outcome, cause, facts)
     return outcome

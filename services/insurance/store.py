@@ -12,6 +12,9 @@ Collections (every hot-path read is by `_id`, the one lookup FerretDB v1 does wi
 - `eligibility`: the eligibility answer, denormalised, by card certificate id.
 - `insurers`: insurer settings.
 - `consents`, `medical_records`, `releases`: consent, prescriptions/checkups, released data.
+- `medical_data_decisions`: the first decision on each data type of a medical-data request.
+- `sweep_work`: a certificate a sweep began to renew or expire, by the sweep's cause id, kept
+  until its facts are published, so a rerun after a failure finishes it (a small scan).
 
 Operator decisions and medical-data requests go to the kit's append-only audit trail.
 
@@ -21,6 +24,7 @@ The Individual Number is never stored: only the person reference derived from it
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from enum import Enum
 from typing import Any
@@ -191,6 +195,22 @@ def _eligibility(document: Mapping[str, Any]) -> EligibilityRecord:
     )
 
 
+@dataclass(frozen=True)
+class SweepWork:
+    """A certificate a sweep began to work on, as it was then, and the sweep's date."""
+
+    cause_id: str
+    kind: str
+    certificate: EligibilityCertificate
+    as_of: date
+    ended: bool  # the expiry sweep ended the certificate (the replacement may overwrite its document)
+
+
+def _sweep_work(document: Mapping[str, Any]) -> SweepWork:
+    return SweepWork(cause_id=document["_id"], kind=document["kind"], certificate=_certificate(document["certificate"]),
+                     as_of=date.fromisoformat(document["as_of"]), ended=bool(document.get("ended", False)))
+
+
 class InsuranceStore:
     def __init__(self, database: AsyncDatabase) -> None:
         self.database = database
@@ -204,6 +224,8 @@ class InsuranceStore:
         self.consents = database["consents"]
         self.medical_records = database["medical_records"]
         self.releases = database["releases"]
+        self.medical_data_decisions = database["medical_data_decisions"]
+        self.sweep_work = database["sweep_work"]
 
     async def ensure_indexes(self) -> None:
         await self.members.create_index([("link_state", ASCENDING), ("status", ASCENDING)])
@@ -255,16 +277,22 @@ class InsuranceStore:
             await self.people.insert_one(
                 {"_id": person_ref, "attributes": _attributes_document(attributes), "match_key": key, "version": 1}
             )
-            previous = None
         except DuplicateKeyError:
-            before = await self.people.find_one_and_update(
+            # The index first, the person last: until the person's document has the new key, a rerun
+            # after a crash still finds the old one and takes the resident off its entry.
+            before = await self.people.find_one({"_id": person_ref}, {"match_key": 1})
+            previous = (before or {}).get("match_key")
+            await self._add_to_match_index(key, person_ref)
+            if previous and previous != key:
+                await self.match_index.update_one({"_id": previous}, {"$pull": {"person_refs": person_ref}})
+            await self.people.update_one(
                 {"_id": person_ref},
                 {"$set": {"attributes": _attributes_document(attributes), "match_key": key}, "$inc": {"version": 1}},
-                return_document=ReturnDocument.BEFORE,
             )
-            previous = (before or {}).get("match_key")
-        if previous and previous != key:
-            await self.match_index.update_one({"_id": previous}, {"$pull": {"person_refs": person_ref}})
+            return
+        await self._add_to_match_index(key, person_ref)
+
+    async def _add_to_match_index(self, key: str, person_ref: str) -> None:
         try:
             await self.match_index.insert_one({"_id": key, "person_refs": [person_ref]})
         except DuplicateKeyError:
@@ -281,8 +309,9 @@ class InsuranceStore:
         document = await self.pending_links.find_one({"_id": person_ref})
         return list((document or {}).get("member_keys", []))
 
-    async def clear_pending(self, person_ref: str, member_key: str) -> None:
-        await self.pending_links.update_one({"_id": person_ref}, {"$pull": {"member_keys": member_key}})
+    async def clear_pending(self, person_ref: str, member_keys: list[str]) -> None:
+        if member_keys:
+            await self.pending_links.update_one({"_id": person_ref}, {"$pullAll": {"member_keys": member_keys}})
 
     async def people_with_card_certificates_ending_before(self, as_of: date) -> list[Person]:
         """Sweeps only: members whose card's electronic certificate ended before `as_of`."""
@@ -340,7 +369,8 @@ class InsuranceStore:
         return _certificate(document) if document else None
 
     async def certificate_cause(self, member_key: str) -> dict[str, Any] | None:
-        return await self.certificates.find_one({"_id": member_key}, {"issued_by": 1, "ended_by": 1, "certificate_number": 1, "status": 1})
+        return await self.certificates.find_one({"_id": member_key}, {"issued_by": 1, "ended_by": 1, "ended_reason": 1,
+                                                                   "certificate_number": 1, "status": 1})
 
     async def issue_certificate(self, certificate: EligibilityCertificate, *, cause_id: str, now: datetime) -> bool:
         """Make `certificate` the membership's current one unless an active one exists. True when
@@ -378,17 +408,21 @@ class InsuranceStore:
         return bool(current) and current.get("ended_by") == cause_id and current["certificate_number"] == certificate.certificate_number
 
     async def extend_certificate(self, certificate: EligibilityCertificate, new_valid_from: date, new_valid_until: date,
-                                 *, cause_id: str, now: datetime) -> bool:
+                                 *, cause_id: str, now: datetime) -> EligibilityCertificate | None:
+        """Extend the active certificate. The certificate as extended when this cause extended it
+        (also on a rerun), else None."""
         extended = await self.certificates.find_one_and_update(
             {"_id": certificate.member_key, "certificate_number": certificate.certificate_number,
              "status": CertificateStatus.active.value, "valid_until": certificate.valid_until.isoformat()},
             {"$set": {"valid_from": new_valid_from.isoformat(), "valid_until": new_valid_until.isoformat(),
                       "renewed_by": cause_id, "renewed_at": now}},
+            return_document=ReturnDocument.AFTER,
         )
-        if extended is not None:
-            return True
-        current = await self.certificates.find_one({"_id": certificate.member_key})
-        return bool(current) and current.get("renewed_by") == cause_id
+        if extended is None:
+            extended = await self.certificates.find_one({"_id": certificate.member_key})
+        if extended and extended.get("renewed_by") == cause_id and extended["certificate_number"] == certificate.certificate_number:
+            return _certificate(extended)
+        return None
 
     async def active_certificates_ending_by(self, last_day: date) -> list[EligibilityCertificate]:
         """Sweeps only: active certificates whose validity ends on or before `last_day`."""
@@ -396,6 +430,29 @@ class InsuranceStore:
             {"status": CertificateStatus.active.value, "valid_until": {"$lte": last_day.isoformat()}}
         ).sort("_id", ASCENDING)
         return [_certificate(document) async for document in cursor]
+
+    # -- sweep work ----------------------------------------------------------------------------
+
+    async def begin_sweep_work(self, cause_id: str, kind: str, certificate: EligibilityCertificate, as_of: date) -> SweepWork:
+        """Note the work before its first write; a rerun gets the work as first noted."""
+        document = {"_id": cause_id, "kind": kind, "as_of": as_of.isoformat(), "ended": False,
+                    "certificate": {"_id": certificate.member_key, **_certificate_document(certificate)}}
+        try:
+            await self.sweep_work.insert_one(document)
+        except DuplicateKeyError:
+            document = await self.sweep_work.find_one({"_id": cause_id}) or document
+        return _sweep_work(document)
+
+    async def sweep_work_ended_certificate(self, cause_id: str) -> None:
+        await self.sweep_work.update_one({"_id": cause_id}, {"$set": {"ended": True}})
+
+    async def unfinished_sweep_work(self, kind: str) -> list[SweepWork]:
+        """Sweeps only: work a failed run began and did not finish (a scan of a small collection)."""
+        cursor = self.sweep_work.find({"kind": kind}).sort("_id", ASCENDING)
+        return [_sweep_work(document) async for document in cursor]
+
+    async def finish_sweep_work(self, cause_id: str) -> None:
+        await self.sweep_work.delete_one({"_id": cause_id})
 
     # -- eligibility by card --------------------------------------------------------------------
 
@@ -471,6 +528,15 @@ class InsuranceStore:
     async def count_medical_records(self, member_keys: list[str], data_type: MedicalDataType,
                                     first_day: date, last_day: date) -> int:
         return len(await self.medical_records_for(member_keys, data_type, first_day, last_day))
+
+    async def medical_data_decision(self, release_id: str, decision: Mapping[str, Any]) -> dict[str, Any]:
+        """Keep the first decision on one data type of a request; return the one kept."""
+        document = {"_id": release_id, **{k: _stored(v) for k, v in decision.items()}}
+        try:
+            await self.medical_data_decisions.insert_one(document)
+            return document
+        except DuplicateKeyError:  # a rerun: the first decision stands
+            return await self.medical_data_decisions.find_one({"_id": release_id}) or document
 
     async def save_release(self, release_id: str, fields: Mapping[str, Any]) -> None:
         await self.releases.update_one({"_id": release_id}, {"$setOnInsert": {k: _stored(v) for k, v in fields.items()}}, upsert=True)

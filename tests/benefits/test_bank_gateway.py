@@ -112,3 +112,21 @@ def test_a_failed_trial_call_opens_the_circuit_again():
     assert breaker.allow() and not breaker.allow(), "half open: exactly one trial"
     breaker.record_failure()
     assert breaker.state == "open"
+
+
+def test_a_dispatcher_lease_shorter_than_one_bank_call_with_its_retries_is_refused_at_startup():
+    from pydantic import ValidationError
+
+    from services.benefits.settings import BenefitsSettings
+
+    defaults = BenefitsSettings()
+    assert defaults.dispatcher_lease_seconds > defaults.longest_bank_call_seconds()
+    # 4 tries of 10 s, with 0.5 + 1 + 2 s of back-off between them.
+    assert BenefitsSettings(bank_timeout_seconds=10, bank_max_attempts=4, bank_backoff_seconds=0.5,
+                            dispatcher_lease_seconds=44).longest_bank_call_seconds() == 43.5
+
+    with pytest.raises(ValidationError) as refused:
+        BenefitsSettings(bank_timeout_seconds=10, bank_max_attempts=4, bank_backoff_seconds=0.5, dispatcher_lease_seconds=15)
+
+    assert "MYNUMBER_DISPATCHER_LEASE_SECONDS (15) must be longer than one bulk bank call with all its retries (43.5 s" \
+        in str(refused.value)

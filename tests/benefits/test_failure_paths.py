@@ -35,7 +35,8 @@ from tests.support.kafka import TopicReader
 async def test_two_people_registering_one_account_at_the_same_moment_are_both_withheld(benefits: Benefits, monkeypatch):
     """Registrations from two partitions (or two instances) can each read the account's holders
     before the other has saved. Here the second registration runs, whole, between the first's
-    read and its save; the first must look again after saving, and withhold both."""
+    save and its read; the second sees the first and withholds both, and the first, whose read
+    missed the second, must not set itself active again."""
     first = benefits.ref(await benefits.resident(811, kana="サトウ ケン", kanji="佐藤 健", address="福岡県1"))
     second = benefits.ref(await benefits.resident(812, kana="サトウ ケン", kanji="加藤 健", address="福岡県1"))
     deps = benefits.running.service.deps
@@ -43,6 +44,7 @@ async def test_two_people_registering_one_account_at_the_same_moment_are_both_wi
     shared = an_account(number="9000011", holder="サトウ ケン")
     accounts = {ref: _account(ref, shared, channel=AccountChannel.portal, source_id=f"reg-{ref}") for ref in (first, second)}
     read_holders = store.accounts_with_key
+    second_facts: list = []
     interleaved = False
 
     async def the_other_registers_right_after_this_read(key: str):
@@ -50,15 +52,53 @@ async def test_two_people_registering_one_account_at_the_same_moment_are_both_wi
         holders = await read_holders(key)
         if not interleaved:
             interleaved = True
-            await register_account(deps, accounts[second], now=benefits.clock.now(), actor=PORTAL)
+            second_facts.extend(await register_account(deps, accounts[second], now=benefits.clock.now(), actor=PORTAL))
         return holders
 
     monkeypatch.setattr(store, "accounts_with_key", the_other_registers_right_after_this_read)
-    facts = await register_account(deps, accounts[first], now=benefits.clock.now(), actor=PORTAL)
+    first_facts = await register_account(deps, accounts[first], now=benefits.clock.now(), actor=PORTAL)
 
-    assert interleaved
+    assert second_facts, "the second registration ran in the middle of the first"
     assert {(await store.account(ref)).status for ref in (first, second)} == {domain.AccountStatus.withheld}
-    assert sorted(f.person_ref for f in facts if isinstance(f, AccountFlagged)) == sorted([first, second])
+    flagged = [f.person_ref for f in first_facts + second_facts if isinstance(f, AccountFlagged)]
+    assert sorted(flagged) == sorted([first, second]), "each holder is flagged once"
+    registered = {f.person_ref: f.withheld for f in first_facts + second_facts if isinstance(f, AccountRegistered)}
+    assert registered == {first: True, second: True}
+
+
+async def test_no_payment_goes_to_an_account_while_its_shared_account_check_runs(benefits: Benefits, monkeypatch):
+    """A dispatch round in the middle of a registration neither pays the new account nor holds
+    the payment for want of one: the payment waits in the queue and is paid once, after."""
+    number = await benefits.resident(851, kana="キムラ ユイ", kanji="木村 結")
+    person = benefits.ref(number)
+    await benefits.send(AnnouncePayoutBatch(batch_id="b-851", programme="child_benefit", period="2026-06",
+                                            recipient_count=1, total_yen=10_000, chunk_count=1),
+                        subject="b-851", source=PAYING_AGENCY)
+    await benefits.send(SubmitPayoutChunk(batch_id="b-851", chunk_index=0,
+                                          recipients=[PayoutRecipient(my_number=number, amount_yen=10_000)]),
+                        subject="b-851", source=PAYING_AGENCY)
+    await benefits.wait_fact(PayoutBatchAccepted, batch_id="b-851")
+    deps = benefits.running.service.deps
+    read_holders = deps.store.accounts_with_key
+    during: list[tuple[int, str]] = []
+
+    async def a_dispatch_round_during_the_check(key: str):
+        await benefits.http.post("/operations/dispatch")
+        payment_id = domain.payment_id("child_benefit", "2026-06", person)
+        during.append((len(benefits.bank.entries), (await benefits.http.get(f"/payments/{payment_id}")).json()["status"]))
+        return await read_holders(key)
+
+    monkeypatch.setattr(deps.store, "accounts_with_key", a_dispatch_round_during_the_check)
+    account = _account(person, an_account(number="8510000", holder="キムラ ユイ"), channel=AccountChannel.portal,
+                       source_id="reg-851")
+    await register_account(deps, account, now=benefits.clock.now(), actor=PORTAL)
+
+    assert during == [(0, "pending")], "nothing sent and nothing held while the account was being checked"
+    assert benefits.of_type(PaymentHeld) == []
+    assert (await benefits.store.account(person)).status is domain.AccountStatus.active
+    await benefits.dispatch_until_idle()
+    settled = await benefits.wait_fact(PaymentSettled, person_ref=person)
+    assert len(settled) == 1 and [e.amount_yen for e in benefits.bank.entries] == [10_000]
 
 
 async def test_a_withheld_account_holds_the_payment_until_the_operator_releases_it(benefits: Benefits):
@@ -215,3 +255,83 @@ async def test_a_queued_payment_counts_as_settled_when_the_statement_credited_an
     assert await store.settled_payment_ids(queued) == {"child_benefit:2026-06:ref-a"}
     assert await store.settled_payment_ids([]) == set()
     assert await store.payments_by_id([]) == {}
+
+
+async def test_the_holders_of_an_account_are_found_by_its_key_and_checked_against_the_accounts(benefits: Benefits):
+    """`accounts_with_key` reads a lookup document, which is written before the account and never
+    cleaned: someone who has moved to another account, or whose save never happened, is left out."""
+    store = benefits.store
+    now = benefits.clock.now()
+    first, second, third, crashed = "pr_holder_first", "pr_holder_second", "pr_holder_third", "pr_holder_crashed"
+    shared, other = an_account(number="8600001"), an_account(number="8600002")
+    await store.save_account(_account(first, shared, channel=AccountChannel.portal, source_id="h-1"), now=now)
+    await store.save_account(_account(first, other, channel=AccountChannel.portal, source_id="h-2"), now=now)  # moved
+    await store.save_account(_account(second, shared, channel=AccountChannel.portal, source_id="h-3"), now=now)
+    key = _account(second, shared, channel=AccountChannel.portal, source_id="h-3").key
+    await store.account_holders.update_one({"_id": key}, {"$addToSet": {"person_refs": crashed}})  # lookup, no account
+    await store.import_accounts([_account(third, shared, channel=AccountChannel.portal, source_id="import-3")], now=now)
+
+    assert sorted(a.person_ref for a in await store.accounts_with_key(key)) == [second, third]
+    other_key = _account(first, other, channel=AccountChannel.portal, source_id="h-2").key
+    assert [a.person_ref for a in await store.accounts_with_key(other_key)] == [first]
+    assert await store.accounts_with_key("no-such-key") == []
+
+
+async def _move(benefits: Benefits, number, *, kana: str, kanji: str, address: str) -> None:
+    person_ref = benefits.ref(number)
+    moved = ResidentAttributes(name_kanji=kanji, name_kana=kana, date_of_birth=date(1985, 5, 5), sex=Sex.female,
+                               address=address)
+    changed = ResidentAttributesChanged(person_ref=person_ref, attributes=moved, changed=["address"],
+                                        effective_on=date(2026, 7, 1), signing_certificate_invalidated=False)
+    await benefits.partner.send_record(changed.topic(benefits.namespace),
+                                       benefits.partner.record(changed, subject=person_ref, source=ENROLLMENT))
+    await eventually(lambda: _has_address(benefits, person_ref, address), what="the new address in the read model")
+
+
+async def _has_address(benefits: Benefits, person_ref: str, address: str) -> bool:
+    resident = await benefits.store.resident(person_ref)
+    return resident is not None and resident.address == address
+
+
+async def _register(benefits: Benefits, number, request_id: str, account) -> None:
+    await benefits.send(RegisterReceivingAccount(request_id=request_id, my_number=number, channel=AccountChannel.portal,
+                                                 account=account), subject=request_id, source=PORTAL)
+    await benefits.wait_fact(AccountRegistered, request_id=request_id)
+
+
+async def test_a_move_that_makes_a_shared_account_suspicious_withholds_and_flags_every_holder(benefits: Benefits):
+    """Two members of one household (same surname and address) share an account: not suspicious.
+    One moves away: now the account is shared across addresses, so both are withheld and flagged."""
+    mother = await benefits.resident(861, kana="ハヤシ ミキ", kanji="林 美紀", address="仙台市青葉区1")
+    daughter = await benefits.resident(862, kana="ハヤシ ミキ", kanji="林 美紀", address="仙台市青葉区1")
+    household = an_account(number="8610000", holder="ハヤシ ミキ")
+    await _register(benefits, mother, "reg-861", household)
+    await _register(benefits, daughter, "reg-862", household)
+    assert benefits.of_type(AccountFlagged) == []
+
+    await _move(benefits, daughter, kana="ハヤシ ミキ", kanji="林 美紀", address="大阪市北区2")
+
+    flagged = await benefits.wait_fact(AccountFlagged, 2)
+    assert sorted(f["person_ref"] for f in flagged) == sorted(benefits.ref(n) for n in (mother, daughter))
+    for number in (mother, daughter):
+        assert (await benefits.store.account(benefits.ref(number))).status is domain.AccountStatus.withheld
+
+
+async def test_a_move_does_not_flag_sharing_that_was_suspicious_before_and_kept_by_an_operator(benefits: Benefits):
+    first = await benefits.resident(871, kana="イノウエ ジュン", kanji="井上 純", address="神戸市1")
+    second = await benefits.resident(872, kana="イノウエ ジュン", kanji="井ノ上 純", address="神戸市1")
+    shared = an_account(number="8710000", holder="イノウエ ジュン")
+    await _register(benefits, first, "reg-871", shared)
+    await _register(benefits, second, "reg-872", shared)
+    await benefits.wait_fact(AccountFlagged, 2)
+    flag_id = (await benefits.http.get("/flags")).json()[0]["flag_id"]
+    response = await benefits.http.post(f"/flags/{flag_id}/resolve", json={
+        "operator": "operator/kato", "reason": "one family, two spellings, confirmed at the counter"})
+    assert response.status_code == 200
+
+    await _move(benefits, second, kana="イノウエ ジュン", kanji="井ノ上 純", address="神戸市2")
+    await _move(benefits, second, kana="イノウエ ジュン", kanji="井ノ上 純", address="神戸市3")
+
+    assert len(benefits.of_type(AccountFlagged)) == 2, "only the first registration's flags"
+    for number in (first, second):
+        assert (await benefits.store.account(benefits.ref(number))).status is domain.AccountStatus.active

@@ -89,7 +89,7 @@ async def test_ten_thousand_recipients_replayed_three_times_with_a_kill_are_each
         "MYNUMBER_HTTP_PORT": str(service_port), "MYNUMBER_BANK_BASE_URL": bank_url,
         "MYNUMBER_BANK_TIMEOUT_SECONDS": "1", "MYNUMBER_BANK_BACKOFF_SECONDS": "0.05",
         "MYNUMBER_BANK_TRANSFER_BATCH_SIZE": "500", "MYNUMBER_DISPATCHER_CLAIM_SIZE": "1000",
-        "MYNUMBER_DISPATCHER_LEASE_SECONDS": "3", "MYNUMBER_DISPATCHER_IDLE_SECONDS": "0.2",
+        "MYNUMBER_DISPATCHER_LEASE_SECONDS": "5", "MYNUMBER_DISPATCHER_IDLE_SECONDS": "0.2",
         "MYNUMBER_BREAKER_RESET_SECONDS": "0.5", "MYNUMBER_LOG_LEVEL": "WARNING",
     }
     settings = BenefitsSettings(**{k.removeprefix("MYNUMBER_").lower(): v for k, v in env.items()})

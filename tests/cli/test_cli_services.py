@@ -61,7 +61,8 @@ async def test_services_up_status_person_and_down(services_env, servers, namespa
     result = await invoke(["sweeps", "--as-of", "2030-01-01"], services_env)
     assert result.exit_code == 0, result.output
     flat = " ".join(result.output.split())
-    assert "cards past their expiry date" in flat and "certificates ended" in flat and "45-day reply period" in flat
+    assert "cards past their expiry date" in flat and "verification codes past their periods" in flat
+    assert "certificates ended" in flat and "45-day reply period" in flat
     result = await invoke(["rotate-number-keys"], services_env)
     assert result.exit_code == 0, result.output
     assert "dev-1" in result.output  # records per key id, all under the current (development) key

@@ -37,7 +37,7 @@ from tests.enrollment.support import (
 
 def lost(number, request_id="lost-1"):
     return ReportCardLost(request_id=request_id, my_number=number.reveal() if hasattr(number, "reveal") else number,
-                          office_id="hotline/24h")
+                          office_id="portal/myna-portal")
 
 
 async def test_a_lost_card_is_suspended_at_once_then_reissued_with_a_new_certificate(enrollment: Enrollment):

@@ -24,7 +24,7 @@ async def test_the_sweep_expires_each_card_past_its_date_once_even_when_run_twic
     lost_card = await issue_card(enrollment, suspended_child, born=date(2015, 1, 9))  # ends on 9 Jan 2030
     adult_card = await issue_card(enrollment, adult, born=date(1980, 1, 10))  # ends in 2035
     from mynumber_contracts.enrollment import ReportCardLost
-    await card_request(enrollment, ReportCardLost(request_id="l1", my_number=suspended_child.reveal(), office_id="hotline/24h"))
+    await card_request(enrollment, ReportCardLost(request_id="l1", my_number=suspended_child.reveal(), office_id="portal/myna-portal"))
 
     on_expiry_day = await sweep(enrollment, as_of=date(2030, 1, 10))  # the last valid day of the child's card
     enrollment.clock.set(datetime(2030, 1, 11, 1, 0, tzinfo=UTC))  # the next morning in Japan

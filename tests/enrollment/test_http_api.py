@@ -62,7 +62,7 @@ def test_the_openapi_and_asyncapi_documents_list_every_route_and_message():
     app = create_app()
     paths = app.openapi()["paths"]
     for path in ("/applications/{application_id}", "/cards/{card_number}", "/operator/residents/{person_ref}",
-                 "/operator/expiry-sweep", "/operator/number-keys/rotate"):
+                 "/operator/expiry-sweep", "/operator/certificate-retention-sweep", "/operator/number-keys/rotate"):
         assert path in paths
         for operation in paths[path].values():
             assert operation.get("summary"), path

@@ -39,7 +39,7 @@ async def test_every_use_case_rerun_after_a_crash_returns_the_same_facts(setting
         steps = [
             (register_resident, registration(number), "e1"),
             (apply_for_card, application(digits, application_id="app-1"), "e2"),
-            (report_card_lost, ReportCardLost(request_id="r1", my_number=digits, office_id="hotline/24h"), "e3"),
+            (report_card_lost, ReportCardLost(request_id="r1", my_number=digits, office_id="portal/myna-portal"), "e3"),
             (request_card_reissue, RequestCardReissue(request_id="r2", my_number=digits, office_id="municipality/131016",
                                                       requested_on=TODAY, photo_ref="p"), "e4"),
             (change_resident_attributes, ChangeResidentAttributes(my_number=number, address="東京都港区1-1", effective_on=TODAY), "e5"),

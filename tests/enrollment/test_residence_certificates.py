@@ -14,7 +14,7 @@ import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -30,7 +30,9 @@ from mynumber_contracts.enrollment import (
 from services.enrollment.certificates import DEFAULT_FONT, PdfCertificateRenderer
 from services.enrollment.domain import ResidenceCertificate
 from services.enrollment.handlers import apply_for_card, register_resident
+from services.kit.clock import today
 from tests.enrollment.support import (
+    OPERATOR,
     Enrollment,
     application,
     card_request,
@@ -243,7 +245,7 @@ async def test_refusals_carry_a_reason_and_deliver_nothing(servers, settings_for
     async with running_enrollment(servers, settings, certificate_renderer=renderer) as enrollment:
         lost, revoked, fine, expiring = holders
         from mynumber_contracts.enrollment import ReportCardLost, RevokeCard
-        await card_request(enrollment, ReportCardLost(request_id="l", my_number=lost.number, office_id="hotline/24h"))
+        await card_request(enrollment, ReportCardLost(request_id="l", my_number=lost.number, office_id="portal/myna-portal"))
         await card_request(enrollment, RevokeCard(request_id="r", my_number=revoked.number, office_id="municipality/131016",
                                                   reason="deceased"))
         cases = {
@@ -355,3 +357,39 @@ def test_the_renderer_shows_japanese_in_the_pdf(tmp_path):
     for expected in ("山田 花子", "ヤマダ ハナコ", "2024-02-29", "女", "東京都千代田区永田町1-7-1", "2025-06-02 10:00:00 JST",
                      "ABCD-EFGH-JKMN-PQRS"):
         assert expected in text, expected
+
+
+async def test_a_certificate_pdf_is_kept_for_its_pickup_period_and_a_code_verifies_for_its_own(servers, settings_for, tmp_path):
+    settings = settings_for("enrollment", http_api_tokens=TOKENS, certificate_pickup_days=7,
+                            certificate_verification_days=90)
+    (holder,) = await make_holders(settings, 1)
+    async with running_enrollment(servers, settings) as enrollment:
+        reply = await answer(enrollment, certificate_request("k30", holder))
+        http = enrollment.service.http
+        pdf = (await http.get(reply["pickup_path"], headers=as_kiosk("k30"))).content
+        code = _CODE.search(pdf_text(pdf, tmp_path)).group(1)
+        issued_on = today(enrollment.clock)
+
+        async def sweep(as_of: date) -> dict:
+            answer = await http.post("/operator/certificate-retention-sweep", params={"as_of": as_of.isoformat()},
+                                     headers=OPERATOR)
+            assert answer.status_code == 200, answer.text
+            return answer.json()
+
+        on_the_last_day = await sweep(issued_on + timedelta(days=7))
+        kept = await http.get(reply["pickup_path"], headers=as_kiosk("k30"))
+        the_day_after = await sweep(issued_on + timedelta(days=8))
+        removed = await http.get(reply["pickup_path"], headers=as_kiosk("k30"))
+        still_verifies = (await http.get(f"/certificates/verification/{code}", headers=AGENCY)).json()
+        enrollment.clock.advance(timedelta(days=91))
+        past_its_period = (await http.get(f"/certificates/verification/{code}", headers=AGENCY)).json()
+        codes_swept = await sweep(today(enrollment.clock))
+        not_an_operator = await http.post("/operator/certificate-retention-sweep", headers=as_kiosk("k30"))
+
+    assert on_the_last_day["pdfs_removed"] == 0 and kept.status_code == 200 and kept.content == pdf
+    assert the_day_after["pdfs_removed"] == 1 and the_day_after["verification_codes_removed"] == 0
+    assert removed.status_code == 410 and "requests a new certificate" in removed.json()["detail"]
+    assert still_verifies["valid"] is True, "the code outlives the PDF"
+    assert past_its_period == {"valid": False, "issued_at": None}
+    assert codes_swept["verification_codes_removed"] == 1
+    assert not_an_operator.status_code == 403
