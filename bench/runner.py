@@ -151,9 +151,14 @@ def _peaks(result: dict[str, Any]) -> dict[str, float]:
     if result.get("service") and metrics.get("peak_rss_mb"):
         peaks[result["service"]] = metrics["peak_rss_mb"]
     for service, value in (metrics.get("peak_rss_mb_by_service") or {}).items():
-        if value:
+        if value and service not in NOT_SERVICES:
             peaks[service] = max(peaks.get(service, 0), value)
     return peaks
+
+
+# The bank simulator stands in for the banks (it keeps every transfer in memory): not one of the
+# platform's services, so not held to their memory target. The payout result still shows its RSS.
+NOT_SERVICES = {"bank-simulator"}
 
 
 def default_out() -> Path:
