@@ -195,7 +195,8 @@ class CertificateVerification(BaseModel):
 
 
 @router.get("/kiosks/{kiosk_id}/certificates/{request_id}", tags=["certificates"],
-            responses={200: {"content": {"application/pdf": {}}, "description": "The certificate PDF."}},
+            responses={200: {"content": {"application/pdf": {}}, "description": "The certificate PDF."},
+                       410: {"description": "The pickup period (MYNUMBER_CERTIFICATE_PICKUP_DAYS) has passed."}},
             response_class=Response,
             summary="A kiosk picks up the PDF for one of its own requests (the kiosk's token: principal kiosk/<id>).")
 async def pick_up_certificate(kiosk_id: str, request_id: str, service: Service, who: Principal) -> Response:

@@ -9,7 +9,7 @@ release of medical data is readable by the institution it was released to only.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import date
+from datetime import UTC, date, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
@@ -228,12 +228,18 @@ async def get_certificates(deps: Deps, _: Operator, person_ref: PersonRef) -> li
     response_model=MedicalDataReleaseView,
     tags=["medical data"],
     summary="The records of a release, for the institution it was released to only (by its token).",
-    responses={404: {"description": "No such release for this institution."}},
+    responses={404: {"description": "No such release for this institution."},
+               410: {"description": "The release's reading period (MYNUMBER_RELEASE_READABLE_HOURS) has passed."}},
 )
 async def get_release(deps: Deps, principal: Principal, release_id: str) -> MedicalDataReleaseView:
     release = await deps.store.release(release_id)
     if release is None or principal != f"{INSTITUTION_PREFIX}{release['institution_code']}":
         raise HTTPException(404, "no such release for this institution")  # never confirm another institution's release
+    readable = timedelta(hours=deps.settings.release_readable_hours)
+    released_at = release["released_at"] if release["released_at"].tzinfo else release["released_at"].replace(tzinfo=UTC)
+    if deps.clock.now() > released_at + readable:
+        raise HTTPException(410, f"a release can be read for {deps.settings.release_readable_hours} hours after it was "
+                                 "made: ask again, with the patient's consent")
     data_type = MedicalDataType(release["data_type"])
     covers_from, covers_until = date.fromisoformat(release["covers_from"]), date.fromisoformat(release["covers_until"])
     records = await deps.store.medical_records_for(release.get("member_keys", []), data_type, covers_from, covers_until)

@@ -21,5 +21,8 @@ class InsuranceSettings(ServiceSettings):
         True, description="Whether patients treated without a usable card pay the no-card surcharge (later equalised)."
     )
     consent_window_hours: int = Field(24, ge=1, le=168, description="How long a patient's consent lasts.")
+    release_readable_hours: int = Field(
+        24, ge=1, le=168, description="How long the institution may read a medical-data release after it was made; "
+                                      "after that it asks again, with the patient's consent.")
     prescription_history_years: int = Field(3, ge=1, description="Years of prescriptions an institution may see.")
     checkup_history_years: int = Field(5, ge=1, description="Years of specific health checkup results an institution may see.")

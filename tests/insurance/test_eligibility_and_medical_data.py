@@ -173,5 +173,14 @@ async def test_medical_data_only_with_that_institutions_consent_given_within_24_
         (f"medical-institution/{INSTITUTION}", "released", "ask-4", "checkups", "consent given within the consent window"),
     ]
 
+    # A release is read soon after it is made (the visit), not kept open: after its period it answers 410.
+    released_at = given_at + timedelta(hours=24) - timedelta(seconds=1)
+    insurance.clock.set(released_at + timedelta(hours=24))
+    still = await insurance.http.get(f"/medical-data/releases/{released['release_id']}", headers=as_institution())
+    insurance.clock.set(released_at + timedelta(hours=24, seconds=1))
+    gone = await insurance.http.get(f"/medical-data/releases/{released['release_id']}", headers=as_institution())
+    assert still.status_code == 200 and len(still.json()["records"]) == 2
+    assert gone.status_code == 410 and "ask again" in gone.json()["detail"]
+
     # The records themselves never travel in a fact.
     assert not [r for r in insurance.facts.records if "ロキソプロフェン".encode() in r.record.value or b"HbA1c" in r.record.value]
