@@ -273,11 +273,16 @@ async def test_a_medical_data_request_rerun_later_keeps_the_first_decision(insur
         return written
 
     monkeypatch.setattr(audit, "record", connection_lost_once_after_the_release_was_audited)
+    released_at = insurance.clock.now()
     [fact] = await insurance.institution(RequestMedicalData(
         request_id="ask-91", institution_code=INSTITUTION, certificate_id="cert-91", data_types=[MedicalDataType.prescriptions]))
 
     assert crashed == [patient]
     assert (fact["type"], fact["record_count"], fact["covers_until"]) == (MedicalDataReleased.event_type, 1, "2026-04-01")
-    release = await insurance.http.get(f"/medical-data/releases/{fact['release_id']}", headers=as_institution())
+    path = f"/medical-data/releases/{fact['release_id']}"
+    past_its_reading_period = await insurance.http.get(path, headers=as_institution())  # 25 hours after the release
+    insurance.clock.set(released_at + timedelta(hours=1))
+    release = await insurance.http.get(path, headers=as_institution())
+    assert past_its_reading_period.status_code == 410
     assert [r["record_id"] for r in release.json()["records"]] == ["rx-91"]
     assert await audit_actions(insurance, patient, "insurance.medical_data.") == ["insurance.medical_data.released"]
