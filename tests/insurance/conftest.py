@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from mynumber_contracts import Event, MyNumber, ResidentAttributes, Sex, check_digit
 from mynumber_contracts.enrollment import CardIssued, ResidentRegistered
+from mynumber_contracts.insurance import EnrollMember
 from pymongo import AsyncMongoClient
 
 from services.kit.clock import FixedClock
@@ -49,6 +50,17 @@ def attributes(name_kanji: str = "山田 花子", name_kana: str = "ヤマダ �
 def attributes_of(seed: int, **changes: Any) -> ResidentAttributes:
     """Resident `seed`'s attributes: everyone lives at their own address."""
     return attributes(**{"address": f"東京都千代田区永田町1-7-{seed}", **changes})
+
+
+def enrollment(member: str, number_seed: int | None, attributes_seed: int, request_id: str | None = None,
+               **changes: object) -> EnrollMember:
+    """The insurer's enrollment of member `member` (symbol 記号) on 2026-04-01: with resident
+    `number_seed`'s number (none if None) and resident `attributes_seed`'s attributes, changed as given."""
+    return EnrollMember(
+        request_id=request_id or f"enroll-{member}", insurer_number=INSURER, member_symbol="記号", member_number=member,
+        my_number=a_number(number_seed) if number_seed is not None else None,
+        attributes=attributes_of(attributes_seed, **changes), enrolled_on=date(2026, 4, 1),
+    )
 
 
 @dataclass

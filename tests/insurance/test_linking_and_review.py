@@ -6,8 +6,7 @@ from __future__ import annotations
 from datetime import date
 
 from mynumber_contracts.enrollment import ResidentDeceased, ResidentRegistered
-from mynumber_contracts.insurance import EnrollMember, MemberLinkResolved
-from pymongo.errors import AutoReconnect
+from mynumber_contracts.insurance import MemberLinkResolved
 
 from tests.insurance.conftest import (
     INSURER,
@@ -16,16 +15,10 @@ from tests.insurance.conftest import (
     a_number,
     as_institution,
     attributes_of,
+    enrollment,
     types,
 )
-
-
-def enrollment(member: str, number_seed: int | None, attributes_seed: int, request_id: str | None = None, **changes: object) -> EnrollMember:
-    return EnrollMember(
-        request_id=request_id or f"enroll-{member}", insurer_number=INSURER, member_symbol="記号", member_number=member,
-        my_number=a_number(number_seed) if number_seed is not None else None,
-        attributes=attributes_of(attributes_seed, **changes), enrolled_on=date(2026, 4, 1),
-    )
+from tests.support.faults import fail_once
 
 
 async def test_each_linking_decision_and_its_reason(insurance: Insurance):
@@ -134,18 +127,11 @@ async def test_a_crash_between_saving_the_link_and_the_persons_record_is_finishe
     must not leave a linked member that the person's eligibility and certificates never see."""
     alice = await insurance.resident(1)
     store = insurance.running.service.deps.store
-    change_person = store.change_person
-    crashed: list[str] = []
-
-    async def connection_lost_once(person_ref: str, changes: dict, **options: object):
-        if options.get("add_member_key") and not crashed:
-            crashed.append(person_ref)
-            raise AutoReconnect("connection lost after the member record was saved (simulated)")
-        return await change_person(person_ref, changes, **options)
-
-    monkeypatch.setattr(store, "change_person", connection_lost_once)
+    # The connection is lost after the member record was saved, before the link is added to the person.
+    fault = fail_once(monkeypatch, store, "change_person",
+                      when=lambda person_ref, changes, **options: options.get("add_member_key"))
     facts = await insurance.insurer(enrollment("m-crash", 1, 1))
 
-    assert crashed == [alice]
+    assert fault.failed and fault.failed.args[0] == alice
     assert types(facts) == ["member_linked", "eligibility_certificate_issued"], facts
     assert [c["status"] for c in await insurance.certificates(alice)] == ["active"]

@@ -8,13 +8,11 @@ and database."""
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any
 
 import pytest
 from mynumber_contracts.enrollment import CardReissued, ResidentAttributesChanged, ResidentRegistered
 from mynumber_contracts.insurance import (
     EligibilityCertificateWithdrawn,
-    EnrollMember,
     MedicalDataReleased,
     MedicalDataType,
     Medicine,
@@ -34,17 +32,16 @@ from tests.insurance.conftest import (
     a_number,
     as_institution,
     attributes_of,
+    enrollment,
     of_type,
     types,
 )
+from tests.support.faults import fail_once
 
 
-def enrollment(member: str, number_seed: int | None, attributes_seed: int, **changes: object) -> EnrollMember:
-    return EnrollMember(
-        request_id=f"enroll-{member}", insurer_number=INSURER, member_symbol="記号", member_number=member,
-        my_number=a_number(number_seed) if number_seed is not None else None,
-        attributes=attributes_of(attributes_seed, **changes), enrolled_on=date(2026, 4, 1),
-    )
+def adding_a_member_key(person_ref: str, changes: dict, **options: object) -> bool:
+    """The person's write that adds the member record's link (made after the record is saved)."""
+    return bool(options.get("add_member_key"))
 
 
 async def audit_actions(insurance: Insurance, person_ref: str, prefix: str) -> list[str]:
@@ -62,22 +59,14 @@ async def test_a_card_reissue_rerun_still_retires_the_replaced_cards_eligibility
     assert (await insurance.eligibility("cert-31"))["eligible"]
 
     store = insurance.running.service.deps.store
-    change_person = store.change_person
-    crashed: list[str] = []
-
-    async def connection_lost_once_after_the_write(person_ref: str, changes: dict, **options: Any):
-        person = await change_person(person_ref, changes, **options)
-        if options.get("retire_card") and not crashed:
-            crashed.append(person_ref)
-            raise AutoReconnect("connection lost after the new card was saved (simulated)")
-        return person
-
-    monkeypatch.setattr(store, "change_person", connection_lost_once_after_the_write)
+    # The connection is lost after the new card was saved.
+    fault = fail_once(monkeypatch, store, "change_person", after=True,
+                      when=lambda person_ref, changes, **options: options.get("retire_card"))
     facts = await insurance.registry(CardReissued(
         person_ref=holder, previous_card_number="C-cert-31", card_number="C-cert-31b", certificate_id="cert-31b",
         issued_on=date(2026, 4, 1), expires_on=date(2036, 6, 15), certificate_expires_on=date(2031, 6, 15), photo_less=False))
 
-    assert crashed == [holder]
+    assert fault.failed and fault.failed.args[0] == holder
     assert facts == []
     assert (await insurance.eligibility("cert-31b"))["eligible"]
     old = await insurance.eligibility("cert-31")
@@ -89,19 +78,11 @@ async def test_an_enrollment_rerun_still_holds_the_record_for_the_resident_not_y
     waiting for that resident. After a crash in between, the rerun must still note it, or the
     record is never linked when the resident registers."""
     store = insurance.running.service.deps.store
-    hold_until_resident_known = store.hold_until_resident_known
-    crashed: list[str] = []
-
-    async def connection_lost_once(person_ref: str, member_key: str) -> None:
-        if not crashed:
-            crashed.append(person_ref)
-            raise AutoReconnect("connection lost after the member record was saved (simulated)")
-        await hold_until_resident_known(person_ref, member_key)
-
-    monkeypatch.setattr(store, "hold_until_resident_known", connection_lost_once)
+    # The connection is lost after the member record was saved, before the note is written.
+    fault = fail_once(monkeypatch, store, "hold_until_resident_known")
     facts = await insurance.insurer(enrollment("m-81", 81, 81))
     late = insurance.ref(a_number(81))
-    assert crashed == [late]
+    assert fault.failed and fault.failed.args[0] == late
     assert [(f["type"].split(".")[-2], f["reason"]) for f in facts] == [("member_link_held", "resident_not_found")]
 
     facts = await insurance.registry(ResidentRegistered(person_ref=late, municipality_code="131016",
@@ -117,31 +98,17 @@ async def test_a_resident_registered_rerun_finishes_linking_the_records_held_for
     between must not leave a linked member without eligibility, certificate, fact or audit entry."""
     assert types(await insurance.insurer(enrollment("m-41", 41, 41))) == ["member_link_held"]
     store = insurance.running.service.deps.store
-    change_person, issue_certificate = store.change_person, store.issue_certificate
-    crashed: list[str] = []
-
-    async def connection_lost_before_adding_the_link(person_ref: str, changes: dict, **options: Any):
-        if options.get("add_member_key") and not crashed:
-            crashed.append(person_ref)
-            raise AutoReconnect("connection lost after the member record was saved (simulated)")
-        return await change_person(person_ref, changes, **options)
-
-    async def connection_lost_after_issuing(certificate: Any, **options: Any):
-        issued = await issue_certificate(certificate, **options)
-        if not crashed:
-            crashed.append(certificate.person_ref)
-            raise AutoReconnect("connection lost after the certificate was issued (simulated)")
-        return issued
-
-    if lost == "before adding the link to the person":
-        monkeypatch.setattr(store, "change_person", connection_lost_before_adding_the_link)
+    if lost == "before adding the link to the person":  # (the link is already saved on the member record)
+        fault = fail_once(monkeypatch, store, "change_person", when=adding_a_member_key)
     else:
-        monkeypatch.setattr(store, "issue_certificate", connection_lost_after_issuing)
+        fault = fail_once(monkeypatch, store, "issue_certificate", after=True)
     late = insurance.ref(a_number(41))
     facts = await insurance.registry(ResidentRegistered(person_ref=late, municipality_code="131016",
                                                         attributes=attributes_of(41), nationality="JP"))
 
-    assert crashed == [late]
+    assert fault.failed
+    failed_for = fault.failed.args[0] if lost == "before adding the link to the person" else fault.failed.args[0].person_ref
+    assert failed_for == late
     assert types(facts) == ["member_linked", "eligibility_certificate_issued"], facts
     assert [c["status"] for c in await insurance.certificates(late)] == ["active"]
     assert await audit_actions(insurance, late, "insurance.link") == ["insurance.link_held", "insurance.link"]
@@ -157,22 +124,14 @@ async def test_an_operator_resolution_retried_after_a_crash_adds_the_link_to_the
     command = {"resolution_id": "res-51", "operator": "sato", "decision": "link", "person_ref": bob,
                "reason": "identity confirmed at the counter"}
     store = insurance.running.service.deps.store
-    change_person = store.change_person
-    crashed: list[str] = []
-
-    async def connection_lost_once(person_ref: str, changes: dict, **options: Any):
-        if options.get("add_member_key") and not crashed:
-            crashed.append(person_ref)
-            raise AutoReconnect("connection lost after the member record was saved (simulated)")
-        return await change_person(person_ref, changes, **options)
-
-    monkeypatch.setattr(store, "change_person", connection_lost_once)
+    # The connection is lost after the member record was saved, before the person's write.
+    fault = fail_once(monkeypatch, store, "change_person", when=adding_a_member_key)
     try:
         failed = await insurance.http.post(path, json=command, headers=OPERATOR)
         assert failed.status_code >= 500
     except AutoReconnect:
         pass
-    assert crashed == [bob]
+    assert fault.failed and fault.failed.args[0] == bob
 
     before = len(insurance.facts.records)
     response = await insurance.http.post(path, json=command, headers=OPERATOR)
@@ -190,40 +149,15 @@ async def test_a_withdrawal_rerun_republishes_the_certificate_withdrawal_with_it
     member = await insurance.resident(61)
     assert types(await insurance.insurer(enrollment("m-61", 61, 61))) == ["member_linked", "eligibility_certificate_issued"]
     store = insurance.running.service.deps.store
-    end_certificate = store.end_certificate
-    crashed: list[str] = []
-
-    async def connection_lost_once_after_the_write(certificate: Any, status: Any, **options: Any):
-        ended = await end_certificate(certificate, status, **options)
-        if not crashed:
-            crashed.append(certificate.person_ref)
-            raise AutoReconnect("connection lost after the certificate was withdrawn (simulated)")
-        return ended
-
-    monkeypatch.setattr(store, "end_certificate", connection_lost_once_after_the_write)
+    # The connection is lost after the certificate was withdrawn.
+    fault = fail_once(monkeypatch, store, "end_certificate", after=True)
     facts = await insurance.insurer(WithdrawMember(request_id="w-61", insurer_number=INSURER, member_symbol="記号",
                                                    member_number="m-61", withdrawn_on=date(2026, 4, 30)))
 
-    assert crashed == [member]
+    assert fault.failed and fault.failed.args[0].person_ref == member
     assert types(facts) == ["member_withdrawn", "eligibility_certificate_withdrawn"]
     assert [f["reason"] for f in of_type(facts, EligibilityCertificateWithdrawn)] == ["member_withdrawn"]
     assert [c["status"] for c in await insurance.certificates(member)] == ["withdrawn"]
-
-
-class _PullLostOnce:
-    """The match index collection, losing the connection once when asked to remove a resident."""
-
-    def __init__(self, collection: Any, crashed: list[str]) -> None:
-        self._collection, self._crashed = collection, crashed
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._collection, name)
-
-    async def update_one(self, query: dict, update: dict, **options: Any) -> Any:
-        if "$pull" in update and not self._crashed:
-            self._crashed.append(query["_id"])
-            raise AutoReconnect("connection lost before the old attributes left the match index (simulated)")
-        return await self._collection.update_one(query, update, **options)
 
 
 async def test_an_attributes_change_rerun_removes_the_resident_from_the_old_match_index_entry(insurance: Insurance, monkeypatch):
@@ -232,12 +166,12 @@ async def test_an_attributes_change_rerun_removes_the_resident_from_the_old_matc
     record with those attributes would be held as ambiguous."""
     moved = await insurance.resident(71)
     store = insurance.running.service.deps.store
-    crashed: list[str] = []
-    monkeypatch.setattr(store, "match_index", _PullLostOnce(store.match_index, crashed))
+    # The connection is lost before the old attributes leave the match index.
+    fault = fail_once(monkeypatch, store.match_index, "update_one", when=lambda query, update, **options: "$pull" in update)
     assert await insurance.registry(ResidentAttributesChanged(
         person_ref=moved, attributes=attributes_of(72), changed=["address"], effective_on=date(2026, 4, 1),
         signing_certificate_invalidated=True)) == []
-    assert len(crashed) == 1
+    assert fault.failed
     monkeypatch.undo()
 
     assert await store.residents_with(attributes_of(71)) == []
@@ -260,24 +194,15 @@ async def test_a_medical_data_request_rerun_later_keeps_the_first_decision(insur
         medicines=[Medicine(name="ロキソプロフェン錠60mg", quantity=3, unit="錠", days=5)]))
     await insurance.institution(RecordConsent(request_id="consent-91", institution_code=INSTITUTION, certificate_id="cert-91",
                                               data_types=[MedicalDataType.prescriptions]))
-    audit = insurance.running.service.deps.audit
-    record = audit.record
-    crashed: list[str] = []
-
-    async def connection_lost_once_after_the_release_was_audited(**entry: Any):
-        written = await record(**entry)
-        if entry["action"] == "insurance.medical_data.released" and not crashed:
-            crashed.append(entry["person_ref"])
-            insurance.clock.advance(timedelta(hours=25))  # redelivered after the consent window ended
-            raise AutoReconnect("connection lost after the release was audited (simulated)")
-        return written
-
-    monkeypatch.setattr(audit, "record", connection_lost_once_after_the_release_was_audited)
+    # The connection is lost after the release was audited; the event is redelivered after the consent window ended.
+    fault = fail_once(monkeypatch, insurance.running.service.deps.audit, "record", after=True,
+                      when=lambda **entry: entry["action"] == "insurance.medical_data.released",
+                      on_failure=lambda: insurance.clock.advance(timedelta(hours=25)))
     released_at = insurance.clock.now()
     [fact] = await insurance.institution(RequestMedicalData(
         request_id="ask-91", institution_code=INSTITUTION, certificate_id="cert-91", data_types=[MedicalDataType.prescriptions]))
 
-    assert crashed == [patient]
+    assert fault.failed and fault.failed.kwargs["person_ref"] == patient
     assert (fact["type"], fact["record_count"], fact["covers_until"]) == (MedicalDataReleased.event_type, 1, "2026-04-01")
     path = f"/medical-data/releases/{fact['release_id']}"
     past_its_reading_period = await insurance.http.get(path, headers=as_institution())  # 25 hours after the release

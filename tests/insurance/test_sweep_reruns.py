@@ -9,7 +9,6 @@ against the real broker and database."""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date
 from typing import Any
 
 import pytest
@@ -17,12 +16,12 @@ from mynumber_contracts.insurance import (
     EligibilityCertificateExpired,
     EligibilityCertificateIssued,
     EligibilityCertificateRenewed,
-    EnrollMember,
 )
 from pymongo.errors import AutoReconnect
 
 from services.kit.idempotency import output_event_id
-from tests.insurance.conftest import INSURER, OPERATOR, Insurance, a_number, attributes_of, types
+from tests.insurance.conftest import INSURER, OPERATOR, Insurance, enrollment, types
+from tests.support.faults import fail_once
 
 MEMBERS = ("s-1", "s-2", "s-3")  # the sweeps take certificates in member key order: s-2 is the second
 
@@ -36,9 +35,7 @@ async def members_with_certificates(insurance: Insurance) -> dict[str, str]:
     people = {}
     for seed, member in enumerate(MEMBERS, start=111):
         person_ref = await insurance.resident(seed)
-        facts = await insurance.insurer(EnrollMember(
-            request_id=f"enroll-{member}", insurer_number=INSURER, member_symbol="記号", member_number=member,
-            my_number=a_number(seed), attributes=attributes_of(seed), enrolled_on=date(2026, 4, 1)))
+        facts = await insurance.insurer(enrollment(member, seed, seed))
         assert types(facts) == ["member_linked", "eligibility_certificate_issued"]
         people[member] = person_ref
     return people
@@ -72,20 +69,11 @@ async def test_a_renewal_sweep_rerun_after_a_failure_publishes_every_renewal_onc
     certificates ending soon, so it must not depend on finding them again that way."""
     people = await members_with_certificates(insurance)
     store = insurance.running.service.deps.store
-    extend_certificate = store.extend_certificate
-    extended: list[str] = []
-
-    async def connection_lost_after_the_second_renewal(certificate: Any, *args: Any, **options: Any) -> Any:
-        result = await extend_certificate(certificate, *args, **options)
-        extended.append(certificate.member_key)
-        if len(extended) == 2:
-            raise AutoReconnect("connection lost after the certificate was renewed (simulated)")
-        return result
-
-    monkeypatch.setattr(store, "extend_certificate", connection_lost_after_the_second_renewal)
+    # The connection is lost after the second certificate was renewed.
+    fault = fail_once(monkeypatch, store, "extend_certificate", after=True, on_call=2)
     before = len(insurance.facts.records)
     await sweep_fails(insurance, "renewal", "2027-03-05")
-    assert extended == [key_of("s-1"), key_of("s-2")]
+    assert [call.args[0].member_key for call in fault.calls] == [key_of("s-1"), key_of("s-2")]
 
     await sweep(insurance, "renewal", "2027-03-05")
     await insurance.facts.wait_count(before + len(MEMBERS))
@@ -113,20 +101,11 @@ async def test_an_expiry_sweep_rerun_after_a_failure_replaces_every_certificate_
     store = insurance.running.service.deps.store
     numbers = {member: (await store.certificate(key_of(member))).certificate_number for member in MEMBERS}
     name = "end_certificate" if lost == "after ending a certificate" else "issue_certificate"
-    original = getattr(store, name)
-    written: list[str] = []
-
-    async def connection_lost_after_the_second_write(certificate: Any, *args: Any, **options: Any) -> Any:
-        result = await original(certificate, *args, **options)
-        written.append(certificate.member_key)
-        if len(written) == 2:
-            raise AutoReconnect(f"connection lost {lost} (simulated)")
-        return result
-
-    monkeypatch.setattr(store, name, connection_lost_after_the_second_write)
+    # The connection is lost after the second member's certificate was ended (or its replacement issued).
+    fault = fail_once(monkeypatch, store, name, after=True, on_call=2)
     before = len(insurance.facts.records)
     await sweep_fails(insurance, "expiry", "2027-05-01")
-    assert written == [key_of("s-1"), key_of("s-2")]
+    assert [call.args[0].member_key for call in fault.calls] == [key_of("s-1"), key_of("s-2")]
 
     await sweep(insurance, "expiry", "2027-05-01")
     await insurance.facts.wait_count(before + 2 * len(MEMBERS))
