@@ -136,7 +136,8 @@ async def run_batch(ctx: Context, n: int, label: str, deadline_seconds: float) -
             service.stop_profiler()
             # Where the batch got to (each count is one read; cheap next to the run).
             progress = {name: await database[name].count_documents({}) for name in
-                        ("payout_chunks", "payments", "payment_queue", "transfers", "settlements")
+                        ("payout_chunks", "payments", "chunk_queue", "chunk_lines", "payment_queue", "transfers",
+                         "settlements", "statement_pages")
                         if name in await database.list_collection_names()}
             settled_times = [s.at for s in watcher.seen if s.type == SETTLED]
             counts = {"settled": watcher.by_type.get(SETTLED, 0), "held": watcher.by_type.get(HELD, 0),

@@ -141,7 +141,8 @@ async def wait_for_payments(mongodb: str, namespace: str, expected: int, *, dead
         while time.monotonic() < deadline:
             try:
                 settled = await database["settlements"].count_documents({})
-                queued = await database["payment_queue"].count_documents({})
+                queued = (await database["payment_queue"].count_documents({})
+                          + await database["chunk_queue"].count_documents({}))
                 if settled >= expected and queued == 0:
                     return
             except Exception:  # the database may be restarting in a fault scenario

@@ -195,11 +195,11 @@ async def _reconciliation(service: EventService[BenefitsDeps], batch_id: str, as
         raise HTTPException(404, "no such batch")
     if batch["state"] != "accepted":
         raise HTTPException(409, f"the batch is {batch['state']}: only an accepted batch is reconciled")
-    lines = await deps.store.batch_lines(batch_id)
+    figures = await deps.store.batch_figures(batch_id)
     bank_count, bank_total = await deps.gateway.statement_summary(batch_id)
     report = domain.reconcile(
-        domain.Tally(batch["recipient_count"], batch["total_yen"]), lines["payments"], settled=lines["settled"],
-        held=lines["held"], failed=lines["failed"], bank_statement=domain.Tally(bank_count, bank_total),
+        domain.Tally(batch["recipient_count"], batch["total_yen"]), **figures,
+        bank_statement=domain.Tally(bank_count, bank_total),
     )
     return PayoutBatchReconciled(
         batch_id=batch_id, programme=batch["programme"], period=batch["period"], control=report.control.line(),

@@ -2,23 +2,27 @@
 
 How a payment gets paid (handlers stay thin: they only queue payment lines):
 
-1. The chunk handler writes each chunk's payment lines and queue items in bulk. Queue items of
-   a batch wait until the batch is accepted (all chunks in, control totals match).
+1. The chunk handler writes each chunk's payment lines in bulk and queues the chunk (one entry
+   with a position). A batch's chunks wait until the batch is accepted (all chunks in, control
+   totals match).
 2. One dispatcher at a time holds the `dispatcher` lease (a document with an expiry, renewed
    every round), so two service instances never send the same payments concurrently. When an
    instance dies, its lease runs out and another instance takes over.
-3. A round takes up to `dispatcher_claim_size` queued payments of accepted batches, looks up
-   the accounts in one query, and
+3. A round takes up to `dispatcher_claim_size` payments of accepted batches (single queued
+   payments first, then the next lines of a queued chunk), looks up the accounts in one query, and
    - holds the payments without a usable account (none, withheld, invalidated): `PaymentHeld`;
    - sends the others to the bank in bulk calls of `bank_transfer_batch_size`, up to
      `dispatcher_parallel_calls` of them at a time, each transfer with the idempotency key
      `<payment id>#<attempt>`: `PaymentSent` or `PaymentFailed`.
    Facts are published (with ids derived from the transfer key) before the queue items are
-   deleted, so a crash at any point re-sends the same keys: the bank answers from its
-   idempotency record and no one is paid twice; nothing is deleted before it is recorded, so no
-   one is skipped.
+   deleted or the chunk's position moves, so a crash at any point re-sends the same keys: the
+   bank answers from its idempotency record and no one is paid twice; nothing leaves a queue
+   before it is recorded, so no one is skipped.
 4. The settlement pass reads the bank statement from the last cursor and records each credit:
-   `PaymentSettled`. The statement is the truth about money that moved.
+   `PaymentSettled`. The statement is the truth about money that moved. Each page's credits and
+   yen per batch are written first (keyed by the cursor the page starts at), so a reconciliation
+   adds up page tallies instead of reading every payment and settlement, and a page read again
+   after a crash is cut to the entries of its first reading: no credit counts twice.
 
 A held or failed payment goes back in the queue when its person registers a valid account
 (a failed one with the next attempt number, since the bank refused it and moved nothing).
@@ -27,6 +31,7 @@ A held or failed payment goes back in the queue when its person registers a vali
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import uuid
 from collections.abc import Sequence
@@ -127,20 +132,65 @@ class PaymentDispatcher:
         """Dispatch one claim of queued payments and read the statement; the amount of work done."""
         if not await self.store.take_lease(LEASE, self.holder, seconds=self.settings.dispatcher_lease_seconds):
             return 0
-        worked = await self.dispatch_queued()
-        worked += await self.settle_from_statement()
-        return worked
+        # Sending and reading the statement wait on different things (the bank's answers, the
+        # database): side by side, each round takes as long as the longer of the two.
+        try:
+            async with asyncio.TaskGroup() as both:  # one failing cancels the other: both are safe to run again
+                dispatched = both.create_task(self.dispatch_queued())
+                settled = both.create_task(self.settle_from_statement())
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # what went wrong, as one pass would have said it
+        return dispatched.result() + settled.result()
 
     async def dispatch_queued(self) -> int:
-        store = self.store
-        items = await store.queued(await store.accepted_batch_ids(), self.settings.dispatcher_claim_size)
-        if not items:
+        """Send or hold up to a claim of payments: single queued payments first, then the next
+        lines of a queued chunk. What could not go this round (the bank was unavailable, the
+        account is still being checked, the bank left a transfer unanswered) stays queued with
+        the same transfer key: a chunk's such lines move to the single-payment queue before the
+        chunk's position moves past them."""
+        store, claim = self.store, self.settings.dispatcher_claim_size
+        accepted = await store.accepted_batch_ids()
+        queued = await store.queued(accepted, claim)
+        chunk, from_chunk = await store.next_chunk_lines(accepted, claim - len(queued))
+        if not queued and chunk is None:
             return 0
-        already_settled = await store.settled_payment_ids(items)
-        if already_settled:  # the statement showed them before the crash let us record the answer
-            await store.dequeue(sorted(already_settled))
-            items = [item for item in items if item["_id"] not in already_settled]
-        accounts = await store.accounts_by_ref({item["person_ref"] for item in items})
+        in_queue = {item["_id"] for item in queued}
+        items = queued + [item for item in from_chunk if item["_id"] not in in_queue]  # a crash can leave both
+        done = await store.settled_payment_ids(items)  # the statement showed them before a crash let us record the answer
+        done |= await self._send_or_hold([item for item in items if item["_id"] not in done])
+        await store.dequeue(sorted(in_queue & done))
+        if chunk is not None:
+            await store.enqueue([item for item in from_chunk if item["_id"] not in done and item["_id"] not in in_queue])
+            await store.move_chunk_position(chunk, len(from_chunk))
+        return len(done)
+
+    async def _send_or_hold(self, items: Sequence[dict[str, Any]]) -> set[str]:
+        """Pay the items in groups of one bulk call, up to `dispatcher_parallel_calls` groups side
+        by side, each looking up its own accounts (FerretDB reads a few thousand documents a
+        second per query: reading them in parallel, next to the other groups' bank calls, keeps
+        the database busy). The ids done."""
+        size, parallel = self.settings.bank_transfer_batch_size, self.settings.dispatcher_parallel_calls
+        groups = [items[start:start + size] for start in range(0, len(items), size)]
+        done: set[str] = set()
+        for first in range(0, len(groups), parallel):
+            # The lease outlasts one bulk call with its retries (settings), and the calls of a group run side by side.
+            if not await self.store.take_lease(LEASE, self.holder, seconds=self.settings.dispatcher_lease_seconds):
+                break  # lost the lease mid-round: another dispatcher carries on from the queue
+            try:
+                async with asyncio.TaskGroup() as paying:  # one failing group cancels the others: they stay queued
+                    answered = [paying.create_task(self._pay(group)) for group in groups[first:first + parallel]]
+            except ExceptionGroup as failed:
+                raise failed.exceptions[0] from None  # what went wrong, as a single call would have said it
+            for task in answered:
+                done |= task.result()[0]
+            if not all(task.result()[1] for task in answered):
+                break  # the bank is unavailable: the loop idles instead of spinning on an open circuit
+        return done
+
+    async def _pay(self, items: Sequence[dict[str, Any]]) -> tuple[set[str], bool]:
+        """Hold the payments without a usable account and send the others in one bulk call: the
+        ids done, and whether the bank could be reached."""
+        accounts = await self.store.accounts_by_ref({item["person_ref"] for item in items})
         to_hold: list[tuple[dict[str, Any], Any]] = []
         to_send: list[tuple[dict[str, Any], domain.Account]] = []
         for item in items:
@@ -153,23 +203,11 @@ class PaymentDispatcher:
             else:
                 to_hold.append((item, reason))
         await self._hold(to_hold)
-        handled = len(already_settled) + len(to_hold)
-        size, parallel = self.settings.bank_transfer_batch_size, self.settings.dispatcher_parallel_calls
-        calls = [to_send[start:start + size] for start in range(0, len(to_send), size)]
-        for first in range(0, len(calls), parallel):
-            # The lease outlasts one bulk call with its retries (settings), and the calls of a group run side by side.
-            if not await store.take_lease(LEASE, self.holder, seconds=self.settings.dispatcher_lease_seconds):
-                break  # lost the lease mid-round: another dispatcher carries on from the queue
-            group = calls[first:first + parallel]
-            try:
-                async with asyncio.TaskGroup() as calling:  # one failing call cancels the others: they stay queued
-                    answered = [calling.create_task(self._send(call)) for call in group]
-            except ExceptionGroup as failed:
-                raise failed.exceptions[0] from None  # what went wrong, as a single call would have said it
-            handled += sum(len(call) for call, task in zip(group, answered, strict=True) if task.result())
-            if not all(task.result() for task in answered):
-                break  # the bank is unavailable: the loop idles instead of spinning on an open circuit
-        return handled
+        held = {item["_id"] for item, _ in to_hold}
+        if not to_send:
+            return held, True
+        sent = await self._send(to_send)
+        return held | (sent or set()), sent is not None
 
     async def _hold(self, held: Sequence[tuple[dict[str, Any], Any]]) -> None:
         if not held:
@@ -182,10 +220,10 @@ class PaymentDispatcher:
         await publish_caused(self.service, facts)
         await self.store.hold([{**item, "reason": reason.value, "held_at": self.service.clock.now()}
                                for item, reason in held])
-        await self.store.dequeue([item["_id"] for item, _ in held])
 
-    async def _send(self, batch: Sequence[tuple[dict[str, Any], domain.Account]]) -> bool:
-        """One bulk call. False when the bank is unavailable: the payments stay queued, same keys."""
+    async def _send(self, batch: Sequence[tuple[dict[str, Any], domain.Account]]) -> set[str] | None:
+        """One bulk call; the payment ids the bank answered. None when the bank is unavailable:
+        the payments stay queued, with the same keys."""
         orders = {
             domain.transfer_key(item["_id"], item["attempt"]): (item, TransferOrder(
                 idempotency_key=domain.transfer_key(item["_id"], item["attempt"]), end_to_end_id=item["_id"],
@@ -198,20 +236,20 @@ class PaymentDispatcher:
             results = await self.gateway.send_transfers([order for _, order in orders.values()])
         except BankUnavailable as error:
             log.warning("bank unavailable; payments stay queued: %s", error)
-            return False
+            return None
         except BankRefusedRequest as error:
             log.warning("bank refused a bulk request: %s", error)
             results = None
         now = self.service.clock.now()
-        sent, failed, facts = [], [], []
+        sent: list[tuple[str, str]] = []
+        failed: list[dict[str, Any]] = []
+        facts: list[tuple[str, Fact]] = []
         for key, (item, _order) in orders.items():
             result = None if results is None else results.get(key)
             if results is not None and result is None:
                 continue  # not answered: stays queued and goes again with the same key
             if result is not None and result.accepted:
-                sent.append({"_id": key, "payment_id": item["_id"], "batch_id": item["batch_id"],
-                             "person_ref": item["person_ref"], "attempt": item["attempt"], "outcome": "sent",
-                             "transfer_id": result.transfer_id, "at": now})
+                sent.append((key, result.transfer_id or ""))
                 facts.append((f"sent:{key}", PaymentSent(**_payment_fields(item), attempt=item["attempt"],
                                                           transfer_id=result.transfer_id or "")))
             else:
@@ -221,15 +259,13 @@ class PaymentDispatcher:
                     **_payment_fields(item), attempt=item["attempt"], reason=reason,
                     message=f"The bank refused the transfer ({result.reason if result else 'request refused'}).")))
         await publish_caused(self.service, facts)
-        await self.store.record_transfers(sent + [
-            {"_id": domain.transfer_key(doc["_id"], doc["attempt"]), "payment_id": doc["_id"], "batch_id": doc["batch_id"],
-             "person_ref": doc["person_ref"], "attempt": doc["attempt"], "outcome": "failed", "reason": doc["reason"],
-             "at": now} for doc in failed])
+        await self.store.record_bank_answer(
+            _call_id(orders), sent=sent, at=now,
+            failed=[(domain.transfer_key(doc["_id"], doc["attempt"]), doc["reason"]) for doc in failed])
         await self.store.record_failures(failed)
-        done = [doc["payment_id"] for doc in sent] + [doc["_id"] for doc in failed]
-        await self.store.clear_holds_and_failures([doc["payment_id"] for doc in sent])
-        await self.store.dequeue(done)
-        return True
+        sent_ids = [key.rsplit("#", 1)[0] for key, _ in sent]
+        await self.store.clear_holds_and_failures(sent_ids)
+        return set(sent_ids) | {doc["_id"] for doc in failed}
 
     async def settle_from_statement(self) -> int:
         """Record the credits on the bank statement since the last cursor: `PaymentSettled`."""
@@ -242,6 +278,13 @@ class PaymentDispatcher:
             return 0
         if not entries:
             return 0
+        tallies: dict[str, domain.Tally] = {}
+        for entry in entries:
+            tallies.setdefault(entry["reference"], domain.Tally()).add(entry["amount_yen"])
+        through = await store.record_statement_page(after, next_after, tallies)
+        if through != next_after:  # a re-run after a crash: the same entries as the first run, no more
+            entries = [entry for entry in entries if entry["sequence"] <= through]
+            next_after = through
         settlements, facts = [], []
         for entry in entries:
             payment_id = entry["end_to_end_id"]
@@ -259,6 +302,11 @@ class PaymentDispatcher:
         await store.record_settlements(settlements)
         await store.move_cursor(STATEMENT_CURSOR, next_after)
         return len(entries)
+
+
+def _call_id(orders: dict[str, Any]) -> str:
+    """One bulk call's record id: the same transfer keys give the same id, so a re-sent call is recorded once."""
+    return "call:" + hashlib.sha256("\n".join(sorted(orders)).encode()).hexdigest()[:32]
 
 
 def _failure_reason(bank_reason: str | None) -> FailureReason:

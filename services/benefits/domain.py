@@ -10,7 +10,7 @@ reconcile to the yen.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
@@ -301,10 +301,13 @@ class Reconciliation:
 
     @property
     def balanced(self) -> bool:
+        """Every line adds up to the control totals, and no line is negative (a credit counted
+        twice, or a payment both paid and still held, would drive `pending` below zero)."""
         lines = (self.paid, self.held, self.failed, self.pending)
         return (
             sum(t.count for t in lines) == self.control.count
             and sum(t.total_yen for t in lines) == self.control.total_yen
+            and all(t.count >= 0 and t.total_yen >= 0 for t in lines)
         )
 
     @property
@@ -314,22 +317,30 @@ class Reconciliation:
 
 def reconcile(
     control: Tally,
-    payments: Iterable[tuple[str, int]],
     *,
+    taken_in: Tally,
+    paid: Tally,
+    held: Mapping[str, int],
+    failed: Mapping[str, int],
     settled: set[str],
-    held: set[str],
-    failed: set[str],
     bank_statement: Tally,
 ) -> Reconciliation:
-    """Sort each (payment id, amount) into exactly one line: paid, then held, then failed, else pending."""
-    report = Reconciliation(control=control, bank_statement=bank_statement)
-    for payment, amount in payments:
-        if payment in settled:
-            report.paid.add(amount)
-        elif payment in held:
+    """Put the batch's lines into paid, held, failed and pending.
+
+    `taken_in` is what the batch's chunks brought in, `paid` what the statement credited to the
+    batch; `held` and `failed` map payment ids to amounts. A held or failed payment the statement
+    has since credited (`settled`) counts as paid only; a payment both held and failed counts as
+    held. Pending is every line taken in that is in none of the others: sent and not yet
+    credited, or still queued.
+    """
+    report = Reconciliation(control=control, paid=Tally(paid.count, paid.total_yen), bank_statement=bank_statement)
+    for payment, amount in held.items():
+        if payment not in settled:
             report.held.add(amount)
-        elif payment in failed:
+    for payment, amount in failed.items():
+        if payment not in settled and payment not in held:
             report.failed.add(amount)
-        else:
-            report.pending.add(amount)
+    decided = (report.paid, report.held, report.failed)
+    report.pending = Tally(taken_in.count - sum(t.count for t in decided),
+                           taken_in.total_yen - sum(t.total_yen for t in decided))
     return report

@@ -52,7 +52,7 @@ from services.kit.people import PersonReferences
 from . import domain
 from .domain import Account, AccountStatus, BatchHeader, ProposalStatus, Resident, ResidentStatus
 from .settings import BenefitsSettings
-from .store import BenefitsStore, queue_item
+from .store import BenefitsStore
 
 handlers = HandlerRegistry()
 
@@ -378,7 +378,8 @@ async def submit_payout_chunk(event: SubmitPayoutChunk, ctx: HandlerContext[Bene
                         if doc["batch_id"] == event.batch_id and doc["chunk_index"] != event.chunk_index}
         other_batches = {pid for pid, doc in earlier.items() if doc["batch_id"] != event.batch_id}
         theirs = other_chunks | other_batches
-        await store.enqueue([queue_item(line) for line in lines if line["_id"] not in theirs])
+        await store.enqueue_chunk(batch, event.chunk_index, [(line["person_ref"], line["amount_yen"])
+                                                             for line in lines if line["_id"] not in theirs])
         tally = replace(tally, duplicates=len(other_chunks), conflicts=len(other_batches))
     await store.record_chunk(event.batch_id, tally)
     return await _decide_batch(ctx, event.batch_id)
@@ -403,7 +404,7 @@ async def _decide_batch(ctx: HandlerContext[BenefitsDeps], batch_id: str) -> lis
     if batch.get("decided_by") != ctx.envelope.id:
         return []
     if batch["state"] == "rejected":
-        await store.discard_batch_payments(batch_id)
+        await store.discard_batch_payments(batch_id, header.chunk_count)
         detail = batch["decision"]
         return [PayoutBatchRejected(
             batch_id=batch_id, reason=BatchRejectionReason(detail["reason"]), message=detail["message"],

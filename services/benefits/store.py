@@ -5,10 +5,18 @@ never one update per payment (an update costs milliseconds each there). A paymen
 is which collection holds it, not a state field:
 
 - `payments`: one line per programme, period and person (the `_id` is the unique key), written once;
-- `payment_queue`: payments waiting to be sent (a batch's lines wait until the batch is accepted);
+- `chunk_queue` and `chunk_lines`: a payout chunk's lines waiting to be sent, one small entry
+  with a position and one document holding the lines per chunk (a batch's chunks wait until the
+  batch is accepted). The dispatcher takes the next lines from the position and moves it on:
+  a million recipients cost 200 queue entries, not a million inserts and a million deletes;
+- `payment_queue`: single payments waiting to be sent: released holds, retries of failed
+  payments, and chunk lines that could not go in their round;
 - `held_payments` / `failed_payments`: payments waiting for a valid account;
-- `transfers`: every transfer the bank answered (the idempotency key is the `_id`);
-- `settlements`: every credit the bank's statement showed (the idempotency key is the `_id`).
+- `transfers`: the bank's answer to every bulk call, one document per call;
+- `settlements`: every credit the bank's statement showed (the idempotency key is the `_id`);
+- `statement_pages`: per page of the statement read, how many credits and yen each batch got,
+  written before the page's settlements, so a reconciliation adds up a few hundred page tallies
+  instead of reading every payment and every settlement.
 
 Moving a payment inserts it in the next place first and deletes it from the last one after,
 so a crash in between leaves it in two places, never in none; every step can run again.
@@ -26,7 +34,17 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.kit.audit import AuditTrail
 
-from .domain import Account, AccountStatus, BatchHeader, ChunkTally, Resident, ResidentStatus, transfer_key
+from .domain import (
+    Account,
+    AccountStatus,
+    BatchHeader,
+    ChunkTally,
+    Resident,
+    ResidentStatus,
+    Tally,
+    payment_id,
+    transfer_key,
+)
 
 DUPLICATE_KEY = 11000
 
@@ -66,10 +84,14 @@ class BenefitsStore:
         self.chunks = database["payout_chunks"]
         self.payments = database["payments"]
         self.queue = database["payment_queue"]
+        self.chunk_queue = database["chunk_queue"]
+        self.chunk_lines = database["chunk_lines"]
+        self._last_chunk_lines: dict[str, Any] | None = None
         self.held = database["held_payments"]
         self.failed = database["failed_payments"]
         self.transfers = database["transfers"]
         self.settlements = database["settlements"]
+        self.statement_pages = database["statement_pages"]
         self.leases = database["leases"]
         self.cursors = database["cursors"]
 
@@ -81,13 +103,14 @@ class BenefitsStore:
         await self.proposals.create_index([("person_ref", ASCENDING)])
         await self.chunks.create_index([("batch_id", ASCENDING)])
         await self.batches.create_index([("state", ASCENDING)])
-        # Exactly once: one payment per programme, period and person, whatever the batch.
-        await self.payments.create_index(
-            [("programme", ASCENDING), ("period", ASCENDING), ("person_ref", ASCENDING)], unique=True
-        )
-        await self.payments.create_index([("batch_id", ASCENDING)])
-        for collection in (self.queue, self.held, self.failed, self.transfers, self.settlements):
+        # Exactly once: one payment per programme, period and person, whatever the batch, is the
+        # payment's `_id`. The collections written once per recipient (payments, settlements)
+        # carry no index they do not need: FerretDB v1 keeps every index up to date on each
+        # insert but answers queries from `_id` only.
+        await self.payments.create_index([("batch_id", ASCENDING)])  # discarding a rejected batch
+        for collection in (self.queue, self.chunk_queue, self.held, self.failed):
             await collection.create_index([("batch_id", ASCENDING)])
+        await self.statement_pages.create_index([("tallies.batch_id", ASCENDING)])
         for collection in (self.held, self.failed):
             await collection.create_index([("person_ref", ASCENDING)])
         await self.settlements.create_index([("payment_id", ASCENDING)])
@@ -274,11 +297,11 @@ class BenefitsStore:
         return await self.batches.find_one({"_id": batch_id})
 
     async def chunk_recorded(self, batch_id: str, chunk_index: int) -> bool:
-        return await self.chunks.find_one({"_id": f"{batch_id}:{chunk_index}"}, {"_id": 1}) is not None
+        return await self.chunks.find_one({"_id": _chunk_id(batch_id, chunk_index)}, {"_id": 1}) is not None
 
     async def record_chunk(self, batch_id: str, tally: ChunkTally) -> None:
         await self.chunks.update_one(
-            {"_id": f"{batch_id}:{tally.chunk_index}"},
+            {"_id": _chunk_id(batch_id, tally.chunk_index)},
             {"$setOnInsert": {"batch_id": batch_id, "chunk_index": tally.chunk_index, "count": tally.count,
                               "total_yen": tally.total_yen, "conflicts": tally.conflicts,
                               "duplicates": tally.duplicates}},
@@ -304,8 +327,11 @@ class BenefitsStore:
     async def accepted_batch_ids(self) -> list[str]:
         return [doc["_id"] async for doc in self.batches.find({"state": "accepted"}, {"_id": 1})]
 
-    async def discard_batch_payments(self, batch_id: str) -> None:
+    async def discard_batch_payments(self, batch_id: str, chunk_count: int) -> None:
         """A rejected batch pays nobody: its lines go, so a corrected batch can pay the same people."""
+        chunk_ids = [_chunk_id(batch_id, index) for index in range(chunk_count)]
+        await self.chunk_queue.delete_many({"_id": {"$in": chunk_ids}})
+        await self.chunk_lines.delete_many({"_id": {"$in": chunk_ids}})
         await self.queue.delete_many({"batch_id": batch_id})
         await self.payments.delete_many({"batch_id": batch_id})
 
@@ -326,6 +352,56 @@ class BenefitsStore:
 
     async def enqueue(self, items: Sequence[dict[str, Any]]) -> None:
         await insert_all(self.queue, items)
+
+    async def enqueue_chunk(self, batch: dict[str, Any], chunk_index: int, lines: Sequence[tuple[str, int]]) -> None:
+        """Queue a chunk's (person_ref, amount) lines for sending once the batch is accepted. The
+        lines are written before the queue entry that points at them; a re-run finds both."""
+        if not lines:
+            return
+        chunk_id = _chunk_id(batch["_id"], chunk_index)
+        await insert_all(self.chunk_lines, [{"_id": chunk_id, "batch_id": batch["_id"], "programme": batch["programme"],
+                                             "period": batch["period"],  # two lists side by side: FerretDB v1 stores no nested arrays
+                                             "person_refs": [ref for ref, _ in lines],
+                                             "amounts_yen": [amount for _, amount in lines]}])
+        await insert_all(self.chunk_queue, [{"_id": chunk_id, "batch_id": batch["_id"], "position": 0,
+                                             "size": len(lines)}])
+
+    async def next_chunk_lines(self, batch_ids: Sequence[str], limit: int
+                               ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """The queue entry of one chunk of an accepted batch that has lines left to send, and its
+        next `limit` lines from the entry's position, shaped as queue items (first attempts)."""
+        if not batch_ids or limit <= 0:
+            return None, []
+        entry = await self.chunk_queue.find_one({"batch_id": {"$in": list(batch_ids)}})
+        if entry is None:
+            return None, []
+        chunk = self._last_chunk_lines  # lines are written once, never changed: the last one read can be kept
+        if chunk is None or chunk["_id"] != entry["_id"]:
+            chunk = self._last_chunk_lines = await self.chunk_lines.find_one({"_id": entry["_id"]})
+        if chunk is None:  # finished, and the entry's removal was cut short by a crash
+            await self.chunk_queue.delete_one({"_id": entry["_id"]})
+            return None, []
+        taken = slice(entry["position"], entry["position"] + limit)
+        return entry, [
+            {"_id": payment_id(chunk["programme"], chunk["period"], person_ref), "batch_id": chunk["batch_id"],
+             "person_ref": person_ref, "programme": chunk["programme"], "period": chunk["period"],
+             "amount_yen": amount, "attempt": 1}
+            for person_ref, amount in zip(chunk["person_refs"][taken], chunk["amounts_yen"][taken], strict=True)
+        ]
+
+    async def move_chunk_position(self, entry: dict[str, Any], taken: int) -> None:
+        """Move a chunk's position past `taken` lines (only from where it was read: two dispatchers
+        never both move it); a finished chunk leaves the queue, then its lines go."""
+        position = entry["position"] + taken
+        if position < entry["size"]:
+            await self.chunk_queue.update_one({"_id": entry["_id"], "position": entry["position"]},
+                                              {"$set": {"position": position}})
+            return
+        await self.chunk_queue.delete_one({"_id": entry["_id"], "position": entry["position"]})
+        await self.chunk_lines.delete_one({"_id": entry["_id"]})
+
+    async def chunks_waiting(self) -> int:
+        return await self.chunk_queue.count_documents({})
 
     async def queued(self, batch_ids: Sequence[str], limit: int) -> list[dict[str, Any]]:
         if not batch_ids:
@@ -369,8 +445,13 @@ class BenefitsStore:
         await self.failed.delete_one({"_id": payment_id})
         return True
 
-    async def record_transfers(self, documents: Sequence[dict[str, Any]]) -> None:
-        await insert_all(self.transfers, documents)
+    async def record_bank_answer(self, call_id: str, *, sent: Sequence[tuple[str, str]],
+                                 failed: Sequence[tuple[str, str]], at: datetime) -> None:
+        """Keep the bank's answer to one bulk call: (transfer key, transfer id) for each transfer
+        it accepted, (transfer key, reason) for each it refused. One document per call."""
+        await insert_all(self.transfers, [{"_id": call_id, "at": at,  # lists side by side: no nested arrays in FerretDB v1
+                                           "sent": [key for key, _ in sent], "transfer_ids": [tid for _, tid in sent],
+                                           "failed": [key for key, _ in failed], "reasons": [why for _, why in failed]}])
 
     async def settled_payment_ids(self, items: Iterable[dict[str, Any]]) -> set[str]:
         """Which queue items the bank statement already showed as credited, by any attempt so far.
@@ -386,6 +467,18 @@ class BenefitsStore:
     async def record_settlements(self, documents: Sequence[dict[str, Any]]) -> None:
         await insert_all(self.settlements, documents)
 
+    async def record_statement_page(self, after: int, through: int, tallies: dict[str, Tally]) -> int:
+        """Keep how many credits and yen each batch got on the statement page after `after`, up to
+        `through`, written once. A re-run of the page gets the first run's `through` back, so it
+        records the same entries and no credit is counted twice (the statement only grows)."""
+        page = {"_id": after, "through": through,
+                "tallies": [{"batch_id": batch_id, "count": t.count, "total_yen": t.total_yen}
+                            for batch_id, t in sorted(tallies.items())]}
+        if await insert_all(self.statement_pages, [page]):
+            first = await self.statement_pages.find_one({"_id": after}, {"through": 1})
+            return int(first["through"])
+        return through
+
     async def payment_status(self, payment_id: str) -> dict[str, Any]:
         """Where one payment is now, for the HTTP API."""
         where = {
@@ -396,14 +489,26 @@ class BenefitsStore:
         }
         return where
 
-    async def batch_lines(self, batch_id: str) -> dict[str, Any]:
-        """Everything a reconciliation needs about one batch, read in a few bulk queries."""
-        payments = [(doc["_id"], doc["amount_yen"]) async for doc in
-                    self.payments.find({"batch_id": batch_id}, {"amount_yen": 1})]
-        settled = {doc["payment_id"] async for doc in self.settlements.find({"batch_id": batch_id}, {"payment_id": 1})}
-        held = {doc["_id"] async for doc in self.held.find({"batch_id": batch_id}, {"_id": 1})}
-        failed = {doc["_id"] async for doc in self.failed.find({"batch_id": batch_id}, {"_id": 1})}
-        return {"payments": payments, "settled": settled, "held": held, "failed": failed}
+    async def batch_figures(self, batch_id: str) -> dict[str, Any]:
+        """Everything a reconciliation needs about one batch, without reading its payments: the
+        lines taken in (the chunk tallies), the credits (the statement page tallies), and the held
+        and failed payments with whether the statement has since credited them."""
+        taken_in = Tally()
+        for tally in await self.chunk_tallies(batch_id):
+            taken_in = Tally(taken_in.count + tally.count, taken_in.total_yen + tally.total_yen)
+        paid = Tally()
+        async for page in self.statement_pages.find({"tallies.batch_id": batch_id}):
+            for tally in page["tallies"]:
+                if tally["batch_id"] == batch_id:
+                    paid = Tally(paid.count + tally["count"], paid.total_yen + tally["total_yen"])
+        fields = {"amount_yen": 1, "attempt": 1}
+        held = await self.held.find({"batch_id": batch_id}, fields).to_list()
+        failed = await self.failed.find({"batch_id": batch_id}, fields).to_list()
+        # A failed payment that was sent again may have been credited under its next attempt.
+        settled = await self.settled_payment_ids(held + [{**doc, "attempt": doc["attempt"] + 1} for doc in failed])
+        return {"taken_in": taken_in, "paid": paid, "settled": settled,
+                "held": {doc["_id"]: doc["amount_yen"] for doc in held},
+                "failed": {doc["_id"]: doc["amount_yen"] for doc in failed}}
 
     # --- the dispatcher's lease and the bank statement cursor ------------------------------
 
@@ -431,12 +536,13 @@ class BenefitsStore:
         await self.cursors.update_one({"_id": name}, {"$set": {"position": position}}, upsert=True)
 
 
+def _chunk_id(batch_id: str, chunk_index: int) -> str:
+    return f"{batch_id}:{chunk_index}"
+
+
 def _queue_item(doc: dict[str, Any], attempt: int) -> dict[str, Any]:
     return {
         "_id": doc["_id"], "batch_id": doc["batch_id"], "person_ref": doc["person_ref"],
         "programme": doc["programme"], "period": doc["period"], "amount_yen": doc["amount_yen"], "attempt": attempt,
     }
 
-
-def queue_item(payment: dict[str, Any], attempt: int = 1) -> dict[str, Any]:
-    return _queue_item(payment, attempt)

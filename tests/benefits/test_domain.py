@@ -69,15 +69,34 @@ def test_a_batch_is_decided_only_when_every_chunk_is_in_and_rejected_on_any_mism
 
 
 def test_reconciliation_puts_each_payment_in_exactly_one_line():
-    payments = [("a", 100), ("b", 200), ("c", 300), ("d", 400)]
-    report = domain.reconcile(domain.Tally(4, 1000), payments, settled={"a"}, held={"b"}, failed={"c"},
-                              bank_statement=domain.Tally(1, 100))
+    # Four lines taken in: a is credited, b held, c failed, d sent and not credited yet.
+    report = domain.reconcile(domain.Tally(4, 1000), taken_in=domain.Tally(4, 1000), paid=domain.Tally(1, 100),
+                              held={"b": 200}, failed={"c": 300}, settled=set(), bank_statement=domain.Tally(1, 100))
     assert (report.paid.total_yen, report.held.total_yen, report.failed.total_yen, report.pending.total_yen) == (
         100, 200, 300, 400)
+    assert report.pending.count == 1
     assert report.balanced and report.matches_bank_statement
-    short = domain.reconcile(domain.Tally(4, 1001), payments, settled={"a"}, held=set(), failed=set(),
-                             bank_statement=domain.Tally(2, 200))
+    short = domain.reconcile(domain.Tally(4, 1001), taken_in=domain.Tally(4, 1000), paid=domain.Tally(1, 100),
+                             held={}, failed={}, settled=set(), bank_statement=domain.Tally(2, 200))
     assert not short.balanced and not short.matches_bank_statement
+
+
+def test_a_held_or_failed_payment_the_statement_credited_since_counts_as_paid_only():
+    # b was held, then released and credited (its hold record outlived a crash); c failed and
+    # its next attempt was credited; d is both held and failed and counts once, as held.
+    report = domain.reconcile(domain.Tally(4, 1000), taken_in=domain.Tally(4, 1000), paid=domain.Tally(3, 600),
+                              held={"b": 200, "d": 400}, failed={"c": 300, "d": 400}, settled={"b", "c"},
+                              bank_statement=domain.Tally(3, 600))
+    assert (report.paid.count, report.held.count, report.failed.count, report.pending.count) == (3, 1, 0, 0)
+    assert report.balanced
+
+
+def test_a_credit_counted_twice_unbalances_the_report():
+    # Four lines, all credited, but the tallies say five credits: pending would be negative.
+    report = domain.reconcile(domain.Tally(4, 1000), taken_in=domain.Tally(4, 1000), paid=domain.Tally(5, 1100),
+                              held={}, failed={}, settled=set(), bank_statement=domain.Tally(4, 1000))
+    assert report.pending.count == -1
+    assert not report.balanced and not report.matches_bank_statement
 
 
 def test_one_payment_per_programme_period_and_person_and_one_key_per_attempt():

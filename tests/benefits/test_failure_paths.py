@@ -190,6 +190,10 @@ async def test_while_the_bank_answers_500_the_payment_stays_pending_and_the_stat
     benefits.bank.faults = FaultPlan(error_500_after_booking_every=1)
     await benefits.http.post("/operations/dispatch")
     assert len(benefits.bank.entries) == 1
+    # A round reads the statement while it sends, so the next round's reading finds the credit
+    # (and its sending, to the same key, books nothing new).
+    await benefits.http.post("/operations/dispatch")
+    assert len(benefits.bank.entries) == 1
     await benefits.wait_fact(PaymentSettled, payment_id=payment_id)
     assert (await benefits.http.get(f"/payments/{payment_id}")).json()["status"] == "settled"
     benefits.bank.faults = FaultPlan()

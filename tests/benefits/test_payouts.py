@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
 from mynumber_contracts import MyNumber
 from mynumber_contracts.benefits import (
     AccountChanged,
@@ -26,8 +27,10 @@ from mynumber_contracts.benefits import (
     RegisterReceivingAccount,
     SubmitPayoutChunk,
 )
+from pymongo.errors import AutoReconnect
 
 from tests.benefits.conftest import PAYING_AGENCY, PORTAL, ZENGIN, Benefits, a_number, an_account
+from tests.support.faults import fail_once
 from tests.support.kafka import TopicReader
 
 
@@ -156,6 +159,7 @@ async def test_a_batch_whose_totals_do_not_match_is_rejected_whole_and_a_correct
     assert benefits.bank.entries == [], "nobody in a rejected batch is paid"
     assert (await benefits.http.get("/batches/bad-total")).json()["state"] == "rejected"
     assert await benefits.store.payments.count_documents({}) == 0
+    assert await benefits.store.chunks_waiting() == 0, "a rejected batch's chunks leave the queue"
     assert (await benefits.http.get("/batches/bad-total/reconciliation")).status_code == 409
 
     # The corrected batch pays the same people for the same period: the rejected lines did not block it.
@@ -180,3 +184,65 @@ async def test_a_chunk_before_its_header_is_dead_lettered(benefits: Benefits, se
     assert letters[0].header("dlq_reason") == "handler_error"
     assert "before the batch header" in letters[0].header("dlq_detail")
     assert a_number(700).reveal() not in letters[0].header("dlq_detail")
+
+
+async def payees(benefits: Benefits, first_seed: int, count: int) -> list[MyNumber]:
+    people = []
+    for seed in range(first_seed, first_seed + count):
+        number = await benefits.resident(seed, kana="サトウ ケン", kanji="佐藤 健", address="大阪府1")
+        await register(benefits, number, f"reg-{seed}", f"{seed:07d}", "サトウ ケン")
+        people.append(number)
+    return people
+
+
+async def test_a_dispatcher_that_dies_before_moving_past_a_chunks_lines_sends_them_again_and_pays_each_once(
+        benefits: Benefits, monkeypatch):
+    people = await payees(benefits, 700, 3)
+    await publish_batch(benefits, "b-700", [[(number, 5_000) for number in people]])
+    await benefits.wait_fact(PayoutBatchAccepted, batch_id="b-700")
+    dispatcher = benefits.running.service.deps.dispatcher
+    fault = fail_once(monkeypatch, benefits.store, "move_chunk_position")
+
+    with pytest.raises(AutoReconnect):
+        await dispatcher.dispatch_queued()
+    assert fault.failed is not None
+    assert len(benefits.bank.entries) == 3, "sent before the position moves"
+    requests = benefits.bank.requests
+
+    await benefits.dispatch_until_idle()
+    assert benefits.bank.requests > requests, "the lines were sent again, with the same keys"
+    assert len(benefits.bank.entries) == 3, "and the bank paid each person once"
+    settled = await benefits.wait_fact(PaymentSettled, 3, batch_id="b-700")
+    assert len({fact["payment_id"] for fact in settled}) == 3
+    assert await benefits.store.chunks_waiting() == 0
+    report = await reconciliation(benefits, "b-700")
+    assert report["paid"] == line(3, 15_000) and report["pending"] == line(0, 0)
+    assert report["balanced"] and report["matches_bank_statement"]
+
+
+async def test_a_statement_page_read_again_after_a_crash_counts_each_credit_once(benefits: Benefits, monkeypatch):
+    """The settlement pass dies after recording a page and before moving its cursor; by the time
+    it runs again the statement has grown. The page is read again as it was the first time, and
+    the new credit is counted on the next page: each batch reconciles with the bank."""
+    first, second = await payees(benefits, 710, 2), await payees(benefits, 720, 1)
+    dispatcher = benefits.running.service.deps.dispatcher
+    await publish_batch(benefits, "b-710", [[(number, 6_000) for number in first]])
+    await benefits.wait_fact(PayoutBatchAccepted, batch_id="b-710")
+    await dispatcher.dispatch_queued()
+    fault = fail_once(monkeypatch, benefits.store, "move_cursor")
+    with pytest.raises(AutoReconnect):
+        await dispatcher.settle_from_statement()
+    assert fault.failed is not None
+
+    await publish_batch(benefits, "b-720", [[(second[0], 9_000)]])
+    await benefits.wait_fact(PayoutBatchAccepted, batch_id="b-720")
+    await dispatcher.dispatch_queued()
+    assert len(benefits.bank.entries) == 3
+    assert await dispatcher.settle_from_statement() == 2, "the first page again, as it was"
+    assert await dispatcher.settle_from_statement() == 1
+    assert await dispatcher.settle_from_statement() == 0
+
+    for batch_id, paid in (("b-710", line(2, 12_000)), ("b-720", line(1, 9_000))):
+        report = await reconciliation(benefits, batch_id)
+        assert report["paid"] == paid and report["bank_statement"] == paid, batch_id
+        assert report["pending"] == line(0, 0) and report["balanced"] and report["matches_bank_statement"]
