@@ -96,7 +96,6 @@ class BenefitsStore:
         self.cursors = database["cursors"]
 
     async def ensure_indexes(self) -> None:
-        await self.accounts.create_index([("key", ASCENDING)])
         await self.accounts.create_index([("bank_code", ASCENDING), ("branch_code", ASCENDING)])
         await self.audit_trail.ensure_indexes()
         await self.proposals.create_index([("status", ASCENDING), ("reply_by", ASCENDING)])
