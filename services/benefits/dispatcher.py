@@ -144,24 +144,25 @@ class PaymentDispatcher:
 
     async def dispatch_queued(self) -> int:
         """Send or hold up to a claim of payments: single queued payments first, then the next
-        lines of a queued chunk. What could not go this round (the bank was unavailable, the
+        lines of the queued chunks. What could not go this round (the bank was unavailable, the
         account is still being checked, the bank left a transfer unanswered) stays queued with
         the same transfer key: a chunk's such lines move to the single-payment queue before the
         chunk's position moves past them."""
         store, claim = self.store, self.settings.dispatcher_claim_size
         accepted = await store.accepted_batch_ids()
         queued = await store.queued(accepted, claim)
-        chunk, from_chunk = await store.next_chunk_lines(accepted, claim - len(queued))
-        if not queued and chunk is None:
+        from_chunks = await store.next_chunk_lines(accepted, claim - len(queued))
+        if not queued and not from_chunks:
             return 0
         in_queue = {item["_id"] for item in queued}
-        items = queued + [item for item in from_chunk if item["_id"] not in in_queue]  # a crash can leave both
+        chunk_items = [item for _, lines in from_chunks for item in lines]
+        items = queued + [item for item in chunk_items if item["_id"] not in in_queue]  # a crash can leave both
         done = await store.settled_payment_ids(items)  # the statement showed them before a crash let us record the answer
         done |= await self._send_or_hold([item for item in items if item["_id"] not in done])
         await store.dequeue(sorted(in_queue & done))
-        if chunk is not None:
-            await store.enqueue([item for item in from_chunk if item["_id"] not in done and item["_id"] not in in_queue])
-            await store.move_chunk_position(chunk, len(from_chunk))
+        await store.enqueue([item for item in chunk_items if item["_id"] not in done and item["_id"] not in in_queue])
+        for entry, lines in from_chunks:
+            await store.move_chunk_position(entry, len(lines))
         return len(done)
 
     async def _send_or_hold(self, items: Sequence[dict[str, Any]]) -> set[str]:

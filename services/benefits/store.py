@@ -86,7 +86,7 @@ class BenefitsStore:
         self.queue = database["payment_queue"]
         self.chunk_queue = database["chunk_queue"]
         self.chunk_lines = database["chunk_lines"]
-        self._last_chunk_lines: dict[str, Any] | None = None
+        self._chunk_lines_read: dict[str, dict[str, Any]] = {}  # the last two chunks' lines read
         self.held = database["held_payments"]
         self.failed = database["failed_payments"]
         self.transfers = database["transfers"]
@@ -366,27 +366,35 @@ class BenefitsStore:
                                              "size": len(lines)}])
 
     async def next_chunk_lines(self, batch_ids: Sequence[str], limit: int
-                               ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-        """The queue entry of one chunk of an accepted batch that has lines left to send, and its
-        next `limit` lines from the entry's position, shaped as queue items (first attempts)."""
+                               ) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """Up to `limit` lines to send from the queued chunks of accepted batches: per chunk, its
+        queue entry and its next lines from the entry's position, shaped as queue items (first
+        attempts). A claim runs on into the next chunk when one has fewer lines left."""
         if not batch_ids or limit <= 0:
-            return None, []
-        entry = await self.chunk_queue.find_one({"batch_id": {"$in": list(batch_ids)}})
-        if entry is None:
-            return None, []
-        chunk = self._last_chunk_lines  # lines are written once, never changed: the last one read can be kept
-        if chunk is None or chunk["_id"] != entry["_id"]:
-            chunk = self._last_chunk_lines = await self.chunk_lines.find_one({"_id": entry["_id"]})
-        if chunk is None:  # finished, and the entry's removal was cut short by a crash
-            await self.chunk_queue.delete_one({"_id": entry["_id"]})
-            return None, []
-        taken = slice(entry["position"], entry["position"] + limit)
-        return entry, [
-            {"_id": payment_id(chunk["programme"], chunk["period"], person_ref), "batch_id": chunk["batch_id"],
-             "person_ref": person_ref, "programme": chunk["programme"], "period": chunk["period"],
-             "amount_yen": amount, "attempt": 1}
-            for person_ref, amount in zip(chunk["person_refs"][taken], chunk["amounts_yen"][taken], strict=True)
-        ]
+            return []
+        claimed: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+        entries = await self.chunk_queue.find({"batch_id": {"$in": list(batch_ids)}}).limit(8).to_list()
+        for entry in entries:
+            if limit <= 0:
+                break
+            chunk = self._chunk_lines_read.get(entry["_id"])  # lines are written once, never changed
+            if chunk is None:
+                chunk = await self.chunk_lines.find_one({"_id": entry["_id"]})
+                if chunk is None:  # finished, and the entry's removal was cut short by a crash
+                    await self.chunk_queue.delete_one({"_id": entry["_id"]})
+                    continue
+                before = list(self._chunk_lines_read.items())[-1:]  # keep the one read before this one
+                self._chunk_lines_read = dict([*before, (entry["_id"], chunk)])
+            taken = slice(entry["position"], entry["position"] + limit)
+            items = [
+                {"_id": payment_id(chunk["programme"], chunk["period"], person_ref), "batch_id": chunk["batch_id"],
+                 "person_ref": person_ref, "programme": chunk["programme"], "period": chunk["period"],
+                 "amount_yen": amount, "attempt": 1}
+                for person_ref, amount in zip(chunk["person_refs"][taken], chunk["amounts_yen"][taken], strict=True)
+            ]
+            claimed.append((entry, items))
+            limit -= len(items)
+        return claimed
 
     async def move_chunk_position(self, entry: dict[str, Any], taken: int) -> None:
         """Move a chunk's position past `taken` lines (only from where it was read: two dispatchers

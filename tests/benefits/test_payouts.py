@@ -246,3 +246,24 @@ async def test_a_statement_page_read_again_after_a_crash_counts_each_credit_once
         report = await reconciliation(benefits, batch_id)
         assert report["paid"] == paid and report["bank_statement"] == paid, batch_id
         assert report["pending"] == line(0, 0) and report["balanced"] and report["matches_bank_statement"]
+
+
+async def test_a_claim_runs_on_from_one_chunk_into_the_next_and_each_chunk_leaves_the_queue_when_sent(
+        benefits: Benefits, monkeypatch):
+    people = await payees(benefits, 730, 6)
+    await publish_batch(benefits, "b-730", [[(number, 4_000) for number in people[i:i + 2]] for i in (0, 2, 4)])
+    await benefits.wait_fact(PayoutBatchAccepted, batch_id="b-730")
+    dispatcher = benefits.running.service.deps.dispatcher
+    monkeypatch.setattr(dispatcher.settings, "dispatcher_claim_size", 3)
+
+    assert await dispatcher.dispatch_queued() == 3, "the first chunk's two lines and one of the second's"
+    assert len(benefits.bank.entries) == 3 and await benefits.store.chunks_waiting() == 2
+    assert await dispatcher.dispatch_queued() == 3, "the second chunk's last line and the third chunk"
+    assert len(benefits.bank.entries) == 6 and await benefits.store.chunks_waiting() == 0
+    assert await dispatcher.dispatch_queued() == 0
+
+    await benefits.dispatch_until_idle()
+    paid = {entry.end_to_end_id for entry in benefits.bank.entries}
+    assert len(paid) == 6, "each person once"
+    report = await reconciliation(benefits, "b-730")
+    assert report["paid"] == line(6, 24_000) and report["pending"] == line(0, 0) and report["balanced"]
