@@ -9,11 +9,11 @@ How a payment gets paid (handlers stay thin: they only queue payment lines):
    every round), so two service instances never send the same payments concurrently. When an
    instance dies, its lease runs out and another instance takes over.
 3. A round takes up to `dispatcher_claim_size` payments of accepted batches (single queued
-   payments first, then the next lines of a queued chunk), looks up the accounts in one query, and
+   payments first, then the next lines of the queued chunks) and, in groups of one bulk call
+   (up to `dispatcher_parallel_calls` groups side by side, each reading its own accounts),
    - holds the payments without a usable account (none, withheld, invalidated): `PaymentHeld`;
-   - sends the others to the bank in bulk calls of `bank_transfer_batch_size`, up to
-     `dispatcher_parallel_calls` of them at a time, each transfer with the idempotency key
-     `<payment id>#<attempt>`: `PaymentSent` or `PaymentFailed`.
+   - sends the others to the bank in a bulk call of up to `bank_transfer_batch_size`, each
+     transfer with the idempotency key `<payment id>#<attempt>`: `PaymentSent` or `PaymentFailed`.
    Facts are published (with ids derived from the transfer key) before the queue items are
    deleted or the chunk's position moves, so a crash at any point re-sends the same keys: the
    bank answers from its idempotency record and no one is paid twice; nothing leaves a queue
