@@ -32,8 +32,8 @@ class ServiceMetrics:
             registry=registry,
         )
 
-    def fact_published(self, event_type: str) -> None:
-        self._facts.labels(self.service, event_type).inc()
+    def fact_published(self, event_type: str, count: int = 1) -> None:
+        self._facts.labels(self.service, event_type).inc(count)
 
     def dead_lettered(self, reason: str) -> None:
         self._dead_letters.labels(self.service, reason).inc()

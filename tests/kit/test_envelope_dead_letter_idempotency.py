@@ -165,7 +165,11 @@ async def test_an_event_delivered_three_times_has_one_effect_and_one_output_id(p
     published = facts.of_type(ResidentRegistered.event_type)
     assert len({r.id for r in published}) == 1, "a replay re-publishes the same output event id"
     assert {r.record.value for r in published} == {published[0].record.value}
+    assert all(r.record.headers == published[0].record.headers for r in published), "headers too, byte for byte"
     assert await probe.database["effects"].count_documents({"request_id": "req-3"}) == 1
+    assert probe.metrics.registry.get_sample_value(
+        "mynumber_facts_published_total", {"service": "enrollment", "event_type": ResidentRegistered.event_type}
+    ) == 3, "every publish is counted, the replays' too"
     assert all(r.header("ce_causationid") == record.header("ce_id").decode() for r in published)
 
 
@@ -181,3 +185,16 @@ async def test_the_number_never_appears_in_keys_or_headers_of_facts(probe, serve
         assert digits not in (received.record.key or b"")
         assert all(digits not in v for _, v in received.record.headers)
         assert digits not in received.record.value
+
+
+async def test_a_service_that_has_not_started_refuses_to_publish_facts(servers, namespace):
+    settings = ServiceSettings(kafka_bootstrap_servers=servers.kafka_bootstrap, mongodb_url=servers.mongodb_url,
+                               topic_namespace=namespace, database=f"{namespace}_probe")
+    client, database = connect(settings.mongodb_url, settings.database, app_name="probe")
+    try:
+        service = EventService("enrollment", settings=settings, database=database, clock=SystemClock(),
+                               deps=ProbeDeps(database, PersonReferences(settings.person_ref_key.get_secret_value())))
+        with pytest.raises(RuntimeError, match="has not started"):
+            await service.publish_facts([], cause=service.synthetic_cause("never"))
+    finally:
+        await client.close()
