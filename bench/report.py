@@ -174,7 +174,8 @@ def tables(out: Path) -> str:
                 ("settlement rate", f"{_num(m.get('settled_per_s'))} recipients/s"),
                 ("projected for 1,000,000 at that rate", f"{_num(m.get('projected_seconds_for_1m'), 0)} s"),
                 ("reconciled exactly to the yen", m.get("reconciled_exactly")),
-                ("account import (setup, untimed)", f"{_num(m.get('import_accounts_s'))} s"),
+                ("setup, untimed: account import / signing the chunks beside it / both",
+                 f"{_num(m.get('import_accounts_s'))} / {_num(m.get('prepare_s'))} / {_num(m.get('setup_s'))} s"),
                 ("peak RSS benefits / bank simulator",
                  f"{_num((m.get('peak_rss_mb_by_service') or {}).get('benefits'))} / {_num((m.get('peak_rss_mb_by_service') or {}).get('bank-simulator'))} MB"),
             ):
