@@ -31,11 +31,6 @@ REJECTED = "jp.mynumber.benefits.payout_batch_rejected.v1"
 RECONCILED = "jp.mynumber.benefits.payout_batch_reconciled.v1"
 
 
-def number_of(i: int) -> Any:
-    """Recipient i's number (the chunks and the account import each make their own)."""
-    return a_number(71_000_000_000 + i)
-
-
 def amount(i: int) -> int:
     """5,000 to 10,000 yen: a million recipients stay within a batch's 10-billion-yen control total."""
     return 5_000 + (i % 6) * 1_000
@@ -70,6 +65,8 @@ async def run_batch(ctx: Context, n: int, label: str, deadline_seconds: float) -
         partners = BenchPartners(ctx, ns)
         await partners.register([PAYING_AGENCY])
 
+        numbers = [a_number(71_000_000_000 + i) for i in range(n)]
+        refs = [PEOPLE.for_number(number) for number in numbers]
         from mynumber_contracts.benefits import AnnouncePayoutBatch, PayoutRecipient, SubmitPayoutChunk
 
         total_yen = sum(amount(i) for i in range(n))
@@ -84,7 +81,7 @@ async def run_batch(ctx: Context, n: int, label: str, deadline_seconds: float) -
             requests = [(topic, partners.request(header, source=PAYING_AGENCY, subject=batch_id))]
             for c in range(chunk_count):
                 chunk = SubmitPayoutChunk(batch_id=batch_id, chunk_index=c, recipients=[
-                    PayoutRecipient(my_number=number_of(i), amount_yen=amount(i))
+                    PayoutRecipient(my_number=numbers[i], amount_yen=amount(i))
                     for i in range(c * chunk_size, min(n, (c + 1) * chunk_size))])
                 requests.append((topic, partners.request(chunk, source=PAYING_AGENCY, subject=batch_id)))
             phases["prepare_s"] = time.monotonic() - began
@@ -98,21 +95,12 @@ async def run_batch(ctx: Context, n: int, label: str, deadline_seconds: float) -
         store = BenefitsStore(database)
         await store.ensure_indexes()
         now = datetime.now(UTC)
-
-        def accounts(start: int) -> list[Account]:
-            return [Account(person_ref=PEOPLE.for_number(number_of(i)), bank_code="0005", branch_code="123",
-                            account_type=AccountType.ordinary, account_number=f"{i % 10_000_000:07d}",
-                            holder_name_kana="テスト タロウ", channel=AccountChannel.portal, source_id=f"import-{i}")
-                    for i in range(start, min(n, start + 20_000))]
-
-        importing = None
-        for start in range(0, n, 20_000):  # the next slice is built (in a thread) while the database takes the last one
-            next_slice = await asyncio.to_thread(accounts, start)
-            if importing is not None:
-                await importing
-            importing = asyncio.create_task(store.import_accounts(next_slice, now=now))
-        if importing is not None:
-            await importing
+        for start in range(0, n, 20_000):
+            await store.import_accounts([
+                Account(person_ref=refs[i], bank_code="0005", branch_code="123", account_type=AccountType.ordinary,
+                        account_number=f"{i % 10_000_000:07d}", holder_name_kana="テスト タロウ", channel=AccountChannel.portal,
+                        source_id=f"import-{i}")
+                for i in range(start, min(n, start + 20_000))], now=now)
         phases["import_accounts_s"] = time.monotonic() - began
         requests = await prepared
         phases["setup_s"] = time.monotonic() - began
