@@ -231,8 +231,8 @@ async def audit(scenario: Scenario) -> Figures:
         benefits = client[f"{ns}_benefits"]
         accounts = {d["_id"]: d async for d in benefits["accounts"].find({}, {"status": 1})}
         payments = Counter()
-        async for payment in benefits["payments"].find({}, {"programme": 1, "period": 1, "person_ref": 1}):
-            payments[(payment["programme"], payment["period"], payment["person_ref"])] += 1
+        async for payment in benefits["payments"].find({}, {"_id": 1}):  # the id is programme:period:person
+            payments[tuple(payment["_id"].split(":", 2))] += 1
         settlements = Counter([d["payment_id"] async for d in benefits["settlements"].find({}, {"payment_id": 1})])
         licensing = client[f"{ns}_licensing"]
         licences = Counter([d["licence_number"] async for d in licensing["licences"].find({}, {"licence_number": 1})])

@@ -363,8 +363,7 @@ async def submit_payout_chunk(event: SubmitPayoutChunk, ctx: HandlerContext[Bene
         raise ConflictingRequest(f"batch {event.batch_id!r} is already {batch['state']}; chunk {event.chunk_index} is new")
     lines = [
         {"_id": domain.payment_id(batch["programme"], batch["period"], person_ref), "batch_id": event.batch_id,
-         "chunk_index": event.chunk_index, "person_ref": person_ref, "programme": batch["programme"],
-         "period": batch["period"], "amount_yen": recipient.amount_yen}
+         "chunk_index": event.chunk_index, "person_ref": person_ref, "amount_yen": recipient.amount_yen}
         for recipient in event.recipients
         for person_ref in (people.for_number(recipient.my_number),)
     ]

@@ -337,8 +337,14 @@ class BenefitsStore:
     # --- payments --------------------------------------------------------------------------
 
     async def add_payments(self, lines: Sequence[dict[str, Any]]) -> set[str]:
-        """Write a chunk's payment lines; return the ids that were already there."""
-        return await insert_all(self.payments, lines)
+        """Write a chunk's payment lines; return the ids that were already there.
+
+        A payment document holds its batch, chunk and amount; the programme, period and person
+        are its `_id` (`domain.payment_id`), so they are not stored twice (a million lines are
+        written at intake)."""
+        return await insert_all(self.payments, [
+            {"_id": line["_id"], "batch_id": line["batch_id"], "chunk_index": line["chunk_index"],
+             "amount_yen": line["amount_yen"]} for line in lines])
 
     async def payments_by_id(self, payment_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         wanted = list(payment_ids)
