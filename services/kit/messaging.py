@@ -246,6 +246,7 @@ class _DeadLetterMiddleware(BaseMiddleware):
 
 # Each use case awaits the produce of its own facts, so a linger would only add latency to every event.
 PRODUCER_LINGER_MS = 0
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
 
 class EventService(Generic[Deps]):
@@ -281,7 +282,7 @@ class EventService(Generic[Deps]):
             acks="all",
             enable_idempotence=True,
             linger_ms=PRODUCER_LINGER_MS,
-            max_request_size=4 * 1024 * 1024,
+            max_request_size=MAX_REQUEST_BYTES,
             client_id=f"mynumber-{name}",
             logger=logging.getLogger(f"mynumber.{name}.broker"),
             middlewares=[
@@ -398,9 +399,9 @@ class EventService(Generic[Deps]):
     async def publish_records(self, records: Sequence[KafkaRecord]) -> None:
         """Send fact records (already encoded, with their ids) and wait until the broker has them all.
 
-        They go through the service's own aiokafka producer, not FastStream's publisher: the
-        publisher's per-message middleware stack cost half again as much CPU as the send itself
-        (docs/performance.md, finding 7), and facts are counted by the service's own metric.
+        They go through the service's own aiokafka producer, not FastStream's publisher, whose
+        per-message middleware stack cost about twice the CPU of the send itself (docs/decisions.md,
+        "Platform"). Facts are counted by the service's own metric.
         """
         if self._fact_producer is None:
             raise RuntimeError(f"the {self.name} service has not started: it cannot publish facts")
@@ -472,7 +473,7 @@ class EventService(Generic[Deps]):
             acks="all",
             enable_idempotence=True,
             linger_ms=PRODUCER_LINGER_MS,
-            max_request_size=4 * 1024 * 1024,
+            max_request_size=MAX_REQUEST_BYTES,
             client_id=f"mynumber-{self.name}-facts",
         )
         await retry_transient(producer.start, what="start the fact producer")
