@@ -27,7 +27,7 @@ from mynumber_contracts import Event, KafkaRecord, encode_event, topics
 from mynumber_contracts.partners import Partner, PartnerKey, PartnerType, partner_type_of
 from mynumber_contracts.signing import generate_private_key, public_key_to_text, sign_record
 
-from services.kit.messaging import PRODUCER_LINGER_MS
+from services.kit.messaging import PRODUCER_SETTINGS
 from services.kit.messaging import create_topics as kit_create_topics
 
 from .config import Scale
@@ -207,9 +207,7 @@ async def delete_namespace(ctx: Context, namespace: str) -> None:
 
 def producer(ctx: Context, **overrides: Any) -> AIOKafkaProducer:
     """A producer configured like the kit's (acks=all, idempotent, the kit's linger)."""
-    options: dict[str, Any] = dict(bootstrap_servers=ctx.kafka, acks="all", enable_idempotence=True,
-                                   linger_ms=PRODUCER_LINGER_MS,
-                                   max_request_size=4 * 1024 * 1024)
+    options: dict[str, Any] = dict(bootstrap_servers=ctx.kafka, **PRODUCER_SETTINGS)
     options.update(overrides)
     return AIOKafkaProducer(**options)
 

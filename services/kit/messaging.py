@@ -247,6 +247,10 @@ class _DeadLetterMiddleware(BaseMiddleware):
 # Each use case awaits the produce of its own facts, so a linger would only add latency to every event.
 PRODUCER_LINGER_MS = 0
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
+# Both producers of a service (FastStream's, for dead letters and quarantine; the kit's, for facts).
+PRODUCER_SETTINGS: dict[str, Any] = {
+    "acks": "all", "enable_idempotence": True, "linger_ms": PRODUCER_LINGER_MS, "max_request_size": MAX_REQUEST_BYTES,
+}
 
 
 class EventService(Generic[Deps]):
@@ -279,10 +283,7 @@ class EventService(Generic[Deps]):
         self.broker = KafkaBroker(
             settings.kafka_bootstrap_servers,
             security=settings.kafka_security(),
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=PRODUCER_LINGER_MS,
-            max_request_size=MAX_REQUEST_BYTES,
+            **PRODUCER_SETTINGS,
             client_id=f"mynumber-{name}",
             logger=logging.getLogger(f"mynumber.{name}.broker"),
             middlewares=[
@@ -470,10 +471,7 @@ class EventService(Generic[Deps]):
         await retry_transient(self._ensure_topics, what="create topics")
         producer = AIOKafkaProducer(
             **self.settings.kafka_client_kwargs(),
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=PRODUCER_LINGER_MS,
-            max_request_size=MAX_REQUEST_BYTES,
+            **PRODUCER_SETTINGS,
             client_id=f"mynumber-{self.name}-facts",
         )
         await retry_transient(producer.start, what="start the fact producer")
