@@ -180,7 +180,9 @@ _ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 def _holds_nul_character(value: bytes | None) -> bool:
     """NUL characters are never stored (FerretDB v1 and logs): such input is bad input."""
-    return bool(value) and _ESCAPED_NUL.search(value) is not None
+    # A substring test first (6 % of the service's CPU went to the regex alone while taking in
+    # 5,000-recipient payout chunks); the regex then decides the rare value that holds the escape.
+    return bool(value) and b"\\u0000" in value and _ESCAPED_NUL.search(value) is not None
 
 
 def _utf8_or_replacement(value: bytes | None) -> bytes:

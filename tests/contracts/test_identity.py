@@ -43,6 +43,29 @@ def test_remainders_zero_and_one_give_check_digit_zero():
         assert is_valid_my_number(base + "0")
 
 
+def test_the_check_digit_is_the_weighted_sum_rule_of_the_facts_for_any_base():
+    """check_digit() writes the weighted sum out for speed: it must agree with the rule as the
+    facts state it (weights 6,5,4,3,2,7,6,5,4,3,2 from the left; 11 minus the remainder mod 11,
+    0 for remainders 0 and 1) on every base, including the extremes."""
+    weights = (6, 5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
+
+    def as_the_facts_say(base: str) -> int:
+        remainder = sum(int(d) * w for d, w in zip(base, weights, strict=True)) % 11
+        return 0 if remainder <= 1 else 11 - remainder
+
+    rng = random.Random(11)
+    bases = ["00000000000", "99999999999", *(f"{rng.randrange(10**11):011d}" for _ in range(20_000))]
+    bases += ["".join(str((i + shift) % 10) for i in range(11)) for shift in range(10)]
+    for base in bases:
+        assert check_digit(base) == as_the_facts_say(base), base
+
+
+@pytest.mark.parametrize("bad", ["", "1234567890", "123456789012", "1234567890a", "１２３４５６７８９０１", "+1234567890"])
+def test_check_digit_refuses_a_base_that_is_not_eleven_ascii_digits(bad):
+    with pytest.raises(ValueError, match="11 ASCII digits"):
+        check_digit(bad)
+
+
 def test_about_one_in_sixty_single_digit_typos_still_passes_as_the_facts_warn():
     rng = random.Random(7)
     passed = total = 0

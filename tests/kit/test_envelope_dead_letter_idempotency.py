@@ -198,3 +198,21 @@ async def test_a_service_that_has_not_started_refuses_to_publish_facts(servers, 
             await service.publish_facts([], cause=service.synthetic_cause("never"))
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "holds_nul"),
+    [
+        (json.dumps({"name": "毒\u0000太郎"}).encode(), True),  # json.dumps escapes it as \u0000
+        (b'{"name": "a\\\\\\u0000"}', True),  # an escaped backslash, then the escape
+        (b'{"name": "a\\\\u0000"}', False),  # an escaped backslash, then the text "u0000"
+        (b'{"name": "plain"}', False),
+        (json.dumps({"recipients": [{"n": f"{i:012d}"} for i in range(5_000)]}).encode(), False),
+        (b"", False),
+        (None, False),
+    ],
+)
+def test_a_nul_character_is_found_only_where_json_escapes_one(value, holds_nul):
+    from services.kit.messaging import _holds_nul_character
+
+    assert _holds_nul_character(value) is holds_nul
