@@ -105,7 +105,7 @@ async def run_batch(ctx: Context, n: int, label: str, deadline_seconds: float) -
                 chunk = SubmitPayoutChunk(batch_id=batch_id, chunk_index=c, recipients=[
                     PayoutRecipient(my_number=MyNumber(digits_of(i)), amount_yen=amount(i))
                     for i in range(c * chunk_size, min(n, (c + 1) * chunk_size))])
-                requests.append((topic, partners.request(chunk, source=PAYING_AGENCY, subject=batch_id)))
+                requests.append((topic, partners.request(chunk, source=PAYING_AGENCY, subject=f"{batch_id}/{c}")))
             phases["prepare_s"] = time.monotonic() - began
             return requests
 

@@ -198,7 +198,7 @@ def build(target_events: int, *, seed: int = 2026, today: date | None = None) ->
     for position, chunk in enumerate(chunks):
         payouts.append(outgoing(SubmitPayoutChunk(batch_id=expected.batch_id, chunk_index=position, recipients=[
             PayoutRecipient(my_number=people[i].number, amount_yen=amount) for i, amount in chunk]),
-            PAYING_AGENCY, expected.batch_id, "chunk", expected.batch_id, position))
+            PAYING_AGENCY, f"{expected.batch_id}/{position}", "chunk", expected.batch_id, position))
     closing = Phase("licences and payouts", _interleave([last, payouts], rng))
     return Workload(people, [registry, daily, closing], expected)
 

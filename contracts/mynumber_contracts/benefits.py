@@ -233,7 +233,10 @@ class PayoutRecipient(BaseModel):
 
 
 class AnnouncePayoutBatch(_Request):
-    """The header of a payout batch: its control totals and how many chunks follow."""
+    """The header of a payout batch: its control totals and how many chunks follow.
+
+    Send it before the chunks, keyed with `topics.ordering_key(batch_id)`.
+    """
 
     event_type: ClassVar[str] = "jp.mynumber.benefits.announce_payout_batch.v1"
     publishers: ClassVar[frozenset[str]] = frozenset({PartnerType.paying_agency})
@@ -247,6 +250,14 @@ class AnnouncePayoutBatch(_Request):
 
 
 class SubmitPayoutChunk(_Request):
+    """Up to 5,000 recipients of a payout batch.
+
+    Key each chunk on its own, with `topics.ordering_key(f"{batch_id}/{chunk_index}")`: the
+    chunks then travel on several partitions and are taken in side by side. A chunk that
+    overtakes its header is kept until the header comes. Chunks keyed by the batch id also work,
+    one at a time.
+    """
+
     event_type: ClassVar[str] = "jp.mynumber.benefits.submit_payout_chunk.v1"
     publishers: ClassVar[frozenset[str]] = frozenset({PartnerType.paying_agency})
 

@@ -181,7 +181,9 @@ async def get_proposal(proposal_id: str, deps: BenefitsDeps = Depends(service_de
 async def get_batch(batch_id: str, deps: BenefitsDeps = Depends(service_deps)) -> BatchView:
     batch = await deps.store.batch(batch_id)
     if batch is None:
-        raise HTTPException(404, "no such batch")
+        waiting = await deps.store.parked_chunk_count(batch_id)
+        raise HTTPException(404, f"no such batch: {waiting} chunk(s) of it wait for its header" if waiting
+                            else "no such batch")
     return BatchView(batch_id=batch_id, state=batch["state"], programme=batch["programme"], period=batch["period"],
                      recipient_count=batch["recipient_count"], total_yen=batch["total_yen"],
                      chunk_count=batch["chunk_count"], chunks_received=len(await deps.store.chunk_tallies(batch_id)),

@@ -66,10 +66,6 @@ class BenefitsDeps:
     dispatcher: Any = None  # PaymentDispatcher, set by the composition root
 
 
-class UnknownBatch(ValueError):
-    """A chunk whose batch header has not arrived: dead-lettered, the agency sends the header first."""
-
-
 class ConflictingRequest(ValueError):
     """A request that contradicts what was recorded under the same id: dead-lettered."""
 
@@ -341,47 +337,89 @@ def _header(batch: dict[str, Any]) -> BatchHeader:
 
 @handlers.handles(AnnouncePayoutBatch)
 async def announce_payout_batch(event: AnnouncePayoutBatch, ctx: HandlerContext[BenefitsDeps]) -> list[Fact]:
+    """Record the header, take in the chunks that came before it, and decide if every chunk is in."""
+    store = ctx.deps.store
     header = BatchHeader(batch_id=event.batch_id, programme=event.programme, period=event.period,
                          recipient_count=event.recipient_count, total_yen=event.total_yen,
                          chunk_count=event.chunk_count)
-    batch = await ctx.deps.store.record_header(header, now=ctx.clock.now())
+    batch = await store.record_header(header, now=ctx.clock.now())
     if _header(batch) != header:
         raise ConflictingRequest(f"batch {event.batch_id!r} was announced before with other control totals")
-    return await _decide_batch(ctx, event.batch_id)
+    parked = await store.parked_chunks_of(event.batch_id)
+    for chunk_index, lines in parked:
+        await _take_in_chunk(ctx, batch, chunk_index, lines)
+    facts = await _decide_batch(ctx, event.batch_id)
+    for chunk_index, lines in parked:
+        if not facts:
+            await _leave_nothing_if_rejected(ctx, batch, chunk_index, lines)
+        await store.unpark_chunk(event.batch_id, chunk_index)
+    return facts
 
 
 @handlers.handles(SubmitPayoutChunk)
 async def submit_payout_chunk(event: SubmitPayoutChunk, ctx: HandlerContext[BenefitsDeps]) -> list[Fact]:
-    """Write a chunk's payments in bulk, queued until the batch is accepted; a replayed chunk changes nothing."""
+    """Write a chunk's payments in bulk, queued until the batch is accepted; a replayed chunk changes nothing.
+
+    A chunk that comes before its batch's header is kept until the header comes. Chunks keyed
+    one by one (docs/decisions.md, "Batch protocol") travel on several partitions, so they are
+    taken in side by side and may overtake the header."""
     store, people = ctx.deps.store, ctx.deps.people
+    lines = [(people.for_number(recipient.my_number), recipient.amount_yen) for recipient in event.recipients]
     batch = await store.batch(event.batch_id)
     if batch is None:
-        raise UnknownBatch(f"chunk {event.chunk_index} of batch {event.batch_id!r} arrived before the batch header")
-    if batch["state"] == "rejected" or await store.chunk_recorded(event.batch_id, event.chunk_index):
-        return await _decide_batch(ctx, event.batch_id)
+        await store.park_chunk(event.batch_id, event.chunk_index, lines)
+        # The header's handler records the header, then reads the parked chunks: whichever of the
+        # two reads second sees the other's write, so the chunk is never left behind (it may be
+        # taken in twice, which changes nothing).
+        batch = await store.batch(event.batch_id)
+        if batch is None:
+            return []
+    await _take_in_chunk(ctx, batch, event.chunk_index, lines)
+    facts = await _decide_batch(ctx, event.batch_id)
+    if not facts:
+        await _leave_nothing_if_rejected(ctx, batch, event.chunk_index, lines)
+    return facts
+
+
+async def _take_in_chunk(ctx: HandlerContext[BenefitsDeps], batch: dict[str, Any], chunk_index: int,
+                         lines: Sequence[tuple[str, int]]) -> None:
+    """Write one chunk's payments and queue them, and record its tally (not the batch's decision)."""
+    store = ctx.deps.store
+    batch_id = batch["_id"]
+    if batch["state"] == "rejected" or await store.chunk_recorded(batch_id, chunk_index):
+        return
     if batch["state"] != "receiving":
-        raise ConflictingRequest(f"batch {event.batch_id!r} is already {batch['state']}; chunk {event.chunk_index} is new")
-    lines = [
-        {"_id": domain.payment_id(batch["programme"], batch["period"], person_ref), "batch_id": event.batch_id,
-         "chunk_index": event.chunk_index, "person_ref": person_ref, "amount_yen": recipient.amount_yen}
-        for recipient in event.recipients
-        for person_ref in (people.for_number(recipient.my_number),)
+        raise ConflictingRequest(f"batch {batch_id!r} is already {batch['state']}; chunk {chunk_index} is new")
+    payments = [
+        {"_id": domain.payment_id(batch["programme"], batch["period"], person_ref), "batch_id": batch_id,
+         "chunk_index": chunk_index, "person_ref": person_ref, "amount_yen": amount}
+        for person_ref, amount in lines
     ]
-    tally = domain.tally_chunk(event.chunk_index, [(line["person_ref"], line["amount_yen"]) for line in lines])
-    if not tally.duplicates and event.chunk_index < batch["chunk_count"]:
-        existed = await store.add_payments(lines)
+    tally = domain.tally_chunk(chunk_index, list(lines))
+    if not tally.duplicates and chunk_index < batch["chunk_count"]:
+        existed = await store.add_payments(payments)
         earlier = await store.payments_by_id(existed)
         # Lines this chunk wrote before a crash are ours again; another chunk's are listed twice;
         # another batch's are already being paid.
         other_chunks = {pid for pid, doc in earlier.items()
-                        if doc["batch_id"] == event.batch_id and doc["chunk_index"] != event.chunk_index}
-        other_batches = {pid for pid, doc in earlier.items() if doc["batch_id"] != event.batch_id}
+                        if doc["batch_id"] == batch_id and doc["chunk_index"] != chunk_index}
+        other_batches = {pid for pid, doc in earlier.items() if doc["batch_id"] != batch_id}
         theirs = other_chunks | other_batches
-        await store.enqueue_chunk(batch, event.chunk_index, [(line["person_ref"], line["amount_yen"])
-                                                             for line in lines if line["_id"] not in theirs])
+        await store.enqueue_chunk(batch, chunk_index, [(payment["person_ref"], payment["amount_yen"])
+                                                       for payment in payments if payment["_id"] not in theirs])
         tally = replace(tally, duplicates=len(other_chunks), conflicts=len(other_batches))
-    await store.record_chunk(event.batch_id, tally)
-    return await _decide_batch(ctx, event.batch_id)
+    await store.record_chunk(batch_id, tally)
+
+
+async def _leave_nothing_if_rejected(ctx: HandlerContext[BenefitsDeps], batch: dict[str, Any], chunk_index: int,
+                                     lines: Sequence[tuple[str, int]]) -> None:
+    """If another chunk's event rejected the batch (and discarded its payments) while this chunk
+    was being written, remove what this chunk wrote after that; also on a replay after a crash."""
+    store = ctx.deps.store
+    current = await store.batch(batch["_id"])
+    if current is not None and current["state"] == "rejected":
+        await store.discard_chunk(batch["_id"], chunk_index, [
+            domain.payment_id(batch["programme"], batch["period"], person_ref) for person_ref, _ in lines])
 
 
 async def _decide_batch(ctx: HandlerContext[BenefitsDeps], batch_id: str) -> list[Fact]:

@@ -86,6 +86,9 @@ class BenefitsStore:
         self.queue = database["payment_queue"]
         self.chunk_queue = database["chunk_queue"]
         self.chunk_lines = database["chunk_lines"]
+        # Chunks that came before their batch's header (a chunk keyed on its own travels on another
+        # partition than the header): their (person_ref, amount) lines, taken in when the header comes.
+        self.parked_chunks = database["parked_chunks"]
         self._chunk_lines_read: dict[str, dict[str, Any]] = {}  # the last two chunks' lines read
         self.held = database["held_payments"]
         self.failed = database["failed_payments"]
@@ -101,6 +104,7 @@ class BenefitsStore:
         await self.proposals.create_index([("status", ASCENDING), ("reply_by", ASCENDING)])
         await self.proposals.create_index([("person_ref", ASCENDING)])
         await self.chunks.create_index([("batch_id", ASCENDING)])
+        await self.parked_chunks.create_index([("batch_id", ASCENDING)])
         await self.batches.create_index([("state", ASCENDING)])
         # Exactly once: one payment per programme, period and person, whatever the batch, is the
         # payment's `_id`. The collections written once per recipient (payments, settlements)
@@ -333,6 +337,34 @@ class BenefitsStore:
         await self.chunk_lines.delete_many({"_id": {"$in": chunk_ids}})
         await self.queue.delete_many({"batch_id": batch_id})
         await self.payments.delete_many({"batch_id": batch_id})
+
+    async def discard_chunk(self, batch_id: str, chunk_index: int, payment_ids: Iterable[str]) -> None:
+        """Remove what one chunk wrote for a batch that was rejected while the chunk was being
+        taken in (chunks of a batch are taken in side by side): its queue entry, its lines and its
+        payments, found by `_id` (other batches' payments for the same people stay)."""
+        chunk_id = _chunk_id(batch_id, chunk_index)
+        await self.chunk_queue.delete_one({"_id": chunk_id})
+        await self.chunk_lines.delete_one({"_id": chunk_id})
+        wanted = list(payment_ids)
+        if wanted:
+            await self.payments.delete_many({"_id": {"$in": wanted}, "batch_id": batch_id})
+
+    async def park_chunk(self, batch_id: str, chunk_index: int, lines: Sequence[tuple[str, int]]) -> None:
+        """Keep a chunk whose batch header has not come yet; a replayed chunk keeps the first."""
+        await insert_all(self.parked_chunks, [{
+            "_id": _chunk_id(batch_id, chunk_index), "batch_id": batch_id, "chunk_index": chunk_index,
+            "person_refs": [ref for ref, _ in lines], "amounts_yen": [amount for _, amount in lines]}])
+
+    async def parked_chunks_of(self, batch_id: str) -> list[tuple[int, list[tuple[str, int]]]]:
+        """The chunks of `batch_id` waiting for its header: (chunk index, (person_ref, amount) lines)."""
+        return [(doc["chunk_index"], list(zip(doc["person_refs"], doc["amounts_yen"], strict=True)))
+                async for doc in self.parked_chunks.find({"batch_id": batch_id})]
+
+    async def parked_chunk_count(self, batch_id: str) -> int:
+        return await self.parked_chunks.count_documents({"batch_id": batch_id})
+
+    async def unpark_chunk(self, batch_id: str, chunk_index: int) -> None:
+        await self.parked_chunks.delete_one({"_id": _chunk_id(batch_id, chunk_index)})
 
     # --- payments --------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from mynumber_contracts.benefits import (
 )
 from pymongo.errors import AutoReconnect
 
-from tests.benefits.conftest import PAYING_AGENCY, PORTAL, ZENGIN, Benefits, a_number, an_account
+from tests.benefits.conftest import PAYING_AGENCY, PORTAL, ZENGIN, Benefits, a_number, an_account, eventually
 from tests.support.faults import fail_once
 from tests.support.kafka import TopicReader
 
@@ -175,17 +175,6 @@ async def test_a_batch_whose_totals_do_not_match_is_rejected_whole_and_a_correct
     assert report["paid"] == line(1, 10_000) and report["held"] == line(3, 15_000) and report["balanced"]
 
 
-async def test_a_chunk_before_its_header_is_dead_lettered(benefits: Benefits, servers):
-    chunk = SubmitPayoutChunk(batch_id="no-header", chunk_index=0,
-                              recipients=[PayoutRecipient(my_number=a_number(700), amount_yen=1000)])
-    async with TopicReader(servers.kafka_bootstrap, benefits.running.service.topics.dead_letter) as dead_letters:
-        await benefits.send(chunk, subject="no-header", source=PAYING_AGENCY)
-        letters = await dead_letters.wait_count(1)
-    assert letters[0].header("dlq_reason") == "handler_error"
-    assert "before the batch header" in letters[0].header("dlq_detail")
-    assert a_number(700).reveal() not in letters[0].header("dlq_detail")
-
-
 async def payees(benefits: Benefits, first_seed: int, count: int) -> list[MyNumber]:
     people = []
     for seed in range(first_seed, first_seed + count):
@@ -267,3 +256,74 @@ async def test_a_claim_runs_on_from_one_chunk_into_the_next_and_each_chunk_leave
     assert len(paid) == 6, "each person once"
     report = await reconciliation(benefits, "b-730")
     assert report["paid"] == line(6, 24_000) and report["pending"] == line(0, 0) and report["balanced"]
+
+
+async def test_chunks_that_come_before_their_header_wait_for_it_and_the_batch_is_then_paid(benefits: Benefits, servers):
+    people = await payees(benefits, 760, 3)
+    chunks = [[(people[0], 7_000), (people[1], 8_000)], [(people[2], 9_000)]]
+    async with TopicReader(servers.kafka_bootstrap, benefits.running.service.topics.dead_letter) as dead_letters:
+        for index, chunk in enumerate(chunks):  # keyed one by one, as docs/decisions.md recommends
+            recipients = [PayoutRecipient(my_number=n, amount_yen=a) for n, a in chunk]
+            await benefits.send(SubmitPayoutChunk(batch_id="early", chunk_index=index, recipients=recipients),
+                                subject=f"early/{index}", source=PAYING_AGENCY)
+        await eventually(lambda: _equals(benefits.store.parked_chunk_count("early"), 2), what="both chunks kept")
+        waiting = await benefits.http.get("/batches/early")
+        assert waiting.status_code == 404 and "2 chunk(s) of it wait for its header" in waiting.text
+        assert benefits.of_type(PayoutBatchAccepted, batch_id="early") == []
+
+        await benefits.send(AnnouncePayoutBatch(batch_id="early", programme="child_benefit", period="2026-06",
+                                                recipient_count=3, total_yen=24_000, chunk_count=2),
+                            subject="early", source=PAYING_AGENCY)
+        await benefits.wait_fact(PayoutBatchAccepted, batch_id="early")
+        assert await dead_letters.settle(quiet_seconds=1.0) == [], "a chunk before its header is not bad input"
+    assert await benefits.store.parked_chunk_count("early") == 0
+    await benefits.dispatch_until_idle()
+    assert sorted(e.amount_yen for e in benefits.bank.entries) == [7_000, 8_000, 9_000]
+    assert (await reconciliation(benefits, "early"))["paid"] == line(3, 24_000)
+
+
+async def _equals(value, expected) -> bool:
+    return await value == expected
+
+
+async def test_a_chunk_written_while_another_chunk_rejects_its_batch_leaves_no_payment_behind(
+        benefits: Benefits, monkeypatch):
+    """Chunks of a batch are taken in side by side: a chunk may still be writing its payments when
+    another chunk's event rejects the batch and discards its payments. What the late chunk wrote
+    must go too, or it would block a corrected batch for the same people. Here the rejection
+    comes just before the chunk's write, and the clean-up itself first loses its connection."""
+    people = await payees(benefits, 780, 2)
+    store = benefits.store
+    original_add_payments = store.add_payments
+
+    async def rejected_meanwhile(lines):
+        if lines and lines[0]["batch_id"] == "raced":
+            await store.decide_batch("raced", "rejected", decided_by="another-chunk's-event", now=benefits.clock.now(),
+                                     detail={"reason": "chunk_out_of_range", "message": "chunk 5 is beyond the announced 1 chunks",
+                                             "received_count": 0, "received_total_yen": 0})
+            await store.discard_batch_payments("raced", 1)
+        return await original_add_payments(lines)
+
+    monkeypatch.setattr(store, "add_payments", rejected_meanwhile)
+    fault = fail_once(monkeypatch, store, "discard_chunk")
+    await publish_batch(benefits, "raced", [[(people[0], 5_000), (people[1], 6_000)]])
+    await eventually(lambda: _equals(_state(benefits, "raced"), "rejected"), what="the batch rejected")
+    await eventually(lambda: _equals(_called(fault), True), what="the clean-up tried, lost its connection, tried again")
+    await eventually(lambda: _equals(store.payments.count_documents({"batch_id": "raced"}), 0),
+                     what="the late chunk's payments gone")
+    await eventually(lambda: _equals(store.chunks_waiting(), 0), what="the late chunk's queue entry gone")
+
+    monkeypatch.undo()
+    await publish_batch(benefits, "raced-corrected", [[(people[0], 5_000), (people[1], 6_000)]])
+    await benefits.wait_fact(PayoutBatchAccepted, batch_id="raced-corrected")
+    await benefits.dispatch_until_idle()
+    assert sorted(e.amount_yen for e in benefits.bank.entries) == [5_000, 6_000]
+
+
+async def _state(benefits: Benefits, batch_id: str) -> str | None:
+    response = await benefits.http.get(f"/batches/{batch_id}")
+    return response.json()["state"] if response.status_code == 200 else None
+
+
+async def _called(fault) -> bool:
+    return fault.failed is not None and len(fault.calls) >= 2

@@ -82,7 +82,8 @@ def pension_proposals(adults_without_account: list[Person], today: date, rng: ra
 
 
 def child_benefit_batch(children: list[Person], batch_id: str, period: str) -> list[Outgoing]:
-    """Header first (control totals), then chunks; all keyed by the batch so they stay in order."""
+    """Header first (control totals), then chunks, each keyed on its own so the service takes them in
+    side by side (a chunk that overtakes the header waits for it)."""
     recipients = [PayoutRecipient(my_number=c.number, amount_yen=15_000 if "infant" in c.tags else 10_000)
                   for c in children]
     chunk_size = min(MAX_CHUNK_RECIPIENTS, 1000)
@@ -92,6 +93,6 @@ def child_benefit_batch(children: list[Person], batch_id: str, period: str) -> l
                             total_yen=sum(r.amount_yen for r in recipients), chunk_count=len(chunks)),
         PAYING_AGENCY, batch_id,
     )]
-    events += [Outgoing(SubmitPayoutChunk(batch_id=batch_id, chunk_index=i, recipients=chunk), PAYING_AGENCY, batch_id)
-               for i, chunk in enumerate(chunks)]
+    events += [Outgoing(SubmitPayoutChunk(batch_id=batch_id, chunk_index=i, recipients=chunk), PAYING_AGENCY,
+                        f"{batch_id}/{i}") for i, chunk in enumerate(chunks)]
     return events
