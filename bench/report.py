@@ -174,8 +174,11 @@ def tables(out: Path) -> str:
                 ("settlement rate", f"{_num(m.get('settled_per_s'))} recipients/s"),
                 ("projected for 1,000,000 at that rate", f"{_num(m.get('projected_seconds_for_1m'), 0)} s"),
                 ("reconciled exactly to the yen", m.get("reconciled_exactly")),
-                ("setup, untimed: account import / signing the chunks beside it / both",
-                 f"{_num(m.get('import_accounts_s'))} / {_num(m.get('prepare_s'))} / {_num(m.get('setup_s'))} s"),
+                ("setup, untimed: numbers and references / account import / signing the chunks beside it / all",
+                 f"{_num(m.get('numbers_s'))} / {_num(m.get('import_accounts_s'))} / {_num(m.get('prepare_s'))} / "
+                 f"{_num(m.get('setup_s'))} s"),
+                ("then, untimed: starting the bank simulator and the service / counting the queues at the end",
+                 f"{_num(m.get('start_services_s'))} / {_num(m.get('count_records_s'))} s"),
                 ("peak RSS benefits / bank simulator",
                  f"{_num((m.get('peak_rss_mb_by_service') or {}).get('benefits'))} / {_num((m.get('peak_rss_mb_by_service') or {}).get('bank-simulator'))} MB"),
             ):

@@ -366,7 +366,8 @@ async def submit_payout_chunk(event: SubmitPayoutChunk, ctx: HandlerContext[Bene
     store, people = ctx.deps.store, ctx.deps.people
     lines = [(people.for_number(recipient.my_number), recipient.amount_yen) for recipient in event.recipients]
     batch = await store.batch(event.batch_id)
-    if batch is None:
+    parked = batch is None
+    if parked:
         await store.park_chunk(event.batch_id, event.chunk_index, lines)
         # The header's handler records the header, then reads the parked chunks: whichever of the
         # two reads second sees the other's write, so the chunk is never left behind (it may be
@@ -378,6 +379,8 @@ async def submit_payout_chunk(event: SubmitPayoutChunk, ctx: HandlerContext[Bene
     facts = await _decide_batch(ctx, event.batch_id)
     if not facts:
         await _leave_nothing_if_rejected(ctx, batch, event.chunk_index, lines)
+    if parked:  # the header came meanwhile, and may have read the parked chunks before this one
+        await store.unpark_chunk(event.batch_id, event.chunk_index)
     return facts
 
 

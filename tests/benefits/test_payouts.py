@@ -29,6 +29,7 @@ from mynumber_contracts.benefits import (
 )
 from pymongo.errors import AutoReconnect
 
+from services.benefits.domain import BatchHeader
 from tests.benefits.conftest import PAYING_AGENCY, PORTAL, ZENGIN, Benefits, a_number, an_account, eventually
 from tests.support.faults import fail_once
 from tests.support.kafka import TopicReader
@@ -327,3 +328,28 @@ async def _state(benefits: Benefits, batch_id: str) -> str | None:
 
 async def _called(fault) -> bool:
     return fault.failed is not None and len(fault.calls) >= 2
+
+
+async def test_a_chunk_whose_header_comes_while_it_is_being_kept_is_taken_in_by_its_own_event(
+        benefits: Benefits, monkeypatch):
+    """The chunk's event finds no header and keeps the chunk; the header is recorded just then, and
+    its event read the kept chunks before this one was written. The chunk's own event must then
+    take it in, decide the batch, and not leave the kept copy behind."""
+    people = await payees(benefits, 790, 1)
+    store = benefits.store
+    original_park_chunk = store.park_chunk
+
+    async def header_comes_meanwhile(batch_id, chunk_index, lines):
+        await original_park_chunk(batch_id, chunk_index, lines)
+        await store.record_header(BatchHeader(batch_id="meanwhile", programme="child_benefit", period="2026-06",
+                                              recipient_count=1, total_yen=4_000, chunk_count=1),
+                                  now=benefits.clock.now())
+
+    monkeypatch.setattr(store, "park_chunk", header_comes_meanwhile)
+    await benefits.send(SubmitPayoutChunk(batch_id="meanwhile", chunk_index=0,
+                                          recipients=[PayoutRecipient(my_number=people[0], amount_yen=4_000)]),
+                        subject="meanwhile/0", source=PAYING_AGENCY)
+    await benefits.wait_fact(PayoutBatchAccepted, batch_id="meanwhile")
+    assert await store.parked_chunk_count("meanwhile") == 0
+    await benefits.dispatch_until_idle()
+    assert [e.amount_yen for e in benefits.bank.entries] == [4_000]
