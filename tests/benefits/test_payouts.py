@@ -268,6 +268,9 @@ async def test_chunks_that_come_before_their_header_wait_for_it_and_the_batch_is
             await benefits.send(SubmitPayoutChunk(batch_id="early", chunk_index=index, recipients=recipients),
                                 subject=f"early/{index}", source=PAYING_AGENCY)
         await eventually(lambda: _equals(benefits.store.parked_chunk_count("early"), 2), what="both chunks kept")
+        kept = str(await benefits.store.parked_chunks.find({"batch_id": "early"}).to_list())
+        assert benefits.ref(people[0]) in kept
+        assert not any(number.reveal() in kept for number in people), "a kept chunk holds references, not numbers"
         waiting = await benefits.http.get("/batches/early")
         assert waiting.status_code == 404 and "2 chunk(s) of it wait for its header" in waiting.text
         assert benefits.of_type(PayoutBatchAccepted, batch_id="early") == []
