@@ -394,9 +394,9 @@ async def _take_in_chunk(ctx: HandlerContext[BenefitsDeps], batch: dict[str, Any
     if batch["state"] != "receiving":
         raise ConflictingRequest(f"batch {batch_id!r} is already {batch['state']}; chunk {chunk_index} is new")
     payments = [
-        {"_id": domain.payment_id(batch["programme"], batch["period"], person_ref), "batch_id": batch_id,
-         "chunk_index": chunk_index, "person_ref": person_ref, "amount_yen": amount}
-        for person_ref, amount in lines
+        {"_id": payment_id, "batch_id": batch_id, "chunk_index": chunk_index, "person_ref": person_ref,
+         "amount_yen": amount}
+        for payment_id, (person_ref, amount) in zip(_payment_ids(batch, lines), lines, strict=True)
     ]
     tally = domain.tally_chunk(chunk_index, list(lines))
     if not tally.duplicates and chunk_index < batch["chunk_count"]:
@@ -421,8 +421,12 @@ async def _leave_nothing_if_rejected(ctx: HandlerContext[BenefitsDeps], batch: d
     store = ctx.deps.store
     current = await store.batch(batch["_id"])
     if current is not None and current["state"] == "rejected":
-        await store.discard_chunk(batch["_id"], chunk_index, [
-            domain.payment_id(batch["programme"], batch["period"], person_ref) for person_ref, _ in lines])
+        await store.discard_chunk(batch["_id"], chunk_index, _payment_ids(batch, lines))
+
+
+def _payment_ids(batch: dict[str, Any], lines: Sequence[tuple[str, int]]) -> list[str]:
+    """The payment ids of a chunk's (person_ref, amount) lines: one per programme, period and person."""
+    return [domain.payment_id(batch["programme"], batch["period"], person_ref) for person_ref, _ in lines]
 
 
 async def _decide_batch(ctx: HandlerContext[BenefitsDeps], batch_id: str) -> list[Fact]:
