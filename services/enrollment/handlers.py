@@ -14,7 +14,7 @@ import base64
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -73,6 +73,9 @@ handlers = HandlerRegistry()
 
 CardRequest = ReportCardLost | ReportCardFound | RequestCardReissue | ReturnCard | RevokeCard
 
+# Certificates rendered at once in one process (rendering is CPU work in a thread).
+RENDERS_AT_ONCE = 4
+
 # How often a use case re-reads and retries when another instance changed the same card meanwhile.
 _CONCURRENT_CHANGE_ATTEMPTS = 5
 
@@ -85,6 +88,9 @@ class EnrollmentDeps:
     rules: CardRules
     renderer: CertificateRenderer
     render_timeout_seconds: float
+    # The kit runs a batch's requests side by side; certificates are rendered a few at a time, so the
+    # render timeout measures the render, not the wait for a free renderer.
+    render_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(RENDERS_AT_ONCE))
 
     async def resident_by_number(self, number: MyNumber) -> StoredResident | None:
         return await self.store.resident_by_number(number, self.people.for_number(number))
@@ -529,7 +535,8 @@ async def request_residence_certificate(event: RequestResidenceCertificate, ctx:
             kiosk_id=event.kiosk_id, request_id=event.request_id,
         )
         try:
-            pdf = await asyncio.wait_for(deps.renderer.render(certificate), timeout=deps.render_timeout_seconds)
+            async with deps.render_slots:
+                pdf = await asyncio.wait_for(deps.renderer.render(certificate), timeout=deps.render_timeout_seconds)
         except TimeoutError:
             return refused(Refusal(CertificateRefusal.timed_out, "the certificate was not ready in time; nothing was issued"))
         except Exception:

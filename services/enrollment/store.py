@@ -86,9 +86,7 @@ class EnrollmentStore:
     async def insert_resident(self, resident: Resident, number: MyNumber, *, registration_key: str) -> bool:
         """Insert a new resident; False when the number (or person) is already registered."""
         number_index = self.vault.blind_index(number)
-        await self.number_registry.update_one(
-            {"_id": number_index}, {"$setOnInsert": {"source": "registered"}}, upsert=True
-        )
+        await _insert_unless_there(self.number_registry, {"_id": number_index, "source": "registered"})
         sealed = self.vault.seal(number, bound_to=resident.person_ref)
         document = {
             "_id": resident.person_ref,
@@ -242,14 +240,8 @@ class EnrollmentStore:
 
     async def insert_card(self, card: Card) -> Card:
         """Insert the card unless it exists (a re-run); return the stored one."""
-        await self.cards_by_certificate.update_one(
-            {"_id": card.certificate_id}, {"$setOnInsert": {"card_number": card.card_number}}, upsert=True
-        )
-        document = await self.cards.find_one_and_update(
-            {"_id": card.card_number}, {"$setOnInsert": _card_document(card)}, upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
-        return _card(document)
+        await _insert_unless_there(self.cards_by_certificate, {"_id": card.certificate_id, "card_number": card.card_number})
+        return _card(await _insert_or_read(self.cards, {"_id": card.card_number, **_card_document(card)}))
 
     async def card(self, card_number: str) -> Card | None:
         document = await self.cards.find_one({"_id": card_number})
@@ -369,18 +361,36 @@ class EnrollmentStore:
         self, key: str, *, fingerprint: str, facts: Sequence[Fact], summary: Mapping[str, Any], at: datetime
     ) -> Outcome:
         """Record what `key` decided, unless a racer recorded it first; return the one that stands."""
-        document = await self.outcomes.find_one_and_update(
-            {"_id": key},
-            {"$setOnInsert": {
-                "fingerprint": fingerprint,
-                "facts": [{"type": f.event_type, "payload": f.model_dump_json()} for f in facts],
-                "summary": dict(summary),
-                "decided_at": at,
-            }},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
-        return _outcome(document)
+        return _outcome(await _insert_or_read(self.outcomes, {
+            "_id": key,
+            "fingerprint": fingerprint,
+            "facts": [{"type": f.event_type, "payload": f.model_dump_json()} for f in facts],
+            "summary": dict(summary),
+            "decided_at": at,
+        }))
+
+
+async def _insert_unless_there(collection: Any, document: dict[str, Any]) -> None:
+    """Insert `document` unless its `_id` is taken (then the first one stands).
+
+    An insert, not an upsert with `$setOnInsert`: the same effect, but the kit sends the inserts
+    of a batch's events as one command (`BatchingCollection`), and FerretDB v1 serialises updates.
+    """
+    try:
+        await collection.insert_one(document)
+    except DuplicateKeyError:
+        pass
+
+
+async def _insert_or_read(collection: Any, document: dict[str, Any]) -> dict[str, Any]:
+    """Insert `document`, or, when its `_id` is taken, return the document that stands."""
+    try:
+        await collection.insert_one(document)
+        return document
+    except DuplicateKeyError:
+        standing = await collection.find_one({"_id": document["_id"]})
+        assert standing is not None, "documents are never deleted from this collection"
+        return standing
 
 
 async def _insert_many(collection: Any, documents: list[dict[str, Any]]) -> set[int]:

@@ -21,9 +21,11 @@ from datetime import datetime
 
 from mynumber_contracts import Envelope, Fact, KafkaRecord, encode_event
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from .clock import Clock
+
+DUPLICATE_KEY = 11000
 
 # Fixed namespace for output ids: uuid5(namespace, input id + output kind + index).
 OUTPUT_ID_NAMESPACE = uuid.UUID("6f1c1b3e-5a0e-4d0e-9a51-8d3c0f6b9a10")
@@ -86,6 +88,15 @@ def _document_to_record(document: dict) -> KafkaRecord:
     )
 
 
+@dataclass(frozen=True)
+class Processed:
+    """What the guard recorded for an event id: the digest of its content and the facts it produced."""
+
+    digest: str
+    where: str
+    records: list[KafkaRecord]
+
+
 class IdempotencyGuard:
     COLLECTION = "processed_events"
 
@@ -93,6 +104,50 @@ class IdempotencyGuard:
         self._events = database[self.COLLECTION]
         self._service = service
         self._clock = clock
+
+    async def processed(self, event_ids: Sequence[str]) -> dict[str, Processed]:
+        """The events among `event_ids` that were processed before, read in one query."""
+        found: dict[str, Processed] = {}
+        async for seen in self._events.find({"_id": {"$in": list(event_ids)}}):
+            found[seen["_id"]] = Processed(
+                digest=seen["digest"],
+                where=f"{seen['topic']}@{seen['partition']}:{seen['offset']}",
+                # No "facts" means none (FerretDB v1 dropped empty arrays from the upserts of older records).
+                records=[_document_to_record(d) for d in seen.get("facts", [])],
+            )
+        return found
+
+    async def record(self, outcomes: Sequence[tuple[ReceivedEvent, Sequence[KafkaRecord]]]) -> None:
+        """Record that these events were processed, with the facts each produced, in one write.
+
+        Inserts, never upserts (FerretDB v1 scans a collection on every update). A duplicate key
+        means another instance recorded the same event first; its record (same ids) stands.
+        """
+        if not outcomes:
+            return
+        documents = [
+            {
+                "_id": received.envelope.id,
+                "digest": received.digest,
+                "type": received.envelope.type,
+                "source": received.envelope.source,
+                "topic": received.topic,
+                "partition": received.partition,
+                "offset": received.offset,
+                "processed_at": self._clock.now(),
+                "facts": [_record_to_document(r) for r in records],
+            }
+            for received, records in outcomes
+        ]
+        try:
+            await self._events.insert_many(documents, ordered=False)
+        except BulkWriteError as error:
+            others = [e for e in error.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
+            if others:
+                raise
+
+    def facts_of(self, received: ReceivedEvent, facts: Sequence[Fact]) -> list[KafkaRecord]:
+        return to_records(facts, cause=received.envelope, service=self._service, now=self._clock.now())
 
     async def run_once(
         self,

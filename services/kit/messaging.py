@@ -8,17 +8,23 @@ A service declares its use cases in a `HandlerRegistry`:
     async def register_resident(event: ResidentRegistered, ctx: HandlerContext[Deps]) -> list[Fact]:
         ...
 
-`EventService` turns each into a typed FastStream subscriber on the right topic, so the
-AsyncAPI document lists every message, and wraps it so that:
+`EventService` gives each topic one FastStream batch subscriber (the AsyncAPI document lists
+every contract the topic carries) and takes in each batch of records (`take_in`) so that:
 
 - the CloudEvents headers are validated before the payload is touched;
 - bad input (not JSON, schema violation, unknown `ce_type`, bad headers, a crashing use
   case) goes to the service's dead-letter topic with the original bytes and headers, the
-  reason, the source topic, partition and offset, and the offset is then committed;
+  reason, the source topic, partition and offset, and the rest of the batch goes on;
 - transient failures (database or broker unreachable) are retried with back-off in place,
   never dead-lettered;
-- the idempotency guard gives one effect per event and deterministic output event ids;
-- offsets are committed only after the work is done (no auto-commit, no ACK_FIRST).
+- events with the same ordering key run one after another, in their order; events of
+  different keys run side by side, so their use cases' reads by `_id` and inserts reach the
+  database together (`store.BatchingCollection`);
+- the idempotency guard gives one effect per event and deterministic output event ids: one
+  read for the batch's event ids, one write for the events it processed;
+- every fact of the batch is sent and acknowledged, and only then are the offsets committed
+  (no auto-commit, no ACK_FIRST). A crash before the commit redelivers the batch; the guard
+  and the idempotent use cases make that harmless.
 """
 
 from __future__ import annotations
@@ -34,26 +40,27 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from functools import partial
+from typing import Any, Generic, TypeVar, Union
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
-from faststream import AckPolicy, BaseMiddleware, Context
+from faststream import AckPolicy
 from faststream.exceptions import SubscriberNotFound
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from mynumber_contracts import Envelope, EnvelopeError, Event, Fact, KafkaRecord, parse_headers, topics
 from prometheus_client import CollectorRegistry
-from pydantic import ValidationError
+from pydantic import SkipValidation, ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
 from .audit import AuditTrail
 from .clock import Clock
-from .idempotency import IdempotencyGuard, ReceivedEvent, ReusedEventId, content_digest, to_records
+from .idempotency import IdempotencyGuard, Processed, ReceivedEvent, ReusedEventId, content_digest, to_records
 from .metrics import ServiceMetrics
 from .redaction import redact
 from .security import PartnerRegistry, PartnerVerifier, Quarantined, QuarantineReason
 from .settings import ServiceSettings
-from .store import is_transient, retry_transient
+from .store import retry_transient
 
 log = logging.getLogger(__name__)
 
@@ -163,15 +170,24 @@ def dead_letter_record(
     return KafkaRecord(key=record.key, value=value, headers=[(k, v.encode()) for k, v in headers.items()])
 
 
-async def _tolerant_parser(record: ConsumerRecord, original_parser: Callable[[Any], Awaitable[Any]]) -> Any:
-    """FastStream's parser decodes every header as UTF-8 and fails otherwise. Parse a copy with
-    undecodable header values replaced, so the message reaches the dead-letter route (which reads
-    the original, untouched record) and its offset is committed like any other."""
-    try:
-        return await original_parser(record)
-    except UnicodeDecodeError:
-        sanitised = [(name, _utf8_or_replacement(value)) for name, value in (record.headers or ())]
-        return await original_parser(dataclasses.replace(record, headers=sanitised))
+async def _tolerant_batch_parser(
+    records: tuple[ConsumerRecord, ...], original_parser: Callable[[Any], Awaitable[Any]]
+) -> Any:
+    """FastStream's parser decodes every header as UTF-8 and fails otherwise. Parse copies with
+    undecodable header values replaced, and keep the original records for the kit, so such a
+    message reaches the dead-letter route untouched and its offset is committed like any other."""
+    sanitised = tuple(
+        dataclasses.replace(record, headers=[(name, _utf8_or_replacement(value)) for name, value in (record.headers or ())])
+        for record in records
+    )
+    message = await original_parser(sanitised)
+    message.raw_message = records
+    return message
+
+
+async def _leave_undecoded(message: Any, original_decoder: Callable[[Any], Awaitable[Any]]) -> None:
+    """The kit decodes each record itself (`EventService._accept`), so bad bytes are its to route."""
+    return None
 
 
 # JSON may carry U+0000 escaped (an even run of backslashes before it is not an escape of the escape).
@@ -193,57 +209,14 @@ def _utf8_or_replacement(value: bytes | None) -> bytes:
         return "\ufffd".encode()
 
 
-class _DeadLetterRoute:
-    """FastStream middleware factory; one `_DeadLetterMiddleware` is made per message."""
+@dataclass(frozen=True)
+class _Accepted:
+    """A record that passed the envelope, security and schema checks: its event and its use case."""
 
-    def __init__(self, service: EventService[Any]) -> None:
-        self.service = service
-
-    def __call__(self, msg: Any, /, *, context: Any) -> _DeadLetterMiddleware:
-        return _DeadLetterMiddleware(msg, context=context, service=self.service)
-
-
-class _DeadLetterMiddleware(BaseMiddleware):
-    def __init__(self, msg: Any, /, *, context: Any, service: EventService[Any]) -> None:
-        super().__init__(msg, context=context)
-        self.service = service
-
-    async def consume_scope(self, call_next: Callable[[Any], Awaitable[Any]], msg: Any) -> Any:
-        record: ConsumerRecord = self.msg
-        envelope = parse_headers(record.headers or ())
-        await self.service.before_processing(envelope, record)
-        if _holds_nul_character(record.value):
-            raise EnvelopeError(DeadLetterReason.SCHEMA_VIOLATION, "a string in the payload holds a NUL character (U+0000)")
-        received = ReceivedEvent(
-            envelope=envelope,
-            digest=content_digest(envelope, record.value or b""),
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-        )
-        with self.context.scope("received", received):
-            return await retry_transient(
-                lambda: call_next(msg),
-                what=f"{envelope.type} from {record.topic}",
-                max_delay=self.service.settings.retry_max_seconds,
-            )
-
-    async def after_processed(self, exc_type: Any = None, exc_val: BaseException | None = None, exc_tb: Any = None) -> bool:
-        if exc_val is None or isinstance(exc_val, asyncio.CancelledError) or not isinstance(exc_val, Exception):
-            return False
-        if is_transient(exc_val):
-            return False  # not ours to swallow: the message is redelivered (nack)
-        record: ConsumerRecord = self.msg
-        if isinstance(exc_val, ReusedEventId):
-            exc_val = Quarantined(QuarantineReason.REPLAYED_EVENT_ID, str(exc_val))
-        if isinstance(exc_val, Quarantined):
-            await self.service.quarantine(record, exc_val.reason, exc_val.detail)
-            return True
-        reason, detail = classify_failure(exc_val, record.headers or ())
-        if reason == DeadLetterReason.UNKNOWN_EVENT_TYPE and record.topic != self.service.topics.requests:
-            return True  # another service's fact that this service does not consume: skip it, it is not bad input
-        await self.service.dead_letter(record, reason, detail)
-        return True  # handled: the acknowledgement middleware commits the offset
+    record: ConsumerRecord
+    received: ReceivedEvent
+    event: Event
+    use_case: UseCase
 
 
 # Each use case awaits the produce of its own facts, so a linger would only add latency to every event.
@@ -288,10 +261,7 @@ class EventService(Generic[Deps]):
             **PRODUCER_SETTINGS,
             client_id=f"mynumber-{name}",
             logger=logging.getLogger(f"mynumber.{name}.broker"),
-            middlewares=[
-                KafkaPrometheusMiddleware(registry=self.metrics.registry, app_name=f"mynumber-{name}"),
-                _DeadLetterRoute(self),
-            ],
+            middlewares=[KafkaPrometheusMiddleware(registry=self.metrics.registry, app_name=f"mynumber-{name}")],
         )
         # The facts topic in the AsyncAPI document; the facts themselves go through `_fact_producer`.
         self.fact_publisher = self.broker.publisher(
@@ -319,7 +289,7 @@ class EventService(Generic[Deps]):
             ),
             schema=bytes,
         )
-        self._subscribers: dict[str, Any] = {}
+        self._subscribers: dict[str, list[Any]] = {}
         self._fact_producer: AIOKafkaProducer | None = None  # made in start(): aiokafka wants a running loop
 
     def _fact_schema(self) -> Any:
@@ -337,57 +307,165 @@ class EventService(Generic[Deps]):
     # -- wiring ---------------------------------------------------------------------------
 
     def include(self, handlers: HandlerRegistry) -> None:
+        """Subscribe to every topic that carries an event of `handlers`: one batch subscriber per topic."""
+        by_topic: dict[str, dict[str, _Registration]] = {}
         for registration in handlers.registrations:
-            self._subscribe(registration)
+            model = registration.model
+            topic = topics.for_service(registration.source_service, self.settings.topic_namespace).stream(model.stream)
+            by_topic.setdefault(topic, {})[model.event_type] = registration
+        for topic, routes in by_topic.items():
+            if topic in self._subscribers:
+                raise ValueError(f"the handlers of {topic} must be included at once")
+            self._subscribers[topic] = self._subscribe(topic, routes)
 
-    def _subscriber_for(self, topic: str) -> Any:
-        if topic not in self._subscribers:
-            self._subscribers[topic] = self.broker.subscriber(
-                topic,
-                group_id=self.settings.group_id(self.name),
-                auto_offset_reset="earliest",
-                ack_policy=AckPolicy.NACK_ON_ERROR,
-                # With manual commits FastStream runs these as that many consumers in the group
-                # (ConcurrentBetweenPartitionsSubscriber): concurrency between partitions, order within.
-                max_workers=self.settings.consumer_workers,
-                max_poll_interval_ms=self.settings.max_poll_interval_ms,
-                title=f"{topic}:{self.name}",
-                parser=_tolerant_parser,
-            )
-        return self._subscribers[topic]
-
-    def _subscribe(self, registration: _Registration) -> None:
-        model, use_case = registration.model, registration.use_case
-        topic = topics.for_service(registration.source_service, self.settings.topic_namespace).stream(model.stream)
+    def _subscribe(self, topic: str, routes: dict[str, _Registration]) -> list[Any]:
         service = self
 
-        async def on_event(event: Any, received: ReceivedEvent = Context("received")) -> None:
-            context = HandlerContext(envelope=received.envelope, clock=service.clock, deps=service.deps)
-            await service.guard.run_once(received, lambda: use_case(event, context), service.publish_records)
+        async def take_in(events: Any, message: KafkaMessage) -> None:
+            # `events` is only the AsyncAPI document's payload: the kit decodes each record itself.
+            await service.take_in(message.raw_message, routes)
 
-        # FastStream reads the payload model from the signature: give it the contract.
-        on_event.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        # FastStream reads the payload of the AsyncAPI document from the signature: give it the
+        # contracts, one message per record, without asking it to validate them.
+        models = tuple(registration.model for registration in routes.values())
+        payload = SkipValidation[models[0] if len(models) == 1 else Union[models]]  # noqa: UP007 - a runtime Union
+        take_in.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
             [
-                inspect.Parameter("event", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=model),
-                inspect.Parameter(
-                    "received", inspect.Parameter.KEYWORD_ONLY, default=Context("received"), annotation=ReceivedEvent
-                ),
+                inspect.Parameter("events", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=payload),
+                inspect.Parameter("message", inspect.Parameter.KEYWORD_ONLY, annotation=KafkaMessage),
             ],
             return_annotation=None,
         )
-        on_event.__annotations__ = {"event": model, "received": ReceivedEvent, "return": None}
-        on_event.__name__ = use_case.__name__
-        on_event.__qualname__ = use_case.__qualname__
-        on_event.__doc__ = use_case.__doc__ or model.__doc__
-        event_type = model.event_type
-        self._subscriber_for(topic)(
-            on_event, filter=lambda message: message.headers.get("ce_type") == event_type
+        take_in.__annotations__ = {"events": payload, "message": KafkaMessage, "return": None}
+        description = "\n".join(
+            f"{r.use_case.__name__.replace('_', ' ').title().replace(' ', '')}: {r.use_case.__doc__ or r.model.__doc__ or ''}"
+            for r in routes.values()
         )
+        subscribers = []
+        # Several consumers in the group, each owning some partitions: while one batch waits on
+        # the database, another is checked and run. The AsyncAPI document lists the topic once.
+        for _ in range(self.settings.batch_consumers):
+            subscriber = self.broker.subscriber(
+                topic,
+                group_id=self.settings.group_id(self.name),
+                auto_offset_reset="earliest",
+                ack_policy=AckPolicy.NACK_ON_ERROR,  # committed after the batch is done; rewound on a crash
+                batch=True,
+                max_records=self.settings.batch_max_records,
+                batch_timeout_ms=self.settings.batch_wait_ms,
+                max_poll_interval_ms=self.settings.max_poll_interval_ms,
+                title=f"{topic}:{self.name}",
+                description=description,
+                parser=_tolerant_batch_parser,
+                decoder=_leave_undecoded,
+            )
+            subscriber(take_in)
+            subscribers.append(subscriber)
+        return subscribers
+
+    # -- taking in a batch of records ------------------------------------------------------
+
+    async def take_in(self, records: Sequence[ConsumerRecord], routes: Mapping[str, _Registration]) -> None:
+        """Process a batch of records: check each, run the use cases of new events (side by side
+        across ordering keys, in order within one), record them in one write, publish every fact,
+        and return; the offsets are committed after that."""
+        accepted: list[_Accepted] = []
+        for record in records:
+            try:
+                accepted.append(await retry_transient(
+                    partial(self._accept, record, routes), what=f"check a record from {record.topic}",
+                    max_delay=self.settings.retry_max_seconds,
+                ))
+            except Exception as exc:
+                await self._refuse(record, exc)
+        if not accepted:
+            return
+        processed = await retry_transient(
+            lambda: self.guard.processed([item.received.envelope.id for item in accepted]), what="read processed events"
+        )
+        first_seen: set[str] = set()
+        lanes: dict[Any, list[tuple[int, _Accepted]]] = {}
+        repeats: list[tuple[int, _Accepted]] = []
+        for index, item in enumerate(accepted):
+            event_id = item.received.envelope.id
+            if event_id in first_seen:
+                repeats.append((index, item))  # the same event id twice in one batch: after the first is done
+                continue
+            first_seen.add(event_id)
+            lanes.setdefault((item.record.partition, item.record.key), []).append((index, item))
+        this_batch: dict[str, Processed] = {}
+        results: dict[int, tuple[list[KafkaRecord], bool]] = {}
+        await asyncio.gather(*(self._run_lane(lane, processed, this_batch, results) for lane in lanes.values()))
+        await self._run_lane(repeats, processed, this_batch, results)
+        new = [(accepted[index].received, facts) for index, (facts, is_new) in sorted(results.items()) if is_new]
+        await retry_transient(lambda: self.guard.record(new), what="record processed events")
+        facts = [fact for _, (records_of_one, _) in sorted(results.items()) for fact in records_of_one]
+        if facts:
+            await retry_transient(lambda: self.publish_records(facts), what="publish facts")
+
+    async def _accept(self, record: ConsumerRecord, routes: Mapping[str, _Registration]) -> _Accepted:
+        envelope = parse_headers(record.headers or ())
+        await self.before_processing(envelope, record)
+        registration = routes.get(envelope.type)
+        if registration is None:
+            raise EnvelopeError(DeadLetterReason.UNKNOWN_EVENT_TYPE, f"no handler for ce_type {envelope.type!r} on this topic")
+        if _holds_nul_character(record.value):
+            raise EnvelopeError(DeadLetterReason.SCHEMA_VIOLATION, "a string in the payload holds a NUL character (U+0000)")
+        event = registration.model.model_validate(json.loads(record.value or b""))
+        received = ReceivedEvent(
+            envelope=envelope, digest=content_digest(envelope, record.value or b""),
+            topic=record.topic, partition=record.partition, offset=record.offset,
+        )
+        return _Accepted(record, received, event, registration.use_case)
+
+    async def _run_lane(
+        self,
+        lane: Sequence[tuple[int, _Accepted]],
+        processed: Mapping[str, Processed],
+        this_batch: dict[str, Processed],
+        results: dict[int, tuple[list[KafkaRecord], bool]],
+    ) -> None:
+        for index, item in lane:
+            received = item.received
+            earlier = this_batch.get(received.envelope.id) or processed.get(received.envelope.id)
+            if earlier is not None:
+                if earlier.digest != received.digest:
+                    await self._refuse(item.record, ReusedEventId(
+                        f"ce_id {received.envelope.id!r} was already used for different content (first seen on {earlier.where})"
+                    ))
+                else:
+                    results[index] = (earlier.records, False)  # a redelivery: the same facts again
+                continue
+            context = HandlerContext(envelope=received.envelope, clock=self.clock, deps=self.deps)
+            try:
+                facts = await retry_transient(
+                    partial(item.use_case, item.event, context),
+                    what=f"{received.envelope.type} from {received.topic}", max_delay=self.settings.retry_max_seconds,
+                )
+            except Exception as exc:
+                await self._refuse(item.record, exc)
+                continue
+            records = self.guard.facts_of(received, list(facts or ()))
+            this_batch[received.envelope.id] = Processed(
+                received.digest, f"{received.topic}@{received.partition}:{received.offset}", records
+            )
+            results[index] = (records, True)
+
+    async def _refuse(self, record: ConsumerRecord, exc: Exception) -> None:
+        """Quarantine, dead-letter or skip a record that cannot be processed; its offset is committed with the batch."""
+        if isinstance(exc, ReusedEventId):
+            exc = Quarantined(QuarantineReason.REPLAYED_EVENT_ID, str(exc))
+        if isinstance(exc, Quarantined):
+            await self.quarantine(record, exc.reason, exc.detail)
+            return
+        reason, detail = classify_failure(exc, record.headers or ())
+        if reason == DeadLetterReason.UNKNOWN_EVENT_TYPE and record.topic != self.topics.requests:
+            return  # another service's fact that this service does not consume: skip it, it is not bad input
+        await self.dead_letter(record, reason, detail)
 
     def assigned_partitions(self, topic: str) -> set[int]:
         """The partitions of `topic` this process's consumers own right now (empty before they join)."""
-        subscriber = self._subscribers[topic]
-        consumers = getattr(subscriber, "consumer_subgroup", None) or [subscriber.consumer]
+        consumers = [subscriber.consumer for subscriber in self._subscribers[topic]]
         return {tp.partition for consumer in consumers if consumer is not None for tp in consumer.assignment()}
 
     # -- hooks ----------------------------------------------------------------------------

@@ -37,12 +37,19 @@ class ServiceSettings(BaseSettings):
     http_port: int = Field(8000, description="Port the HTTP API listens on.")
     log_level: str = Field("INFO", description="Log level.")
     retry_max_seconds: float = Field(10.0, description="Longest back-off between retries of a transient failure.")
-    consumer_workers: int = Field(
-        3, ge=1,
-        description="Kafka consumers per subscribed topic in one process, in one group: each owns some partitions, "
-        "so people on different partitions are handled concurrently and each partition stays in order.",
+    batch_max_records: int = Field(
+        500, ge=1, description="Most records taken in at once from one topic: checked, run side by side across "
+        "ordering keys (in order within one), recorded in one write and committed together.",
     )
-    max_poll_interval_ms: int = Field(600_000, description="How long one message may take before a rebalance.")
+    batch_consumers: int = Field(
+        2, ge=1, description="Kafka consumers per subscribed topic in one process, in one group, each taking in "
+        "batches from the partitions it owns; two keep the database busy while the service checks the next batch.",
+    )
+    batch_wait_ms: int = Field(
+        20, ge=1, description="How long a poll waits for records when none are there yet (FastStream then pauses as "
+        "long again before the next poll, so this bounds the added latency at a light load).",
+    )
+    max_poll_interval_ms: int = Field(600_000, description="How long one batch of records may take before a rebalance.")
     require_signatures: bool = Field(True, description="Quarantine partner requests that are not signed by a registered key.")
     partner_registry_database: str = Field("", description="Database of the partner registry; defaults to <namespace>_partners.")
     partner_cache_seconds: float = Field(5.0, description="How long a partner registry entry is cached.")

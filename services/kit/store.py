@@ -7,14 +7,17 @@ unique indexes and upserts. No transactions, change streams, TTL indexes or `$lo
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, NotPrimaryError, OperationFailure
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, NotPrimaryError, OperationFailure
+from pymongo.results import InsertOneResult
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,6 +45,7 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def connect(url: str, database: str, *, app_name: str) -> tuple[AsyncMongoClient, AsyncDatabase]:
+    """A client, and the database as a `BatchingDatabase` (the same API; see there)."""
     client: AsyncMongoClient = AsyncMongoClient(
         url,
         appname=app_name,
@@ -50,7 +54,156 @@ def connect(url: str, database: str, *, app_name: str) -> tuple[AsyncMongoClient
         connectTimeoutMS=5000,
         retryWrites=False,  # FerretDB v1 does not support retryable writes
     )
-    return client, client[database]
+    return client, BatchingDatabase(client[database])  # type: ignore[return-value]
+
+
+class BatchingDatabase:
+    """A database whose collections are `BatchingCollection`s; everything else is the database's own."""
+
+    def __init__(self, database: AsyncDatabase) -> None:
+        self._database = database
+        self._collections: dict[str, BatchingCollection] = {}
+
+    def __getitem__(self, name: str) -> BatchingCollection:
+        if name not in self._collections:
+            self._collections[name] = BatchingCollection(self._database[name])
+        return self._collections[name]
+
+    def get_collection(self, name: str, **options: Any) -> Any:
+        return self[name] if not options else self._database.get_collection(name, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._database, name)
+
+    def __eq__(self, other: object) -> bool:
+        return self._database == (other._database if isinstance(other, BatchingDatabase) else other)
+
+    def __hash__(self) -> int:
+        return hash(self._database)
+
+
+class BatchingCollection:
+    """A collection whose reads by `_id` and single inserts, made by many use cases at the same
+    moment, reach the database as one query and one insert.
+
+    The kit runs the events of a batch side by side (`EventService.take_in`), so their use cases
+    ask for the same kind of document at once. `find_one({"_id": x})` and `insert_one(document)`
+    wait for the current turn of the event loop to end; then every read waiting on this
+    collection goes as one `find({"_id": {"$in": [...]}})` and every insert as one
+    `insert_many(..., ordered=False)`, and each caller gets its own answer: its document (or
+    None), its `InsertOneResult`, or its own `DuplicateKeyError`. A failure of the whole call (the
+    database unreachable) is raised to every caller, who retries as before. Any other call, or a
+    `find_one` with another filter or options, goes to the collection at once.
+    """
+
+    def __init__(self, collection: AsyncCollection) -> None:
+        self._collection = collection
+        self._reads: dict[Any, list[asyncio.Future[Any]]] = {}
+        self._inserts: list[tuple[dict[str, Any], asyncio.Future[Any]]] = []
+        self._flush_due = False
+        self._in_flight: set[asyncio.Task[None]] = set()  # held, so the loop does not drop them midway
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._collection, name)
+
+    @property
+    def collection(self) -> AsyncCollection:
+        return self._collection
+
+    async def find_one(self, filter: Any = None, *args: Any, **kwargs: Any) -> Any:
+        document_id = _plain_id(filter)
+        if args or kwargs or document_id is None:
+            return await self._collection.find_one(filter, *args, **kwargs)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._reads.setdefault(document_id, []).append(future)
+        self._flush_soon()
+        return await future
+
+    async def insert_one(self, document: dict[str, Any], *args: Any, **kwargs: Any) -> InsertOneResult:
+        if args or kwargs:
+            return await self._collection.insert_one(document, *args, **kwargs)
+        future: asyncio.Future[InsertOneResult] = asyncio.get_running_loop().create_future()
+        self._inserts.append((document, future))
+        self._flush_soon()
+        return await future
+
+    def _flush_soon(self) -> None:
+        if not self._flush_due:
+            self._flush_due = True
+            # After every task that is ready now has run up to its own database call.
+            asyncio.get_running_loop().call_soon(self._start_flush)
+
+    def _start_flush(self) -> None:
+        self._flush_due = False
+        reads, self._reads = self._reads, {}
+        inserts, self._inserts = self._inserts, []
+        for call in ([self._read(reads)] if reads else []) + ([self._insert(inserts)] if inserts else []):
+            task = asyncio.ensure_future(call)
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+
+    async def _read(self, reads: dict[Any, list[asyncio.Future[Any]]]) -> None:
+        try:
+            if len(reads) == 1:
+                (document_id,) = reads
+                found = {document_id: await self._collection.find_one({"_id": document_id})}
+            else:
+                found = {
+                    document["_id"]: document
+                    async for document in self._collection.find({"_id": {"$in": list(reads)}}, batch_size=len(reads))
+                }
+        except Exception as error:
+            for futures in reads.values():
+                _fail(futures, error)
+            return
+        for document_id, futures in reads.items():
+            document = found.get(document_id)
+            for index, future in enumerate(futures):
+                if not future.done():  # a caller cancelled meanwhile
+                    future.set_result(document if index == 0 or document is None else copy.deepcopy(document))
+
+    async def _insert(self, inserts: list[tuple[dict[str, Any], asyncio.Future[Any]]]) -> None:
+        documents = [document for document, _ in inserts]
+        failures: dict[int, Exception] = {}
+        try:
+            if len(documents) == 1:
+                await self._collection.insert_one(documents[0])
+            else:
+                await self._collection.insert_many(documents, ordered=False)
+        except BulkWriteError as error:
+            for write_error in error.details.get("writeErrors", []):
+                code, message = write_error.get("code"), write_error.get("errmsg", "write error")
+                failure_type = DuplicateKeyError if code == 11000 else OperationFailure
+                failures[write_error["index"]] = failure_type(message, code, write_error)
+        except Exception as error:
+            _fail([future for _, future in inserts], error)
+            return
+        for index, (document, future) in enumerate(inserts):
+            if future.done():
+                continue
+            if index in failures:
+                future.set_exception(failures[index])
+            else:
+                future.set_result(InsertOneResult(document["_id"], acknowledged=True))
+
+
+def _plain_id(filter: Any) -> Any:
+    """The `_id` of a filter that is exactly `{"_id": <string or number>}`, else None."""
+    if type(filter) is dict and len(filter) == 1:
+        value = filter.get("_id")
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def _fail(futures: list[asyncio.Future[Any]], error: Exception) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(error)
 
 
 async def retry_transient(

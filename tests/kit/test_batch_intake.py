@@ -1,0 +1,126 @@
+"""The kit takes in records by the batch, against the real broker and database: one person's
+events run in their order, different people's side by side, and an event id repeated inside a
+batch has one effect (or is quarantined when its content differs)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from mynumber_contracts import topics
+from mynumber_contracts.enrollment import RegisterResident, ResidentRegistered
+
+from services.kit.clock import SystemClock
+from services.kit.messaging import EventService, HandlerContext, HandlerRegistry
+from services.kit.people import PersonReferences
+from services.kit.settings import ServiceSettings
+from services.kit.store import connect
+from tests.kit.test_envelope_dead_letter_idempotency import resident
+from tests.support.kafka import PartnerPublisher, TopicReader, create_topics
+
+
+@dataclass
+class Timeline:
+    people: PersonReferences
+    steps: list[tuple[str, str]] = field(default_factory=list)  # ("start" | "end", request id)
+    runs: list[str] = field(default_factory=list)
+
+
+handlers = HandlerRegistry()
+
+
+@handlers.handles(RegisterResident)
+async def take_a_while(event: RegisterResident, ctx: HandlerContext[Timeline]) -> Sequence[ResidentRegistered]:
+    """Records when each event starts and ends; each takes long enough for another to start meanwhile."""
+    assert event.my_number is not None
+    ctx.deps.runs.append(event.request_id)
+    ctx.deps.steps.append(("start", event.request_id))
+    await asyncio.sleep(0.05)
+    ctx.deps.steps.append(("end", event.request_id))
+    return [ResidentRegistered(person_ref=ctx.deps.people.for_number(event.my_number),
+                               municipality_code=event.municipality_code, attributes=event.attributes,
+                               nationality=event.nationality, request_id=event.request_id)]
+
+
+@asynccontextmanager
+async def a_service_started_after(servers, namespace: str, publish) -> AsyncIterator[tuple[EventService[Timeline], Timeline]]:
+    """Publish first, then start the service, so everything published comes in one batch."""
+    settings = ServiceSettings(
+        kafka_bootstrap_servers=servers.kafka_bootstrap, mongodb_url=servers.mongodb_url, topic_namespace=namespace,
+        database=f"{namespace}_intake", partner_registry_database=f"{namespace}_partners", partner_cache_seconds=0.5,
+    )
+    timeline = Timeline(PersonReferences(settings.person_ref_key.get_secret_value()))
+    client, database = connect(settings.mongodb_url, settings.database, app_name="intake")
+    service = EventService("enrollment", settings=settings, database=database, clock=SystemClock(), deps=timeline)
+    service.include(handlers)
+    await publish(service)
+    await service.start()
+    try:
+        yield service, timeline
+    finally:
+        await service.stop()
+        await client.close()
+
+
+async def the_topics(servers, namespace: str) -> None:
+    await create_topics(servers.kafka_bootstrap, [*topics.for_service("enrollment", namespace).all(),
+                                                  topics.quarantine_topic(namespace)])
+
+
+def a_request(person: str, step: int) -> RegisterResident:
+    return resident(1000 + ord(person[0])).model_copy(update={"request_id": f"{person}-{step}"})  # one number per person
+
+
+async def test_one_persons_events_run_in_order_and_different_peoples_side_by_side(servers, namespace):
+    await the_topics(servers, namespace)
+    async with PartnerPublisher(servers.kafka_bootstrap, namespace) as partner:
+
+        async def publish(service: EventService[Timeline]) -> None:
+            for step in range(5):
+                for person in ("alice", "bob", "carol"):
+                    await partner.send(a_request(person, step), subject=person)
+
+        async with (
+            TopicReader(servers.kafka_bootstrap, topics.for_service("enrollment", namespace).facts) as facts,
+            a_service_started_after(servers, namespace, publish) as (_, timeline),
+        ):
+            await facts.wait_count(15, ResidentRegistered.event_type)
+
+    for person in ("alice", "bob", "carol"):
+        own = [(what, request) for what, request in timeline.steps if request.startswith(person)]
+        assert own == [(what, f"{person}-{step}") for step in range(5) for what in ("start", "end")], "in order, one at a time"
+    first_end = timeline.steps.index(("end", "alice-0"))
+    assert {"bob-0", "carol-0"} <= {request for what, request in timeline.steps[:first_end] if what == "start"}, \
+        "other people's events started while alice's first one ran"
+    published = [r.json()["request_id"] for r in facts.of_type(ResidentRegistered.event_type)]
+    for person in ("alice", "bob", "carol"):
+        assert [r for r in published if r.startswith(person)] == [f"{person}-{step}" for step in range(5)], \
+            "each person's facts go out in the order of the events"
+
+
+async def test_an_event_id_repeated_inside_a_batch_runs_once_and_a_reused_one_is_quarantined(servers, namespace):
+    quarantine_topic = topics.quarantine_topic(namespace)
+    await the_topics(servers, namespace)
+    async with PartnerPublisher(servers.kafka_bootstrap, namespace) as partner:
+        original = partner.record(a_request("dave", 0), subject="dave")
+        reused = partner.record(a_request("dave", 1), subject="dave", event_id=original.header("ce_id").decode())
+
+        async def publish(service: EventService[Timeline]) -> None:
+            for record in (original, original, reused):
+                await partner.send_record(service.topics.requests, record)
+
+        async with (
+            TopicReader(servers.kafka_bootstrap, topics.for_service("enrollment", namespace).facts) as facts,
+            TopicReader(servers.kafka_bootstrap, quarantine_topic) as quarantine,
+            a_service_started_after(servers, namespace, publish) as (_, timeline),
+        ):
+            await quarantine.wait_count(1)
+            await facts.wait_count(2, ResidentRegistered.event_type)
+
+    assert timeline.runs == ["dave-0"]
+    published = facts.of_type(ResidentRegistered.event_type)
+    assert len({r.id for r in published}) == 1 and {r.json()["request_id"] for r in published} == {"dave-0"}
+    assert quarantine.records[0].record.value == reused.value
+    assert quarantine.records[0].header("dlq_reason") == "replayed_event_id"
