@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from mynumber_contracts import Envelope, Fact, KafkaRecord, encode_event
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from .clock import Clock
 
@@ -148,45 +148,3 @@ class IdempotencyGuard:
 
     def facts_of(self, received: ReceivedEvent, facts: Sequence[Fact]) -> list[KafkaRecord]:
         return to_records(facts, cause=received.envelope, service=self._service, now=self._clock.now())
-
-    async def run_once(
-        self,
-        received: ReceivedEvent,
-        use_case: Callable[[], Awaitable[Sequence[Fact] | None]],
-        publish: Callable[[Sequence[KafkaRecord]], Awaitable[None]],
-    ) -> list[KafkaRecord]:
-        """Run `use_case` once per event id and publish its facts; on a redelivery, re-publish them."""
-        envelope = received.envelope
-        seen = await self._events.find_one({"_id": envelope.id})
-        if seen is not None:
-            if seen["digest"] != received.digest:
-                raise ReusedEventId(
-                    f"ce_id {envelope.id!r} was already used for different content "
-                    f"(first seen on {seen['topic']}@{seen['partition']}:{seen['offset']})"
-                )
-            # No "facts" means none (FerretDB v1 dropped empty arrays from the upserts of older records).
-            records = [_document_to_record(d) for d in seen.get("facts", [])]
-        else:
-            facts = list(await use_case() or ())
-            records = to_records(facts, cause=envelope, service=self._service, now=self._clock.now())
-            # Insert, never upsert: FerretDB v1 scans a collection on every update, so an upsert per
-            # event would grow slower with history. A duplicate key means another instance got here
-            # first; its record (same ids) stands.
-            try:
-                await self._events.insert_one(
-                    {
-                        "_id": envelope.id,
-                        "digest": received.digest,
-                        "type": envelope.type,
-                        "source": envelope.source,
-                        "topic": received.topic,
-                        "partition": received.partition,
-                        "offset": received.offset,
-                        "processed_at": self._clock.now(),
-                        "facts": [_record_to_document(r) for r in records],
-                    }
-                )
-            except DuplicateKeyError:
-                pass
-        await publish(records)
-        return records

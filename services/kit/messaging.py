@@ -45,7 +45,6 @@ from typing import Any, Generic, TypeVar, Union
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from faststream import AckPolicy
-from faststream.exceptions import SubscriberNotFound
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from mynumber_contracts import Envelope, EnvelopeError, Event, Fact, KafkaRecord, parse_headers, topics
@@ -129,12 +128,6 @@ def classify_failure(exc: BaseException, headers: Sequence[tuple[str, bytes]]) -
         return exc.reason, exc.detail
     if isinstance(exc, ReusedEventId):
         return DeadLetterReason.REUSED_EVENT_ID, str(exc)
-    if isinstance(exc, SubscriberNotFound):
-        try:
-            envelope = parse_headers(headers)
-        except EnvelopeError as header_error:
-            return header_error.reason, header_error.detail
-        return DeadLetterReason.UNKNOWN_EVENT_TYPE, f"no handler for ce_type {envelope.type!r} on this topic"
     if isinstance(exc, UnicodeDecodeError):
         return DeadLetterReason.NOT_JSON, "the message value is not UTF-8 text"
     if isinstance(exc, json.JSONDecodeError):
@@ -397,11 +390,29 @@ class EventService(Generic[Deps]):
         results: dict[int, tuple[list[KafkaRecord], bool]] = {}
         await asyncio.gather(*(self._run_lane(lane, processed, this_batch, results) for lane in lanes.values()))
         await self._run_lane(repeats, processed, this_batch, results)
-        new = [(accepted[index].received, facts) for index, (facts, is_new) in sorted(results.items()) if is_new]
-        await retry_transient(lambda: self.guard.record(new), what="record processed events")
-        facts = [fact for _, (records_of_one, _) in sorted(results.items()) for fact in records_of_one]
-        if facts:
-            await retry_transient(lambda: self.publish_records(facts), what="publish facts")
+        done = [(accepted[index], facts, is_new) for index, (facts, is_new) in sorted(results.items())]
+        try:
+            await retry_transient(
+                lambda: self.guard.record([(item.received, facts) for item, facts, is_new in done if is_new]),
+                what="record processed events",
+            )
+            every_fact = [fact for _, facts, _ in done for fact in facts]
+            if every_fact:
+                await retry_transient(lambda: self.publish_records(every_fact), what="publish facts")
+        except Exception as exc:
+            # Not transient: find the event at fault and dead-letter it, as if it had come alone.
+            log.error("the batch's events could not be recorded or their facts sent together (%s): going one by one",
+                      type(exc).__name__)
+            await self._finish_one_by_one(done)
+
+    async def _finish_one_by_one(self, done: Sequence[tuple[_Accepted, list[KafkaRecord], bool]]) -> None:
+        for item, facts, is_new in done:
+            try:
+                if is_new:
+                    await retry_transient(partial(self.guard.record, [(item.received, facts)]), what="record a processed event")
+                await retry_transient(partial(self.publish_records, facts), what="publish facts")
+            except Exception as exc:
+                await self._refuse(item.record, exc)
 
     async def _accept(self, record: ConsumerRecord, routes: Mapping[str, _Registration]) -> _Accepted:
         envelope = parse_headers(record.headers or ())

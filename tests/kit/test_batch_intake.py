@@ -39,9 +39,12 @@ async def take_a_while(event: RegisterResident, ctx: HandlerContext[Timeline]) -
     ctx.deps.steps.append(("start", event.request_id))
     await asyncio.sleep(0.05)
     ctx.deps.steps.append(("end", event.request_id))
-    return [ResidentRegistered(person_ref=ctx.deps.people.for_number(event.my_number),
-                               municipality_code=event.municipality_code, attributes=event.attributes,
-                               nationality=event.nationality, request_id=event.request_id)]
+    fact = ResidentRegistered(person_ref=ctx.deps.people.for_number(event.my_number),
+                              municipality_code=event.municipality_code, attributes=event.attributes,
+                              nationality=event.nationality, request_id=event.request_id)
+    if event.request_id.startswith("huge"):  # a fact larger than the broker takes (4 MiB)
+        fact = fact.model_copy(update={"request_id": "x" * 5_000_000})
+    return [fact]
 
 
 @asynccontextmanager
@@ -124,3 +127,30 @@ async def test_an_event_id_repeated_inside_a_batch_runs_once_and_a_reused_one_is
     assert len({r.id for r in published}) == 1 and {r.json()["request_id"] for r in published} == {"dave-0"}
     assert quarantine.records[0].record.value == reused.value
     assert quarantine.records[0].header("dlq_reason") == "replayed_event_id"
+
+
+async def test_an_event_whose_facts_cannot_be_sent_is_dead_lettered_and_the_rest_of_its_batch_goes_on(servers, namespace):
+    await the_topics(servers, namespace)
+    dead_letter_topic = topics.for_service("enrollment", namespace).dead_letter
+    async with PartnerPublisher(servers.kafka_bootstrap, namespace) as partner:
+        huge = partner.record(a_request("huge", 0), subject="huge")
+
+        async def publish(service: EventService[Timeline]) -> None:
+            await partner.send(a_request("erin", 0), subject="erin")
+            await partner.send_record(service.topics.requests, huge)
+            await partner.send(a_request("frank", 0), subject="frank")
+
+        async with (
+            TopicReader(servers.kafka_bootstrap, topics.for_service("enrollment", namespace).facts) as facts,
+            TopicReader(servers.kafka_bootstrap, dead_letter_topic) as dead_letters,
+            a_service_started_after(servers, namespace, publish) as (_, timeline),
+        ):
+            await dead_letters.wait_count(1)
+            await facts.wait_for(lambda records: {"erin-0", "frank-0"} <= {r.json()["request_id"] for r in records},
+                                 what="the other events' facts")
+
+    assert sorted(timeline.runs) == ["erin-0", "frank-0", "huge-0"]
+    letter = dead_letters.records[0]
+    assert letter.record.value == huge.value
+    assert letter.header("dlq_reason") == "handler_error" and "MessageSizeTooLarge" in letter.header("dlq_detail")
+    assert all(len(r.record.value) < 4 * 1024 * 1024 for r in facts.records)
