@@ -41,6 +41,10 @@ class ServiceSettings(BaseSettings):
         500, ge=1, description="Most records taken in at once from one topic: checked, run side by side across "
         "ordering keys (in order within one), recorded in one write and committed together.",
     )
+    batch_max_bytes: int = Field(
+        512 * 1024, ge=1, description="Most bytes of records run side by side: a larger batch is taken in as "
+        "consecutive parts of this size, so large records (payout chunks, about 230 KB) are not all in memory at once.",
+    )
     batch_consumers: int = Field(
         2, ge=1, description="Kafka consumers per subscribed topic in one process, in one group, each taking in "
         "batches from the partitions it owns; two keep the database busy while the service checks the next batch.",

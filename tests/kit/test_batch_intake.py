@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from mynumber_contracts import topics
 from mynumber_contracts.enrollment import RegisterResident, ResidentRegistered
@@ -48,11 +49,13 @@ async def take_a_while(event: RegisterResident, ctx: HandlerContext[Timeline]) -
 
 
 @asynccontextmanager
-async def a_service_started_after(servers, namespace: str, publish) -> AsyncIterator[tuple[EventService[Timeline], Timeline]]:
+async def a_service_started_after(servers, namespace: str, publish, **overrides: Any
+                                  ) -> AsyncIterator[tuple[EventService[Timeline], Timeline]]:
     """Publish first, then start the service, so everything published comes in one batch."""
     settings = ServiceSettings(
         kafka_bootstrap_servers=servers.kafka_bootstrap, mongodb_url=servers.mongodb_url, topic_namespace=namespace,
         database=f"{namespace}_intake", partner_registry_database=f"{namespace}_partners", partner_cache_seconds=0.5,
+        batch_consumers=1, **overrides,
     )
     timeline = Timeline(PersonReferences(settings.person_ref_key.get_secret_value()))
     client, database = connect(settings.mongodb_url, settings.database, app_name="intake")
@@ -154,3 +157,23 @@ async def test_an_event_whose_facts_cannot_be_sent_is_dead_lettered_and_the_rest
     assert letter.record.value == huge.value
     assert letter.header("dlq_reason") == "handler_error" and "MessageSizeTooLarge" in letter.header("dlq_detail")
     assert all(len(r.record.value) < 4 * 1024 * 1024 for r in facts.records)
+
+
+async def test_a_batch_larger_than_its_byte_limit_is_taken_in_part_after_part(servers, namespace):
+    await the_topics(servers, namespace)
+    async with PartnerPublisher(servers.kafka_bootstrap, namespace) as partner:
+
+        async def publish(service: EventService[Timeline]) -> None:
+            for step in range(3):
+                for person in ("gina", "hugo"):
+                    await partner.send(a_request(person, step), subject=person)
+
+        async with (
+            TopicReader(servers.kafka_bootstrap, topics.for_service("enrollment", namespace).facts) as facts,
+            a_service_started_after(servers, namespace, publish, batch_max_bytes=1) as (_, timeline),
+        ):
+            await facts.wait_count(6, ResidentRegistered.event_type)
+
+    # Every record is larger than one byte: each is a part of its own, so nothing runs side by side.
+    assert [what for what, _ in timeline.steps] == ["start", "end"] * 6
+    assert sorted(timeline.runs) == sorted(f"{person}-{step}" for person in ("gina", "hugo") for step in range(3))
