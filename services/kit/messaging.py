@@ -212,6 +212,8 @@ class _Accepted:
     use_case: UseCase
 
 
+HEARTBEAT_INTERVAL_MS = 300
+
 # Each use case awaits the produce of its own facts, so a linger would only add latency to every event.
 PRODUCER_LINGER_MS = 0
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
@@ -347,6 +349,10 @@ class EventService(Generic[Deps]):
                 max_records=self.settings.batch_max_records,
                 batch_timeout_ms=self.settings.batch_wait_ms,
                 max_poll_interval_ms=self.settings.max_poll_interval_ms,
+                # Each consumer that joins makes the group rebalance, and the members already in it
+                # learn of that at their next heartbeat: 3 s by default, which the second consumer of
+                # every topic added to each start.
+                heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
                 title=f"{topic}:{self.name}",
                 description=description,
                 parser=_tolerant_batch_parser,
