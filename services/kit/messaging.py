@@ -8,8 +8,9 @@ A service declares its use cases in a `HandlerRegistry`:
     async def register_resident(event: ResidentRegistered, ctx: HandlerContext[Deps]) -> list[Fact]:
         ...
 
-`EventService` gives each topic one FastStream batch subscriber (the AsyncAPI document lists
-every contract the topic carries) and takes in each batch of records (`take_in`) so that:
+`EventService` gives each topic FastStream batch subscribers (`MYNUMBER_BATCH_CONSUMERS`
+consumers in the group; the AsyncAPI document lists every contract the topic carries) and takes
+in each batch of records (`take_in`) so that:
 
 - the CloudEvents headers are validated before the payload is touched;
 - bad input (not JSON, schema violation, unknown `ce_type`, bad headers, a crashing use
@@ -166,16 +167,19 @@ def dead_letter_record(
 async def _tolerant_batch_parser(
     records: tuple[ConsumerRecord, ...], original_parser: Callable[[Any], Awaitable[Any]]
 ) -> Any:
-    """FastStream's parser decodes every header as UTF-8 and fails otherwise. Parse copies with
-    undecodable header values replaced, and keep the original records for the kit, so such a
+    """FastStream's parser decodes every header as UTF-8 and fails otherwise. Then parse copies
+    with undecodable header values replaced, and keep the original records for the kit, so such a
     message reaches the dead-letter route untouched and its offset is committed like any other."""
-    sanitised = tuple(
-        dataclasses.replace(record, headers=[(name, _utf8_or_replacement(value)) for name, value in (record.headers or ())])
-        for record in records
-    )
-    message = await original_parser(sanitised)
-    message.raw_message = records
-    return message
+    try:
+        return await original_parser(records)
+    except UnicodeDecodeError:
+        sanitised = tuple(
+            dataclasses.replace(record, headers=[(name, _utf8_or_replacement(v)) for name, v in (record.headers or ())])
+            for record in records
+        )
+        message = await original_parser(sanitised)
+        message.raw_message = records
+        return message
 
 
 async def _leave_undecoded(message: Any, original_decoder: Callable[[Any], Awaitable[Any]]) -> None:
@@ -214,7 +218,7 @@ class _Accepted:
 
 HEARTBEAT_INTERVAL_MS = 300
 
-# Each use case awaits the produce of its own facts, so a linger would only add latency to every event.
+# The kit awaits the produce of each batch's facts, so a linger would only add latency to every batch.
 PRODUCER_LINGER_MS = 0
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 # Both producers of a service (FastStream's, for dead letters and quarantine; the kit's, for facts).
@@ -338,8 +342,8 @@ class EventService(Generic[Deps]):
         )
         subscribers = []
         # Several consumers in the group, each owning some partitions: while one batch waits on
-        # the database, another is checked and run. The AsyncAPI document lists the topic once.
-        for _ in range(self.settings.batch_consumers):
+        # the database, another is checked and run. The AsyncAPI document lists the first.
+        for number in range(self.settings.batch_consumers):
             subscriber = self.broker.subscriber(
                 topic,
                 group_id=self.settings.group_id(self.name),
@@ -355,6 +359,7 @@ class EventService(Generic[Deps]):
                 heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
                 title=f"{topic}:{self.name}",
                 description=description,
+                include_in_schema=number == 0,
                 parser=_tolerant_batch_parser,
                 decoder=_leave_undecoded,
             )
