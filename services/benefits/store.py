@@ -30,9 +30,10 @@ from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from services.kit.audit import AuditTrail
+from services.kit.store import insert_new
 
 from .domain import (
     Account,
@@ -46,8 +47,6 @@ from .domain import (
     transfer_key,
 )
 
-DUPLICATE_KEY = 11000
-
 
 def _date(value: Any) -> str:
     return value.isoformat()
@@ -55,16 +54,7 @@ def _date(value: Any) -> str:
 
 async def insert_all(collection: Any, documents: Sequence[dict[str, Any]]) -> set[Any]:
     """Insert every document that is not there yet; return the `_id`s that already existed."""
-    if not documents:
-        return set()
-    try:
-        await collection.insert_many(list(documents), ordered=False)
-    except BulkWriteError as error:
-        others = [e for e in error.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
-        if others:
-            raise
-        return {documents[e["index"]]["_id"] for e in error.details["writeErrors"]}
-    return set()
+    return {documents[index]["_id"] for index in await insert_new(collection, documents)}
 
 
 class BenefitsStore:

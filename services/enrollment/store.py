@@ -16,7 +16,9 @@ from typing import Any
 from mynumber_contracts import Fact, MyNumber, ResidentAttributes, event_model
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
+
+from services.kit.store import insert_new
 
 from .domain import TRANSITIONS, Card, CardAction, CardState, LastRequest, Resident, random_number
 from .vault import NumberVault, SealedNumber
@@ -180,7 +182,7 @@ class EnrollmentStore:
         pending = list(dict.fromkeys(keys))
         while pending:
             drawn = {key: random_number() for key in pending}
-            collided = await _insert_many(
+            collided = await insert_new(
                 self.number_registry,
                 [{"_id": self.vault.blind_index(number), "source": "assigned", "key": key, "at": at}
                  for key, number in drawn.items()],
@@ -191,7 +193,7 @@ class EnrollmentStore:
                 sealed = self.vault.seal(number, bound_to=key)
                 documents.append({"_id": key, "number_key_id": sealed.key_id, "number_ciphertext": sealed.ciphertext,
                                   "assigned_at": at})
-            claimed_before = await _insert_many(self.assignments, documents)
+            claimed_before = await insert_new(self.assignments, documents)
             assigned |= {key: number for i, (key, number) in enumerate(reserved) if i not in claimed_before}
             replayed = [reserved[i][0] for i in sorted(claimed_before)]
             if replayed:
@@ -391,20 +393,6 @@ async def _insert_or_read(collection: Any, document: dict[str, Any]) -> dict[str
         standing = await collection.find_one({"_id": document["_id"]})
         assert standing is not None, "documents are never deleted from this collection"
         return standing
-
-
-async def _insert_many(collection: Any, documents: list[dict[str, Any]]) -> set[int]:
-    """Insert what can be inserted; the positions refused by a unique index."""
-    if not documents:
-        return set()
-    try:
-        await collection.insert_many(documents, ordered=False)
-    except BulkWriteError as error:
-        problems = error.details.get("writeErrors", [])
-        if any(p.get("code") != 11000 for p in problems):
-            raise
-        return {p["index"] for p in problems}
-    return set()
 
 
 # -- documents <-> domain ------------------------------------------------------------------------

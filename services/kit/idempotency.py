@@ -21,11 +21,9 @@ from datetime import datetime
 
 from mynumber_contracts import Envelope, Fact, KafkaRecord, encode_event
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
 
 from .clock import Clock
-
-DUPLICATE_KEY = 11000
+from .store import insert_new
 
 # Fixed namespace for output ids: uuid5(namespace, input id + output kind + index).
 OUTPUT_ID_NAMESPACE = uuid.UUID("6f1c1b3e-5a0e-4d0e-9a51-8d3c0f6b9a10")
@@ -123,8 +121,6 @@ class IdempotencyGuard:
         Inserts, never upserts (FerretDB v1 scans a collection on every update). A duplicate key
         means another instance recorded the same event first; its record (same ids) stands.
         """
-        if not outcomes:
-            return
         documents = [
             {
                 "_id": received.envelope.id,
@@ -139,12 +135,7 @@ class IdempotencyGuard:
             }
             for received, records in outcomes
         ]
-        try:
-            await self._events.insert_many(documents, ordered=False)
-        except BulkWriteError as error:
-            others = [e for e in error.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
-            if others:
-                raise
+        await insert_new(self._events, documents)
 
     def facts_of(self, received: ReceivedEvent, facts: Sequence[Fact]) -> list[KafkaRecord]:
         return to_records(facts, cause=received.envelope, service=self._service, now=self._clock.now())

@@ -119,7 +119,6 @@ class DeadLetterReason:
     UNKNOWN_EVENT_TYPE = "unknown_event_type"
     MISSING_HEADER = "missing_header"
     INVALID_HEADER = "invalid_header"
-    REUSED_EVENT_ID = "reused_event_id"
     HANDLER_ERROR = "handler_error"
 
 
@@ -127,8 +126,6 @@ def classify_failure(exc: BaseException, headers: Sequence[tuple[str, bytes]]) -
     """Turn a processing failure into a (reason code, human-readable detail) pair."""
     if isinstance(exc, EnvelopeError):
         return exc.reason, exc.detail
-    if isinstance(exc, ReusedEventId):
-        return DeadLetterReason.REUSED_EVENT_ID, str(exc)
     if isinstance(exc, UnicodeDecodeError):
         return DeadLetterReason.NOT_JSON, "the message value is not UTF-8 text"
     if isinstance(exc, json.JSONDecodeError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
@@ -21,6 +21,8 @@ from pymongo.results import InsertOneResult
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+DUPLICATE_KEY = 11000  # the server's code for a unique index refusing a write
 
 # Failures that go away by themselves: the database or the broker is briefly unreachable.
 # These are retried with back-off; they are never dead-lettered.
@@ -57,6 +59,21 @@ def connect(url: str, database: str, *, app_name: str) -> tuple[AsyncMongoClient
     return client, BatchingDatabase(client[database])  # type: ignore[return-value]
 
 
+async def insert_new(collection: Any, documents: Sequence[dict[str, Any]]) -> set[int]:
+    """Insert, in one unordered `insert_many`, every document whose `_id` is not taken yet;
+    return the positions of those a unique index refused. Any other write error is raised."""
+    if not documents:
+        return set()
+    try:
+        await collection.insert_many(list(documents), ordered=False)
+    except BulkWriteError as error:
+        problems = error.details.get("writeErrors", [])
+        if any(problem.get("code") != DUPLICATE_KEY for problem in problems):
+            raise
+        return {problem["index"] for problem in problems}
+    return set()
+
+
 class BatchingDatabase:
     """A database whose collections are `BatchingCollection`s; everything else is the database's own."""
 
@@ -76,12 +93,6 @@ class BatchingDatabase:
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self._database, name)
-
-    def __eq__(self, other: object) -> bool:
-        return self._database == (other._database if isinstance(other, BatchingDatabase) else other)
-
-    def __hash__(self) -> int:
-        return hash(self._database)
 
 
 class BatchingCollection:
@@ -109,10 +120,6 @@ class BatchingCollection:
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self._collection, name)
-
-    @property
-    def collection(self) -> AsyncCollection:
-        return self._collection
 
     async def find_one(self, filter: Any = None, *args: Any, **kwargs: Any) -> Any:
         document_id = _plain_id(filter)
@@ -177,7 +184,7 @@ class BatchingCollection:
         except BulkWriteError as error:
             for write_error in error.details.get("writeErrors", []):
                 code, message = write_error.get("code"), write_error.get("errmsg", "write error")
-                failure_type = DuplicateKeyError if code == 11000 else OperationFailure
+                failure_type = DuplicateKeyError if code == DUPLICATE_KEY else OperationFailure
                 failures[write_error["index"]] = failure_type(message, code, write_error)
         except Exception as error:
             _fail([future for _, future in inserts], error)
