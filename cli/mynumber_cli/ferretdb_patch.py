@@ -1,4 +1,4 @@
-"""The three fixes the native stack carries on top of FerretDB v1.24.2 (SQLite backend).
+"""The four fixes the native stack carries on top of FerretDB v1.24.2 (SQLite backend).
 
 FerretDB v1 is no longer developed upstream (v2 replaced the SQLite backend
 with PostgreSQL + DocumentDB), and v1.24.2 as released reads whole tables and loses concurrent updates:
@@ -30,17 +30,28 @@ with PostgreSQL + DocumentDB), and v1.24.2 as released reads whole tables and lo
    single process, so this makes them atomic against each other; inserts
    stay unlocked and are guarded by the unique ``_id`` index).
 
+4. **An update command of many statements hangs.** The handler opens a read
+   for each statement and closes them all only when the command returns
+   (``defer`` inside the loop). A statement that matches a document leaves its
+   read open, so an ``update`` command of about 100 statements on existing
+   documents (``bulk_write`` of ``UpdateOne``) takes every one of SQLite's
+   100 connections and waits for ever, holding fix 3's lock, so every later
+   update of that collection waits too. Also, each ``upserted`` entry gave its
+   position in that list as the statement's ``index``, so a client matched an
+   upserted ``_id`` to the wrong statement. Fix: close each statement's read
+   when the statement is done, and report the statement's own index.
+
 None of the fixes changes what is stored, so a database written by an unpatched
 build works with a patched one and the other way round. `tests/stack`
 proves the first two through ``explain``, which returns SQLite's own query
-plan; `tests/faults/test_database_atomicity.py` proves the third.
+plan; `tests/faults/test_database_atomicity.py` proves the third and the fourth.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-FERRETDB_BUILD_SUFFIX = "id-pushdown-atomic-updates"
+FERRETDB_BUILD_SUFFIX = "id-pushdown-atomic-updates-bulk-updates"
 
 _QUERY_BLOCK = """\t// that logic should exist in one place
 \t// TODO https://github.com/FerretDB/FerretDB/issues/3235
@@ -179,6 +190,27 @@ FERRETDB_PATCHES: tuple[tuple[str, str, str], ...] = (
         "internal/backends/sqlite/collection.go",
         _EXPLAIN_BLOCK,
         "\twhereClause, args = idPushdown(params.Filter)\n\tfilterPushdown = whereClause != \"\" && params.Filter.Len() == 1\n",
+    ),
+    (
+        "internal/handler/msg_update.go",
+        "\t\tcloser := iterator.NewMultiCloser()\n\t\tdefer closer.Close()\n",
+        "\t\tcloser := iterator.NewMultiCloser()\n",
+    ),
+    (
+        "internal/handler/msg_update.go",
+        "\t\tresult, err := common.UpdateDocument(ctx, c, \"update\", iter, &u)\n",
+        "\t\tresult, err := common.UpdateDocument(ctx, c, \"update\", iter, &u)\n"
+        "\t\tcloser.Close() // this statement's read ends here, not when the whole command returns\n",
+    ),
+    (
+        "internal/handler/msg_update.go",
+        "\tfor _, u := range params.Updates {\n",
+        "\tfor statement, u := range params.Updates {\n",
+    ),
+    (
+        "internal/handler/msg_update.go",
+        "\t\t\t\t\"index\", int32(upserted.Len()),\n",
+        "\t\t\t\t\"index\", int32(statement),\n",
     ),
 )
 
