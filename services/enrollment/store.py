@@ -18,7 +18,7 @@ from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.kit.store import insert_new
+from services.kit.store import insert_new, insert_or_read
 
 from .domain import TRANSITIONS, Card, CardAction, CardState, LastRequest, Resident, random_number
 from .vault import NumberVault, SealedNumber
@@ -243,7 +243,7 @@ class EnrollmentStore:
     async def insert_card(self, card: Card) -> Card:
         """Insert the card unless it exists (a re-run); return the stored one."""
         await _insert_unless_there(self.cards_by_certificate, {"_id": card.certificate_id, "card_number": card.card_number})
-        return _card(await _insert_or_read(self.cards, {"_id": card.card_number, **_card_document(card)}))
+        return _card(await insert_or_read(self.cards, {"_id": card.card_number, **_card_document(card)}))
 
     async def card(self, card_number: str) -> Card | None:
         document = await self.cards.find_one({"_id": card_number})
@@ -363,7 +363,7 @@ class EnrollmentStore:
         self, key: str, *, fingerprint: str, facts: Sequence[Fact], summary: Mapping[str, Any], at: datetime
     ) -> Outcome:
         """Record what `key` decided, unless a racer recorded it first; return the one that stands."""
-        return _outcome(await _insert_or_read(self.outcomes, {
+        return _outcome(await insert_or_read(self.outcomes, {
             "_id": key,
             "fingerprint": fingerprint,
             "facts": [{"type": f.event_type, "payload": f.model_dump_json()} for f in facts],
@@ -382,17 +382,6 @@ async def _insert_unless_there(collection: Any, document: dict[str, Any]) -> Non
         await collection.insert_one(document)
     except DuplicateKeyError:
         pass
-
-
-async def _insert_or_read(collection: Any, document: dict[str, Any]) -> dict[str, Any]:
-    """Insert `document`, or, when its `_id` is taken, return the document that stands."""
-    try:
-        await collection.insert_one(document)
-        return document
-    except DuplicateKeyError:
-        standing = await collection.find_one({"_id": document["_id"]})
-        assert standing is not None, "documents are never deleted from this collection"
-        return standing
 
 
 # -- documents <-> domain ------------------------------------------------------------------------

@@ -40,6 +40,8 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.kit.store import update_by_id
+
 from .domain import (
     Card,
     CardStatus,
@@ -253,8 +255,9 @@ class InsuranceStore:
         return [card for card in map(_card, (document or {}).get("retired_cards", [])) if card]
 
     async def change_person(self, person_ref: str, changes: Mapping[str, Any], *, add_member_key: str | None = None,
-                            retire_card: Card | None = None) -> Person:
-        """One atomic write to the person's document; every change bumps `version`."""
+                            retire_card: Card | None = None) -> None:
+        """One atomic write to the person's document; every change bumps `version`. A rerun may
+        bump it again: the version only has to grow with every change."""
         update: dict[str, Any] = {"$inc": {"version": 1}}
         if changes:
             update["$set"] = {name: _stored(value) for name, value in changes.items()}
@@ -265,10 +268,7 @@ class InsuranceStore:
             push["retired_cards"] = _card_document(retire_card)
         if push:
             update["$addToSet"] = push
-        document = await self.people.find_one_and_update(
-            {"_id": person_ref}, update, upsert=True, return_document=ReturnDocument.AFTER
-        )
-        return _person(document)
+        await update_by_id(self.people, person_ref, update, upsert=True)
 
     async def record_attributes(self, person_ref: str, attributes: ResidentAttributes) -> None:
         """Store the registry's five attributes and keep the match index in step."""
@@ -303,7 +303,7 @@ class InsuranceStore:
         return list((document or {}).get("person_refs", []))
 
     async def hold_until_resident_known(self, person_ref: str, member_key: str) -> None:
-        await self.pending_links.update_one({"_id": person_ref}, {"$addToSet": {"member_keys": member_key}}, upsert=True)
+        await update_by_id(self.pending_links, person_ref, {"$addToSet": {"member_keys": member_key}}, upsert=True)
 
     async def pending_for(self, person_ref: str) -> list[str]:
         document = await self.pending_links.find_one({"_id": person_ref})
@@ -311,7 +311,7 @@ class InsuranceStore:
 
     async def clear_pending(self, person_ref: str, member_keys: list[str]) -> None:
         if member_keys:
-            await self.pending_links.update_one({"_id": person_ref}, {"$pullAll": {"member_keys": member_keys}})
+            await update_by_id(self.pending_links, person_ref, {"$pullAll": {"member_keys": member_keys}})
 
     async def people_with_card_certificates_ending_before(self, as_of: date) -> list[Person]:
         """Sweeps only: members whose card's electronic certificate ended before `as_of`."""

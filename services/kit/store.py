@@ -10,7 +10,7 @@ import asyncio
 import copy
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
 from pymongo import AsyncMongoClient
@@ -74,6 +74,35 @@ async def insert_new(collection: Any, documents: Sequence[dict[str, Any]]) -> se
     return set()
 
 
+async def insert_or_read(collection: Any, document: dict[str, Any]) -> dict[str, Any]:
+    """Insert `document`, or, when its `_id` is taken, return the document that stands.
+
+    An insert, not an upsert with `$setOnInsert`: the same effect when the `_id` is new, but a
+    `BatchingCollection` sends the inserts of side-by-side use cases as one command, and FerretDB v1
+    runs updates one at a time.
+    """
+    try:
+        await collection.insert_one(document)
+        return document
+    except DuplicateKeyError:
+        standing = await collection.find_one({"_id": document["_id"]})
+        if standing is None:  # removed between the two calls: the caller's collection never does that
+            raise
+        return standing
+
+
+async def update_by_id(collection: Any, document_id: Any, update: dict[str, Any], *, upsert: bool = False) -> None:
+    """`update_one({"_id": document_id}, update, upsert=upsert)` for a caller that needs no counts back.
+
+    On a `BatchingCollection`, the updates of side-by-side use cases go as one `update` command
+    (see there). Each still applies atomically to its one document.
+    """
+    if isinstance(collection, BatchingCollection):
+        await collection.update_by_id(document_id, update, upsert=upsert)
+    else:
+        await collection.update_one({"_id": document_id}, update, upsert=upsert)
+
+
 class BatchingDatabase:
     """A database whose collections are `BatchingCollection`s; everything else is the database's own."""
 
@@ -96,23 +125,30 @@ class BatchingDatabase:
 
 
 class BatchingCollection:
-    """A collection whose reads by `_id` and single inserts, made by many use cases at the same
-    moment, reach the database as one query and one insert.
+    """A collection whose reads by `_id`, single inserts and updates by `_id`, made by many use
+    cases at the same moment, reach the database as one query, one insert and one update command.
 
     The kit runs the events of a batch side by side (`EventService.take_in`), so their use cases
-    ask for the same kind of document at once. `find_one({"_id": x})` and `insert_one(document)`
-    wait for the current turn of the event loop to end; then every read waiting on this
-    collection goes as one `find({"_id": {"$in": [...]}})` and every insert as one
-    `insert_many(..., ordered=False)`, and each caller gets its own answer: its document (or
-    None), its `InsertOneResult`, or its own `DuplicateKeyError`. A failure of the whole call (the
-    database unreachable) is raised to every caller, who retries as before. Any other call, or a
-    `find_one` with another filter or options, goes to the collection at once.
+    ask for the same kind of document at once. `find_one({"_id": x})`, `insert_one(document)` and
+    `update_by_id(x, update)` wait for the current turn of the event loop to end; then every read
+    waiting on this collection goes as one `find({"_id": {"$in": [...]}})`, every insert as one
+    `insert_many(..., ordered=False)` and every update as one ordered `update` command.
+    Each caller gets its own answer: its document (or None), its `InsertOneResult`, or its own
+    `DuplicateKeyError`. An update is told only that it was applied: an `update` command reports
+    counts for the whole command, not for each statement. If the update command fails, every
+    caller waiting on it gets the error, as from a call of its own that failed: the statements
+    before the failing one were applied, and a rerun applies its update again (so the use cases
+    give it only updates that may be repeated, as they must for at-least-once delivery). A
+    failure of a whole read or insert call (the database unreachable) is raised to every caller,
+    who retries as before. Any other call, or a `find_one` with another filter or options, goes to
+    the collection at once.
     """
 
     def __init__(self, collection: AsyncCollection) -> None:
         self._collection = collection
         self._reads: dict[Any, list[asyncio.Future[Any]]] = {}
         self._inserts: list[tuple[dict[str, Any], asyncio.Future[Any]]] = []
+        self._updates: list[tuple[_Update, asyncio.Future[None]]] = []
         self._flush_due = False
         self._in_flight: set[asyncio.Task[None]] = set()  # held, so the loop does not drop them midway
 
@@ -138,6 +174,13 @@ class BatchingCollection:
         self._flush_soon()
         return await future
 
+    async def update_by_id(self, document_id: Any, update: dict[str, Any], *, upsert: bool = False) -> None:
+        """`update_one({"_id": document_id}, update, upsert=upsert)`, sent with the others of this turn."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._updates.append((_Update(document_id, update, upsert), future))
+        self._flush_soon()
+        await future
+
     def _flush_soon(self) -> None:
         if not self._flush_due:
             self._flush_due = True
@@ -148,7 +191,9 @@ class BatchingCollection:
         self._flush_due = False
         reads, self._reads = self._reads, {}
         inserts, self._inserts = self._inserts, []
-        for call in ([self._read(reads)] if reads else []) + ([self._insert(inserts)] if inserts else []):
+        updates, self._updates = self._updates, []
+        calls = ([self._read(reads)] if reads else []) + ([self._insert(inserts)] if inserts else [])
+        for call in calls + ([self._update(updates)] if updates else []):
             task = asyncio.ensure_future(call)
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
@@ -196,6 +241,39 @@ class BatchingCollection:
                 future.set_exception(failures[index])
             else:
                 future.set_result(InsertOneResult(document["_id"], acknowledged=True))
+
+    async def _update(self, updates: list[tuple[_Update, asyncio.Future[None]]]) -> None:
+        futures = [future for _, future in updates]
+        try:
+            if len(updates) == 1:
+                ((only, _),) = updates
+                await self._collection.update_one({"_id": only.document_id}, only.update, upsert=only.upsert)
+            else:
+                # Ordered: the statements apply in the order they were asked for, and stop at the
+                # first failure, as FerretDB v1 does whatever it is told. Sent as the command itself:
+                # FerretDB v1 reports a failed statement at index 0 and without the counts
+                # PyMongo's `bulk_write` expects, so its answer could not be trusted statement by statement.
+                reply = await self._collection.database.command({
+                    "update": self._collection.name,
+                    "updates": [{"q": {"_id": u.document_id}, "u": u.update, "upsert": u.upsert} for u, _ in updates],
+                    "ordered": True,
+                })
+                problems = reply.get("writeErrors") or [reply[key] for key in ("writeConcernError",) if key in reply]
+                if problems:
+                    code, message = problems[0].get("code"), problems[0].get("errmsg", "update failed")
+                    raise (DuplicateKeyError if code == DUPLICATE_KEY else OperationFailure)(message, code, reply)
+        except Exception as error:
+            _fail(futures, error)
+            return
+        for future in futures:
+            if not future.done():
+                future.set_result(None)
+
+
+class _Update(NamedTuple):
+    document_id: Any
+    update: dict[str, Any]
+    upsert: bool
 
 
 def _plain_id(filter: Any) -> Any:

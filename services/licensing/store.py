@@ -21,6 +21,8 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.kit.store import insert_or_read, update_by_id
+
 from .domain import Card, CardStatus, Licence, Vehicle
 
 T = TypeVar("T")
@@ -63,15 +65,11 @@ class LicensingStore:
     # -- cards ----------------------------------------------------------------------------------
 
     async def save_card(self, card: Card) -> None:
-        await self._cards_by_person.update_one(
-            {"_id": card.person_ref}, {"$addToSet": {"card_numbers": card.card_number}}, upsert=True
-        )
-        await self._cards.update_one(
-            {"_id": card.card_number}, {"$set": card.model_dump(mode="json")}, upsert=True
-        )
+        await update_by_id(self._cards_by_person, card.person_ref, {"$addToSet": {"card_numbers": card.card_number}}, upsert=True)
+        await update_by_id(self._cards, card.card_number, {"$set": card.model_dump(mode="json")}, upsert=True)
 
     async def set_card_status(self, card_number: str, status: CardStatus) -> None:
-        await self._cards.update_one({"_id": card_number}, {"$set": {"status": status.value}})
+        await update_by_id(self._cards, card_number, {"$set": {"status": status.value}})
 
     async def card(self, card_number: str) -> Card | None:
         document = await self._cards.find_one({"_id": card_number})
@@ -87,9 +85,8 @@ class LicensingStore:
     # -- residents (the person reference and the address only) ----------------------------------
 
     async def save_address(self, person_ref: str, address: str, effective_on: date) -> None:
-        await self._residents.update_one(
-            {"_id": person_ref},
-            {"$set": {"address": address, "address_effective_on": effective_on.isoformat()}},
+        await update_by_id(
+            self._residents, person_ref, {"$set": {"address": address, "address_effective_on": effective_on.isoformat()}},
             upsert=True,
         )
 
@@ -120,9 +117,10 @@ class LicensingStore:
         ))
 
     async def save_licence(self, licence: Licence) -> Licence:
-        await self._licence_holders.update_one(
-            {"_id": licence.licence_number}, {"$set": {"person_ref": licence.person_ref}}, upsert=True
-        )
+        # Most saves keep the number's holder (or record a new number): an insert, or a read.
+        standing = await insert_or_read(self._licence_holders, {"_id": licence.licence_number, "person_ref": licence.person_ref})
+        if standing["person_ref"] != licence.person_ref:
+            await update_by_id(self._licence_holders, licence.licence_number, {"$set": {"person_ref": licence.person_ref}})
         return await _save_versioned(self._licences, licence.person_ref, licence)
 
     # -- vehicles -------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""The kit's `BatchingCollection` against the real database: reads by `_id` and single inserts
-made at the same moment go as one command, and every caller still gets its own answer."""
+"""The kit's `BatchingCollection` against the real database: reads by `_id`, single inserts and
+updates by `_id` made at the same moment go as one command, and every caller still gets its own
+answer."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient, monitoring
-from pymongo.errors import ConnectionFailure, DuplicateKeyError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure
 
-from services.kit.store import BatchingCollection, BatchingDatabase, connect
+from services.kit.store import BatchingCollection, BatchingDatabase, connect, insert_or_read, update_by_id
 
 
 class CommandCounter(monitoring.CommandListener):
@@ -78,6 +79,74 @@ async def test_one_caller_alone_is_served_as_before(counted):
     assert counter.commands == Counter({"find": 1, "insert": 2})
 
 
+async def test_updates_by_id_at_the_same_moment_are_one_command_applied_in_order(counted):
+    collection, counter = counted
+
+    await asyncio.gather(
+        update_by_id(collection, "d1", {"$inc": {"n": 10}}),
+        update_by_id(collection, "d2", {"$set": {"n": -2}, "$addToSet": {"tags": "x"}}),
+        update_by_id(collection, "new", {"$set": {"n": 100}}, upsert=True),
+        update_by_id(collection, "absent", {"$set": {"n": 5}}),  # no upsert: nothing to change
+        update_by_id(collection, "d1", {"$set": {"n": 0}}),  # after the $inc above
+        update_by_id(collection, "d1", {"$inc": {"n": 7}}),
+    )
+
+    assert counter.commands == Counter({"update": 1})
+    stored = {d["_id"]: d for d in await collection.find({"_id": {"$in": ["d1", "d2", "new", "absent"]}}).to_list()}
+    assert (stored["d1"]["n"], stored["d2"]["n"], stored["d2"]["tags"], stored["new"]["n"]) == (7, -2, ["x"], 100)
+    assert "absent" not in stored
+
+
+async def test_a_failed_update_command_fails_every_caller_that_waited_on_it(counted):
+    collection, counter = counted
+
+    outcomes = await asyncio.gather(
+        update_by_id(collection, "d1", {"$inc": {"n": 1}}),
+        update_by_id(collection, "d2", {"$inc": {"n": "not a number"}}),  # the server refuses this one
+        update_by_id(collection, "d3", {"$inc": {"n": 1}}),
+        return_exceptions=True,
+    )
+
+    # The command's counts are not per statement, so no caller can be told its own fate: each
+    # gets the error and runs again (the updates the services send may be repeated).
+    assert all(isinstance(outcome, OperationFailure) for outcome in outcomes)
+    assert counter.commands == Counter({"update": 1})
+    assert (await collection.find_one({"_id": "d2"}))["n"] == 2
+
+
+async def test_one_update_alone_is_an_update_one_and_its_failure_is_its_own(counted):
+    collection, counter = counted
+
+    await update_by_id(collection, "d4", {"$inc": {"n": 1}})
+    with pytest.raises(OperationFailure):
+        await update_by_id(collection, "d4", {"$inc": {"n": "not a number"}})
+
+    assert (await collection.find_one({"_id": "d4"}))["n"] == 5
+    assert counter.commands == Counter({"update": 2, "find": 1})
+
+
+async def test_update_by_id_on_a_plain_collection_is_update_one(servers, namespace):
+    client: AsyncMongoClient = AsyncMongoClient(servers.mongodb_url, retryWrites=False)
+    try:
+        plain = client[f"{namespace}_plain"]["documents"]
+        await update_by_id(plain, "p", {"$set": {"n": 1}}, upsert=True)
+        await update_by_id(plain, "p", {"$inc": {"n": 1}})
+        assert (await plain.find_one({"_id": "p"}))["n"] == 2
+    finally:
+        await client.close()
+
+
+async def test_insert_or_read_inserts_a_new_document_or_returns_the_one_that_stands(counted):
+    collection, counter = counted
+
+    inserted, standing = await asyncio.gather(
+        insert_or_read(collection, {"_id": "fresh", "n": 1}), insert_or_read(collection, {"_id": "d9", "n": -9})
+    )
+
+    assert (inserted["n"], standing["n"]) == (1, 9)
+    assert counter.commands == Counter({"insert": 1, "find": 1})
+
+
 async def test_other_reads_go_to_the_database_at_once(counted):
     collection, counter = counted
 
@@ -99,6 +168,7 @@ async def test_a_database_out_of_reach_fails_every_waiting_caller():
         outcomes = await asyncio.gather(
             collection.find_one({"_id": "a"}), collection.find_one({"_id": "b"}),
             collection.insert_one({"_id": "c"}), collection.insert_one({"_id": "d"}),
+            update_by_id(collection, "e", {"$set": {"n": 1}}), update_by_id(collection, "f", {"$set": {"n": 1}}),
             return_exceptions=True,
         )
     finally:
