@@ -13,6 +13,7 @@ between the two writes never makes a lookup answer wrongly.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any, TypeVar
@@ -79,8 +80,9 @@ class LicensingStore:
         lookup = await self._cards_by_person.find_one({"_id": person_ref})
         if lookup is None:
             return []
-        cursor = self._cards.find({"_id": {"$in": lookup["card_numbers"]}, "person_ref": person_ref})
-        return [Card.model_validate(_without_id(d)) async for d in cursor]
+        # One read by `_id` per card (usually one), so side-by-side use cases read their cards together.
+        documents = await asyncio.gather(*(self._cards.find_one({"_id": number}) for number in lookup["card_numbers"]))
+        return [Card.model_validate(_without_id(d)) for d in documents if d is not None and d["person_ref"] == person_ref]
 
     # -- residents (the person reference and the address only) ----------------------------------
 
