@@ -425,6 +425,7 @@ class EventService(Generic[Deps]):
             every_fact = [fact for _, facts, _ in done for fact in facts]
             if every_fact:
                 await retry_transient(lambda: self.publish_records(every_fact), what="publish facts")
+            self._count_taken_in(done)
         except Exception as exc:
             # Not transient: find the event at fault and dead-letter it, as if it had come alone.
             log.error("the batch's events could not be recorded or their facts sent together (%s): going one by one",
@@ -439,6 +440,12 @@ class EventService(Generic[Deps]):
                 await retry_transient(partial(self.publish_records, facts), what="publish facts")
             except Exception as exc:
                 await self._refuse(item.record, exc)
+                continue
+            self._count_taken_in([(item, facts, is_new)])
+
+    def _count_taken_in(self, done: Sequence[tuple[_Accepted, list[KafkaRecord], bool]]) -> None:
+        for item, _, is_new in done:
+            self.metrics.event_taken_in(item.received.envelope.type, new=is_new)
 
     async def _accept(self, record: ConsumerRecord, routes: Mapping[str, _Registration]) -> _Accepted:
         envelope = parse_headers(record.headers or ())

@@ -146,13 +146,18 @@ async def test_an_event_whose_facts_cannot_be_sent_is_dead_lettered_and_the_rest
         async with (
             TopicReader(servers.kafka_bootstrap, topics.for_service("enrollment", namespace).facts) as facts,
             TopicReader(servers.kafka_bootstrap, dead_letter_topic) as dead_letters,
-            a_service_started_after(servers, namespace, publish) as (_, timeline),
+            a_service_started_after(servers, namespace, publish) as (service, timeline),
         ):
             await dead_letters.wait_count(1)
             await facts.wait_for(lambda records: {"erin-0", "frank-0"} <= {r.json()["request_id"] for r in records},
                                  what="the other events' facts")
+            taken_in = service.metrics.registry.get_sample_value(
+                "mynumber_events_taken_in_total",
+                {"service": "enrollment", "event_type": RegisterResident.event_type, "outcome": "new"},
+            )
 
     assert sorted(timeline.runs) == ["erin-0", "frank-0", "huge-0"]
+    assert taken_in == 2, "the two events done one by one are counted; the dead-lettered one is not"
     letter = dead_letters.records[0]
     assert letter.record.value == huge.value
     assert letter.header("dlq_reason") == "handler_error" and "MessageSizeTooLarge" in letter.header("dlq_detail")

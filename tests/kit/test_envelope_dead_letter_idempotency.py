@@ -170,6 +170,14 @@ async def test_an_event_delivered_three_times_has_one_effect_and_one_output_id(p
     assert probe.metrics.registry.get_sample_value(
         "mynumber_facts_published_total", {"service": "enrollment", "event_type": ResidentRegistered.event_type}
     ) == 3, "every publish is counted, the replays' too"
+    taken_in = {
+        outcome: probe.metrics.registry.get_sample_value(
+            "mynumber_events_taken_in_total",
+            {"service": "enrollment", "event_type": RegisterResident.event_type, "outcome": outcome},
+        )
+        for outcome in ("new", "replayed")
+    }
+    assert taken_in == {"new": 1, "replayed": 2}
     assert all(r.header("ce_causationid") == record.header("ce_id").decode() for r in published)
 
 
