@@ -249,10 +249,11 @@ class BatchingCollection:
                 ((only, _),) = updates
                 await self._collection.update_one({"_id": only.document_id}, only.update, upsert=only.upsert)
             else:
-                # Ordered: the statements apply in the order they were asked for, and stop at the
-                # first failure, as FerretDB v1 does whatever it is told. Sent as the command itself:
-                # FerretDB v1 reports a failed statement at index 0 and without the counts
-                # PyMongo's `bulk_write` expects, so its answer could not be trusted statement by statement.
+                # Ordered: the statements apply in the order they were asked for and stop at the
+                # first failure (FerretDB v1 does so even when told `ordered: false`). Sent as the
+                # command itself, not through `bulk_write`: FerretDB v1 reports a failed statement
+                # at index 0 and without the counts PyMongo expects, so its answer cannot be
+                # trusted statement by statement anyway.
                 reply = await self._collection.database.command({
                     "update": self._collection.name,
                     "updates": [{"q": {"_id": u.document_id}, "u": u.update, "upsert": u.upsert} for u, _ in updates],
