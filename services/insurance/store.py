@@ -461,15 +461,26 @@ class InsuranceStore:
         return _eligibility(document) if document else None
 
     async def save_eligibility(self, record: EligibilityRecord) -> None:
-        """Write the record unless a newer version of the person is already there."""
-        try:
-            await self.eligibility.find_one_and_update(
-                {"_id": record.certificate_id, "version": {"$lte": record.version}},
-                {"$set": _eligibility_document(record)},
-                upsert=True,
-            )
-        except DuplicateKeyError:
-            pass  # a newer version was written by a later change: it stands
+        """Write the record unless a newer version of the person is already there.
+
+        A read, then an insert or an update by `_id`, so side-by-side use cases send theirs
+        together; the update carries the version condition, so a newer version written meanwhile
+        stands, and an insert that loses to a racer's falls back to the same update.
+        """
+        document = _eligibility_document(record)
+        standing = await self.eligibility.find_one({"_id": record.certificate_id})
+        if standing is None:
+            try:
+                await self.eligibility.insert_one({"_id": record.certificate_id, **document})
+                return
+            except DuplicateKeyError:
+                pass  # another change wrote it first: the version decides below
+        elif standing["version"] > record.version:
+            return  # a later change wrote it: it stands
+        elif all(standing.get(name) == value for name, value in document.items()):
+            return  # already written as it is (a second pass of the same change, or a rerun)
+        await update_by_id(self.eligibility, record.certificate_id, {"$set": document},
+                           condition={"version": {"$lte": record.version}})
 
     # -- insurers -------------------------------------------------------------------------------
 

@@ -91,16 +91,18 @@ async def insert_or_read(collection: Any, document: dict[str, Any]) -> dict[str,
         return standing
 
 
-async def update_by_id(collection: Any, document_id: Any, update: dict[str, Any], *, upsert: bool = False) -> None:
-    """`update_one({"_id": document_id}, update, upsert=upsert)` for a caller that needs no counts back.
+async def update_by_id(collection: Any, document_id: Any, update: dict[str, Any], *, upsert: bool = False,
+                       condition: dict[str, Any] | None = None) -> None:
+    """`update_one({"_id": document_id, **condition}, update, upsert=upsert)` for a caller that needs
+    no counts back: it is not told whether the document matched.
 
     On a `BatchingCollection`, the updates of side-by-side use cases go as one `update` command
     (see there). Each still applies atomically to its one document.
     """
     if isinstance(collection, BatchingCollection):
-        await collection.update_by_id(document_id, update, upsert=upsert)
+        await collection.update_by_id(document_id, update, upsert=upsert, condition=condition)
     else:
-        await collection.update_one({"_id": document_id}, update, upsert=upsert)
+        await collection.update_one({"_id": document_id, **(condition or {})}, update, upsert=upsert)
 
 
 class BatchingDatabase:
@@ -174,10 +176,11 @@ class BatchingCollection:
         self._flush_soon()
         return await future
 
-    async def update_by_id(self, document_id: Any, update: dict[str, Any], *, upsert: bool = False) -> None:
-        """`update_one({"_id": document_id}, update, upsert=upsert)`, sent with the others of this turn."""
+    async def update_by_id(self, document_id: Any, update: dict[str, Any], *, upsert: bool = False,
+                           condition: dict[str, Any] | None = None) -> None:
+        """`update_one({"_id": document_id, **condition}, update, upsert=upsert)`, sent with the others of this turn."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._updates.append((_Update(document_id, update, upsert), future))
+        self._updates.append((_Update({"_id": document_id, **(condition or {})}, update, upsert), future))
         self._flush_soon()
         await future
 
@@ -204,9 +207,11 @@ class BatchingCollection:
                 (document_id,) = reads
                 found = {document_id: await self._collection.find_one({"_id": document_id})}
             else:
+                # One more than can match: with exactly as many, the server keeps the cursor open
+                # and the client asks again (a getMore) to learn that nothing is left.
                 found = {
                     document["_id"]: document
-                    async for document in self._collection.find({"_id": {"$in": list(reads)}}, batch_size=len(reads))
+                    async for document in self._collection.find({"_id": {"$in": list(reads)}}, batch_size=len(reads) + 1)
                 }
         except Exception as error:
             for futures in reads.values():
@@ -247,7 +252,7 @@ class BatchingCollection:
         try:
             if len(updates) == 1:
                 ((only, _),) = updates
-                await self._collection.update_one({"_id": only.document_id}, only.update, upsert=only.upsert)
+                await self._collection.update_one(only.filter, only.update, upsert=only.upsert)
             else:
                 # Ordered: the statements apply in the order they were asked for and stop at the
                 # first failure (FerretDB v1 does so even when told `ordered: false`). Sent as the
@@ -256,7 +261,7 @@ class BatchingCollection:
                 # trusted statement by statement anyway.
                 reply = await self._collection.database.command({
                     "update": self._collection.name,
-                    "updates": [{"q": {"_id": u.document_id}, "u": u.update, "upsert": u.upsert} for u, _ in updates],
+                    "updates": [{"q": u.filter, "u": u.update, "upsert": u.upsert} for u, _ in updates],
                     "ordered": True,
                 })
                 problems = reply.get("writeErrors") or [reply[key] for key in ("writeConcernError",) if key in reply]
@@ -272,7 +277,7 @@ class BatchingCollection:
 
 
 class _Update(NamedTuple):
-    document_id: Any
+    filter: dict[str, Any]  # the `_id`, and any condition
     update: dict[str, Any]
     upsert: bool
 

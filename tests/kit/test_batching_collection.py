@@ -53,6 +53,15 @@ async def test_reads_by_id_at_the_same_moment_are_one_query_and_each_caller_gets
     assert found[3]["n"] == 3
 
 
+async def test_reads_that_all_find_their_document_need_no_second_round_trip(counted):
+    collection, counter = counted
+
+    found = await asyncio.gather(*(collection.find_one({"_id": f"d{i}"}) for i in range(20)))
+
+    assert [document["n"] for document in found] == list(range(20))
+    assert counter.commands == Counter({"find": 1}), "a cursor left open would cost a getMore"
+
+
 async def test_inserts_at_the_same_moment_are_one_command_and_only_the_duplicate_fails(counted):
     collection, counter = counted
 
