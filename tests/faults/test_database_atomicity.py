@@ -67,5 +67,5 @@ async def test_an_update_command_of_many_statements_applies_each_and_reports_ups
     upserted = {index: f"new{index}" for index in range(0, STATEMENTS, 3)}
     assert result.upserted_ids == upserted
     assert (result.matched_count, result.modified_count) == (STATEMENTS - len(upserted), STATEMENTS - len(upserted))
-    changed = [key for key in (f"d{i}" if i % 3 else f"new{i}" for i in range(STATEMENTS))]
+    changed = [f"d{i}" if i % 3 else f"new{i}" for i in range(STATEMENTS)]
     assert all(stored[key]["n"] == 1 and stored[key]["by"] == ["bulk"] for key in changed)
