@@ -98,11 +98,14 @@ async def test_updates_by_id_at_the_same_moment_are_one_command_applied_in_order
         update_by_id(collection, "absent", {"$set": {"n": 5}}),  # no upsert: nothing to change
         update_by_id(collection, "d1", {"$set": {"n": 0}}),  # after the $inc above
         update_by_id(collection, "d1", {"$inc": {"n": 7}}),
+        update_by_id(collection, "d3", {"$set": {"n": 30}}, condition={"n": {"$gt": 100}}),  # the condition fails
+        update_by_id(collection, "d4", {"$set": {"n": 40}}, condition={"n": {"$lte": 4}}),
     )
 
     assert counter.commands == Counter({"update": 1})
-    stored = {d["_id"]: d for d in await collection.find({"_id": {"$in": ["d1", "d2", "new", "absent"]}}).to_list()}
+    stored = {d["_id"]: d for d in await collection.find({"_id": {"$in": ["d1", "d2", "d3", "d4", "new", "absent"]}}).to_list()}
     assert (stored["d1"]["n"], stored["d2"]["n"], stored["d2"]["tags"], stored["new"]["n"]) == (7, -2, ["x"], 100)
+    assert (stored["d3"]["n"], stored["d4"]["n"]) == (3, 40)
     assert "absent" not in stored
 
 
