@@ -11,25 +11,12 @@ from dataclasses import replace
 from datetime import date
 
 import pytest
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 
 from services.insurance.domain import CardStatus, EligibilityRecord, InsuranceUse
 from services.insurance.store import InsuranceStore
 from services.kit.store import BatchingDatabase
-
-
-class CommandCounter(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.commands: Counter[str] = Counter()
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.commands[event.command_name] += 1
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
+from tests.support.mongo import CommandCounter
 
 
 @pytest.fixture
