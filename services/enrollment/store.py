@@ -18,7 +18,7 @@ from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.kit.store import insert_new, insert_or_read
+from services.kit.store import insert_new, insert_or_read, insert_unless_there
 
 from .domain import TRANSITIONS, Card, CardAction, CardState, LastRequest, Resident, random_number
 from .vault import NumberVault, SealedNumber
@@ -88,7 +88,7 @@ class EnrollmentStore:
     async def insert_resident(self, resident: Resident, number: MyNumber, *, registration_key: str) -> bool:
         """Insert a new resident; False when the number (or person) is already registered."""
         number_index = self.vault.blind_index(number)
-        await _insert_unless_there(self.number_registry, {"_id": number_index, "source": "registered"})
+        await insert_unless_there(self.number_registry, {"_id": number_index, "source": "registered"})
         sealed = self.vault.seal(number, bound_to=resident.person_ref)
         document = {
             "_id": resident.person_ref,
@@ -242,7 +242,7 @@ class EnrollmentStore:
 
     async def insert_card(self, card: Card) -> Card:
         """Insert the card unless it exists (a re-run); return the stored one."""
-        await _insert_unless_there(self.cards_by_certificate, {"_id": card.certificate_id, "card_number": card.card_number})
+        await insert_unless_there(self.cards_by_certificate, {"_id": card.certificate_id, "card_number": card.card_number})
         return _card(await insert_or_read(self.cards, {"_id": card.card_number, **_card_document(card)}))
 
     async def card(self, card_number: str) -> Card | None:
@@ -370,18 +370,6 @@ class EnrollmentStore:
             "summary": dict(summary),
             "decided_at": at,
         }))
-
-
-async def _insert_unless_there(collection: Any, document: dict[str, Any]) -> None:
-    """Insert `document` unless its `_id` is taken (then the first one stands).
-
-    An insert, not an upsert with `$setOnInsert`: the same effect, but the kit sends the inserts
-    of a batch's events as one command (`BatchingCollection`), and FerretDB v1 serialises updates.
-    """
-    try:
-        await collection.insert_one(document)
-    except DuplicateKeyError:
-        pass
 
 
 # -- documents <-> domain ------------------------------------------------------------------------

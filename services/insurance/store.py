@@ -40,7 +40,7 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.kit.store import update_by_id
+from services.kit.store import insert_or_read, update_by_id
 
 from .domain import (
     Card,
@@ -437,11 +437,7 @@ class InsuranceStore:
         """Note the work before its first write; a rerun gets the work as first noted."""
         document = {"_id": cause_id, "kind": kind, "as_of": as_of.isoformat(), "ended": False,
                     "certificate": {"_id": certificate.member_key, **_certificate_document(certificate)}}
-        try:
-            await self.sweep_work.insert_one(document)
-        except DuplicateKeyError:
-            document = await self.sweep_work.find_one({"_id": cause_id}) or document
-        return _sweep_work(document)
+        return _sweep_work(await insert_or_read(self.sweep_work, document))
 
     async def sweep_work_ended_certificate(self, cause_id: str) -> None:
         await self.sweep_work.update_one({"_id": cause_id}, {"$set": {"ended": True}})
@@ -542,12 +538,8 @@ class InsuranceStore:
 
     async def medical_data_decision(self, release_id: str, decision: Mapping[str, Any]) -> dict[str, Any]:
         """Keep the first decision on one data type of a request; return the one kept."""
-        document = {"_id": release_id, **{k: _stored(v) for k, v in decision.items()}}
-        try:
-            await self.medical_data_decisions.insert_one(document)
-            return document
-        except DuplicateKeyError:  # a rerun: the first decision stands
-            return await self.medical_data_decisions.find_one({"_id": release_id}) or document
+        # On a rerun the first decision stands.
+        return await insert_or_read(self.medical_data_decisions, {"_id": release_id, **{k: _stored(v) for k, v in decision.items()}})
 
     async def save_release(self, release_id: str, fields: Mapping[str, Any]) -> None:
         await self.releases.update_one({"_id": release_id}, {"$setOnInsert": {k: _stored(v) for k, v in fields.items()}}, upsert=True)

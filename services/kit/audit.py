@@ -13,9 +13,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from .redaction import redact
+from .store import insert_unless_there
 
 
 class AuditRecord(BaseModel):
@@ -64,10 +64,7 @@ class AuditTrail:
         document = entry.model_dump()
         document["_id"] = entry.audit_id
         # Insert-only: an existing id means this very record was already written (a rerun).
-        try:
-            await self._records.insert_one(document)
-        except DuplicateKeyError:
-            pass
+        await insert_unless_there(self._records, document)
         return entry
 
     async def for_person(self, person_ref: str, limit: int = 500) -> list[AuditRecord]:

@@ -74,21 +74,29 @@ async def insert_new(collection: Any, documents: Sequence[dict[str, Any]]) -> se
     return set()
 
 
-async def insert_or_read(collection: Any, document: dict[str, Any]) -> dict[str, Any]:
-    """Insert `document`, or, when its `_id` is taken, return the document that stands.
+async def insert_unless_there(collection: Any, document: dict[str, Any]) -> bool:
+    """Insert `document` unless its `_id` is taken (then the first one stands); True when inserted.
 
-    An insert, not an upsert with `$setOnInsert`: the same effect when the `_id` is new, but a
-    `BatchingCollection` sends the inserts of side-by-side use cases as one command, and FerretDB v1
-    runs updates one at a time.
+    An insert, not an upsert with `$setOnInsert`: the same effect, but a `BatchingCollection`
+    sends the inserts of side-by-side use cases as one command, and FerretDB v1 runs updates one
+    at a time.
     """
     try:
         await collection.insert_one(document)
-        return document
+        return True
     except DuplicateKeyError:
+        return False
+
+
+async def insert_or_read(collection: Any, document: dict[str, Any]) -> dict[str, Any]:
+    """Insert `document`, or, when its `_id` is taken, return the document that stands (the same
+    batching as `insert_unless_there`). If that document is removed between the two calls, the
+    insert is tried again."""
+    while not await insert_unless_there(collection, document):
         standing = await collection.find_one({"_id": document["_id"]})
-        if standing is None:  # removed between the two calls: the caller's collection never does that
-            raise
-        return standing
+        if standing is not None:
+            return standing
+    return document
 
 
 async def update_by_id(collection: Any, document_id: Any, update: dict[str, Any], *, upsert: bool = False,

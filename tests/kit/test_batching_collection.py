@@ -13,7 +13,14 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure
 
-from services.kit.store import BatchingCollection, BatchingDatabase, connect, insert_or_read, update_by_id
+from services.kit.store import (
+    BatchingCollection,
+    BatchingDatabase,
+    connect,
+    insert_or_read,
+    insert_unless_there,
+    update_by_id,
+)
 from tests.support.mongo import CommandCounter
 
 
@@ -144,6 +151,39 @@ async def test_insert_or_read_inserts_a_new_document_or_returns_the_one_that_sta
 
     assert (inserted["n"], standing["n"]) == (1, 9)
     assert counter.commands == Counter({"insert": 1, "find": 1})
+
+
+async def test_insert_unless_there_tells_whether_it_inserted_and_leaves_the_first_standing(counted):
+    collection, _ = counted
+
+    assert await insert_unless_there(collection, {"_id": "first", "n": 1})
+    assert not await insert_unless_there(collection, {"_id": "first", "n": 2})
+    assert (await collection.find_one({"_id": "first"}))["n"] == 1
+
+
+async def test_insert_or_read_inserts_again_when_the_standing_document_is_removed_meanwhile(counted):
+    collection, _ = counted
+
+    class RemovedBeforeTheRead:
+        """The real collection, with the standing document removed just before the first read."""
+
+        def __init__(self) -> None:
+            self.removed = False
+
+        async def insert_one(self, document):
+            return await collection.insert_one(document)
+
+        async def find_one(self, filter):
+            if not self.removed:
+                self.removed = True
+                await collection.delete_one(filter)
+            return await collection.find_one(filter)
+
+    racing = RemovedBeforeTheRead()
+    result = await insert_or_read(racing, {"_id": "d7", "n": 70})
+
+    assert racing.removed and result["n"] == 70
+    assert (await collection.find_one({"_id": "d7"}))["n"] == 70
 
 
 async def test_other_reads_go_to_the_database_at_once(counted):
