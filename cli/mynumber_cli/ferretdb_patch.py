@@ -1,4 +1,4 @@
-"""The four fixes the native stack carries on top of FerretDB v1.24.2 (SQLite backend).
+"""The five fixes the native stack carries on top of FerretDB v1.24.2 (SQLite backend).
 
 FerretDB v1 is no longer developed upstream (v2 replaced the SQLite backend
 with PostgreSQL + DocumentDB), and v1.24.2 as released reads whole tables and loses concurrent updates:
@@ -41,6 +41,15 @@ with PostgreSQL + DocumentDB), and v1.24.2 as released reads whole tables and lo
    upserted ``_id`` to the wrong statement. Fix: close each statement's read
    when the statement is done, and report the statement's own index.
 
+5. **Debug bookkeeping runs in release builds.** Every SQL statement built its
+   debug log line, quoting the statement's arguments (whole documents), before
+   the logger dropped it at the info level; and every transaction, row set and
+   document iterator was registered with a pprof profile (a stack walk each) and
+   given a finalizer, to find leaks in FerretDB's own debug builds. Together
+   they took about a sixth of FerretDB's CPU during the benchmark flows. Fix:
+   build the log line only when debug logging is on, and track resources only
+   in debug builds.
+
 None of the fixes changes what is stored, so a database written by an unpatched
 build works with a patched one and the other way round. `tests/stack`
 proves the first two through ``explain``, which returns SQLite's own query
@@ -51,7 +60,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-FERRETDB_BUILD_SUFFIX = "id-pushdown-atomic-updates-bulk-updates"
+FERRETDB_BUILD_SUFFIX = "id-pushdown-atomic-updates-bulk-updates-release-logging"
 
 _QUERY_BLOCK = """\t// that logic should exist in one place
 \t// TODO https://github.com/FerretDB/FerretDB/issues/3235
@@ -162,8 +171,41 @@ func lockCollectionWrites(db, collection string) func() {
 
 _LOCK = "\tdefer lockCollectionWrites(params.DB, params.Collection)()\n\n"
 
-# (file, exact text in v1.24.2, replacement); each must occur exactly once.
-FERRETDB_PATCHES: tuple[tuple[str, str, str], ...] = (
+
+def _debug_log_only(owner: str, direction: str) -> tuple[str, str, str, int]:
+    """Fix 5: build a query's debug log line only when debug logging is on (3 places a file)."""
+    line = f"\t{owner}.l.With(fields...).DebugContext(ctx, fmt.Sprintf(\"{direction} %s\", query))\n"
+    return (
+        f"internal/util/fsql/{'db' if owner == 'db' else 'tx'}.go",
+        line,
+        f"\tif {owner}.l.Enabled(ctx, slog.LevelDebug) {{\n\t" + line + "\t}\n",
+        3,
+    )
+
+
+_NOT_IN_RELEASE_BUILDS = "\tif !debugbuild.Enabled {\n\t\treturn // leak tracking is for debug builds (fix 5)\n\t}\n\n"
+
+_DEBUG_ONLY_BOOKKEEPING: tuple[tuple[str, str, str, int], ...] = (
+    _debug_log_only("db", ">>>"),
+    _debug_log_only("db", "<<<"),
+    _debug_log_only("tx", ">>>"),
+    _debug_log_only("tx", "<<<"),
+    (
+        "internal/util/resource/resource.go",
+        "func Track(obj any, token *Token) {\n",
+        "func Track(obj any, token *Token) {\n" + _NOT_IN_RELEASE_BUILDS,
+        1,
+    ),
+    (
+        "internal/util/resource/resource.go",
+        "func Untrack(obj any, token *Token) {\n",
+        "func Untrack(obj any, token *Token) {\n" + _NOT_IN_RELEASE_BUILDS,
+        1,
+    ),
+)
+
+# (file, exact text in v1.24.2, replacement[, how many times it occurs: 1 unless given]).
+FERRETDB_PATCHES: tuple[tuple[str, str, str] | tuple[str, str, str, int], ...] = (
     (
         "internal/backends/sqlite/metadata/metadata.go",
         "IDColumn = DefaultColumn + \"->'$._id'\"",
@@ -212,6 +254,7 @@ FERRETDB_PATCHES: tuple[tuple[str, str, str], ...] = (
         "\t\t\t\t\"index\", int32(upserted.Len()),\n",
         "\t\t\t\t\"index\", int32(statement),\n",
     ),
+    *_DEBUG_ONLY_BOOKKEEPING,
 )
 
 # New files added to the sources.
@@ -227,10 +270,10 @@ class PatchDoesNotApply(RuntimeError):
 
 def patch_ferretdb_sources(src: Path) -> None:
     """Apply the fixes to a writable copy of the FerretDB module; fail loudly if one no longer applies."""
-    for relative, before, after in FERRETDB_PATCHES:
+    for relative, before, after, *times in FERRETDB_PATCHES:
         path = src / relative
         text = path.read_text()
-        if text.count(before) != 1:
+        if text.count(before) != (times[0] if times else 1):
             raise PatchDoesNotApply(f"the FerretDB patch for {relative} does not apply to these sources")
         path.write_text(text.replace(before, after))
     for relative, content in FERRETDB_NEW_FILES.items():

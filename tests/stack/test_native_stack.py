@@ -152,18 +152,74 @@ def test_lookups_by_id_use_the_id_index(endpoints: native_stack.StackEndpoints) 
 def test_a_ferretdb_patch_that_no_longer_applies_stops_the_build(tmp_path: Path) -> None:
     from mynumber_cli import ferretdb_patch
 
-    for relative, _before, _after in ferretdb_patch.FERRETDB_PATCHES:
+    for relative, *_rest in ferretdb_patch.FERRETDB_PATCHES:
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / relative).write_text("package sqlite\n")  # the text the patch expects is gone
     with pytest.raises(ferretdb_patch.PatchDoesNotApply, match="does not apply"):
         ferretdb_patch.patch_ferretdb_sources(tmp_path)
-    for relative, before, _after in ferretdb_patch.FERRETDB_PATCHES:
+    for relative, before, _after, *times in ferretdb_patch.FERRETDB_PATCHES:
         path = tmp_path / relative
-        path.write_text(path.read_text() + before)
+        path.write_text(path.read_text() + before * (times[0] if times else 1))
     ferretdb_patch.patch_ferretdb_sources(tmp_path)
-    for relative, _before, after in ferretdb_patch.FERRETDB_PATCHES:
-        assert after in (tmp_path / relative).read_text()
+    for relative, _before, after, *times in ferretdb_patch.FERRETDB_PATCHES:
+        assert (tmp_path / relative).read_text().count(after) >= (times[0] if times else 1)
     assert all((tmp_path / name).is_file() for name in ferretdb_patch.FERRETDB_NEW_FILES)
+
+
+def test_a_ferretdb_patch_for_text_that_occurs_more_often_than_expected_stops_the_build(tmp_path: Path) -> None:
+    from mynumber_cli import ferretdb_patch
+
+    for relative, before, _after, *times in ferretdb_patch.FERRETDB_PATCHES:
+        path = tmp_path / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text((path.read_text() if path.exists() else "") + before * ((times[0] if times else 1) + 1))
+    with pytest.raises(ferretdb_patch.PatchDoesNotApply, match="does not apply"):
+        ferretdb_patch.patch_ferretdb_sources(tmp_path)
+
+
+@pytest.mark.parametrize("level", ["debug", "info"])
+def test_ferretdb_logs_its_sql_at_the_debug_level_only(tmp_path: Path, level: str) -> None:
+    """Fix 5 builds a statement's debug log line only when debug logging is on: at that
+    level the SQL must still be logged, and at the info level (the stack's) it is not."""
+    import socket
+    import subprocess
+
+    from pymongo import MongoClient
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "sqlite").mkdir()
+    log = tmp_path / "ferretdb.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [str(native_stack.ensure_ferretdb()), "--handler=sqlite", f"--sqlite-url=file:{tmp_path / 'sqlite'}/",
+             f"--listen-addr=127.0.0.1:{port}", "--debug-addr=-", f"--state-dir={tmp_path}",
+             "--telemetry=disable", f"--log-level={level}", "--log-format=text"],
+            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        client: MongoClient = MongoClient(f"mongodb://127.0.0.1:{port}/", serverSelectionTimeoutMS=20_000)
+        try:
+            client["logged"]["documents"].insert_one({"_id": "doc-1", "n": 1})
+            assert client["logged"]["documents"].find_one({"_id": "doc-1"}) == {"_id": "doc-1", "n": 1}
+        finally:
+            client.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    logged_sql = [line for line in log.read_text().splitlines() if ">>> INSERT INTO" in line]
+    if level == "debug":
+        assert logged_sql and "args=" in logged_sql[0]
+    else:
+        assert logged_sql == []
+
+
+def test_ferretdb_starts_with_a_larger_gc_target_unless_the_operator_sets_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GOGC", raising=False)
+    assert native_stack._FerretDB().environment()["GOGC"] == native_stack.FERRETDB_GOGC == "400"
+    monkeypatch.setenv("GOGC", "150")
+    assert native_stack._FerretDB().environment()["GOGC"] == "150"
 
 
 def test_restart_mongodb_brings_it_back_with_its_data(endpoints: native_stack.StackEndpoints) -> None:
