@@ -388,15 +388,14 @@ class EventService(Generic[Deps]):
             await self._take_in_part(part, routes)
 
     async def _take_in_part(self, records: Sequence[ConsumerRecord], routes: Mapping[str, _Registration]) -> None:
+        # Checked side by side, so that the partner signatures are verified together, off the event loop.
+        checked = await asyncio.gather(*(self._check(record, routes) for record in records))
         accepted: list[_Accepted] = []
-        for record in records:
-            try:
-                accepted.append(await retry_transient(
-                    partial(self._accept, record, routes), what=f"check a record from {record.topic}",
-                    max_delay=self.settings.retry_max_seconds,
-                ))
-            except Exception as exc:
-                await self._refuse(record, exc)
+        for record, outcome in zip(records, checked, strict=True):
+            if isinstance(outcome, _Accepted):
+                accepted.append(outcome)
+            else:
+                await self._refuse(record, outcome)
         if not accepted:
             return
         processed = await retry_transient(
@@ -446,6 +445,16 @@ class EventService(Generic[Deps]):
     def _count_taken_in(self, done: Sequence[tuple[_Accepted, list[KafkaRecord], bool]]) -> None:
         for item, _, is_new in done:
             self.metrics.event_taken_in(item.received.envelope.type, new=is_new)
+
+    async def _check(self, record: ConsumerRecord, routes: Mapping[str, _Registration]) -> _Accepted | Exception:
+        """The record, accepted; or why not."""
+        try:
+            return await retry_transient(
+                partial(self._accept, record, routes), what=f"check a record from {record.topic}",
+                max_delay=self.settings.retry_max_seconds,
+            )
+        except Exception as exc:
+            return exc
 
     async def _accept(self, record: ConsumerRecord, routes: Mapping[str, _Registration]) -> _Accepted:
         envelope = parse_headers(record.headers or ())

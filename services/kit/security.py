@@ -8,11 +8,16 @@ security audit trail with the reason, never processed, and the consumer keeps go
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiokafka import ConsumerRecord
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from mynumber_contracts import Envelope
 from mynumber_contracts.partners import KeyStatus, Partner, PartnerKey, PartnerType
 from mynumber_contracts.signing import public_key_from_text, verify_signature
@@ -50,11 +55,24 @@ class PartnerRegistry:
         self._partners = database[self.COLLECTION]
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Partner | None]] = {}
+        self._loading: dict[str, asyncio.Future[Partner | None]] = {}
 
     async def get(self, partner_id: str, *, fresh: bool = False) -> Partner | None:
         cached = self._cache.get(partner_id)
         if cached and not fresh and time.monotonic() - cached[0] < self._cache_seconds:
             return cached[1]
+        # The records of a batch are checked side by side: when the cache runs out, they all ask
+        # at once, and one read answers them (a fresh read never joins one that began earlier).
+        loading = None if fresh else self._loading.get(partner_id)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load(partner_id))
+            self._loading[partner_id] = loading
+            loading.add_done_callback(
+                lambda done: self._loading.pop(partner_id) if self._loading.get(partner_id) is done else None
+            )
+        return await asyncio.shield(loading)  # a caller that gives up does not cancel the others' read
+
+    async def _load(self, partner_id: str) -> Partner | None:
         document = await self._partners.find_one({"_id": partner_id})
         partner = Partner.model_validate({**document, "partner_id": document["_id"]}) if document else None
         self._cache[partner_id] = (time.monotonic(), partner)
@@ -91,11 +109,90 @@ class PartnerRegistry:
         return count
 
 
+@dataclass(frozen=True, slots=True)
+class SignedContent:
+    """What one partner signature covers, and the registered key that should verify it."""
+
+    public_key: str
+    signature_b64: str
+    event_id: str
+    event_type: str
+    source: str
+    time: str
+    data: bytes
+
+
+@functools.lru_cache(maxsize=1024)
+def _public_key(text: str) -> Ed25519PublicKey:
+    return public_key_from_text(text)
+
+
+def _verify_all(contents: Sequence[SignedContent]) -> list[bool | Exception]:
+    answers: list[bool | Exception] = []
+    for c in contents:
+        try:
+            answers.append(verify_signature(
+                public_key=_public_key(c.public_key), signature_b64=c.signature_b64, event_id=c.event_id,
+                event_type=c.event_type, source=c.source, time=c.time, data=c.data,
+            ))
+        except Exception as error:  # a registered key that is not a key: this record's problem only
+            answers.append(error)
+    return answers
+
+
+class SignatureChecks:
+    """Verifies the signatures asked for in one turn of the event loop together, in worker threads.
+
+    OpenSSL's Ed25519 verification (about 0.1 ms a signature) releases the GIL, so a batch's
+    signatures are verified beside the event loop's other work and beside each other, in up to
+    `threads` parts of at least `least_per_thread` (docs/performance.md, finding 2). Each caller
+    learns whether its own signature holds, or gets the error its own check raised (a registered
+    key that is not a key); if a worker thread cannot run at all, every caller of its part gets
+    that error.
+    """
+
+    def __init__(self, *, threads: int | None = None, least_per_thread: int = 8) -> None:
+        self.threads = threads or min(4, os.cpu_count() or 1)
+        self.least_per_thread = least_per_thread
+        self._waiting: list[tuple[SignedContent, asyncio.Future[bool]]] = []
+
+    async def hold(self, content: SignedContent) -> bool:
+        loop = asyncio.get_running_loop()
+        if not self._waiting:
+            loop.call_soon(self._send)  # after every task that is ready now has asked
+        future: asyncio.Future[bool] = loop.create_future()
+        self._waiting.append((content, future))
+        return await future
+
+    def _send(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        loop = asyncio.get_running_loop()
+        parts = max(1, min(self.threads, len(waiting) // self.least_per_thread))
+        size = -(-len(waiting) // parts)
+        for start in range(0, len(waiting), size):
+            part = waiting[start:start + size]
+            verified = loop.run_in_executor(None, _verify_all, [content for content, _ in part])
+            verified.add_done_callback(functools.partial(_settle, [future for _, future in part]))
+
+
+def _settle(futures: list[asyncio.Future[bool]], verified: asyncio.Future[list[bool | Exception]]) -> None:
+    error = verified.exception()
+    for index, future in enumerate(futures):
+        if future.done():  # its caller gave up
+            continue
+        answer = error if error is not None else verified.result()[index]
+        if isinstance(answer, BaseException):
+            future.set_exception(answer)
+        else:
+            future.set_result(answer)
+
+
 class PartnerVerifier:
     """Checks one inbound partner event: signature, key status, authorisation."""
 
-    def __init__(self, registry: PartnerRegistry) -> None:
+    def __init__(self, registry: PartnerRegistry, signatures: SignatureChecks | None = None) -> None:
         self.registry = registry
+        self.signatures = signatures or SignatureChecks()
 
     async def __call__(self, envelope: Envelope, record: ConsumerRecord) -> Partner:
         if not envelope.signature or not envelope.signaturekeyid:
@@ -112,15 +209,15 @@ class PartnerVerifier:
         if key.status is not KeyStatus.active:
             raise Quarantined(QuarantineReason.RETIRED_KEY, f"key {key.key_id!r} of {envelope.source!r} was rotated out")
         headers = {name: value for name, value in (record.headers or ())}
-        valid = verify_signature(
-            public_key=public_key_from_text(key.public_key),
+        valid = await self.signatures.hold(SignedContent(
+            public_key=key.public_key,
             signature_b64=envelope.signature,
             event_id=envelope.id,
             event_type=envelope.type,
             source=envelope.source,
             time=headers.get("ce_time", b"").decode(),
             data=record.value or b"",
-        )
+        ))
         if not valid:
             raise Quarantined(QuarantineReason.BAD_SIGNATURE, "the signature does not verify for this content")
         if not partner.may_publish(envelope.type):
