@@ -67,10 +67,14 @@ class PartnerRegistry:
         if loading is None:
             loading = asyncio.ensure_future(self._load(partner_id))
             self._loading[partner_id] = loading
-            loading.add_done_callback(
-                lambda done: self._loading.pop(partner_id) if self._loading.get(partner_id) is done else None
-            )
+            loading.add_done_callback(functools.partial(self._loaded, partner_id))
         return await asyncio.shield(loading)  # a caller that gives up does not cancel the others' read
+
+    def _loaded(self, partner_id: str, done: asyncio.Future[Partner | None]) -> None:
+        if self._loading.get(partner_id) is done:
+            del self._loading[partner_id]
+        if not done.cancelled():
+            done.exception()  # its waiters get the error; a read that every waiter gave up on is not reported as lost
 
     async def _load(self, partner_id: str) -> Partner | None:
         document = await self._partners.find_one({"_id": partner_id})
@@ -171,11 +175,26 @@ class SignatureChecks:
         size = -(-len(waiting) // parts)
         for start in range(0, len(waiting), size):
             part = waiting[start:start + size]
-            verified = loop.run_in_executor(None, _verify_all, [content for content, _ in part])
-            verified.add_done_callback(functools.partial(_settle, [future for _, future in part]))
+            futures = [future for _, future in part]
+            try:
+                verified = loop.run_in_executor(None, _verify_all, [content for content, _ in part])
+            except RuntimeError as error:  # the executor is shut down: the loop is closing
+                _fail_all(futures, error)
+                continue
+            verified.add_done_callback(functools.partial(_settle, futures))
+
+
+def _fail_all(futures: list[asyncio.Future[bool]], error: BaseException) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(error)
 
 
 def _settle(futures: list[asyncio.Future[bool]], verified: asyncio.Future[list[bool | Exception]]) -> None:
+    if verified.cancelled():
+        for future in futures:
+            future.cancel()
+        return
     error = verified.exception()
     for index, future in enumerate(futures):
         if future.done():  # its caller gave up

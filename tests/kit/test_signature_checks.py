@@ -90,6 +90,18 @@ async def test_a_worker_that_cannot_run_fails_every_caller_of_its_part(monkeypat
     assert [type(answer) for answer in answers] == [RuntimeError] * 3
 
 
+async def test_when_the_loop_can_no_longer_run_threads_every_caller_gets_the_error(monkeypatch):
+    def closing(*args):
+        raise RuntimeError("Executor shutdown has been called")
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "run_in_executor", closing)
+    checks = SignatureChecks(threads=2, least_per_thread=1)
+
+    answers = await asyncio.gather(*(checks.hold(signed(n)) for n in range(4)), return_exceptions=True)
+
+    assert [type(answer) for answer in answers] == [RuntimeError] * 4
+
+
 @pytest.fixture
 async def registry(servers, namespace) -> AsyncIterator[tuple[PartnerRegistry, CommandCounter]]:
     counter = CommandCounter()
@@ -120,6 +132,21 @@ async def test_a_fresh_read_does_not_join_one_that_began_before_it(registry):
 
     assert first == fresh
     assert counter.commands == Counter({"find": 2})
+
+
+async def test_a_failed_read_fails_every_caller_that_waited_for_it_and_the_next_read_starts_afresh(registry, monkeypatch):
+    partners, counter = registry
+    load = partners._load
+
+    async def unreachable(partner_id):
+        raise ConnectionError("the registry's database is down")
+
+    monkeypatch.setattr(partners, "_load", unreachable)
+    answers = await asyncio.gather(*(partners.get("city-1") for _ in range(3)), return_exceptions=True)
+    assert [type(answer) for answer in answers] == [ConnectionError] * 3
+
+    monkeypatch.setattr(partners, "_load", load)
+    assert (await partners.get("city-1")).partner_id == "city-1"
 
 
 async def test_a_caller_that_gives_up_does_not_cancel_the_read_of_the_others(registry):
