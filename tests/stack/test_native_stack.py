@@ -7,6 +7,7 @@ on 127.0.0.1; nothing here is mocked.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 import uuid
@@ -238,6 +239,8 @@ def test_restart_mongodb_brings_it_back_with_its_data(endpoints: native_stack.St
         after = native_stack.status()["mongodb"]
         assert after["state"] == "running" and after["answers"] is True
         assert after["pid"] != before["pid"], "restart_mongodb() should start a new process"
+        environment = Path(f"/proc/{after['pid']}/environ").read_bytes().split(b"\0")
+        assert f"GOGC={os.environ.get('GOGC') or native_stack.FERRETDB_GOGC}".encode() in environment
         # The same client reconnects; the data survived (SQLite files in .stack/).
         assert client[database]["documents"].find_one({"_id": "kept"}) == {"_id": "kept", "value": 42}
         client.drop_database(database)
