@@ -13,6 +13,7 @@ import functools
 import os
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -144,19 +145,30 @@ def _verify_all(contents: Sequence[SignedContent]) -> list[bool | Exception]:
     return answers
 
 
+_VERIFYING_THREADS = min(4, os.cpu_count() or 1)
+
+
+@functools.cache
+def _verifying_threads() -> ThreadPoolExecutor:
+    """The process's threads for signatures, apart from the default executor, so that a batch's
+    verification never queues ahead of a residence certificate's render (which has a timeout)."""
+    return ThreadPoolExecutor(max_workers=_VERIFYING_THREADS, thread_name_prefix="signature-checks")
+
+
 class SignatureChecks:
     """Verifies the signatures asked for in one turn of the event loop together, in worker threads.
 
     OpenSSL's Ed25519 verification (about 0.1 ms a signature) releases the GIL, so a batch's
     signatures are verified beside the event loop's other work and beside each other, in up to
-    `threads` parts of at least `least_per_thread` (docs/performance.md, finding 2). Each caller
+    `threads` parts of at least `least_per_thread`, on threads of their own (docs/performance.md,
+    finding 2). Each caller
     learns whether its own signature holds, or gets the error its own check raised (a registered
     key that is not a key); if a worker thread cannot run at all, every caller of its part gets
     that error.
     """
 
     def __init__(self, *, threads: int | None = None, least_per_thread: int = 8) -> None:
-        self.threads = threads or min(4, os.cpu_count() or 1)
+        self.threads = threads or _VERIFYING_THREADS
         self.least_per_thread = least_per_thread
         self._waiting: list[tuple[SignedContent, asyncio.Future[bool]]] = []
 
@@ -177,8 +189,8 @@ class SignatureChecks:
             part = waiting[start:start + size]
             futures = [future for _, future in part]
             try:
-                verified = loop.run_in_executor(None, _verify_all, [content for content, _ in part])
-            except RuntimeError as error:  # the executor is shut down: the loop is closing
+                verified = loop.run_in_executor(_verifying_threads(), _verify_all, [content for content, _ in part])
+            except RuntimeError as error:  # the threads are shut down: the process is ending
                 _fail_all(futures, error)
                 continue
             verified.add_done_callback(functools.partial(_settle, futures))

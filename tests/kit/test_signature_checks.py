@@ -52,6 +52,8 @@ async def test_signatures_asked_for_together_are_verified_off_the_event_loop_in_
     assert answers == [n not in (5, 77) for n in range(100)]  # each caller gets its own answer
     assert sorted(calls) == [50, 50]
     assert threading.get_ident() not in threads_used
+    names = {thread.name for thread in threading.enumerate() if thread.ident in threads_used}
+    assert names and all(name.startswith("signature-checks") for name in names), "not the default executor"
 
 
 async def test_a_few_signatures_go_as_one_part_and_a_lone_one_still_gets_its_answer(monkeypatch):
@@ -90,9 +92,9 @@ async def test_a_worker_that_cannot_run_fails_every_caller_of_its_part(monkeypat
     assert [type(answer) for answer in answers] == [RuntimeError] * 3
 
 
-async def test_when_the_loop_can_no_longer_run_threads_every_caller_gets_the_error(monkeypatch):
+async def test_when_the_threads_are_shut_down_every_caller_gets_the_error(monkeypatch):
     def closing(*args):
-        raise RuntimeError("Executor shutdown has been called")
+        raise RuntimeError("cannot schedule new futures after shutdown")
 
     monkeypatch.setattr(asyncio.get_running_loop(), "run_in_executor", closing)
     checks = SignatureChecks(threads=2, least_per_thread=1)
