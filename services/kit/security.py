@@ -161,10 +161,9 @@ class SignatureChecks:
     OpenSSL's Ed25519 verification (about 0.1 ms a signature) releases the GIL, so a batch's
     signatures are verified beside the event loop's other work and beside each other, in up to
     `threads` parts of at least `least_per_thread`, on threads of their own (docs/performance.md,
-    finding 2). Each caller
-    learns whether its own signature holds, or gets the error its own check raised (a registered
-    key that is not a key); if a worker thread cannot run at all, every caller of its part gets
-    that error.
+    finding 2). Each caller learns whether its own signature holds, or gets the error its own
+    check raised (a registered key that is not a key); if a worker thread cannot run at all,
+    every caller of its part gets that error.
     """
 
     def __init__(self, *, threads: int | None = None, least_per_thread: int = 8) -> None:
