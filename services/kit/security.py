@@ -24,6 +24,8 @@ from mynumber_contracts.partners import KeyStatus, Partner, PartnerKey, PartnerT
 from mynumber_contracts.signing import public_key_from_text, verify_signature
 from pymongo.asynchronous.database import AsyncDatabase
 
+from .store import fail_waiting
+
 
 class QuarantineReason:
     UNSIGNED = "unsigned"
@@ -190,15 +192,9 @@ class SignatureChecks:
             try:
                 verified = loop.run_in_executor(_verifying_threads(), _verify_all, [content for content, _ in part])
             except RuntimeError as error:  # the threads are shut down: the process is ending
-                _fail_all(futures, error)
+                fail_waiting(futures, error)
                 continue
             verified.add_done_callback(functools.partial(_settle, futures))
-
-
-def _fail_all(futures: list[asyncio.Future[bool]], error: BaseException) -> None:
-    for future in futures:
-        if not future.done():
-            future.set_exception(error)
 
 
 def _settle(futures: list[asyncio.Future[bool]], verified: asyncio.Future[list[bool | Exception]]) -> None:

@@ -223,7 +223,7 @@ class BatchingCollection:
                 }
         except Exception as error:
             for futures in reads.values():
-                _fail(futures, error)
+                fail_waiting(futures, error)
             return
         for document_id, futures in reads.items():
             document = found.get(document_id)
@@ -245,7 +245,7 @@ class BatchingCollection:
                 failure_type = DuplicateKeyError if code == DUPLICATE_KEY else OperationFailure
                 failures[write_error["index"]] = failure_type(message, code, write_error)
         except Exception as error:
-            _fail([future for _, future in inserts], error)
+            fail_waiting([future for _, future in inserts], error)
             return
         for index, (document, future) in enumerate(inserts):
             if future.done():
@@ -277,7 +277,7 @@ class BatchingCollection:
                     code, message = problems[0].get("code"), problems[0].get("errmsg", "update failed")
                     raise (DuplicateKeyError if code == DUPLICATE_KEY else OperationFailure)(message, code, reply)
         except Exception as error:
-            _fail(futures, error)
+            fail_waiting(futures, error)
             return
         for future in futures:
             if not future.done():
@@ -299,7 +299,8 @@ def _plain_id(filter: Any) -> Any:
     return None
 
 
-def _fail(futures: list[asyncio.Future[Any]], error: Exception) -> None:
+def fail_waiting(futures: Sequence[asyncio.Future[Any]], error: BaseException) -> None:
+    """Give `error` to every caller still waiting on one of `futures` (one that gave up is left be)."""
     for future in futures:
         if not future.done():
             future.set_exception(error)
