@@ -82,6 +82,16 @@ class BatchView(BaseModel):
     decision: dict[str, Any] | None = None
 
 
+class WaitingBatchView(BaseModel):
+    batch_id: str
+    chunks_kept: list[int] = Field(description="The indexes of the chunks that came, kept until the header comes.")
+    recipients: int
+    total_yen: int
+    first_kept_at: datetime | None = Field(description="When the first of them came (absent for chunks kept before "
+                                                       "the time was recorded).")
+    waiting_seconds: float | None
+
+
 class PaymentView(BaseModel):
     payment_id: str
     batch_id: str
@@ -175,6 +185,16 @@ async def get_proposal(proposal_id: str, deps: BenefitsDeps = Depends(service_de
 
 
 # --- payouts ---------------------------------------------------------------------------------
+
+
+@router.get("/operations/batches-waiting-for-header", response_model=list[WaitingBatchView],
+            summary="Batches whose chunks came but whose header has not, oldest first: a paying agency to chase.")
+async def batches_waiting_for_header(service: EventService[BenefitsDeps] = Depends(service_of)) -> list[WaitingBatchView]:
+    now = service.clock.now()
+    return [WaitingBatchView(batch_id=batch.batch_id, chunks_kept=list(batch.chunk_indexes), recipients=batch.recipients,
+                             total_yen=batch.total_yen, first_kept_at=batch.first_kept_at,
+                             waiting_seconds=(now - batch.first_kept_at).total_seconds() if batch.first_kept_at else None)
+            for batch in await service.deps.store.batches_waiting_for_header()]
 
 
 @router.get("/batches/{batch_id}", response_model=BatchView, summary="A payout batch and its decision.")

@@ -15,6 +15,7 @@ from services.kit.store import connect
 from . import api
 from .bank_gateway import BankGateway, CircuitBreaker
 from .dispatcher import PaymentDispatcher
+from .gauges import watch_batches_waiting_for_header
 from .handlers import BenefitsDeps, handlers
 from .settings import BenefitsSettings
 from .store import BenefitsStore
@@ -49,6 +50,7 @@ def create_app(
     service.include(handlers)
     dispatcher = PaymentDispatcher(service, gateway)
     deps.dispatcher = dispatcher
+    watch_batches_waiting_for_header(service)
 
     async def start_dispatcher() -> None:
         if settings.dispatcher_enabled:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from mynumber_contracts.benefits import (
@@ -216,6 +216,17 @@ class BatchHeader:
     recipient_count: int
     total_yen: int
     chunk_count: int
+
+
+@dataclass(frozen=True)
+class WaitingBatch:
+    """A batch whose chunks came but whose header has not: what an operator chases the agency for."""
+
+    batch_id: str
+    chunk_indexes: tuple[int, ...]
+    recipients: int
+    total_yen: int
+    first_kept_at: datetime | None  # None only for chunks kept before the time was recorded
 
 
 @dataclass(frozen=True)

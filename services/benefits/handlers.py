@@ -368,7 +368,7 @@ async def submit_payout_chunk(event: SubmitPayoutChunk, ctx: HandlerContext[Bene
     batch = await store.batch(event.batch_id)
     parked = batch is None
     if parked:
-        await store.park_chunk(event.batch_id, event.chunk_index, lines)
+        await store.park_chunk(event.batch_id, event.chunk_index, lines, now=ctx.clock.now())
         # The header's handler records the header, then reads the parked chunks: whichever of the
         # two reads second sees the other's write, so the chunk is never left behind (it may be
         # taken in twice, which changes nothing).

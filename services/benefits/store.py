@@ -43,6 +43,7 @@ from .domain import (
     Resident,
     ResidentStatus,
     Tally,
+    WaitingBatch,
     payment_id,
     transfer_key,
 )
@@ -339,11 +340,30 @@ class BenefitsStore:
         if wanted:
             await self.payments.delete_many({"_id": {"$in": wanted}, "batch_id": batch_id})
 
-    async def park_chunk(self, batch_id: str, chunk_index: int, lines: Sequence[tuple[str, int]]) -> None:
+    async def park_chunk(self, batch_id: str, chunk_index: int, lines: Sequence[tuple[str, int]], *,
+                         now: datetime) -> None:
         """Keep a chunk whose batch header has not come yet; a replayed chunk keeps the first."""
         await insert_all(self.parked_chunks, [{
             "_id": _chunk_id(batch_id, chunk_index), "batch_id": batch_id, "chunk_index": chunk_index,
-            "person_refs": [ref for ref, _ in lines], "amounts_yen": [amount for _, amount in lines]}])
+            "person_refs": [ref for ref, _ in lines], "amounts_yen": [amount for _, amount in lines],
+            "kept_at": now}])
+
+    async def batches_waiting_for_header(self) -> list[WaitingBatch]:
+        """Every batch some of whose chunks are kept until its header comes, oldest first. The
+        collection holds only such chunks, so reading all of it is reading what waits."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        async for doc in self.parked_chunks.find({}, {"batch_id": 1, "chunk_index": 1, "amounts_yen": 1, "kept_at": 1}):
+            found.setdefault(doc["batch_id"], []).append(doc)
+        waiting = []
+        for batch_id, chunks in found.items():
+            kept = [doc["kept_at"] for doc in chunks if doc.get("kept_at") is not None]
+            waiting.append(WaitingBatch(
+                batch_id=batch_id, chunk_indexes=tuple(sorted(doc["chunk_index"] for doc in chunks)),
+                recipients=sum(len(doc["amounts_yen"]) for doc in chunks),
+                total_yen=sum(sum(doc["amounts_yen"]) for doc in chunks),
+                first_kept_at=min(kept) if kept else None))
+        unknown = datetime.min.replace(tzinfo=UTC)  # kept before the time was recorded: the oldest
+        return sorted(waiting, key=lambda batch: (batch.first_kept_at or unknown, batch.batch_id))
 
     async def parked_chunks_of(self, batch_id: str) -> list[tuple[int, list[tuple[str, int]]]]:
         """The chunks of `batch_id` waiting for its header: (chunk index, (person_ref, amount) lines)."""

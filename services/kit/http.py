@@ -1,6 +1,6 @@
 """The service's ASGI app: its HTTP API (FastAPI, so OpenAPI comes for free) plus
 `/health` (the process is up), `/ready` (the broker and the database answer) and
-Prometheus `/metrics`. The broker starts and stops with the app's lifespan.
+Prometheus `/metrics` (its database-backed gauges refreshed first). The broker starts and stops with the app's lifespan.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
+from starlette.types import Receive, Scope, Send
 
 from .audit import AuditRecord
 from .auth import ApiTokens, operator
@@ -67,7 +68,14 @@ def create_http_app(
     async def audit_for_person(person_ref: str, _: Annotated[str, Depends(operator)]) -> list[AuditRecord]:
         return await service.audit.for_person(person_ref)
 
-    app.mount("/metrics", make_asgi_app(registry=service.metrics.registry))
+    exposition = make_asgi_app(registry=service.metrics.registry)
+
+    async def metrics(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await service.metrics.refresh()  # the gauges that live in the database
+        await exposition(scope, receive, send)
+
+    app.mount("/metrics", metrics)
     for router in routers:
         app.include_router(router)
     return app

@@ -6,6 +6,7 @@ no one twice, and a batch whose totals do not match is rejected whole."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
 import pytest
 from mynumber_contracts import MyNumber
@@ -27,6 +28,7 @@ from mynumber_contracts.benefits import (
     RegisterReceivingAccount,
     SubmitPayoutChunk,
 )
+from prometheus_client.parser import text_string_to_metric_families
 from pymongo.errors import AutoReconnect
 
 from services.benefits.domain import BatchHeader
@@ -274,6 +276,13 @@ async def test_chunks_that_come_before_their_header_wait_for_it_and_the_batch_is
         waiting = await benefits.http.get("/batches/early")
         assert waiting.status_code == 404 and "2 chunk(s) of it wait for its header" in waiting.text
         assert benefits.of_type(PayoutBatchAccepted, batch_id="early") == []
+        # An operator sees what waits, and for how long, to chase the paying agency.
+        benefits.clock.advance(timedelta(hours=3))
+        listed = (await benefits.http.get("/operations/batches-waiting-for-header")).json()
+        assert listed == [{"batch_id": "early", "chunks_kept": [0, 1], "recipients": 3, "total_yen": 24_000,
+                           "first_kept_at": "2026-06-01T00:00:00Z", "waiting_seconds": 10_800.0}]
+        assert await waiting_gauges(benefits) == {"mynumber_payout_chunks_waiting_for_header": 2.0,
+                                                  "mynumber_payout_oldest_chunk_waiting_seconds": 10_800.0}
 
         await benefits.send(AnnouncePayoutBatch(batch_id="early", programme="child_benefit", period="2026-06",
                                                 recipient_count=3, total_yen=24_000, chunk_count=2),
@@ -281,6 +290,9 @@ async def test_chunks_that_come_before_their_header_wait_for_it_and_the_batch_is
         await benefits.wait_fact(PayoutBatchAccepted, batch_id="early")
         assert await dead_letters.settle(quiet_seconds=1.0) == [], "a chunk before its header is not bad input"
     assert await benefits.store.parked_chunk_count("early") == 0
+    assert (await benefits.http.get("/operations/batches-waiting-for-header")).json() == []
+    assert await waiting_gauges(benefits) == {"mynumber_payout_chunks_waiting_for_header": 0.0,
+                                              "mynumber_payout_oldest_chunk_waiting_seconds": 0.0}
     await benefits.dispatch_until_idle()
     assert sorted(e.amount_yen for e in benefits.bank.entries) == [7_000, 8_000, 9_000]
     assert (await reconciliation(benefits, "early"))["paid"] == line(3, 24_000)
@@ -288,6 +300,12 @@ async def test_chunks_that_come_before_their_header_wait_for_it_and_the_batch_is
 
 async def _equals(value, expected) -> bool:
     return await value == expected
+
+
+async def waiting_gauges(benefits: Benefits) -> dict[str, float]:
+    scraped = (await benefits.http.get("/metrics/")).text
+    return {sample.name: sample.value for family in text_string_to_metric_families(scraped) for sample in family.samples
+            if sample.name.startswith("mynumber_payout_") and sample.labels == {"service": "benefits"}}
 
 
 async def test_a_chunk_written_while_another_chunk_rejects_its_batch_leaves_no_payment_behind(
@@ -342,8 +360,8 @@ async def test_a_chunk_whose_header_comes_while_it_is_being_kept_is_taken_in_by_
     store = benefits.store
     original_park_chunk = store.park_chunk
 
-    async def header_comes_meanwhile(batch_id, chunk_index, lines):
-        await original_park_chunk(batch_id, chunk_index, lines)
+    async def header_comes_meanwhile(batch_id, chunk_index, lines, *, now):
+        await original_park_chunk(batch_id, chunk_index, lines, now=now)
         await store.record_header(BatchHeader(batch_id="meanwhile", programme="child_benefit", period="2026-06",
                                               recipient_count=1, total_yen=4_000, chunk_count=1),
                                   now=benefits.clock.now())

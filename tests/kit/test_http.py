@@ -3,10 +3,13 @@ the broker and the database), Prometheus /metrics, and the operators' audit trai
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import httpx
 import pytest
+from prometheus_client import Gauge
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.kit.clock import SystemClock
 from services.kit.http import create_http_app
@@ -44,6 +47,57 @@ async def test_health_ready_and_metrics(settings):
             metrics = await http.get("/metrics/")
             assert metrics.status_code == 200
             assert "mynumber_dead_lettered_total" in metrics.text
+
+
+def scraped(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+async def test_gauges_that_live_in_the_database_are_read_afresh_at_every_scrape_and_a_failing_one_keeps_its_value(settings):
+    app = probe_app(settings)
+    service = app.state.service
+    waiting = service.database["waiting_things"]
+    gauge = Gauge("probe_waiting_things", "Documents in waiting_things.", registry=service.metrics.registry)
+    broken = Gauge("probe_broken", "A gauge whose refresh fails after its first.", registry=service.metrics.registry)
+    stuck = Gauge("probe_stuck", "A gauge whose refresh never answers after its first.", registry=service.metrics.registry)
+    calls = {"broken": 0, "stuck": 0}
+
+    async def count_waiting() -> None:
+        gauge.set(await waiting.count_documents({}))
+
+    async def fails_after_the_first() -> None:
+        calls["broken"] += 1
+        if calls["broken"] > 1:
+            raise ConnectionError("the database went away")
+        broken.set(7)
+
+    async def hangs_after_the_first() -> None:
+        calls["stuck"] += 1
+        if calls["stuck"] > 1:
+            await asyncio.Event().wait()
+        stuck.set(9)
+
+    service.metrics.refresh_before_scrape("waiting_things", count_waiting)
+    service.metrics.refresh_before_scrape("broken", fails_after_the_first)
+    service.metrics.refresh_before_scrape("stuck", hangs_after_the_first)
+    failures = "mynumber_metrics_refresh_failures_total"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://probe") as http:
+        await waiting.insert_many([{"_id": n} for n in range(3)])
+        first = scraped((await http.get("/metrics/")).text)
+        assert first[("probe_waiting_things", ())] == 3
+        assert (first[("probe_broken", ())], first[("probe_stuck", ())]) == (7, 9)
+
+        await waiting.insert_one({"_id": 3})
+        second = await http.get("/metrics/")
+        assert second.status_code == 200, "one gauge's failure never fails the scrape"
+        figures = scraped(second.text)
+        assert figures[("probe_waiting_things", ())] == 4, "read afresh, not cached"
+        assert (figures[("probe_broken", ())], figures[("probe_stuck", ())]) == (7, 9), "the last value stands"
+        assert figures[(failures, (("gauge", "broken"), ("service", "enrollment")))] == 1
+        assert figures[(failures, (("gauge", "stuck"), ("service", "enrollment")))] == 1
+        assert (failures, (("gauge", "waiting_things"), ("service", "enrollment"))) not in figures
+    await service.database.client.close()
 
 
 async def test_ready_says_not_ready_when_the_database_is_down(servers, namespace):
