@@ -213,8 +213,6 @@ class _Accepted:
     use_case: UseCase
 
 
-HEARTBEAT_INTERVAL_MS = 300
-
 # The kit awaits the produce of each batch's facts, so a linger would only add latency to every batch.
 PRODUCER_LINGER_MS = 0
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
@@ -351,9 +349,9 @@ class EventService(Generic[Deps]):
                 batch_timeout_ms=self.settings.batch_wait_ms,
                 max_poll_interval_ms=self.settings.max_poll_interval_ms,
                 # Each consumer that joins makes the group rebalance, and the members already in it
-                # learn of that at their next heartbeat: 3 s by default, which the second consumer of
-                # every topic added to each start.
-                heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
+                # learn of that at their next heartbeat: 3 s by aiokafka's default, which the second
+                # consumer of every topic added to each start.
+                heartbeat_interval_ms=self.settings.heartbeat_interval_ms,
                 title=f"{topic}:{self.name}",
                 description=description,
                 include_in_schema=number == 0,

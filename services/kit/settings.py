@@ -54,6 +54,11 @@ class ServiceSettings(BaseSettings):
         "long again before the next poll, so this bounds the added latency at a light load).",
     )
     max_poll_interval_ms: int = Field(600_000, description="How long one batch of records may take before a rebalance.")
+    heartbeat_interval_ms: int = Field(
+        300, ge=50, le=3_000, description="How often each consumer tells the group it is alive, and so how soon it "
+        "learns of a rebalance (a consumer joining or leaving). At most 3 s: the group's session timeout is 10 s, "
+        "and Kafka advises at most a third of that.",
+    )
     require_signatures: bool = Field(True, description="Quarantine partner requests that are not signed by a registered key.")
     partner_registry_database: str = Field("", description="Database of the partner registry; defaults to <namespace>_partners.")
     partner_cache_seconds: float = Field(5.0, description="How long a partner registry entry is cached.")

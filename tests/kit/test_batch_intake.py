@@ -10,8 +10,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from mynumber_contracts import topics
 from mynumber_contracts.enrollment import RegisterResident, ResidentRegistered
+from pydantic import ValidationError
 
 from services.kit.clock import SystemClock
 from services.kit.messaging import EventService, HandlerContext, HandlerRegistry
@@ -55,7 +57,7 @@ async def a_service_started_after(servers, namespace: str, publish, **overrides:
     settings = ServiceSettings(
         kafka_bootstrap_servers=servers.kafka_bootstrap, mongodb_url=servers.mongodb_url, topic_namespace=namespace,
         database=f"{namespace}_intake", partner_registry_database=f"{namespace}_partners", partner_cache_seconds=0.5,
-        batch_consumers=1, **overrides,
+        **{"batch_consumers": 1, **overrides},
     )
     timeline = Timeline(PersonReferences(settings.person_ref_key.get_secret_value()))
     client, database = connect(settings.mongodb_url, settings.database, app_name="intake")
@@ -182,3 +184,22 @@ async def test_a_batch_larger_than_its_byte_limit_is_taken_in_part_after_part(se
     # Every record is larger than one byte: each is a part of its own, so nothing runs side by side.
     assert [what for what, _ in timeline.steps] == ["start", "end"] * 6
     assert sorted(timeline.runs) == sorted(f"{person}-{step}" for person in ("gina", "hugo") for step in range(3))
+
+
+async def test_the_consumers_heartbeat_as_often_as_the_setting_says(servers, namespace):
+    await the_topics(servers, namespace)
+
+    async def publish_nothing(service: EventService[Timeline]) -> None:
+        return None
+
+    async with a_service_started_after(servers, namespace, publish_nothing, heartbeat_interval_ms=1_000,
+                                       batch_consumers=2) as (service, _):
+        topic = service.topics.requests
+        consumers = [subscriber.consumer for subscriber in service._subscribers[topic]]
+        # aiokafka keeps the interval it was given on the running consumer; nothing public reports it.
+        assert [consumer._heartbeat_interval_ms for consumer in consumers] == [1_000, 1_000]
+
+
+def test_a_heartbeat_too_slow_for_the_session_timeout_is_refused():
+    with pytest.raises(ValidationError, match="heartbeat_interval_ms"):
+        ServiceSettings(heartbeat_interval_ms=5_000)
