@@ -382,6 +382,10 @@ class PaymentHeld(_PaymentFact):
 
 
 class PaymentSent(_PaymentFact):
+    """The bank accepted the transfer. Not every settled payment has one: when the bank booked a
+    transfer but its answer was lost, its statement settles the payment (`PaymentSettled`) and no
+    `PaymentSent` comes. Count money moved by `PaymentSettled`, never by this."""
+
     event_type: ClassVar[str] = "jp.mynumber.benefits.payment_sent.v1"
 
     attempt: int = Field(description="1 for the first transfer; a retry after a fixed account counts up.")
@@ -389,6 +393,9 @@ class PaymentSent(_PaymentFact):
 
 
 class PaymentSettled(_PaymentFact):
+    """The bank's statement shows the account credited: the money moved. A payment's last fact;
+    it may come without a `PaymentSent` before it (see there)."""
+
     event_type: ClassVar[str] = "jp.mynumber.benefits.payment_settled.v1"
 
     attempt: int

@@ -15,6 +15,7 @@ from mynumber_contracts.benefits import (
     AnnouncePayoutBatch,
     OptOutConcluded,
     PaymentHeld,
+    PaymentSent,
     PaymentSettled,
     PayoutBatchAccepted,
     PayoutRecipient,
@@ -195,6 +196,7 @@ async def test_while_the_bank_answers_500_the_payment_stays_pending_and_the_stat
     await benefits.http.post("/operations/dispatch")
     assert len(benefits.bank.entries) == 1
     await benefits.wait_fact(PaymentSettled, payment_id=payment_id)
+    assert benefits.of_type(PaymentSent, payment_id=payment_id) == [], "the bank's acceptance was lost (the contract says so)"
     assert (await benefits.http.get(f"/payments/{payment_id}")).json()["status"] == "settled"
     benefits.bank.faults = FaultPlan()
     requests = benefits.bank.requests
