@@ -1,6 +1,7 @@
 """The service's ASGI app: its HTTP API (FastAPI, so OpenAPI comes for free) plus
 `/health` (the process is up), `/ready` (the broker and the database answer) and
-Prometheus `/metrics` (its database-backed gauges refreshed first). The broker starts and stops with the app's lifespan.
+Prometheus `/metrics` (the gauges that live in the database are refreshed first).
+The broker starts and stops with the app's lifespan.
 """
 
 from __future__ import annotations
