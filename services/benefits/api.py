@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from services.kit.auth import operator
 from services.kit.clock import today
-from services.kit.http import service_deps, service_of
+from services.kit.http import NOT_JSON, OPERATORS_ONLY, SweepDay, errors, service_deps, service_of
 from services.kit.messaging import EventService
 
 from . import domain
@@ -30,7 +30,7 @@ from .domain import AccountStatus
 from .handlers import BenefitsDeps, sweep_opt_out_proposals
 
 # Accounts, payments and audit trails are personal data: every route is for operators.
-router = APIRouter(tags=["benefits"], dependencies=[Depends(operator)])
+router = APIRouter(tags=["benefits"], dependencies=[Depends(operator)], responses=errors(OPERATORS_ONLY))
 
 
 class AccountView(BaseModel):
@@ -103,7 +103,8 @@ class PaymentView(BaseModel):
 # --- accounts, flags, audit -------------------------------------------------------------------
 
 
-@router.get("/accounts/{person_ref}", response_model=AccountView, summary="A person's receiving account.")
+@router.get("/accounts/{person_ref}", response_model=AccountView, summary="A person's receiving account.",
+            responses=errors({404: "No receiving account is registered for this person."}))
 async def get_account(person_ref: PersonRef, deps: BenefitsDeps = Depends(service_deps)) -> AccountView:
     account = await deps.store.account(person_ref)
     if account is None:
@@ -119,6 +120,7 @@ async def get_flags(deps: BenefitsDeps = Depends(service_deps)) -> list[FlagView
 
 
 @router.post("/flags/{flag_id}/resolve", response_model=FlagResolutionResult,
+             responses=errors({**NOT_JSON, 404: "No such flag.", 409: "The flag is already resolved."}),
              summary="Resolve a shared-account flag: release the genuine holders, remove the others.")
 async def resolve_flag(flag_id: str, resolution: FlagResolution, service: EventService[BenefitsDeps] = Depends(service_of)
                        ) -> FlagResolutionResult:
@@ -165,7 +167,7 @@ async def resolve_flag(flag_id: str, resolution: FlagResolution, service: EventS
 
 @router.post("/operations/opt-out-sweep", response_model=SweepResult,
              summary="Register the pension accounts whose reply period ran out without a refusal.")
-async def opt_out_sweep(as_of: date | None = None, service: EventService[BenefitsDeps] = Depends(service_of)) -> SweepResult:
+async def opt_out_sweep(as_of: SweepDay = None, service: EventService[BenefitsDeps] = Depends(service_of)) -> SweepResult:
     as_of = as_of or today(service.clock)
     outcomes = {}
     for proposal_id, facts, status in await sweep_opt_out_proposals(service.deps, as_of, service.clock):
@@ -175,7 +177,8 @@ async def opt_out_sweep(as_of: date | None = None, service: EventService[Benefit
     return SweepResult(as_of=as_of, proposals=outcomes)
 
 
-@router.get("/proposals/{proposal_id}", response_model=dict[str, Any], summary="A pension account proposal.")
+@router.get("/proposals/{proposal_id}", response_model=dict[str, Any], summary="A pension account proposal.",
+            responses=errors({404: "No such proposal."}))
 async def get_proposal(proposal_id: str, deps: BenefitsDeps = Depends(service_deps)) -> dict[str, Any]:
     proposal = await deps.store.proposal(proposal_id)
     if proposal is None:
@@ -197,7 +200,8 @@ async def batches_waiting_for_header(service: EventService[BenefitsDeps] = Depen
             for batch in await service.deps.store.batches_waiting_for_header()]
 
 
-@router.get("/batches/{batch_id}", response_model=BatchView, summary="A payout batch and its decision.")
+@router.get("/batches/{batch_id}", response_model=BatchView, summary="A payout batch and its decision.",
+            responses=errors({404: "No such batch (the detail says how many of its chunks wait for its header)."}))
 async def get_batch(batch_id: str, deps: BenefitsDeps = Depends(service_deps)) -> BatchView:
     batch = await deps.store.batch(batch_id)
     if batch is None:
@@ -232,6 +236,7 @@ async def _reconciliation(service: EventService[BenefitsDeps], batch_id: str, as
 
 
 @router.get("/batches/{batch_id}/reconciliation", response_model=PayoutBatchReconciled,
+            responses=errors({404: "No such batch.", 409: "The batch is not accepted: only an accepted batch is reconciled."}),
             summary="Paid, held, failed and pending against the control totals and the bank statement.")
 async def get_reconciliation(batch_id: str, service: EventService[BenefitsDeps] = Depends(service_of)
                              ) -> PayoutBatchReconciled:
@@ -239,6 +244,7 @@ async def get_reconciliation(batch_id: str, service: EventService[BenefitsDeps] 
 
 
 @router.post("/batches/{batch_id}/reconcile", response_model=PayoutBatchReconciled,
+            responses=errors({404: "No such batch.", 409: "The batch is not accepted: only an accepted batch is reconciled."}),
              summary="Reconcile a batch and publish the report as a fact.")
 async def reconcile_batch(batch_id: str, as_of: datetime | None = None,
                           service: EventService[BenefitsDeps] = Depends(service_of)) -> PayoutBatchReconciled:
@@ -249,7 +255,8 @@ async def reconcile_batch(batch_id: str, as_of: datetime | None = None,
     return report
 
 
-@router.get("/payments/{payment_id}", response_model=PaymentView, summary="Where one payment is.")
+@router.get("/payments/{payment_id}", response_model=PaymentView, summary="Where one payment is.",
+            responses=errors({404: "No such payment."}))
 async def get_payment(payment_id: str, deps: BenefitsDeps = Depends(service_deps)) -> PaymentView:
     payment = await deps.store.payment(payment_id)
     if payment is None:
@@ -264,14 +271,15 @@ async def get_payment(payment_id: str, deps: BenefitsDeps = Depends(service_deps
                        status=status, reason=reason)
 
 
-@router.post("/payments/{payment_id}/retry", response_model=PaymentView, summary="Send a failed payment again.")
+@router.post("/payments/{payment_id}/retry", response_model=PaymentView, summary="Send a failed payment again.",
+             responses=errors({409: "No failed payment has this id."}))
 async def retry_payment(payment_id: str, deps: BenefitsDeps = Depends(service_deps)) -> PaymentView:
     if not await deps.store.retry_failed(payment_id):
         raise HTTPException(409, "the payment has not failed")
     return await get_payment(payment_id, deps)
 
 
-@router.post("/operations/dispatch", response_model=DispatchResult,
+@router.post("/operations/dispatch", response_model=DispatchResult, responses=errors({503: "No dispatcher is configured."}),
              summary="Run one payment dispatch round now (the dispatcher loop does this by itself).")
 async def dispatch_now(service: EventService[BenefitsDeps] = Depends(service_of)) -> DispatchResult:
     dispatcher = service.deps.dispatcher

@@ -13,13 +13,13 @@ from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Response
 from mynumber_contracts import ResidentAttributes
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.kit.auth import authenticated_principal, operator
 from services.kit.clock import today
-from services.kit.http import service_deps, service_of
+from services.kit.http import NO_TOKEN, OPERATORS_ONLY, SweepDay, errors, service_deps, service_of
 from services.kit.messaging import EventService
 
 from .domain import Card
@@ -101,6 +101,7 @@ class RotationReport(BaseModel):
 
 
 @router.get("/applications/{application_id}", response_model=ApplicationStatus, tags=["status"],
+            responses=errors({**NO_TOKEN, 404: "No application with this id has been decided."}),
             summary="Status of a card application: accepted (with its card) or rejected (with the reason).")
 async def application_status(application_id: str, deps: Deps, _: Principal) -> ApplicationStatus:
     outcome = await deps.store.outcome(f"application/{application_id}")
@@ -114,7 +115,8 @@ async def application_status(application_id: str, deps: Deps, _: Principal) -> A
     )
 
 
-@router.get("/cards/{card_number}", response_model=CardStatus, tags=["status"], summary="Status of a card by its number.")
+@router.get("/cards/{card_number}", response_model=CardStatus, tags=["status"], summary="Status of a card by its number.",
+            responses=errors({**NO_TOKEN, 404: "No card with this number."}))
 async def card_status(card_number: str, deps: Deps, _: Principal) -> CardStatus:
     card = await deps.store.card(card_number)
     if card is None:
@@ -123,6 +125,7 @@ async def card_status(card_number: str, deps: Deps, _: Principal) -> CardStatus:
 
 
 @router.get("/operator/residents/{person_ref}", response_model=ResidentLookup, tags=["operator"],
+            responses=errors({**OPERATORS_ONLY, 404: "No resident with this person reference."}),
             summary="An operator's lookup of a person: registry entry, cards, and the number masked to its last 4 digits.")
 async def lookup_resident(person_ref: str, service: Service, who: Operator) -> ResidentLookup:
     deps = service.deps
@@ -141,17 +144,17 @@ async def lookup_resident(person_ref: str, service: Service, who: Operator) -> R
     )
 
 
-@router.post("/operator/expiry-sweep", response_model=SweepReport, tags=["operator"],
+@router.post("/operator/expiry-sweep", response_model=SweepReport, tags=["operator"], responses=errors(OPERATORS_ONLY),
              summary="Expire every card past its expiry date and publish CardExpired; safe to run twice.")
 async def expiry_sweep(
     _: Operator,
     service: Service,
-    as_of: Annotated[date | None, Query(description="Run as of this Japan date (default: today).")] = None,
+    as_of: SweepDay = None,
 ) -> SweepReport:
     return SweepReport(**await run_expiry_sweep(service, as_of=as_of))
 
 
-@router.post("/operator/number-keys/rotate", response_model=RotationReport, tags=["operator"],
+@router.post("/operator/number-keys/rotate", response_model=RotationReport, tags=["operator"], responses=errors(OPERATORS_ONLY),
              summary="Re-encrypt every stored number under the current key (the first in MYNUMBER_ENROLLMENT_NUMBER_KEYS).")
 async def rotate_keys(_: Operator, deps: Deps) -> RotationReport:
     return RotationReport(**await rotate_number_keys(deps.store))
@@ -168,6 +171,8 @@ class NumberAssignment(BaseModel):
 
 
 @router.get("/assignments/{request_id}", response_model=NumberAssignment, tags=["registry"],
+            responses=errors({**NO_TOKEN, 403: "The token is not a municipality's.",
+                              404: "This municipality has no number assignment with this request id."}),
             summary="A municipality picks up the number assigned to a resident it registered without one. "
                     "Needs the municipality's own token (principal municipality/<code>); another's request is not found.")
 async def pick_up_assignment(request_id: str, service: Service, who: Principal, response: Response) -> NumberAssignment:
@@ -196,7 +201,9 @@ class CertificateVerification(BaseModel):
 
 @router.get("/kiosks/{kiosk_id}/certificates/{request_id}", tags=["certificates"],
             responses={200: {"content": {"application/pdf": {}}, "description": "The certificate PDF."},
-                       410: {"description": "The pickup period (MYNUMBER_CERTIFICATE_PICKUP_DAYS) has passed."}},
+                       **errors({**NO_TOKEN, 403: "The token is not this kiosk's.",
+                                 404: "No certificate was issued for this kiosk and request.",
+                                 410: "The pickup period (MYNUMBER_CERTIFICATE_PICKUP_DAYS) has passed."})},
             response_class=Response,
             summary="A kiosk picks up the PDF for one of its own requests (the kiosk's token: principal kiosk/<id>).")
 async def pick_up_certificate(kiosk_id: str, request_id: str, service: Service, who: Principal) -> Response:
@@ -214,6 +221,7 @@ async def pick_up_certificate(kiosk_id: str, request_id: str, service: Service, 
 
 
 @router.get("/certificates/verification/{code}", response_model=CertificateVerification, tags=["certificates"],
+            responses=errors(NO_TOKEN),
             summary="A receiving agency checks a certificate's verification code: valid or not, and when it was issued.")
 async def verify_certificate(code: str, service: Service, _: Principal) -> CertificateVerification:
     deps, period = service.deps, timedelta(days=service.settings.certificate_verification_days)
@@ -230,11 +238,12 @@ class RetentionReport(BaseModel):
 
 
 @router.post("/operator/certificate-retention-sweep", response_model=RetentionReport, tags=["operator"],
+             responses=errors(OPERATORS_ONLY),
              summary="Remove residence certificate PDFs past the pickup period and verification codes past theirs.")
 async def certificate_retention_sweep(
     _: Operator,
     service: Service,
-    as_of: Annotated[date | None, Query(description="Run as of this Japan date (default: today).")] = None,
+    as_of: SweepDay = None,
 ) -> RetentionReport:
     store, settings = service.deps.store, service.settings
     as_of = as_of or today(service.clock)

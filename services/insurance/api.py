@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.kit.auth import OPERATOR, authenticated_principal, operator
 from services.kit.clock import today
-from services.kit.http import service_deps, service_of
+from services.kit.http import NO_TOKEN, NOT_JSON, OPERATORS_ONLY, SweepDay, errors, service_deps, service_of
 from services.kit.messaging import EventService
 
 from .domain import CertificateStatus, LinkState, MembershipStatus, answer_eligibility, member_key
@@ -139,6 +139,7 @@ class SweepReport(_View):
     response_model=EligibilityView,
     tags=["eligibility"],
     summary="Online eligibility check by the card's certificate id (one indexed lookup).",
+    responses=errors({**NO_TOKEN, 403: "The token is neither a medical institution's nor an operator's."}),
 )
 async def get_eligibility(deps: Deps, _: Checker, certificate_id: Annotated[str, Path(min_length=1, max_length=128)]) -> EligibilityView:
     record = await deps.store.eligibility_record(certificate_id)
@@ -164,7 +165,7 @@ def _member_view(document: dict[str, Any]) -> MemberView:
     response_model=MemberView,
     tags=["linking"],
     summary="A member record and its link state.",
-    responses={404: {"description": "No such member record."}},
+    responses=errors({**OPERATORS_ONLY, 404: "No such member record."}),
 )
 async def get_member(deps: Deps, _: Operator, insurer_number: str, member_symbol: str, member_number: str) -> MemberView:
     document = await deps.store.member_document(member_key(insurer_number, member_symbol, member_number))
@@ -173,7 +174,8 @@ async def get_member(deps: Deps, _: Operator, insurer_number: str, member_symbol
     return _member_view(document)
 
 
-@router.get("/links/held", response_model=list[MemberView], tags=["linking"], summary="The review queue: member records held, with the reason.")
+@router.get("/links/held", response_model=list[MemberView], tags=["linking"], responses=errors(OPERATORS_ONLY),
+            summary="The review queue: member records held, with the reason.")
 async def list_held(deps: Deps, _: Operator, insurer_number: Annotated[str | None, Query(pattern=r"^[0-9]{6,8}$")] = None) -> list[MemberView]:
     return [_member_view(d) for d in await deps.store.held_members(insurer_number)]
 
@@ -183,7 +185,7 @@ async def list_held(deps: Deps, _: Operator, insurer_number: Annotated[str | Non
     response_model=MemberView,
     tags=["linking"],
     summary="Operator command: link a held record to a confirmed person, or reject it (audited).",
-    responses={404: {"description": "No such member record."}, 409: {"description": "The record is not held."},
+    responses={**errors({**OPERATORS_ONLY, **NOT_JSON, 404: "No such member record.", 409: "The record is not held."}),
                422: {"description": "The person is unknown or deceased, or the command is invalid."}},
 )
 async def post_link_resolution(deps: Deps, service: Service, _: Operator, insurer_number: str, member_symbol: str, member_number: str,
@@ -207,6 +209,7 @@ async def post_link_resolution(deps: Deps, service: Service, _: Operator, insure
 
 
 @router.get("/people/{person_ref}/certificates", response_model=list[CertificateView], tags=["certificates"],
+            responses=errors(OPERATORS_ONLY),
             summary="The person's eligibility certificates (current one per membership).")
 async def get_certificates(deps: Deps, _: Operator, person_ref: PersonRef) -> list[CertificateView]:
     person = await deps.store.person(person_ref)
@@ -228,8 +231,8 @@ async def get_certificates(deps: Deps, _: Operator, person_ref: PersonRef) -> li
     response_model=MedicalDataReleaseView,
     tags=["medical data"],
     summary="The records of a release, for the institution it was released to only (by its token).",
-    responses={404: {"description": "No such release for this institution."},
-               410: {"description": "The release's reading period (MYNUMBER_RELEASE_READABLE_HOURS) has passed."}},
+    responses=errors({**NO_TOKEN, 404: "No such release for this institution.",
+                      410: "The release's reading period (MYNUMBER_RELEASE_READABLE_HOURS) has passed."}),
 )
 async def get_release(deps: Deps, principal: Principal, release_id: str) -> MedicalDataReleaseView:
     release = await deps.store.release(release_id)
@@ -260,13 +263,13 @@ async def _sweep(deps: InsuranceDeps, service: EventService[InsuranceDeps],
     return SweepReport(as_of=as_of, examined=outcome.examined, skipped=outcome.skipped, facts_published=outcome.facts_published)
 
 
-@router.post("/operations/certificate-renewal", response_model=SweepReport, tags=["operations"],
+@router.post("/operations/certificate-renewal", response_model=SweepReport, tags=["operations"], responses=errors(OPERATORS_ONLY),
              summary="Renewal sweep: renew certificates ending soon that are still needed; issue them where card certificates expired.")
-async def post_certificate_renewal(deps: Deps, service: Service, _: Operator, as_of: date | None = None) -> SweepReport:
+async def post_certificate_renewal(deps: Deps, service: Service, _: Operator, as_of: SweepDay = None) -> SweepReport:
     return await _sweep(deps, service, renew_certificates, as_of or today(deps.clock))
 
 
-@router.post("/operations/certificate-expiry", response_model=SweepReport, tags=["operations"],
+@router.post("/operations/certificate-expiry", response_model=SweepReport, tags=["operations"], responses=errors(OPERATORS_ONLY),
              summary="Expiry sweep: end certificates whose validity has passed (a new one if still needed).")
-async def post_certificate_expiry(deps: Deps, service: Service, _: Operator, as_of: date | None = None) -> SweepReport:
+async def post_certificate_expiry(deps: Deps, service: Service, _: Operator, as_of: SweepDay = None) -> SweepReport:
     return await _sweep(deps, service, expire_certificates, as_of or today(deps.clock))

@@ -6,18 +6,58 @@ The broker starts and stops with the app's lifespan.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
+from pydantic import AfterValidator, BaseModel
 from starlette.types import Receive, Scope, Send
 
 from .audit import AuditRecord
 from .auth import ApiTokens, operator
 from .messaging import EventService
+
+
+class Problem(BaseModel):
+    """An error answer: what went wrong, in words."""
+
+    detail: str
+
+
+def errors(described: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses` of the errors a route answers with, each with what it means there."""
+    return {code: {"model": Problem, "description": meaning} for code, meaning in described.items()}
+
+
+# The errors of the bearer token (services/kit/auth.py), for the routes that ask for one, and
+# of a request body that is not JSON at all (a body that is JSON but not the model's is a 422).
+NO_TOKEN = {401: "No valid bearer token."}
+OPERATORS_ONLY = {**NO_TOKEN, 403: "The token is not an operator's."}
+NOT_JSON = {400: "The body is not JSON."}
+
+
+# Operators may run a sweep as of another day (to catch up, or to try one). The sweeps add and
+# take away years of validity and days of notice, so a day far from any real one is refused
+# rather than left to overflow.
+FIRST_SWEEP_DAY, LAST_SWEEP_DAY = date(2015, 10, 5), date(2199, 12, 31)
+
+
+def _a_sweep_day(day: date | None) -> date | None:
+    if day is not None and not FIRST_SWEEP_DAY <= day <= LAST_SWEEP_DAY:
+        raise ValueError(f"a sweep runs as of a day from {FIRST_SWEEP_DAY} (when the first numbers were notified) "
+                         f"to {LAST_SWEEP_DAY}")
+    return day
+
+
+SweepDay = Annotated[
+    date | None,
+    Query(description=f"Run as of this Japan date (default: today), from {FIRST_SWEEP_DAY} to {LAST_SWEEP_DAY}."),
+    AfterValidator(_a_sweep_day),
+]
 
 
 def create_http_app(
@@ -49,7 +89,8 @@ def create_http_app(
     async def health() -> dict[str, str]:
         return {"status": "ok", "service": service.name}
 
-    @app.get("/ready", tags=["operations"], summary="Readiness: the broker and the database answer.")
+    @app.get("/ready", tags=["operations"], summary="Readiness: the broker and the database answer.",
+             responses={503: {"description": "Not ready: the same body's checks say which of the two does not answer."}})
     async def ready() -> JSONResponse:
         checks: dict[str, str] = {}
         try:
@@ -65,6 +106,7 @@ def create_http_app(
         return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503)
 
     @app.get("/audit/persons/{person_ref}", tags=["operations"], response_model=list[AuditRecord],
+             responses=errors(OPERATORS_ONLY),
              summary="The append-only audit trail of one person (by person reference), oldest first. Operators only.")
     async def audit_for_person(person_ref: str, _: Annotated[str, Depends(operator)]) -> list[AuditRecord]:
         return await service.audit.for_person(person_ref)

@@ -14,7 +14,7 @@ from mynumber_contracts.licensing import CardNumber, HolderChoice, LicenceClass,
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.kit.auth import authenticated_principal
-from services.kit.http import service_deps, service_of
+from services.kit.http import NO_TOKEN, NOT_JSON, errors, service_deps, service_of
 from services.kit.messaging import EventService
 
 from . import domain
@@ -30,12 +30,6 @@ Caller = Annotated[str, Depends(authenticated_principal)]
 
 class _Response(BaseModel):
     model_config = ConfigDict(frozen=True)
-
-
-class Problem(_Response):
-    """An error answer (not found, or no valid bearer token)."""
-
-    detail: str
 
 
 class RoadsideCheckRequest(BaseModel):
@@ -97,12 +91,10 @@ class FeeSchedule(_Response):
     re_recording: int = Field(description="Yen to record a valid licence on a reissued card.")
 
 
-_UNAUTHENTICATED_OR_NOT_FOUND = {401: {"model": Problem}, 404: {"model": Problem}}
-_UNAUTHENTICATED = {401: {"model": Problem}}
 
 
 @router.post(
-    "/roadside-checks", response_model=RoadsideCheckResult, responses=_UNAUTHENTICATED, tags=["police"],
+    "/roadside-checks", response_model=RoadsideCheckResult, responses=errors({**NO_TOKEN, **NOT_JSON}), tags=["police"],
     summary="Roadside check: is the licence recorded on this card valid now (or at `at`)?",
 )
 async def roadside_check(request: RoadsideCheckRequest, service: Service, caller: Caller) -> RoadsideCheckResult:
@@ -131,7 +123,8 @@ async def roadside_check(request: RoadsideCheckRequest, service: Service, caller
 
 
 @router.get(
-    "/licences/{licence_number}", response_model=LicenceRecord, responses=_UNAUTHENTICATED_OR_NOT_FOUND, tags=["police"],
+    "/licences/{licence_number}", response_model=LicenceRecord,
+    responses=errors({**NO_TOKEN, 404: "No licence with this number is on record."}), tags=["police"],
     summary="The licence on record: its holder's choice, card, dates, classes, conditions and address.",
 )
 async def licence(licence_number: LicenceNumber, service: Service, caller: Caller) -> LicenceRecord:
@@ -144,7 +137,8 @@ async def licence(licence_number: LicenceNumber, service: Service, caller: Calle
 
 
 @router.get(
-    "/vehicles/{vehicle_id}", response_model=VehicleRecord, responses=_UNAUTHENTICATED_OR_NOT_FOUND, tags=["transport bureaus"],
+    "/vehicles/{vehicle_id}", response_model=VehicleRecord,
+    responses=errors({**NO_TOKEN, 404: "No vehicle with this id is registered."}), tags=["transport bureaus"],
     summary="A registered vehicle: its current owner and its ownership history.",
 )
 async def vehicle(vehicle_id: VehicleId, deps: Deps, _: Caller) -> VehicleRecord:

@@ -9,8 +9,7 @@ The service and the bank simulator run as real processes (`python -m services.be
 
 from __future__ import annotations
 
-import os
-import socket
+import asyncio
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -36,8 +35,8 @@ from services.kit.people import PersonReferences
 from services.kit.store import connect
 from tests.benefits.conftest import PAYING_AGENCY, a_number, eventually
 from tests.support.kafka import PartnerPublisher, TopicReader, create_topics
+from tests.support.services import answers, end_process, free_port, start_process
 
-REPO = Path(__file__).resolve().parents[2]
 RECIPIENTS = 10_000
 CHUNK = 1_000
 WITHOUT_ACCOUNT = 25  # held
@@ -47,12 +46,6 @@ BATCH = "child-benefit-2026-06"
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def amount(i: int) -> int:
     return 10_000 + (i % 7) * 5_000 + (i % 3)
 
@@ -60,23 +53,16 @@ def amount(i: int) -> int:
 @asynccontextmanager
 async def process(args: list[str], env: dict[str, str], health_url: str, log: Path) -> AsyncIterator[subprocess.Popen]:
     """Start a process, wait until `health_url` answers, and SIGKILL it at the end if it still runs."""
-    with log.open("ab") as output:
-        # Popen returns at once; the process is only waited for after SIGKILL, which is immediate.
-        proc = subprocess.Popen(args, cwd=REPO, env={**os.environ, **env}, stdout=output, stderr=output)  # noqa: ASYNC220
+    proc = start_process(args, env, log)  # Popen returns at once
+
+    async def healthy() -> bool:
+        return await asyncio.to_thread(answers, proc, health_url, log)
+
     try:
-        async with httpx.AsyncClient() as client:
-            async def healthy() -> bool:
-                assert proc.poll() is None, f"{args} exited early; see {log}"
-                try:
-                    return (await client.get(health_url)).status_code == 200
-                except httpx.TransportError:
-                    return False
-            await eventually(healthy, what=f"{args[2]} to answer", timeout=60)
+        await eventually(healthy, what=f"{args[2]} to answer", timeout=60)
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+        end_process(proc)
 
 
 async def test_ten_thousand_recipients_replayed_three_times_with_a_kill_are_each_paid_once(servers, namespace, tmp_path):

@@ -1,11 +1,18 @@
-"""Runs a service in-process, exactly as uvicorn would (its ASGI lifespan), for a test."""
+"""Runs a service for a test: in-process, exactly as uvicorn would (its ASGI lifespan), or as the
+real `python -m services.<name>` process that operators run."""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,3 +38,48 @@ async def run_service(name: str, settings: Any, **kwargs: Any) -> AsyncIterator[
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=f"http://{name}") as http:
             yield RunningService(app=app, http=http)
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_process(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    with log.open("ab") as output:
+        return subprocess.Popen(args, cwd=REPO, env={**os.environ, **env}, stdout=output, stderr=output)
+
+
+def answers(proc: subprocess.Popen, url: str, log: Path) -> bool:
+    assert proc.poll() is None, f"{proc.args} exited early; see {log}"
+    try:
+        return httpx.get(url, timeout=2.0).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def end_process(proc: subprocess.Popen) -> None:
+    """SIGKILL, which is immediate, so the wait is short."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
+@contextmanager
+def service_process(name: str, env: dict[str, str], log: Path) -> Iterator[str]:
+    """`python -m services.<name>` on a free port until it is ready; its base URL. Killed at the end."""
+    port = free_port()
+    proc = start_process([sys.executable, "-m", f"services.{name}"], {**env, "MYNUMBER_HTTP_PORT": str(port)}, log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90  # bounds a hang; never a timed assertion
+        while not answers(proc, f"{url}/ready", log):
+            assert time.monotonic() < deadline, f"{name} did not get ready; see {log}"
+            time.sleep(0.2)
+        yield url
+    finally:
+        end_process(proc)
