@@ -52,10 +52,10 @@ async def namespace(servers: Servers) -> Any:
     are deleted afterwards so the broker does not accumulate thousands of partitions."""
     name = f"t{uuid.uuid4().hex[:12]}"
     yield name
-    await _delete_namespace(servers, name)
+    await delete_namespace(servers, name)
 
 
-async def _delete_namespace(servers: Servers, name: str) -> None:
+async def delete_namespace(servers: Servers, name: str) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
     from pymongo import AsyncMongoClient
 

@@ -7,6 +7,7 @@ year 1 answering 500 (tests/operations/test_sweep_days.py) and some twenty undoc
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 
@@ -20,6 +21,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from tests.conftest import delete_namespace
 from tests.operations.test_docker_compose import SERVICES
 from tests.support.services import service_process
 
@@ -33,8 +35,11 @@ def service_api(request, servers, tmp_path_factory) -> Iterator[schemathesis.Bas
            "MYNUMBER_TOPIC_NAMESPACE": namespace, "MYNUMBER_LOG_LEVEL": "WARNING",
            "MYNUMBER_DISPATCHER_ENABLED": "false"}  # benefits: no bank here; its routes are what is tested
     log = tmp_path_factory.mktemp("contract") / f"{request.param}.log"
-    with service_process(request.param, env, log) as url:
-        yield schemathesis.openapi.from_url(f"{url}/openapi.json")
+    try:
+        with service_process(request.param, env, log) as url:
+            yield schemathesis.openapi.from_url(f"{url}/openapi.json")
+    finally:
+        asyncio.run(delete_namespace(servers, namespace))  # its topics and databases
 
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
