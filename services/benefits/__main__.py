@@ -1,8 +1,8 @@
-"""`python -m services.benefits` runs the benefits service with uvicorn (settings from MYNUMBER_* variables)."""
+"""`python -m services.benefits` runs the benefits service with uvicorn (services/kit/http.py: serve) (settings from MYNUMBER_* variables)."""
 
 from __future__ import annotations
 
-import uvicorn
+from services.kit.http import serve
 
 from .app import create_app
 from .settings import BenefitsSettings
@@ -10,7 +10,7 @@ from .settings import BenefitsSettings
 
 def main() -> None:
     settings = BenefitsSettings()
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None)
+    serve(create_app(settings), settings)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
-"""`python -m services.enrollment`: run the enrollment service with uvicorn."""
+"""`python -m services.enrollment`: run the enrollment service with uvicorn (services/kit/http.py: serve)."""
 
-import uvicorn
+from services.kit.http import serve
 
 from .app import create_app
 from .settings import EnrollmentSettings
 
 if __name__ == "__main__":
     settings = EnrollmentSettings()
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None)
+    serve(create_app(settings), settings)

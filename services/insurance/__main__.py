@@ -1,8 +1,8 @@
-"""`python -m services.insurance` runs the service with uvicorn."""
+"""`python -m services.insurance` runs the service with uvicorn (services/kit/http.py: serve)."""
 
 from __future__ import annotations
 
-import uvicorn
+from services.kit.http import serve
 
 from .app import create_app
 from .settings import InsuranceSettings
@@ -10,7 +10,7 @@ from .settings import InsuranceSettings
 
 def main() -> None:
     settings = InsuranceSettings()
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None)
+    serve(create_app(settings), settings)
 
 
 if __name__ == "__main__":

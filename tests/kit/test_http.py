@@ -4,6 +4,7 @@ the broker and the database), Prometheus /metrics, and the operators' audit trai
 from __future__ import annotations
 
 import asyncio
+import gc
 from datetime import UTC, datetime
 
 import httpx
@@ -98,6 +99,19 @@ async def test_gauges_that_live_in_the_database_are_read_afresh_at_every_scrape_
         assert figures[(failures, (("gauge", "stuck"), ("service", "enrollment")))] == 1
         assert (failures, (("gauge", "waiting_things"), ("service", "enrollment"))) not in figures
     await service.database.client.close()
+
+
+async def test_a_service_process_freezes_what_starting_made_and_an_app_in_a_test_does_not(settings):
+    in_a_test = probe_app(settings)
+    async with in_a_test.router.lifespan_context(in_a_test):
+        assert gc.get_freeze_count() == 0
+    process = probe_app(settings)
+    process.state.freeze_after_start = True  # what `serve` sets for `python -m services.<name>`
+    try:
+        async with process.router.lifespan_context(process):
+            assert gc.get_freeze_count() > 0, "started, then frozen"
+    finally:
+        gc.unfreeze()  # the test process keeps collecting as before
 
 
 async def test_ready_says_not_ready_when_the_database_is_down(servers, namespace):
