@@ -572,6 +572,26 @@ async def consumer_lag(ctx: Context, group: str, topic_names: Sequence[str]) -> 
         await admin.close()
 
 
+async def wait_for_settled_group(ctx: Context, group: str, *, deadline_seconds: float) -> bool:
+    """True once `group` has been Stable, with the same members, for three looks 0.2 s apart. A
+    service that has just started is still joining its consumer group: each consumer that joins
+    makes the group rebalance, and a rebalance pauses every consumer in it."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=ctx.kafka)
+    await admin.start()
+    try:
+        deadline, seen = time.monotonic() + deadline_seconds, []
+        while time.monotonic() < deadline:
+            described = (await admin.describe_consumer_groups([group]))[0].to_object()["groups"][0]
+            members = len(described["members"])
+            seen = [*seen, members][-3:] if described["state"] == "Stable" and members else []
+            if len(seen) == 3 and len(set(seen)) == 1:
+                return True
+            await asyncio.sleep(0.2)
+        return False
+    finally:
+        await admin.close()
+
+
 async def wait_for_zero_lag(ctx: Context, group: str, topic_names: Sequence[str], *, deadline_seconds: float) -> bool:
     deadline = time.monotonic() + deadline_seconds
     calm = 0

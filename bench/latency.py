@@ -93,6 +93,10 @@ async def _one(ctx: Context, service: str, rate: float, seconds: float) -> dict[
         requests = _requests(service, partners, ns, group)
         ids = [dict(r.headers)["ce_id"].decode() for _, r in requests]
         await process.start()
+        # Measured at a steady load, not while the service joins its consumer group (a rebalance
+        # pauses its consumers, and at 1,000/s the backlog of that pause never drains in 5 s).
+        if not await common.wait_for_settled_group(ctx, f"{ns}-{service}", deadline_seconds=60):
+            raise RuntimeError(f"the {service} service's consumer group did not settle in time")
         if setup:
             await common.publish_all(ctx, setup)
             if not await common.wait_for_zero_lag(ctx, f"{ns}-{service}", [topics.for_service("enrollment", ns).facts],
