@@ -102,6 +102,7 @@ async def test_gauges_that_live_in_the_database_are_read_afresh_at_every_scrape_
 
 
 async def test_a_service_process_freezes_what_starting_made_and_an_app_in_a_test_does_not(settings):
+    gc.unfreeze()  # whatever froze earlier in this test process (the bench smoke test's runner does)
     in_a_test = probe_app(settings)
     async with in_a_test.router.lifespan_context(in_a_test):
         assert gc.get_freeze_count() == 0
