@@ -3,13 +3,12 @@ stack's Prometheus, and naming only metrics that the services really expose."""
 
 from __future__ import annotations
 
-import importlib
 import re
 
-import httpx
 import yaml
 
 from tests.operations.test_docker_compose import REPO, SERVICES, compose_config
+from tests.support.services import unstarted_service
 
 RULES = REPO / "ops" / "alerts.yml"
 
@@ -39,10 +38,8 @@ async def scraped_metric_names(settings_for) -> set[str]:
     a labelled family is listed before its first sample)."""
     names: set[str] = set()
     for service in SERVICES:
-        app = importlib.import_module(f"services.{service}.app").create_app(settings_for(service))
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service") as http:
+        async with unstarted_service(service, settings_for(service)) as http:
             scrape = await http.get("/metrics/")
-        await app.state.service.database.client.close()
         assert scrape.status_code == 200, service
         names |= set(re.findall(r"^# TYPE (\S+) ", scrape.text, flags=re.MULTILINE))
     return names

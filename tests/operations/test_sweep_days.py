@@ -4,10 +4,9 @@ arithmetic into a 500 (found by schemathesis: POST /operations/certificate-expir
 
 from __future__ import annotations
 
-import importlib
-
-import httpx
 import pytest
+
+from tests.support.services import unstarted_service
 
 OPERATOR = {"Authorization": "Bearer development-only-operator-token"}
 SWEEPS = [
@@ -21,13 +20,8 @@ SWEEPS = [
 
 @pytest.mark.parametrize(("service", "path"), SWEEPS)
 async def test_a_sweep_as_of_a_day_out_of_range_is_refused_with_the_range(settings_for, service, path):
-    app = importlib.import_module(f"services.{service}.app").create_app(settings_for(service))
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service",
-                                     headers=OPERATOR) as http:
-            for day in ("0001-01-01", "2015-10-04", "2200-01-01", "9999-12-31"):
-                answer = await http.post(path, params={"as_of": day})
-                assert answer.status_code == 422, (day, answer.text)
-                assert "from 2015-10-05 (when the first numbers were notified) to 2199-12-31" in answer.text, day
-    finally:
-        await app.state.service.database.client.close()
+    async with unstarted_service(service, settings_for(service), **OPERATOR) as http:
+        for day in ("0001-01-01", "2015-10-04", "2200-01-01", "9999-12-31"):
+            answer = await http.post(path, params={"as_of": day})
+            assert answer.status_code == 422, (day, answer.text)
+            assert "from 2015-10-05 (when the first numbers were notified) to 2199-12-31" in answer.text, day

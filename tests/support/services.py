@@ -40,6 +40,19 @@ async def run_service(name: str, settings: Any, **kwargs: Any) -> AsyncIterator[
             yield RunningService(app=app, http=http)
 
 
+@asynccontextmanager
+async def unstarted_service(name: str, settings: Any, **headers: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The app of `services.<name>` without its lifespan (no broker, no consumers), for its HTTP
+    surface alone: routes that fail before any I/O, the OpenAPI document, `/metrics`."""
+    app: FastAPI = importlib.import_module(f"services.{name}.app").create_app(settings)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{name}",
+                                     headers=headers) as http:
+            yield http
+    finally:
+        await app.state.service.database.client.close()
+
+
 REPO = Path(__file__).resolve().parents[2]
 
 
