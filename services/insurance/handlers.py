@@ -191,10 +191,18 @@ async def settle_person(
     a certificate for every membership in force that the card cannot serve, and none otherwise."""
     store, now = deps.store, deps.clock.now()
     facts: list[Fact] = []
+    planned_on = -1  # the person's version the plan was made on
     for _pass in range(2):  # a second pass after issuing catches a change made meanwhile elsewhere
         person = await store.person(person_ref)
         if person is None:
             return facts
+        if person.version == planned_on:
+            # Nothing the plan read has changed since: every use case that changes the person, a
+            # membership or a card bumps the person's version before it settles the person itself.
+            # (A sweep changes only a certificate, and settles the person after it; the plans of
+            # two settles of the same state agree.) A change after this read settles on its own.
+            break
+        planned_on = person.version
         memberships = await store.memberships(person.member_keys)
         certificates = {m.member_key: await store.certificate(m.member_key) for m in memberships}
         years = await store.validity_years({m.insurer_number for m in memberships}, deps.settings.default_certificate_validity_years)
