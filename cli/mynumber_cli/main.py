@@ -60,7 +60,7 @@ def endpoints() -> tuple[str, str]:
 
 
 @stack_app.command("up")
-def stack_up(secure: Annotated[bool, typer.Option(help="Also run the SASL/SCRAM + ACL Kafka node.")] = False) -> None:
+def stack_up(secure: Annotated[bool, typer.Option(help="Also run the TLS + SASL/SCRAM + ACL Kafka node.")] = False) -> None:
     """Start Apache Kafka (KRaft) and FerretDB natively on 127.0.0.1. Idempotent."""
     if _docker_answers():
         console.print("A Docker engine answers: you can also run the full stack with [bold]docker-compose up -d[/].")
@@ -86,6 +86,19 @@ def stack_status() -> None:
         table.add_row(str(entry.get("name")), str(entry.get("state")), str(entry.get("pid") or "-"),
                       str(entry.get("address")), "yes" if entry.get("answers") else "no")
     console.print(table)
+
+
+@stack_app.command("tls-certs")
+def stack_tls_certs(
+    directory: Annotated[Path, typer.Argument(help="Where to write them; the production profile mounts ./secrets/kafka-tls.")] = Path("secrets/kafka-tls"),
+    host: Annotated[list[str], typer.Option(help="A name or address clients reach the broker by (repeatable).")] = ["kafka", "localhost"],  # noqa: B006 - Typer's list default
+) -> None:
+    """Write a private CA and the broker's TLS key store for the compose production profile."""
+    from . import tls
+
+    ca_file = tls.compose_key_store(directory, tuple(host))
+    console.print(f"The broker's key store and its password are in {directory} (keep them private).")
+    console.print(f"Clients trust {ca_file} (MYNUMBER_KAFKA_CA_FILE); it names {', '.join(host)}.")
 
 
 @stack_app.command("acl-script")

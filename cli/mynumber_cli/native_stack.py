@@ -8,9 +8,10 @@ Starts, as plain processes on 127.0.0.1 (no Docker needed):
 * **FerretDB** on its SQLite backend, a MongoDB wire-protocol server, built
   from its Go module with the local Go toolchain and cached likewise.
 
-Optionally (``--secure``) a second, separate Kafka node with SASL/SCRAM-SHA-512
-on its client listener and the KRaft ``StandardAuthorizer`` (ACLs enforced,
-nothing allowed without an ACL).
+Optionally (``--secure``) a second, separate Kafka node with TLS and SASL/SCRAM-SHA-512
+(``SASL_SSL``) on its client listener and the KRaft ``StandardAuthorizer`` (ACLs
+enforced, nothing allowed without an ACL). Its certificate is signed by a private CA
+made for it (``<stack dir>/kafka-secure/tls/ca.pem``, which clients trust).
 
 Usage (with ``cli/`` on ``PYTHONPATH``)::
 
@@ -64,6 +65,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import tls
 from .ferretdb_patch import FERRETDB_BUILD_SUFFIX, PatchDoesNotApply, patch_ferretdb_sources
 
 # --------------------------------------------------------------------------
@@ -112,6 +114,7 @@ class StackEndpoints:
     kafka_sasl_mechanism: str | None = None
     kafka_admin_username: str | None = None
     kafka_admin_password: str | None = dataclasses.field(default=None, repr=False)
+    kafka_ca_file: str | None = None  # the CA that signed the secure node's certificate (TLS)
 
     def kafka_admin_client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for aiokafka clients connecting as the admin."""
@@ -122,8 +125,16 @@ class StackEndpoints:
                 sasl_mechanism=self.kafka_sasl_mechanism,
                 sasl_plain_username=self.kafka_admin_username,
                 sasl_plain_password=self.kafka_admin_password,
+                ssl_context=_trusting(self.kafka_ca_file),
             )
         return kwargs
+
+
+def _trusting(ca_file: str | Path | None) -> Any:
+    """An SSL context that trusts only `ca_file` and checks the broker's name."""
+    from aiokafka.helpers import create_ssl_context
+
+    return create_ssl_context(cafile=str(ca_file)) if ca_file else None
 
 
 # --------------------------------------------------------------------------
@@ -699,6 +710,14 @@ class _Kafka(_Server):
         return self.data_dir / "admin.json"
 
     @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.tls_dir / tls.CA_FILE
+
+    @property
     def admin_properties(self) -> Path:
         return self.data_dir / "admin-client.properties"
 
@@ -736,9 +755,11 @@ class _Kafka(_Server):
         if password is None:
             raise StackError(f"no admin credentials for the secure Kafka node in {self.admin_file}")
         self.admin_properties.write_text(
-            "security.protocol=SASL_PLAINTEXT\n"
+            "security.protocol=SASL_SSL\n"
             f"sasl.mechanism={SCRAM_MECHANISM}\n"
             f"sasl.jaas.config={self._jaas(SECURE_ADMIN_USER, password)}\n"
+            "ssl.truststore.type=PEM\n"
+            f"ssl.truststore.location={self.ca_file}\n"
         )
         self.admin_properties.chmod(0o600)
         return self.admin_properties
@@ -746,16 +767,22 @@ class _Kafka(_Server):
     # -- configuration and storage -------------------------------------------
     def render_properties(self) -> str:
         if self.secure:
-            listener = "SASL_PLAINTEXT"
-            protocol_map = "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT"
+            listener = "SASL_SSL"
+            protocol_map = "SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT"
             password = self.admin_password(create=True)
             assert password is not None
+            certificates = tls.broker_tls(self.tls_dir)
             extra = "\n".join(
                 [
-                    "# Secure mode: SASL/SCRAM on the client listener, ACLs enforced.",
+                    "# Secure mode: TLS and SASL/SCRAM on the client listener, ACLs enforced.",
+                    "ssl.keystore.type=PEM",
+                    f"ssl.keystore.location={certificates.broker_file}",
+                    "ssl.truststore.type=PEM",  # the broker reaches itself through the same listener
+                    f"ssl.truststore.location={certificates.ca_file}",
+                    "ssl.enabled.protocols=TLSv1.3,TLSv1.2",
                     f"sasl.enabled.mechanisms={SCRAM_MECHANISM}",
                     f"sasl.mechanism.inter.broker.protocol={SCRAM_MECHANISM}",
-                    "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
+                    "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
                     + self._jaas(SECURE_ADMIN_USER, password),
                     "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
                     "allow.everyone.if.no.acl.found=false",
@@ -837,10 +864,11 @@ class _Kafka(_Server):
         kwargs: dict[str, Any] = {"bootstrap_servers": self.address}
         if self.secure:
             kwargs.update(
-                security_protocol="SASL_PLAINTEXT",
+                security_protocol="SASL_SSL",
                 sasl_mechanism=SCRAM_MECHANISM,
                 sasl_plain_username=SECURE_ADMIN_USER,
                 sasl_plain_password=self.admin_password() or "",
+                ssl_context=_trusting(self.ca_file),
             )
         return kwargs
 
@@ -964,10 +992,11 @@ def _endpoints(secure: bool) -> StackEndpoints:
         kafka_bootstrap=kafka.address,
         mongodb_url=mongo.url,
         secure=True,
-        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_security_protocol="SASL_SSL",
         kafka_sasl_mechanism=SCRAM_MECHANISM,
         kafka_admin_username=SECURE_ADMIN_USER,
         kafka_admin_password=kafka.admin_password(),
+        kafka_ca_file=str(kafka.ca_file),
     )
 
 
@@ -1009,8 +1038,11 @@ def up(secure: bool = False, *, timeout: float | None = None) -> StackEndpoints:
     if secure:
         kafka = _Kafka(secure=True)
         _say(
-            f"secure Kafka admin: SASL_PLAINTEXT/{SCRAM_MECHANISM} user {SECURE_ADMIN_USER!r}, "
+            f"secure Kafka admin: SASL_SSL/{SCRAM_MECHANISM} user {SECURE_ADMIN_USER!r}, "
             f"password in {kafka.admin_file}, client properties in {kafka.admin_properties}"
+        )
+        _say(
+            f"secure Kafka CA (clients trust it: MYNUMBER_KAFKA_CA_FILE): {kafka.ca_file}"
         )
     return result
 
@@ -1213,7 +1245,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p_up = sub.add_parser("up", help="start (or reuse) the servers and wait until they answer")
-    p_up.add_argument("--secure", action="store_true", help="the SASL/SCRAM + ACL Kafka node")
+    p_up.add_argument("--secure", action="store_true", help="the TLS + SASL/SCRAM + ACL Kafka node")
     p_up.add_argument("--timeout", type=float, default=None, help="readiness deadline in seconds")
     p_down = sub.add_parser("down", help="stop the servers this script started")
     p_down.add_argument("--secure", action="store_true", help="stop only the secure Kafka node")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # A development-only key, so the demo and tests run out of the box. Production sets its own.
@@ -20,6 +21,10 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
     kafka_username: str = Field("", description="SASL/SCRAM-SHA-512 principal; empty means PLAINTEXT (development).")
     kafka_password: SecretStr = Field(SecretStr(""), description="Password of the SASL/SCRAM principal.")
+    kafka_ca_file: str = Field(
+        "", description="CA certificate (PEM) the broker's certificate must chain to. When set, every Kafka connection "
+        "uses TLS and checks the broker's name (SASL_SSL with a principal, SSL without); empty means no TLS (development).",
+    )
     mongodb_url: str = Field("mongodb://127.0.0.1:27017/", description="MongoDB (or FerretDB) URL.")
     database: str = Field("", description="Database name; defaults to <namespace>_<service>, e.g. mynumber_enrollment.")
     topic_namespace: str = Field("mynumber", description="Prefix of every topic name.")
@@ -64,25 +69,48 @@ class ServiceSettings(BaseSettings):
     partner_cache_seconds: float = Field(5.0, description="How long a partner registry entry is cached.")
     topic_replication_factor: int = Field(1, description="Replication factor of topics the service creates (3 on a cluster).")
 
+    @field_validator("kafka_ca_file")
+    @classmethod
+    def _readable_ca(cls, value: str) -> str:
+        if value:
+            try:
+                ssl.create_default_context(cafile=value)
+            except (OSError, ssl.SSLError) as error:
+                raise ValueError(f"cannot use {value!r} as the Kafka CA certificate: {error}") from error
+        return value
+
+    def kafka_ssl_context(self) -> ssl.SSLContext | None:
+        """TLS that trusts only the configured CA and checks the broker's host name, or None without TLS."""
+        if not self.kafka_ca_file:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.kafka_ca_file)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
+
     def kafka_security(self) -> Any:
         """FastStream's security object for the broker, or None for PLAINTEXT."""
-        if not self.kafka_username:
-            return None
-        from faststream.security import SASLScram512
+        from faststream.security import BaseSecurity, SASLScram512
 
-        return SASLScram512(self.kafka_username, self.kafka_password.get_secret_value(), use_ssl=False)
+        context = self.kafka_ssl_context()
+        if self.kafka_username:
+            return SASLScram512(self.kafka_username, self.kafka_password.get_secret_value(),
+                                ssl_context=context, use_ssl=context is not None)
+        return BaseSecurity(ssl_context=context, use_ssl=True) if context else None
 
     def kafka_client_kwargs(self) -> dict[str, Any]:
         """Connection arguments for plain aiokafka clients (the admin client)."""
-        if not self.kafka_username:
-            return {"bootstrap_servers": self.kafka_bootstrap_servers}
-        return {
-            "bootstrap_servers": self.kafka_bootstrap_servers,
-            "security_protocol": "SASL_PLAINTEXT",
-            "sasl_mechanism": "SCRAM-SHA-512",
-            "sasl_plain_username": self.kafka_username,
-            "sasl_plain_password": self.kafka_password.get_secret_value(),
-        }
+        kwargs: dict[str, Any] = {"bootstrap_servers": self.kafka_bootstrap_servers}
+        context = self.kafka_ssl_context()
+        if context is not None:
+            kwargs.update(security_protocol="SSL", ssl_context=context)
+        if self.kafka_username:
+            kwargs.update(
+                security_protocol="SASL_SSL" if context is not None else "SASL_PLAINTEXT",
+                sasl_mechanism="SCRAM-SHA-512",
+                sasl_plain_username=self.kafka_username,
+                sasl_plain_password=self.kafka_password.get_secret_value(),
+            )
+        return kwargs
 
     def api_token_list(self) -> str:
         if self.http_api_tokens_file:

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import yaml
+from mynumber_cli import tls
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = ("enrollment", "insurance", "benefits", "licensing")
@@ -56,10 +57,22 @@ def test_prometheus_scrapes_every_service():
     assert sorted(t.split(":")[0] for t in targets) == sorted(SERVICES)
 
 
+def bind_mounts(service: dict) -> dict[str, str]:
+    """A service's bind mounts, target -> source (docker-compose v1 prints them as 'source:target[:mode]')."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            mounts[volume["target"]] = volume["source"]
+        else:
+            source, target = volume.split(":")[:2]
+            mounts[target] = source
+    return mounts
+
+
 PRODUCTION_ENV = {f"SVC_{s.upper()}_PASSWORD": f"pw-{s}" for s in SERVICES}
 
 
-def test_the_production_profile_runs_kafka_with_scram_and_acls_and_services_with_their_principals():
+def test_the_production_profile_runs_kafka_with_tls_scram_and_acls_and_services_with_their_principals():
     import os
 
     tool = shutil.which("docker-compose")
@@ -74,10 +87,22 @@ def test_the_production_profile_runs_kafka_with_scram_and_acls_and_services_with
     assert kafka["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
     assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")
     assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    # The clients' listener is TLS; what the apache/kafka image demands of one is there.
+    assert "SASL_SSL://kafka:9094" in kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    assert "SASL_PLAINTEXT" not in kafka["KAFKA_LISTENERS"]
+    mounts = bind_mounts(config["kafka"])
+    assert Path(mounts["/etc/kafka/secrets"]) == REPO / "secrets" / "kafka-tls"
+    for variable in ("KAFKA_SSL_KEYSTORE_FILENAME", "KAFKA_SSL_KEYSTORE_CREDENTIALS", "KAFKA_SSL_KEY_CREDENTIALS"):
+        assert kafka[variable] in {tls.KEYSTORE_FILE, tls.KEYSTORE_PASSWORD_FILE, tls.KEY_PASSWORD_FILE}, variable
+    jaas = kafka["KAFKA_OPTS"].removeprefix("-Djava.security.auth.login.config=")
+    assert Path(mounts[jaas]) == REPO / "ops" / "kafka_server_jaas.conf" and Path(mounts[jaas]).is_file()
     for name in SERVICES:
         environment = config[name]["environment"]
         assert environment["MYNUMBER_KAFKA_USERNAME"] == f"svc-{name}"
         assert environment["MYNUMBER_KAFKA_PASSWORD"] == f"pw-{name}"
+        assert environment["MYNUMBER_KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9094"
+        ca = bind_mounts(config[name])[environment["MYNUMBER_KAFKA_CA_FILE"]]
+        assert Path(ca) == REPO / "secrets" / "kafka-tls" / tls.CA_FILE
     assert config["kafka-acls"]["entrypoint"] == ["/bin/bash", "/kafka-acls.sh"]
 
 
@@ -89,3 +114,30 @@ def test_the_committed_acl_script_is_the_policy():
     partners = json.loads((REPO / "config" / "partners.demo.json").read_text(encoding="utf-8"))
     assert (REPO / "ops" / "kafka-acls.sh").read_text() == acls.shell_script("mynumber", partners), \
         "ops/kafka-acls.sh is stale: run `mynumber stack acl-script > ops/kafka-acls.sh`"
+
+
+def test_tls_certs_writes_a_key_store_java_opens_for_the_brokers_name(tmp_path):
+    """What `mynumber stack tls-certs` writes for the production profile: a PKCS#12 key store that
+    Java (the broker) opens with the password in the password file, holding a certificate for
+    `kafka` that the written CA signed."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    from mynumber_cli.main import app
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["stack", "tls-certs", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    password = (tmp_path / tls.KEYSTORE_PASSWORD_FILE).read_bytes()
+    assert (tmp_path / tls.KEY_PASSWORD_FILE).read_bytes() == password
+    store = pkcs12.load_pkcs12((tmp_path / tls.KEYSTORE_FILE).read_bytes(), password)
+    names = store.cert.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["kafka", "localhost"]
+    ca = x509.load_pem_x509_certificate((tmp_path / tls.CA_FILE).read_bytes())
+    store.cert.certificate.verify_directly_issued_by(ca)
+    assert {oct(path.stat().st_mode & 0o777) for path in tmp_path.glob("kafka.*")} == {"0o600"}
+
+    keytool = shutil.which("keytool")
+    assert keytool, "keytool (Java) is missing: the Kafka broker needs Java too"
+    listing = subprocess.run([keytool, "-list", "-keystore", str(tmp_path / tls.KEYSTORE_FILE), "-storetype", "PKCS12",
+                              "-storepass", password.decode()], capture_output=True, text=True)
+    assert listing.returncode == 0 and "PrivateKeyEntry" in listing.stdout, listing.stdout + listing.stderr

@@ -1,5 +1,5 @@
 """Kafka authentication and ACLs on the native secure node: a service runs with its own
-SCRAM principal, every principal may write only its own topics, and an unauthenticated
+SCRAM principal over TLS, every principal may write only its own topics, and an unauthenticated
 client cannot connect."""
 
 from __future__ import annotations
@@ -60,7 +60,10 @@ async def _create_topics(endpoints: native_stack.StackEndpoints) -> None:
 
 
 def scram(endpoints: native_stack.StackEndpoints, principal: str) -> dict[str, Any]:
-    return {"bootstrap_servers": endpoints.kafka_bootstrap, "security_protocol": "SASL_PLAINTEXT",
+    from aiokafka.helpers import create_ssl_context
+
+    return {"bootstrap_servers": endpoints.kafka_bootstrap, "security_protocol": "SASL_SSL",
+            "ssl_context": create_ssl_context(cafile=endpoints.kafka_ca_file),
             "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": principal,
             "sasl_plain_password": PASSWORDS[principal]}
 
@@ -99,7 +102,7 @@ async def test_an_unauthenticated_client_cannot_connect(secure):
 async def service_on_secure_broker(secure, servers) -> AsyncIterator[EventService[ProbeDeps]]:
     settings = ServiceSettings(
         kafka_bootstrap_servers=secure.kafka_bootstrap, kafka_username="svc-enrollment",
-        kafka_password=PASSWORDS["svc-enrollment"], mongodb_url=servers.mongodb_url, topic_namespace=NAMESPACE,
+        kafka_password=PASSWORDS["svc-enrollment"], kafka_ca_file=secure.kafka_ca_file, mongodb_url=servers.mongodb_url, topic_namespace=NAMESPACE,
         database=f"{NAMESPACE}_probe", partner_registry_database=partners.registry_database(NAMESPACE),
         partner_cache_seconds=0,
     )

@@ -1,4 +1,4 @@
-"""The secure Kafka node (SASL/SCRAM-SHA-512 + StandardAuthorizer) refuses what it must.
+"""The secure Kafka node (TLS, SASL/SCRAM-SHA-512 + StandardAuthorizer) refuses what it must.
 
 Runs against a real, separate Kafka node started by ``native_stack.up(secure=True)``
 (its own data directory and ports) and stopped at the end of this module.
@@ -57,13 +57,17 @@ async def _create_topics(endpoints: native_stack.StackEndpoints, topics: list[st
         await admin.close()
 
 
-def _scram(endpoints: native_stack.StackEndpoints, username: str, password: str) -> dict[str, Any]:
+def _scram(endpoints: native_stack.StackEndpoints, username: str, password: str, **overrides: Any) -> dict[str, Any]:
+    from aiokafka.helpers import create_ssl_context
+
     return {
         "bootstrap_servers": endpoints.kafka_bootstrap,
-        "security_protocol": "SASL_PLAINTEXT",
+        "security_protocol": "SASL_SSL",
+        "ssl_context": create_ssl_context(cafile=endpoints.kafka_ca_file),
         "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_plain_username": username,
         "sasl_plain_password": password,
+        **overrides,
     }
 
 
@@ -82,8 +86,9 @@ def test_the_secure_node_is_a_separate_sasl_node(secure: native_stack.StackEndpo
     plain = native_stack.endpoints()
     assert secure.secure is True
     assert secure.kafka_bootstrap != plain.kafka_bootstrap
-    assert secure.kafka_security_protocol == "SASL_PLAINTEXT"
+    assert secure.kafka_security_protocol == "SASL_SSL"
     assert secure.kafka_sasl_mechanism == "SCRAM-SHA-512"
+    assert secure.kafka_ca_file and Path(secure.kafka_ca_file).is_file()
     report = native_stack.status(secure=True)["kafka"]
     assert report["state"] == "running" and report["answers"] is True
     assert report["address"] == secure.kafka_bootstrap
@@ -96,6 +101,44 @@ def test_an_unauthenticated_plaintext_client_cannot_connect_or_publish(secure: n
     # The broker closes the connection: not even the metadata bootstrap works.
     with pytest.raises(KafkaConnectionError):
         asyncio.run(_publish(plaintext, ALLOWED_TOPIC, b"anonymous"))
+
+
+def test_the_broker_speaks_only_tls_with_a_certificate_its_own_ca_signed_for_this_address(
+    secure: native_stack.StackEndpoints,
+) -> None:
+    import socket
+    import ssl
+
+    host, port = secure.kafka_bootstrap.rsplit(":", 1)
+    context = ssl.create_default_context(cafile=secure.kafka_ca_file)  # checks the chain and the host name
+    with socket.create_connection((host, int(port)), timeout=10) as raw, context.wrap_socket(raw, server_hostname=host) as tls:
+        assert tls.version() in {"TLSv1.3", "TLSv1.2"}
+        certificate = tls.getpeercert()
+    assert ("IP Address", "127.0.0.1") in certificate["subjectAltName"]
+
+    # A client that trusts only the usual public CAs does not accept it.
+    with socket.create_connection((host, int(port)), timeout=10) as raw, pytest.raises(ssl.SSLCertVerificationError):
+        ssl.create_default_context().wrap_socket(raw, server_hostname=host)
+
+
+def test_sasl_without_tls_is_refused(secure: native_stack.StackEndpoints) -> None:
+    from aiokafka.errors import KafkaConnectionError
+
+    # The right principal and password, sent in the clear: the TLS listener never reads them.
+    with pytest.raises(KafkaConnectionError):
+        asyncio.run(_publish(_scram(secure, PRODUCER, PRODUCER_PASSWORD, security_protocol="SASL_PLAINTEXT", ssl_context=None),
+                             ALLOWED_TOPIC, b"in the clear"))
+
+
+def test_a_client_that_does_not_trust_the_brokers_ca_does_not_connect(secure: native_stack.StackEndpoints, tmp_path) -> None:
+    from aiokafka.errors import KafkaConnectionError
+    from aiokafka.helpers import create_ssl_context
+    from mynumber_cli import tls
+
+    other = tls.broker_tls(tmp_path)  # another CA, which never signed the broker's certificate
+    with pytest.raises(KafkaConnectionError):
+        asyncio.run(_publish(_scram(secure, PRODUCER, PRODUCER_PASSWORD, ssl_context=create_ssl_context(cafile=other.ca_file)),
+                             ALLOWED_TOPIC, b"to the wrong broker"))
 
 
 def test_a_wrong_password_is_refused(secure: native_stack.StackEndpoints) -> None:
