@@ -10,6 +10,7 @@ import base64
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from mynumber_contracts import topics
 
@@ -46,11 +47,12 @@ class DeadLetter:
         }
 
 
-async def read(kafka: str, service: str, namespace: str = "mynumber", *, timeout_ms: int = 3000) -> list[DeadLetter]:
+async def read(kafka: dict[str, Any], service: str, namespace: str = "mynumber", *, timeout_ms: int = 3000) -> list[DeadLetter]:
+    """Every dead letter of `service`; `kafka` holds aiokafka's connection arguments (address, TLS, SASL)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     topic = topics.for_service(service, namespace).dead_letter
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(**kafka, enable_auto_commit=False, group_id=None)
     await consumer.start()
     letters: list[DeadLetter] = []
     try:
@@ -85,11 +87,11 @@ def pick(letters: list[DeadLetter], number: int) -> DeadLetter | None:
     return next((letter for letter in letters if letter.number == number), None)
 
 
-async def replay(letter: DeadLetter, kafka: str, mongodb: str, *, operator: str) -> None:
+async def replay(letter: DeadLetter, kafka: dict[str, Any], mongodb: str, *, operator: str) -> None:
     from aiokafka import AIOKafkaProducer
     from pymongo import AsyncMongoClient
 
-    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**kafka, acks="all", enable_idempotence=True)
     await producer.start()
     try:
         await producer.send_and_wait(letter.source_topic, letter.value, key=letter.key, headers=letter.original_headers)

@@ -8,7 +8,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -54,6 +54,19 @@ def endpoints() -> tuple[str, str]:
         return kafka, mongodb
     native = native_stack.endpoints()
     return native.kafka_bootstrap, native.mongodb_url
+
+
+def kafka_client(kafka: str) -> dict[str, Any]:
+    """How the tools connect to Kafka at `kafka`: as the services do, with TLS and SASL when
+    MYNUMBER_KAFKA_CA_FILE, MYNUMBER_KAFKA_USERNAME and MYNUMBER_KAFKA_PASSWORD are set."""
+    from pydantic import ValidationError
+
+    from services.kit.settings import ServiceSettings
+
+    try:
+        return ServiceSettings(kafka_bootstrap_servers=kafka).kafka_client_kwargs()
+    except ValidationError as problem:
+        raise fail("; ".join(error["msg"] for error in problem.errors())) from None
 
 
 # --- stack ---------------------------------------------------------------------------------
@@ -249,7 +262,7 @@ def publish(
         raise fail(f"no private key at {key_path}: pass --key (and --key-id)")
     kafka, _ = endpoints()
     try:
-        sent = asyncio.run(publishing.send(records, kafka, key_path, key_id or f"{as_agency}#1", namespace))
+        sent = asyncio.run(publishing.send(records, kafka_client(kafka), key_path, key_id or f"{as_agency}#1", namespace))
     except publishing.InputError as problem:
         raise fail(str(problem)) from None
     console.print(f"published {sent} signed events as {as_agency}")
@@ -343,7 +356,7 @@ def dlq_list(
     from . import dead_letters
 
     kafka, _ = endpoints()
-    letters = _run(dead_letters.read(kafka, service, namespace))
+    letters = _run(dead_letters.read(kafka_client(kafka), service, namespace))
     table = Table("#", "reason", "source", "type", "detail")
     for letter in letters:
         table.add_row(str(letter.number), letter.reason, f"{letter.source_topic}@{letter.partition}:{letter.offset}",
@@ -358,7 +371,7 @@ def dlq_show(service: str, number: int, namespace: Annotated[str, typer.Option()
     from . import dead_letters
 
     kafka, _ = endpoints()
-    letter = dead_letters.pick(_run(dead_letters.read(kafka, service, namespace)), number)
+    letter = dead_letters.pick(_run(dead_letters.read(kafka_client(kafka), service, namespace)), number)
     if letter is None:
         raise fail(f"no dead letter #{number} for {service}")
     console.print_json(json.dumps(letter.describe(), ensure_ascii=False))
@@ -375,10 +388,11 @@ def dlq_replay(
     from . import dead_letters
 
     kafka, mongodb = endpoints()
-    letter = dead_letters.pick(_run(dead_letters.read(kafka, service, namespace)), number)
+    client = kafka_client(kafka)
+    letter = dead_letters.pick(_run(dead_letters.read(client, service, namespace)), number)
     if letter is None:
         raise fail(f"no dead letter #{number} for {service}")
-    _run(dead_letters.replay(letter, kafka, mongodb, operator=operator))
+    _run(dead_letters.replay(letter, client, mongodb, operator=operator))
     console.print(f"replayed #{number} to {letter.source_topic}")
 
 

@@ -14,6 +14,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mynumber_contracts import Event, KafkaRecord, encode_event, event_model, topics
 from mynumber_contracts.signing import private_key_from_pem, sign_record
@@ -63,17 +64,19 @@ def load(file: Path, agency: str) -> list[PendingEvent]:
     return events
 
 
-async def send(events: list[PendingEvent], kafka: str, key_path: Path, key_id: str, namespace: str,
+async def send(events: list[PendingEvent], kafka: dict[str, Any], key_path: Path, key_id: str, namespace: str,
                agency: str | None = None) -> int:
+    """Sign and publish `events`; `kafka` holds aiokafka's connection arguments (address, TLS, SASL)."""
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaConnectionError
 
     key = private_key_from_pem(key_path.read_bytes())
-    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", enable_idempotence=True, request_timeout_ms=10000)
+    producer = AIOKafkaProducer(**kafka, acks="all", enable_idempotence=True, request_timeout_ms=10000)
     try:
         await producer.start()
     except KafkaConnectionError:
-        raise InputError(f"Kafka does not answer at {kafka}: run `mynumber stack up` first") from None
+        raise InputError(f"Kafka does not answer at {kafka['bootstrap_servers']} (or refused the connection: check "
+                         "MYNUMBER_KAFKA_USERNAME, _PASSWORD and _CA_FILE): run `mynumber stack up` first") from None
     try:
         for event in events:
             record: KafkaRecord = encode_event(

@@ -134,3 +134,51 @@ async def test_the_service_runs_with_its_own_principal(service_on_secure_broker,
     async with partner, reader:
         await partner.send(request, subject="acl-person")
         await reader.wait_count(1, ResidentRegistered.event_type)
+
+
+async def test_a_partner_publishes_with_the_cli_over_tls_with_its_own_principal(service_on_secure_broker, secure, servers,
+                                                                              tmp_path):
+    """`mynumber publish` connects as the services do (MYNUMBER_KAFKA_USERNAME, _PASSWORD, _CA_FILE);
+    without the CA it does not connect, and a CA file it cannot use is named in the error."""
+    import json
+
+    from mynumber_cli.main import app
+    from mynumber_contracts.signing import private_key_to_pem
+    from typer.testing import CliRunner
+
+    key, key_id = partners.ensure_registered(NAMESPACE, "municipality/131016")
+    key_file = tmp_path / "municipality.pem"
+    key_file.write_bytes(private_key_to_pem(key))
+    base = "27182818284"
+    request = RegisterResident(
+        request_id="acl-cli-1", municipality_code="131016", my_number=MyNumber(base + str(check_digit(base))),
+        attributes=ResidentAttributes(name_kanji="加藤 恵", name_kana="カトウ メグミ", date_of_birth=date(1992, 5, 5),
+                                      sex=Sex.female, address="東京都千代田区2-2"), nationality="JP",
+    )
+    events = tmp_path / "events.ndjson"
+    events.write_text(json.dumps({"type": RegisterResident.event_type, "subject": "acl-cli-person",
+                                  "data": json.loads(request.model_dump_json())}) + "\n")
+    env = {"KAFKA_BOOTSTRAP_SERVERS": secure.kafka_bootstrap, "MONGODB_URL": servers.mongodb_url, "COLUMNS": "200",
+           "MYNUMBER_KAFKA_USERNAME": "municipality-131016", "MYNUMBER_KAFKA_PASSWORD": PASSWORDS["municipality-131016"]}
+    command = ["publish", str(events), "--as", "municipality/131016", "--key", str(key_file), "--key-id", key_id,
+               "--namespace", NAMESPACE]
+
+    def publish_with(**extra: str) -> Any:
+        return CliRunner().invoke(app, command, env={**env, **extra})
+
+    without_ca = await asyncio.to_thread(publish_with)
+    assert without_ca.exit_code == 1 and "Kafka does not answer" in without_ca.output, without_ca.output
+    missing = await asyncio.to_thread(publish_with, MYNUMBER_KAFKA_CA_FILE=str(tmp_path / "no-such-ca.pem"))
+    assert missing.exit_code == 1 and "no-such-ca.pem" in missing.output, missing.output
+
+    reader = TopicReader(secure.kafka_bootstrap, topics.for_service("enrollment", NAMESPACE).facts)
+    reader._consumer = __import__("aiokafka").AIOKafkaConsumer(
+        group_id=None, enable_auto_commit=False, auto_offset_reset="earliest", **secure.kafka_admin_client_kwargs())
+    async with reader:
+        published = await asyncio.to_thread(publish_with, MYNUMBER_KAFKA_CA_FILE=secure.kafka_ca_file)
+        assert published.exit_code == 0 and "published 1 signed events" in published.output, published.output
+        person_ref = service_on_secure_broker.deps.people.for_number(request.my_number)
+        await reader.wait_for(
+            lambda records: any(r.type == ResidentRegistered.event_type and r.json()["person_ref"] == person_ref
+                                for r in records),
+            what="the resident registered from the CLI's request")
