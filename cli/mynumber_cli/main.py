@@ -103,15 +103,21 @@ def stack_status() -> None:
 
 @stack_app.command("tls-certs")
 def stack_tls_certs(
-    directory: Annotated[Path, typer.Argument(help="Where to write them; the production profile mounts ./secrets/kafka-tls.")] = Path("secrets/kafka-tls"),
-    host: Annotated[list[str], typer.Option(help="A name or address clients reach the broker by (repeatable).")] = ["kafka", "localhost"],  # noqa: B006 - Typer's list default
+    directory: Annotated[Path, typer.Argument(help="Where to write them; the production profile mounts ./secrets.")] = Path("secrets"),
+    kafka_host: Annotated[list[str], typer.Option(help="A name clients reach Kafka by (repeatable).")] = ["kafka", "localhost"],  # noqa: B006 - Typer's list default
+    mongodb_host: Annotated[list[str], typer.Option(help="A name clients reach MongoDB by (repeatable).")] = ["mongo", "localhost"],  # noqa: B006
 ) -> None:
-    """Write a private CA and the broker's TLS key store for the compose production profile."""
+    """Write private CAs and the servers' TLS keys for the compose production profile:
+    kafka-tls/ (the broker's key store) and mongo-tls/ (mongod's key and certificate)."""
     from . import tls
 
-    ca_file = tls.compose_key_store(directory, tuple(host))
-    console.print(f"The broker's key store and its password are in {directory} (keep them private).")
-    console.print(f"Clients trust {ca_file} (MYNUMBER_KAFKA_CA_FILE); it names {', '.join(host)}.")
+    kafka_ca = tls.compose_key_store(directory / "kafka-tls", tuple(kafka_host))
+    mongo = tls.server_tls(directory / "mongo-tls", tuple(mongodb_host))
+    console.print(f"Kafka: the key store and its password are in {kafka_ca.parent}; clients trust {kafka_ca} "
+                  f"(MYNUMBER_KAFKA_CA_FILE), which names {', '.join(kafka_host)}.")
+    console.print(f"MongoDB: mongod's key and certificate are {mongo.server_file}; clients trust {mongo.ca_file} "
+                  f"(tlsCAFile in MYNUMBER_MONGODB_URL), which names {', '.join(mongodb_host)}.")
+    console.print("Keep the keys private; the apache/kafka image runs as uid 1000 and the mongo image as uid 999.")
 
 
 @stack_app.command("acl-script")

@@ -27,6 +27,9 @@ Layout:
 * data, logs and pid files: ``.stack/`` at the repository root (git-ignored),
   or ``$MYNUMBER_STACK_DIR``.
 
+FerretDB also listens with TLS on ``MYNUMBER_MONGODB_TLS_PORT`` (MongoDB port + 1), with a
+certificate from a private CA made for it (``<stack dir>/ferretdb/tls/ca.pem``).
+
 Environment overrides: ``MYNUMBER_KAFKA_PORT`` (9092),
 ``MYNUMBER_KAFKA_CONTROLLER_PORT`` (client port + 1),
 ``MYNUMBER_KAFKA_SECURE_PORT`` (9192), ``MYNUMBER_KAFKA_SECURE_CONTROLLER_PORT``
@@ -108,6 +111,7 @@ class StackEndpoints:
 
     kafka_bootstrap: str  # "127.0.0.1:PORT"
     mongodb_url: str  # "mongodb://127.0.0.1:PORT/"
+    mongodb_tls_url: str | None = None  # FerretDB's TLS listener, trusting the stack's CA
     secure: bool = False
     # For the secure node: how a client authenticates (admin = super user).
     kafka_security_protocol: str = "PLAINTEXT"
@@ -771,12 +775,12 @@ class _Kafka(_Server):
             protocol_map = "SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT"
             password = self.admin_password(create=True)
             assert password is not None
-            certificates = tls.broker_tls(self.tls_dir)
+            certificates = tls.server_tls(self.tls_dir)
             extra = "\n".join(
                 [
                     "# Secure mode: TLS and SASL/SCRAM on the client listener, ACLs enforced.",
                     "ssl.keystore.type=PEM",
-                    f"ssl.keystore.location={certificates.broker_file}",
+                    f"ssl.keystore.location={certificates.server_file}",
                     "ssl.truststore.type=PEM",  # the broker reaches itself through the same listener
                     f"ssl.truststore.location={certificates.ca_file}",
                     "ssl.enabled.protocols=TLSv1.3,TLSv1.2",
@@ -893,6 +897,23 @@ class _FerretDB(_Server):
         return f"mongodb://{HOST}:{self.port}/"
 
     @property
+    def tls_port(self) -> int:
+        return _env_int("MYNUMBER_MONGODB_TLS_PORT", self.port + 1)
+
+    def extra_ports(self) -> list[int]:
+        return [self.tls_port]
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+    @property
+    def tls_url(self) -> str:
+        """The TLS listener, for a client that trusts only the stack's CA and checks the name."""
+        query = urllib.parse.urlencode({"tls": "true", "tlsCAFile": str(self.tls_dir / tls.CA_FILE)})
+        return f"mongodb://{HOST}:{self.tls_port}/?{query}"
+
+    @property
     def sqlite_dir(self) -> Path:
         return self.data_dir / "sqlite"
 
@@ -906,13 +927,18 @@ class _FerretDB(_Server):
     def prepare(self) -> None:
         self.sqlite_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "state").mkdir(parents=True, exist_ok=True)
+        tls.server_tls(self.tls_dir)
 
     def command(self) -> list[str]:
+        certificate = self.tls_dir / tls.SERVER_FILE  # Go reads the certificates and the key from one PEM file
         return [
             str(ferretdb_binary()),
             "--handler=sqlite",
             self.marker,
             f"--listen-addr={HOST}:{self.port}",
+            f"--listen-tls={HOST}:{self.tls_port}",
+            f"--listen-tls-cert-file={certificate}",
+            f"--listen-tls-key-file={certificate}",
             "--debug-addr=-",  # no debug/metrics HTTP listener
             f"--state-dir={self.data_dir / 'state'}",
             "--telemetry=disable",
@@ -987,10 +1013,11 @@ def _servers(secure: bool) -> list[_Server]:
 def _endpoints(secure: bool) -> StackEndpoints:
     kafka, mongo = _Kafka(secure=secure), _FerretDB()
     if not secure:
-        return StackEndpoints(kafka_bootstrap=kafka.address, mongodb_url=mongo.url)
+        return StackEndpoints(kafka_bootstrap=kafka.address, mongodb_url=mongo.url, mongodb_tls_url=mongo.tls_url)
     return StackEndpoints(
         kafka_bootstrap=kafka.address,
         mongodb_url=mongo.url,
+        mongodb_tls_url=mongo.tls_url,
         secure=True,
         kafka_security_protocol="SASL_SSL",
         kafka_sasl_mechanism=SCRAM_MECHANISM,
@@ -1035,6 +1062,7 @@ def up(secure: bool = False, *, timeout: float | None = None) -> StackEndpoints:
     _say(f"stack up in {time.monotonic() - started:.1f}s")
     _say(f"KAFKA_BOOTSTRAP_SERVERS={result.kafka_bootstrap}")
     _say(f"MONGODB_URL={result.mongodb_url}")
+    _say(f"MongoDB over TLS: {result.mongodb_tls_url}")
     if secure:
         kafka = _Kafka(secure=True)
         _say(

@@ -1,9 +1,10 @@
-"""TLS material for a Kafka listener: a private certificate authority and a broker certificate it signs.
+"""TLS material for a server: a private certificate authority and a server certificate it signs.
 
-The native secure node uses it on 127.0.0.1: the broker reads `broker.pem` (its private key, PKCS#8,
-then its certificate and the CA's) as a PEM key store. `mynumber stack tls-certs` writes the same
-pair for the compose production profile, plus the PKCS#12 key store and password files that the
-apache/kafka image asks for. Clients trust `ca.pem` (`MYNUMBER_KAFKA_CA_FILE`).
+The native stack uses it on 127.0.0.1: the secure Kafka node reads `server.pem` (its private key,
+PKCS#8, then its certificate and the CA's) as a PEM key store, and FerretDB's TLS listener reads the
+same kind of file. `mynumber stack tls-certs` writes such pairs for the compose production profile,
+plus the PKCS#12 key store and password files that the apache/kafka image asks for. Clients trust
+`ca.pem` (`MYNUMBER_KAFKA_CA_FILE`, `tlsCAFile` in `MYNUMBER_MONGODB_URL`).
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CA_FILE = "ca.pem"
-BROKER_FILE = "broker.pem"
+SERVER_FILE = "server.pem"
 VALID_DAYS = 825  # the longest a publicly trusted server certificate may live; renewed before it ends
 RENEW_BEFORE = datetime.timedelta(days=30)
 
 
 @dataclass(frozen=True)
-class BrokerTls:
+class ServerTls:
     ca_file: Path  # the CA certificate clients trust
-    broker_file: Path  # the broker's private key and certificate chain (keep it private)
+    server_file: Path  # the server's private key and certificate chain (keep it private)
 
 
 def _name(common_name: str):  # noqa: ANN202 - a cryptography Name
@@ -37,7 +38,7 @@ def _still_good(directory: Path, hosts: tuple[str, ...], now: datetime.datetime)
     from cryptography import x509
 
     try:
-        chain = x509.load_pem_x509_certificates((directory / BROKER_FILE).read_bytes())
+        chain = x509.load_pem_x509_certificates((directory / SERVER_FILE).read_bytes())
         x509.load_pem_x509_certificate((directory / CA_FILE).read_bytes())
     except (OSError, ValueError):
         return False
@@ -46,8 +47,8 @@ def _still_good(directory: Path, hosts: tuple[str, ...], now: datetime.datetime)
     return set(hosts) <= covered and chain[0].not_valid_after_utc - now > RENEW_BEFORE
 
 
-def broker_tls(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> BrokerTls:
-    """The CA and broker certificate in `directory`, made (again) when missing, expiring within 30
+def server_tls(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> ServerTls:
+    """The CA and server certificate in `directory`, made (again) when missing, expiring within 30
     days, or not naming every one of `hosts` (IP addresses or DNS names the clients connect to)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -55,14 +56,14 @@ def broker_tls(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhos
     from cryptography.x509.oid import ExtendedKeyUsageOID
 
     now = datetime.datetime.now(datetime.UTC)
-    files = BrokerTls(directory / CA_FILE, directory / BROKER_FILE)
+    files = ServerTls(directory / CA_FILE, directory / SERVER_FILE)
     if _still_good(directory, hosts, now):
         return files
     directory.mkdir(parents=True, exist_ok=True)
     start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=VALID_DAYS)
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name("mynumber platform Kafka CA")
+    ca_name = _name("mynumber platform CA")
     ca = (
         x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end)
@@ -80,9 +81,9 @@ def broker_tls(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhos
         except ValueError:
             return x509.DNSName(host)
 
-    broker_key = ec.generate_private_key(ec.SECP256R1())
-    broker = (
-        x509.CertificateBuilder().subject_name(_name(hosts[0])).issuer_name(ca_name).public_key(broker_key.public_key())
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server = (
+        x509.CertificateBuilder().subject_name(_name(hosts[0])).issuer_name(ca_name).public_key(server_key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.SubjectAlternativeName([san(host) for host in hosts]), critical=False)
@@ -91,11 +92,11 @@ def broker_tls(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhos
         .sign(ca_key, hashes.SHA256())
     )
     # The CA's key is not kept: nothing else is ever signed with it, and a new pair replaces both.
-    key = broker_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    key = server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     pem = serialization.Encoding.PEM
-    files.broker_file.write_bytes(b"")
-    files.broker_file.chmod(0o600)
-    files.broker_file.write_bytes(key + broker.public_bytes(pem) + ca.public_bytes(pem))
+    files.server_file.write_bytes(b"")
+    files.server_file.chmod(0o600)
+    files.server_file.write_bytes(key + server.public_bytes(pem) + ca.public_bytes(pem))
     files.ca_file.write_bytes(ca.public_bytes(pem))
     return files
 
@@ -113,8 +114,8 @@ def compose_key_store(directory: Path, hosts: tuple[str, ...] = ("kafka", "local
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.serialization import pkcs12
 
-    files = broker_tls(directory, hosts)
-    pem = files.broker_file.read_bytes()
+    files = server_tls(directory, hosts)
+    pem = files.server_file.read_bytes()
     key = serialization.load_pem_private_key(pem, password=None)
     certificate, *chain = x509.load_pem_x509_certificates(pem)
     password = secrets.token_urlsafe(24)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import urllib.parse
 from pathlib import Path
 
 import yaml
@@ -103,6 +104,16 @@ def test_the_production_profile_runs_kafka_with_tls_scram_and_acls_and_services_
         assert environment["MYNUMBER_KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9094"
         ca = bind_mounts(config[name])[environment["MYNUMBER_KAFKA_CA_FILE"]]
         assert Path(ca) == REPO / "secrets" / "kafka-tls" / tls.CA_FILE
+        # The database only over TLS, checked against its own CA.
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(environment["MYNUMBER_MONGODB_URL"]).query)
+        assert query["tls"] == ["true"]
+        assert Path(bind_mounts(config[name])[query["tlsCAFile"][0]]) == REPO / "secrets" / "mongo-tls" / tls.CA_FILE
+    mongo = config["mongo"]
+    assert mongo["command"][mongo["command"].index("--tlsMode") + 1] == "requireTLS"
+    key_file = mongo["command"][mongo["command"].index("--tlsCertificateKeyFile") + 1]
+    assert key_file == f"/etc/mongo/tls/{tls.SERVER_FILE}"
+    assert Path(bind_mounts(mongo)["/etc/mongo/tls"]) == REPO / "secrets" / "mongo-tls"
+    assert "--tls" in mongo["healthcheck"]["test"]
     assert config["kafka-acls"]["entrypoint"] == ["/bin/bash", "/kafka-acls.sh"]
 
 
@@ -116,10 +127,11 @@ def test_the_committed_acl_script_is_the_policy():
         "ops/kafka-acls.sh is stale: run `mynumber stack acl-script > ops/kafka-acls.sh`"
 
 
-def test_tls_certs_writes_a_key_store_java_opens_for_the_brokers_name(tmp_path):
+def test_tls_certs_writes_a_key_store_java_opens_and_a_key_for_mongod(tmp_path):
     """What `mynumber stack tls-certs` writes for the production profile: a PKCS#12 key store that
     Java (the broker) opens with the password in the password file, holding a certificate for
-    `kafka` that the written CA signed."""
+    `kafka` that the written CA signed; and mongod's key and certificate for `mongo`, signed by
+    a CA of its own."""
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import pkcs12
     from mynumber_cli.main import app
@@ -127,6 +139,14 @@ def test_tls_certs_writes_a_key_store_java_opens_for_the_brokers_name(tmp_path):
 
     result = CliRunner().invoke(app, ["stack", "tls-certs", str(tmp_path)])
     assert result.exit_code == 0, result.output
+    mongo = tmp_path / "mongo-tls"
+    mongo_certificate, _chain_ca = x509.load_pem_x509_certificates((mongo / tls.SERVER_FILE).read_bytes())
+    assert mongo_certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName) == ["mongo", "localhost"]
+    mongo_certificate.verify_directly_issued_by(x509.load_pem_x509_certificate((mongo / tls.CA_FILE).read_bytes()))
+    assert b"PRIVATE KEY" in (mongo / tls.SERVER_FILE).read_bytes()  # mongod takes key and certificate from one file
+    assert oct((mongo / tls.SERVER_FILE).stat().st_mode & 0o777) == "0o600"
+    tmp_path = tmp_path / "kafka-tls"
     password = (tmp_path / tls.KEYSTORE_PASSWORD_FILE).read_bytes()
     assert (tmp_path / tls.KEY_PASSWORD_FILE).read_bytes() == password
     store = pkcs12.load_pkcs12((tmp_path / tls.KEYSTORE_FILE).read_bytes(), password)

@@ -17,7 +17,7 @@ from services.kit.settings import ServiceSettings
 
 @pytest.fixture(scope="module")
 def ca_file(tmp_path_factory) -> str:
-    return str(tls.broker_tls(tmp_path_factory.mktemp("tls")).ca_file)
+    return str(tls.server_tls(tmp_path_factory.mktemp("tls")).ca_file)
 
 
 @pytest.mark.parametrize("content", [None, b"not a certificate\n"], ids=["missing", "not-pem"])
@@ -36,7 +36,7 @@ def test_a_principal_with_a_ca_file_connects_with_sasl_over_tls(ca_file):
         context = kwargs["ssl_context"]
         assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
         assert [c["subject"] for c in context.get_ca_certs()] == [
-            ((("organizationName", "mynumber platform"),), (("commonName", "mynumber platform Kafka CA"),))]
+            ((("organizationName", "mynumber platform"),), (("commonName", "mynumber platform CA"),))]
     assert settings.kafka_client_kwargs()["sasl_mechanism"] == "SCRAM-SHA-512"
 
 

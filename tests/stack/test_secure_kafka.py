@@ -135,7 +135,7 @@ def test_a_client_that_does_not_trust_the_brokers_ca_does_not_connect(secure: na
     from aiokafka.helpers import create_ssl_context
     from mynumber_cli import tls
 
-    other = tls.broker_tls(tmp_path)  # another CA, which never signed the broker's certificate
+    other = tls.server_tls(tmp_path)  # another CA, which never signed the broker's certificate
     with pytest.raises(KafkaConnectionError):
         asyncio.run(_publish(_scram(secure, PRODUCER, PRODUCER_PASSWORD, ssl_context=create_ssl_context(cafile=other.ca_file)),
                              ALLOWED_TOPIC, b"to the wrong broker"))
