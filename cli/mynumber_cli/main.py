@@ -106,18 +106,24 @@ def stack_tls_certs(
     directory: Annotated[Path, typer.Argument(help="Where to write them; the production profile mounts ./secrets.")] = Path("secrets"),
     kafka_host: Annotated[list[str], typer.Option(help="A name clients reach Kafka by (repeatable).")] = ["kafka", "localhost"],  # noqa: B006 - Typer's list default
     mongodb_host: Annotated[list[str], typer.Option(help="A name clients reach MongoDB by (repeatable).")] = ["mongo", "localhost"],  # noqa: B006
+    http_host: Annotated[list[str], typer.Option(help="A name clients reach the services' HTTP APIs by (repeatable).")] = [  # noqa: B006
+        "enrollment", "insurance", "benefits", "licensing", "localhost"],
 ) -> None:
     """Write private CAs and the servers' TLS keys for the compose production profile:
-    kafka-tls/ (the broker's key store) and mongo-tls/ (mongod's key and certificate)."""
+    kafka-tls/ (the broker's key store), mongo-tls/ (mongod's key and certificate) and http-tls/
+    (the services' key and certificate)."""
     from . import tls
 
     kafka_ca = tls.compose_key_store(directory / "kafka-tls", tuple(kafka_host))
     mongo = tls.server_tls(directory / "mongo-tls", tuple(mongodb_host))
+    http = tls.server_tls(directory / "http-tls", tuple(http_host))
     console.print(f"Kafka: the key store and its password are in {kafka_ca.parent}; clients trust {kafka_ca} "
                   f"(MYNUMBER_KAFKA_CA_FILE), which names {', '.join(kafka_host)}.")
     console.print(f"MongoDB: mongod's key and certificate are {mongo.server_file}; clients trust {mongo.ca_file} "
                   f"(tlsCAFile in MYNUMBER_MONGODB_URL), which names {', '.join(mongodb_host)}.")
-    console.print("Keep the keys private; the apache/kafka image runs as uid 1000 and the mongo image as uid 999.")
+    console.print(f"HTTP APIs: the services' key and certificate are {http.server_file}; clients trust {http.ca_file}, "
+                  f"which names {', '.join(http_host)}.")
+    console.print("Keep the keys private; the apache/kafka image runs as uid 1000, mongod as uid 999, the services as uid 10001.")
 
 
 @stack_app.command("acl-script")

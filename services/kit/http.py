@@ -132,11 +132,14 @@ def create_http_app(
 
 def serve(app: FastAPI, settings: Any) -> None:
     """Run one service's process (`python -m services.<name>`): uvicorn on the settings' address,
-    freezing what starting made once the service has started. Tests run the app in-process instead."""
+    with HTTPS when the settings name a certificate, freezing what starting made once the service
+    has started. Tests run the app in-process instead."""
     import uvicorn
 
     app.state.freeze_after_start = True
-    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_config=None)
+    tls = {"ssl_certfile": settings.http_tls_cert_file, "ssl_keyfile": settings.http_tls_key_file or settings.http_tls_cert_file}
+    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_config=None,
+                **(tls if settings.http_tls_cert_file else {}))
 
 
 async def service_deps(request: Request) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # A development-only key, so the demo and tests run out of the box. Production sets its own.
@@ -40,6 +40,11 @@ class ServiceSettings(BaseSettings):
     http_api_tokens_file: str = Field("", description="A secret file holding the same list; wins over the variable.")
     http_host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
     http_port: int = Field(8000, description="Port the HTTP API listens on.")
+    http_tls_cert_file: str = Field(
+        "", description="The HTTP API's TLS certificate chain (PEM). When set, the API answers only HTTPS; "
+        "empty means plain HTTP (development, or TLS ended by a proxy in front).",
+    )
+    http_tls_key_file: str = Field("", description="The private key (PEM) of that certificate; defaults to the certificate file.")
     log_level: str = Field("INFO", description="Log level.")
     retry_max_seconds: float = Field(10.0, description="Longest back-off between retries of a transient failure.")
     batch_max_records: int = Field(
@@ -78,6 +83,19 @@ class ServiceSettings(BaseSettings):
             except (OSError, ssl.SSLError) as error:
                 raise ValueError(f"cannot use {value!r} as the Kafka CA certificate: {error}") from error
         return value
+
+    @model_validator(mode="after")
+    def _usable_http_certificate(self) -> ServiceSettings:
+        if self.http_tls_key_file and not self.http_tls_cert_file:
+            raise ValueError("MYNUMBER_HTTP_TLS_KEY_FILE is set without MYNUMBER_HTTP_TLS_CERT_FILE")
+        if self.http_tls_cert_file:
+            try:
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                    self.http_tls_cert_file, self.http_tls_key_file or None)
+            except (OSError, ssl.SSLError) as error:
+                raise ValueError(f"cannot serve HTTPS with the certificate {self.http_tls_cert_file!r} and the key "
+                                 f"{self.http_tls_key_file or self.http_tls_cert_file!r}: {error}") from error
+        return self
 
     def kafka_ssl_context(self) -> ssl.SSLContext | None:
         """TLS that trusts only the configured CA and checks the broker's host name, or None without TLS."""

@@ -108,12 +108,23 @@ def test_the_production_profile_runs_kafka_with_tls_scram_and_acls_and_services_
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(environment["MYNUMBER_MONGODB_URL"]).query)
         assert query["tls"] == ["true"]
         assert Path(bind_mounts(config[name])[query["tlsCAFile"][0]]) == REPO / "secrets" / "mongo-tls" / tls.CA_FILE
+        # The HTTP API only over HTTPS, and its health check asks through TLS.
+        certificate = bind_mounts(config[name])[environment["MYNUMBER_HTTP_TLS_CERT_FILE"]]
+        assert Path(certificate) == REPO / "secrets" / "http-tls" / tls.SERVER_FILE
+        assert "https://localhost:8000/ready" in " ".join(config[name]["healthcheck"]["test"])
     mongo = config["mongo"]
     assert mongo["command"][mongo["command"].index("--tlsMode") + 1] == "requireTLS"
     key_file = mongo["command"][mongo["command"].index("--tlsCertificateKeyFile") + 1]
     assert key_file == f"/etc/mongo/tls/{tls.SERVER_FILE}"
     assert Path(bind_mounts(mongo)["/etc/mongo/tls"]) == REPO / "secrets" / "mongo-tls"
     assert "--tls" in mongo["healthcheck"]["test"]
+    # Prometheus scrapes the same targets, over HTTPS, trusting the services' CA.
+    prometheus = bind_mounts(config["prometheus"])
+    production = yaml.safe_load(Path(prometheus["/etc/prometheus/prometheus.yml"]).read_text())
+    development = yaml.safe_load((REPO / "ops" / "prometheus.yml").read_text())
+    [scrape], [plain] = production["scrape_configs"], development["scrape_configs"]
+    assert scrape["scheme"] == "https" and scrape["static_configs"] == plain["static_configs"]
+    assert Path(prometheus[scrape["tls_config"]["ca_file"]]) == REPO / "secrets" / "http-tls" / tls.CA_FILE
     assert config["kafka-acls"]["entrypoint"] == ["/bin/bash", "/kafka-acls.sh"]
 
 
@@ -127,7 +138,7 @@ def test_the_committed_acl_script_is_the_policy():
         "ops/kafka-acls.sh is stale: run `mynumber stack acl-script > ops/kafka-acls.sh`"
 
 
-def test_tls_certs_writes_a_key_store_java_opens_and_a_key_for_mongod(tmp_path):
+def test_tls_certs_writes_a_key_store_java_opens_and_keys_for_mongod_and_the_services(tmp_path):
     """What `mynumber stack tls-certs` writes for the production profile: a PKCS#12 key store that
     Java (the broker) opens with the password in the password file, holding a certificate for
     `kafka` that the written CA signed; and mongod's key and certificate for `mongo`, signed by
@@ -146,6 +157,9 @@ def test_tls_certs_writes_a_key_store_java_opens_and_a_key_for_mongod(tmp_path):
     mongo_certificate.verify_directly_issued_by(x509.load_pem_x509_certificate((mongo / tls.CA_FILE).read_bytes()))
     assert b"PRIVATE KEY" in (mongo / tls.SERVER_FILE).read_bytes()  # mongod takes key and certificate from one file
     assert oct((mongo / tls.SERVER_FILE).stat().st_mode & 0o777) == "0o600"
+    http_certificate = x509.load_pem_x509_certificates((tmp_path / "http-tls" / tls.SERVER_FILE).read_bytes())[0]
+    assert http_certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName) == ["enrollment", "insurance", "benefits", "licensing", "localhost"]
     tmp_path = tmp_path / "kafka-tls"
     password = (tmp_path / tls.KEYSTORE_PASSWORD_FILE).read_bytes()
     assert (tmp_path / tls.KEY_PASSWORD_FILE).read_bytes() == password

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -67,10 +68,10 @@ def start_process(args: list[str], env: dict[str, str], log: Path) -> subprocess
         return subprocess.Popen(args, cwd=REPO, env={**os.environ, **env}, stdout=output, stderr=output)
 
 
-def answers(proc: subprocess.Popen, url: str, log: Path) -> bool:
+def answers(proc: subprocess.Popen, url: str, log: Path, *, verify: ssl.SSLContext | bool = True) -> bool:
     assert proc.poll() is None, f"{proc.args} exited early; see {log}"
     try:
-        return httpx.get(url, timeout=2.0).status_code == 200
+        return httpx.get(url, timeout=2.0, verify=verify).status_code == 200
     except httpx.TransportError:
         return False
 
@@ -83,14 +84,16 @@ def end_process(proc: subprocess.Popen) -> None:
 
 
 @contextmanager
-def service_process(name: str, env: dict[str, str], log: Path) -> Iterator[str]:
-    """`python -m services.<name>` on a free port until it is ready; its base URL. Killed at the end."""
+def service_process(name: str, env: dict[str, str], log: Path, *, ca_file: str | None = None) -> Iterator[str]:
+    """`python -m services.<name>` on a free port until it is ready; its base URL. Killed at the end.
+    With `ca_file`, the service serves HTTPS (its env names the certificate) and is checked against it."""
     port = free_port()
     proc = start_process([sys.executable, "-m", f"services.{name}"], {**env, "MYNUMBER_HTTP_PORT": str(port)}, log)
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if ca_file else 'http'}://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90  # bounds a hang; never a timed assertion
-        while not answers(proc, f"{url}/ready", log):
+        verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
+        while not answers(proc, f"{url}/ready", log, verify=verify):
             assert time.monotonic() < deadline, f"{name} did not get ready; see {log}"
             time.sleep(0.2)
         yield url
