@@ -17,14 +17,12 @@ from mynumber_cli import acls, native_stack
 from mynumber_contracts import MyNumber, ResidentAttributes, Sex, check_digit, topics
 from mynumber_contracts.enrollment import RegisterResident, ResidentRegistered
 
-from services.kit.clock import SystemClock
 from services.kit.messaging import EventService
-from services.kit.people import PersonReferences
 from services.kit.settings import ServiceSettings
-from services.kit.store import connect
-from tests.kit.test_envelope_dead_letter_idempotency import ProbeDeps, handlers
+from tests.kit.test_envelope_dead_letter_idempotency import ProbeDeps
 from tests.support import partners
 from tests.support.kafka import PartnerPublisher, TopicReader
+from tests.support.probe import probe_service
 
 NAMESPACE = f"acl{uuid.uuid4().hex[:8]}"
 PASSWORDS = {"svc-enrollment": uuid.uuid4().hex, "municipality-131016": uuid.uuid4().hex}
@@ -106,17 +104,8 @@ async def service_on_secure_broker(secure, servers) -> AsyncIterator[EventServic
         database=f"{NAMESPACE}_probe", partner_registry_database=partners.registry_database(NAMESPACE),
         partner_cache_seconds=0,
     )
-    client, database = connect(settings.mongodb_url, settings.database, app_name="probe")
-    service = EventService("enrollment", settings=settings, database=database, clock=SystemClock(),
-                           deps=ProbeDeps(database, PersonReferences(settings.person_ref_key.get_secret_value())))
-    service.include(handlers)
-    await service.start()
-    try:
+    async with probe_service(settings) as service:
         yield service
-    finally:
-        await service.stop()
-        await client.drop_database(settings.database)
-        await client.close()
 
 
 async def test_the_service_runs_with_its_own_principal(service_on_secure_broker, secure, servers):

@@ -18,14 +18,12 @@ from mynumber_contracts.enrollment import RegisterResident, ResidentRegistered
 from pymongo import AsyncMongoClient
 from pymongo.errors import ServerSelectionTimeoutError
 
-from services.kit.clock import SystemClock
 from services.kit.messaging import EventService
-from services.kit.people import PersonReferences
 from services.kit.settings import ServiceSettings
-from services.kit.store import connect
-from tests.kit.test_envelope_dead_letter_idempotency import ProbeDeps, handlers
+from tests.kit.test_envelope_dead_letter_idempotency import ProbeDeps
 from tests.support import partners
 from tests.support.kafka import PartnerPublisher, TopicReader
+from tests.support.probe import probe_service
 
 
 @pytest.fixture(scope="module")
@@ -79,17 +77,8 @@ async def service_over_tls(servers, namespace, tls_url) -> AsyncIterator[tuple[E
         database=f"{namespace}_probe", partner_registry_database=partners.registry_database(namespace),
         partner_cache_seconds=0,
     )
-    client, database = connect(settings.mongodb_url, settings.database, app_name="probe-over-tls")
-    service = EventService("enrollment", settings=settings, database=database, clock=SystemClock(),
-                           deps=ProbeDeps(database, PersonReferences(settings.person_ref_key.get_secret_value())))
-    service.include(handlers)
-    await service.start()
-    try:
+    async with probe_service(settings) as service:
         yield service, namespace
-    finally:
-        await service.stop()
-        await client.drop_database(settings.database)
-        await client.close()
 
 
 async def test_a_service_keeps_its_data_over_tls(service_over_tls, servers, tls_url):

@@ -15,14 +15,12 @@ from mynumber_contracts.enrollment import RegisterResident, ResidentRegistered
 from mynumber_contracts.partners import KeyStatus, Partner, PartnerKey, PartnerType
 from mynumber_contracts.signing import generate_private_key, public_key_to_text, sign_record
 
-from services.kit.clock import SystemClock
 from services.kit.messaging import EventService
-from services.kit.people import PersonReferences
 from services.kit.settings import ServiceSettings
-from services.kit.store import connect
-from tests.kit.test_envelope_dead_letter_idempotency import ProbeDeps, handlers
+from tests.kit.test_envelope_dead_letter_idempotency import ProbeDeps
 from tests.support import partners
 from tests.support.kafka import PartnerPublisher, TopicReader, create_topics
+from tests.support.probe import probe_service
 
 
 def resident(seed: int) -> RegisterResident:
@@ -42,17 +40,11 @@ async def probe(servers, namespace) -> AsyncIterator[EventService[ProbeDeps]]:
         database=f"{namespace}_probe", partner_registry_database=partners.registry_database(namespace),
         partner_cache_seconds=0,
     )
-    client, database = connect(settings.mongodb_url, settings.database, app_name="probe")
-    service = EventService("enrollment", settings=settings, database=database, clock=SystemClock(),
-                           deps=ProbeDeps(database, PersonReferences(settings.person_ref_key.get_secret_value())))
-    service.include(handlers)
-    await create_topics(servers.kafka_bootstrap, [*service.topics.all(), topics.quarantine_topic(namespace)])
-    await service.start()
-    try:
+    async def with_topics(service: EventService[ProbeDeps]) -> None:
+        await create_topics(servers.kafka_bootstrap, [*service.topics.all(), topics.quarantine_topic(namespace)])
+
+    async with probe_service(settings, before_start=with_topics, drop_database=False) as service:
         yield service
-    finally:
-        await service.stop()
-        await client.close()
 
 
 def registered(namespace: str, partner_id: str, *, allowed=("*",), delegating: str | None = None,
