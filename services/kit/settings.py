@@ -19,7 +19,7 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MYNUMBER_", extra="ignore")
 
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
-    kafka_username: str = Field("", description="SASL/SCRAM-SHA-512 principal; empty means PLAINTEXT (development).")
+    kafka_username: str = Field("", description="SASL/SCRAM-SHA-512 principal; empty means no SASL (development).")
     kafka_password: SecretStr = Field(SecretStr(""), description="Password of the SASL/SCRAM principal.")
     kafka_ca_file: str = Field(
         "", description="CA certificate (PEM) the broker's certificate must chain to. When set, every Kafka connection "
