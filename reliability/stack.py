@@ -39,7 +39,7 @@ def free_slot(first: int = 24000, step: int = 200, slots: int = 30) -> int:
     """The first block of ports [base, base+step) whose ports this suite uses are all free, so two
     fault runs at once (two engineers, or CI beside a developer) never share or stop each other's servers."""
     for base in range(first, first + step * slots, step):
-        used = [base + 17, base + 92, base + 93, base + 100, base + 110, base + 120, base + 130, base + 190]
+        used = [base + 17, base + 18, base + 92, base + 93, base + 100, base + 110, base + 120, base + 130, base + 190]
         if all(_free(port) for port in used):
             return base
     raise RuntimeError(f"no free block of ports between {first} and {first + step * slots}")
@@ -100,6 +100,7 @@ class PrivateStack:
             "MYNUMBER_KAFKA_PORT": str(self.kafka_port),
             "MYNUMBER_KAFKA_CONTROLLER_PORT": str(self.kafka_port + 1),
             "MYNUMBER_MONGODB_PORT": str(self.mongodb_port),
+            "MYNUMBER_MONGODB_TLS_PORT": str(self.mongodb_port + 1),
         }
         saved = {name: os.environ.get(name) for name in wanted}
         os.environ.update(wanted)
