@@ -680,7 +680,7 @@ class _Kafka(_Server):
 
     @property
     def title(self) -> str:
-        extra = f", SASL/{SCRAM_MECHANISM} + ACLs" if self.secure else ""
+        extra = f", TLS + SASL/{SCRAM_MECHANISM} + ACLs" if self.secure else ""
         return f"Apache Kafka {KAFKA_VERSION} (KRaft{extra})"
 
     @property
