@@ -402,7 +402,13 @@ async def move_card(
             held = await deps.store.held_card(resident.person_ref)
             review = domain.review_transition(held, action)
             if isinstance(review, Rejection):
-                return review
+                # The same request, run at the same moment by another consumer (one that has not yet
+                # noticed a rebalance took its partition), may have moved the card between our two
+                # reads: then the card's state refuses the action because of this request itself.
+                moved = await deps.store.card_moved_by(key)
+                if moved is None:
+                    return review
+                return moved, await finish_move(deps, resident, moved, clock, photo_ref=photo_ref)
             assert held is not None
             if action is CardAction.reissue:
                 assert requested_on is not None

@@ -97,3 +97,34 @@ async def test_a_move_recorded_but_never_made_is_not_taken_for_done(settings_for
         assert type(facts[0]).__name__ == "CardSuspended", facts
         moved = await store.card_moved_by(key)
         assert moved is not None and moved.card_number == card.card_number and moved.state == "suspended"
+
+
+async def test_two_consumers_running_one_card_request_at_once_agree_that_it_moved_the_card(settings_for, monkeypatch):
+    """During a rebalance, a consumer that has not yet noticed it lost a partition and the one that
+    took it over can run the same request at once. If the other run moves the card between this
+    run's two reads (has this request moved it? what state is it in?), the state refuses the action
+    because of this very request: both runs must still report the move, not a refusal."""
+    async with use_cases(settings_for("enrollment")) as run:
+        number = new_number()
+        digits = number.reveal()
+        await run.run(register_resident, registration(number), event_id="e1")
+        await run.run(apply_for_card, application(digits, application_id="app-1"), event_id="e2")
+        lost = ReportCardLost(request_id="lost-1", my_number=digits, office_id="portal/myna-portal")
+
+        store, other_run = run.deps.store, []
+        held_card = store.held_card
+
+        async def the_other_consumer_moves_it_first(person_ref):
+            if not other_run:  # between this run's two reads, the duplicate runs to its end
+                monkeypatch.setattr(store, "held_card", held_card)
+                other_run.append(await run.run(report_card_lost, lost, event_id="e3"))
+                await forget_outcomes(run.deps)  # its outcome not yet recorded when this run decides
+            return await held_card(person_ref)
+
+        monkeypatch.setattr(store, "held_card", the_other_consumer_moves_it_first)
+        this_run = await run.run(report_card_lost, lost, event_id="e3")
+
+        assert [type(fact).__name__ for fact in other_run[0]] == ["CardSuspended"]
+        assert this_run == other_run[0]
+        [card] = await store.cards_of(run.deps.people.for_number(number))
+        assert card.state == "suspended"
