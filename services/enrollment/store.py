@@ -9,7 +9,7 @@ whoever inserts the claim first holds the slot, however many instances run.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -268,16 +268,25 @@ class EnrollmentStore:
         return card if card is not None and card.is_held else None
 
     async def card_moved_by(self, request_key: str) -> Card | None:
-        """The card that request `request_key` already moved (a re-run after a crash).
+        """The card that request `request_key` already moved (a re-run after a crash, or the same
+        request run at once by a second consumer), as that move left it.
 
         Found through `card_moves` by `_id` (FerretDB v1 would read every card to answer a query
-        on `last_request.key`); the card itself must still name the request as its last move.
+        on `last_request.key`); the card itself must name the request, as its last move or, when a
+        later request moved it again, in its list of moves. A lookup the card does not confirm is
+        one a crash left between the two writes of `transition_card`.
         """
         move = await self.card_moves.find_one({"_id": request_key})
         document = await self.cards.find_one({"_id": move["card_number"]}) if move else None
-        if document is None or (document.get("last_request") or {}).get("key") != request_key:
+        if document is None:
             return None
-        return _card(document)
+        card = _card(document)
+        if card.last_request is not None and card.last_request.key == request_key:
+            return card
+        for entry in document.get("moves", ()):
+            if entry["key"] == request_key:
+                return replace(card, state=CardState(entry["state"]), last_request=_last_request(entry))
+        return None
 
     async def transition_card(
         self, card: Card, action: CardAction, request: LastRequest, *, replaced_by: str | None = None
@@ -293,7 +302,8 @@ class EnrollmentStore:
         await self.card_moves.update_one({"_id": request.key}, {"$set": {"card_number": card.card_number}}, upsert=True)
         document = await self.cards.find_one_and_update(
             {"_id": card.card_number, "state": {"$in": [s.value for s in allowed]}},
-            {"$set": changes},
+            # Every move is kept on the card too, so a request is known as done after later moves.
+            {"$set": changes, "$push": {"moves": {**_last_request_document(request), "state": target.value}}},
             return_document=ReturnDocument.AFTER,
         )
         return _card(document) if document else None
@@ -447,8 +457,12 @@ def _card(document: Mapping[str, Any]) -> Card:
         previous_card_number=document.get("previous_card_number"),
         replaced_by=document.get("replaced_by"),
         signing_certificate_valid=document.get("signing_certificate_valid", True),
-        last_request=LastRequest(last["key"], CardAction(last["action"]), last["at"], last.get("reason")) if last else None,
+        last_request=_last_request(last) if last else None,
     )
+
+
+def _last_request(document: Mapping[str, Any]) -> LastRequest:
+    return LastRequest(document["key"], CardAction(document["action"]), document["at"], document.get("reason"))
 
 
 def _outcome(document: Mapping[str, Any]) -> Outcome:

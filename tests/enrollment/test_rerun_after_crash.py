@@ -5,11 +5,12 @@ effect. Simulated by running the use case, forgetting its recorded outcome, and 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 
 from mynumber_contracts.enrollment import (
     ChangeResidentAttributes,
     RecordDeath,
+    ReportCardFound,
     ReportCardLost,
     RequestCardReissue,
     ReturnCard,
@@ -21,6 +22,7 @@ from services.enrollment.handlers import (
     change_resident_attributes,
     record_death,
     register_resident,
+    report_card_found,
     report_card_lost,
     request_card_reissue,
     return_card,
@@ -128,3 +130,31 @@ async def test_two_consumers_running_one_card_request_at_once_agree_that_it_move
         assert this_run == other_run[0]
         [card] = await store.cards_of(run.deps.people.for_number(number))
         assert card.state == "suspended"
+
+
+async def test_a_card_request_run_again_after_a_later_request_moved_the_card_changes_nothing(settings_for):
+    """The second consumer can also reach a request after the first has run that request and the
+    next one (the card lost, then found): the card is active again, which allows 'lost', but this
+    request's move is already done. It must give the same facts and not suspend the card again."""
+    async with use_cases(settings_for("enrollment")) as run:
+        number = new_number()
+        digits = number.reveal()
+        await run.run(register_resident, registration(number), event_id="e1")
+        await run.run(apply_for_card, application(digits, application_id="app-1"), event_id="e2")
+        lost = ReportCardLost(request_id="lost-1", my_number=digits, office_id="portal/myna-portal")
+        found = ReportCardFound(request_id="found-1", my_number=digits, office_id="portal/myna-portal")
+        first = await run.run(report_card_lost, lost, event_id="e3")
+        run.clock.advance(timedelta(minutes=5))
+        assert [type(f).__name__ for f in await run.run(report_card_found, found, event_id="e4")] == ["CardResumed"]
+
+        await forget_outcomes(run.deps)  # the second consumer decided before the first recorded them
+        again = await run.run(report_card_lost, lost, event_id="e3")
+
+        assert again == first and [type(f).__name__ for f in first] == ["CardSuspended"]
+        [card] = await run.deps.store.cards_of(run.deps.people.for_number(number))
+        assert card.state == "active"
+        await forget_outcomes(run.deps)
+        found_again = await run.run(report_card_found, found, event_id="e4")  # its own move, the card's last
+        assert [type(f).__name__ for f in found_again] == ["CardResumed"]
+        [card] = await run.deps.store.cards_of(run.deps.people.for_number(number))
+        assert card.state == "active"
