@@ -107,9 +107,10 @@ KEY_PASSWORD_FILE = "kafka.key.password"
 
 
 def compose_key_store(directory: Path, hosts: tuple[str, ...] = ("kafka", "localhost")) -> Path:
-    """The files the compose production profile mounts at /etc/kafka/secrets: a new CA and broker
-    certificate for `hosts`, the broker's PKCS#12 key store and its password (one password for the
-    store and the key, as Java's PKCS#12 wants). Returns the CA file the services trust."""
+    """The files the compose production profile mounts at /etc/kafka/secrets: the CA and broker
+    certificate for `hosts` (made as `server_tls` makes them), and the broker's PKCS#12 key store
+    with a new password (one for the store and the key, as Java's PKCS#12 wants) in the password
+    files. Returns the CA file the services trust."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.serialization import pkcs12
