@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import date, timedelta
 
+from mynumber_contracts import MyNumber
 from mynumber_contracts.enrollment import (
     ChangeResidentAttributes,
     RecordDeath,
@@ -101,17 +102,21 @@ async def test_a_move_recorded_but_never_made_is_not_taken_for_done(settings_for
         assert moved is not None and moved.card_number == card.card_number and moved.state == "suspended"
 
 
+async def a_card_reported_lost(run) -> tuple[MyNumber, ReportCardLost]:
+    """A registered resident with a card (events e1, e2), and the report of its loss (not yet run)."""
+    number = new_number()
+    await run.run(register_resident, registration(number), event_id="e1")
+    await run.run(apply_for_card, application(number.reveal(), application_id="app-1"), event_id="e2")
+    return number, ReportCardLost(request_id="lost-1", my_number=number.reveal(), office_id="portal/myna-portal")
+
+
 async def test_two_consumers_running_one_card_request_at_once_agree_that_it_moved_the_card(settings_for, monkeypatch):
     """During a rebalance, a consumer that has not yet noticed it lost a partition and the one that
     took it over can run the same request at once. If the other run moves the card between this
     run's two reads (has this request moved it? what state is it in?), the state refuses the action
     because of this very request: both runs must still report the move, not a refusal."""
     async with use_cases(settings_for("enrollment")) as run:
-        number = new_number()
-        digits = number.reveal()
-        await run.run(register_resident, registration(number), event_id="e1")
-        await run.run(apply_for_card, application(digits, application_id="app-1"), event_id="e2")
-        lost = ReportCardLost(request_id="lost-1", my_number=digits, office_id="portal/myna-portal")
+        number, lost = await a_card_reported_lost(run)
 
         store, other_run = run.deps.store, []
         held_card = store.held_card
@@ -137,12 +142,8 @@ async def test_a_card_request_run_again_after_a_later_request_moved_the_card_cha
     next one (the card lost, then found): the card is active again, which allows 'lost', but this
     request's move is already done. It must give the same facts and not suspend the card again."""
     async with use_cases(settings_for("enrollment")) as run:
-        number = new_number()
-        digits = number.reveal()
-        await run.run(register_resident, registration(number), event_id="e1")
-        await run.run(apply_for_card, application(digits, application_id="app-1"), event_id="e2")
-        lost = ReportCardLost(request_id="lost-1", my_number=digits, office_id="portal/myna-portal")
-        found = ReportCardFound(request_id="found-1", my_number=digits, office_id="portal/myna-portal")
+        number, lost = await a_card_reported_lost(run)
+        found = ReportCardFound(request_id="found-1", my_number=number.reveal(), office_id="portal/myna-portal")
         first = await run.run(report_card_lost, lost, event_id="e3")
         run.clock.advance(timedelta(minutes=5))
         assert [type(f).__name__ for f in await run.run(report_card_found, found, event_id="e4")] == ["CardResumed"]
