@@ -504,6 +504,16 @@ class _Server:
         return stack_dir() / self.key
 
     @property
+    def tls_dir(self) -> Path:
+        """Where a TLS listener's private CA and certificate live (`tls.server_tls`)."""
+        return self.data_dir / "tls"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA that clients of this server's TLS listener trust."""
+        return self.tls_dir / tls.CA_FILE
+
+    @property
     def marker(self) -> str:
         """A string in the command line of the process this script starts."""
         raise NotImplementedError
@@ -714,14 +724,6 @@ class _Kafka(_Server):
         return self.data_dir / "admin.json"
 
     @property
-    def tls_dir(self) -> Path:
-        return self.data_dir / "tls"
-
-    @property
-    def ca_file(self) -> Path:
-        return self.tls_dir / tls.CA_FILE
-
-    @property
     def admin_properties(self) -> Path:
         return self.data_dir / "admin-client.properties"
 
@@ -904,13 +906,9 @@ class _FerretDB(_Server):
         return [self.tls_port]
 
     @property
-    def tls_dir(self) -> Path:
-        return self.data_dir / "tls"
-
-    @property
     def tls_url(self) -> str:
         """The TLS listener, for a client that trusts only the stack's CA and checks the name."""
-        query = urllib.parse.urlencode({"tls": "true", "tlsCAFile": str(self.tls_dir / tls.CA_FILE)})
+        query = urllib.parse.urlencode({"tls": "true", "tlsCAFile": str(self.ca_file)})
         return f"mongodb://{HOST}:{self.tls_port}/?{query}"
 
     @property
