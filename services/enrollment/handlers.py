@@ -3,8 +3,10 @@ number-key rotation). Each loads state, asks the domain, saves, and returns the 
 
 Idempotency beyond the kit's per-event guard: a request replayed under a new event id is
 recognised by its own id (`request_outcomes`), and a use case re-run after a crash recognises
-its own writes (`last_registration`, `last_change`, a card's `last_request`, the slot's
-application id) and returns the same facts.
+its own writes (a resident's registrations and changes, a card's moves, the slot's application
+id) and returns the same facts. Writes to a resident or a card are compare-and-set, so that a
+stale run (the same request run at once by a second consumer during a rebalance) never writes
+back an older record.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
-from mynumber_contracts import Event, Fact, MyNumber, is_valid_my_number
+from mynumber_contracts import Event, Fact, MyNumber, ResidentAttributes, is_valid_my_number
 from mynumber_contracts.enrollment import (
     ApplyForCard,
     CardRequestRejected,
@@ -137,21 +139,31 @@ def resident_rejected(event: Event, request_id: str, rejection: Rejection, perso
     ]
 
 
+def change_record(key: str, kind: str, after: Resident, effective_on: date, **details: Any) -> dict[str, Any]:
+    """What the resident record keeps of a change (`after` is the resident it leaves): enough to
+    give its facts again, byte for byte, to a re-run that comes after later changes (a different
+    fact under the same event id would be refused downstream as a reused id)."""
+    return {"key": key, "kind": kind, "effective_on": effective_on.isoformat(),
+            "attributes": after.attributes.model_dump(mode="json"), **details}
+
+
 def change_facts(resident: Resident, change: dict[str, Any]) -> list[Fact]:
     """The facts of a resident's recorded change, rebuilt the same way on a re-run."""
+    # The attributes the change left (records from before they were kept: the resident's own).
+    attributes = ResidentAttributes.model_validate(change["attributes"]) if "attributes" in change else resident.attributes
     match change["kind"]:
         case "attributes":
             return [
                 ResidentAttributesChanged(
                     person_ref=resident.person_ref,
-                    attributes=resident.attributes,
+                    attributes=attributes,
                     changed=change["changed"],
                     effective_on=date.fromisoformat(change["effective_on"]),
                     signing_certificate_invalidated=change["signing_certificate_invalidated"],
                 )
             ]
         case "moved_abroad":
-            return [ResidentMovedAbroad(person_ref=resident.person_ref, attributes=resident.attributes,
+            return [ResidentMovedAbroad(person_ref=resident.person_ref, attributes=attributes,
                                         moved_on=date.fromisoformat(change["effective_on"]))]
         case "deceased":
             return [ResidentDeceased(person_ref=resident.person_ref, died_on=date.fromisoformat(change["effective_on"]))]
@@ -187,28 +199,30 @@ async def register_resident(event: RegisterResident, ctx: HandlerContext[Enrollm
         )
         summary = {"kind": "registration", "person_ref": resident.person_ref}
         if await deps.store.insert_resident(resident, number, registration_key=key):
-            return _registration_facts(StoredResident(resident, key, None), event), summary
-        stored = await deps.store.resident(resident.person_ref)
-        assert stored is not None
-        if stored.last_registration == key:  # a re-run: this request wrote the record
-            return _registration_facts(stored, event), summary
-        if stored.resident.is_deceased:
-            return resident_rejected(event, event.request_id, domain.deceased(), resident.person_ref), summary
-        changes = domain.attribute_changes(stored.resident.attributes, **event.attributes.model_dump(include=set(domain.NAME_AND_ADDRESS)))
-        change = None
-        if changes:
-            change = {"key": key, "kind": "attributes", "changed": sorted(changes), "effective_on": today(ctx.clock).isoformat(),
-                      "signing_certificate_invalidated": await invalidate_signing_certificate(deps, resident.person_ref)}
-        await deps.store.update_registration(resident, registration_key=key, change=change)
-        stored = await deps.store.resident(resident.person_ref)
-        assert stored is not None
-        return _registration_facts(stored, event), summary
+            return _registration_facts(resident, None, event), summary
+        for _ in range(_CONCURRENT_CHANGE_ATTEMPTS):
+            stored = await deps.store.resident(resident.person_ref)
+            assert stored is not None
+            if stored.registered_by(key):  # a re-run (perhaps after later requests): this request wrote the record
+                return _registration_facts(resident, stored.change_made_by(key), event), summary
+            if stored.resident.is_deceased:
+                return resident_rejected(event, event.request_id, domain.deceased(), resident.person_ref), summary
+            changes = domain.attribute_changes(stored.resident.attributes, **event.attributes.model_dump(include=set(domain.NAME_AND_ADDRESS)))
+            change = None
+            if changes:
+                change = change_record(key, "attributes", resident, today(ctx.clock), changed=sorted(changes),
+                                       signing_certificate_invalidated=await invalidate_signing_certificate(deps, resident.person_ref))
+            if await deps.store.update_registration(resident, registration_key=key, change=change, version=stored.version):
+                return _registration_facts(resident, change, event), summary
+            # Changed meanwhile (by this request, run at once by a second consumer, or another): look again.
+        raise ConcurrentChange(f"{key}: the resident kept changing")
 
     return await decide_once(deps, key, event, ctx.clock, decide)
 
 
-def _registration_facts(stored: StoredResident, event: RegisterResident) -> list[Fact]:
-    resident = stored.resident
+def _registration_facts(resident: Resident, change: dict[str, Any] | None, event: RegisterResident) -> list[Fact]:
+    """The facts of a registration: the resident as the request registers them (what the record
+    holds right after it), and the name or address change it made, if any."""
     facts: list[Fact] = [
         ResidentRegistered(
             person_ref=resident.person_ref, municipality_code=resident.municipality_code, attributes=resident.attributes,
@@ -217,36 +231,54 @@ def _registration_facts(stored: StoredResident, event: RegisterResident) -> list
             number_assigned=event.my_number is None,
         )
     ]
-    if stored.last_change and stored.last_change["key"] == stored.last_registration:
-        facts += change_facts(stored.resident, stored.last_change)
+    if change is not None:
+        facts += change_facts(resident, change)
     return facts
+
+
+class ChangedMeanwhile:
+    """A resident change found the record changed since it was read, and wrote nothing."""
+
+
+CHANGED_MEANWHILE = ChangedMeanwhile()
 
 
 async def _resident_change(
     event: ChangeResidentAttributes | RecordMoveAbroad | RecordDeath,
     ctx: HandlerContext[EnrollmentDeps],
-    change: Callable[[StoredResident, str], Awaitable[list[Fact] | Rejection]],
+    change: Callable[[StoredResident, str], Awaitable[list[Fact] | Rejection | ChangedMeanwhile]],
 ) -> Sequence[Fact]:
-    """Shared steps of the registry changes: find the resident, recognise a re-run, refuse the deceased."""
+    """Shared steps of the registry changes: find the resident, recognise a re-run, refuse the deceased.
+
+    A change is written only if the record is still as it was read. When it is not (another
+    request changed it, or this same request ran at once in a second consumer during a
+    rebalance), the change reads again: either it finds itself done, or it decides again on
+    what is there now, so a stale run never writes back an older record.
+    """
     key = f"change/{ctx.envelope.id}"
-    stored = await ctx.deps.resident_by_number(event.my_number)
-    if stored is None:
-        return resident_rejected(event, ctx.envelope.id, domain.unknown_resident())
-    if stored.last_change and stored.last_change["key"] == key:
-        facts = change_facts(stored.resident, stored.last_change)
-        moved = await ctx.deps.store.card_moved_by(key)
-        return facts + ([domain.transition_fact(moved)] if moved else [])
-    outcome = await change(stored, key)
-    if isinstance(outcome, Rejection):
-        return resident_rejected(event, ctx.envelope.id, outcome, stored.person_ref)
-    return outcome
+    for _ in range(_CONCURRENT_CHANGE_ATTEMPTS):
+        stored = await ctx.deps.resident_by_number(event.my_number)
+        if stored is None:
+            return resident_rejected(event, ctx.envelope.id, domain.unknown_resident())
+        done = stored.change_made_by(key)
+        if done is not None:  # a re-run, perhaps after later changes
+            facts = change_facts(stored.resident, done)
+            moved = await ctx.deps.store.card_moved_by(key)
+            return facts + ([domain.transition_fact(moved)] if moved else [])
+        outcome = await change(stored, key)
+        if isinstance(outcome, ChangedMeanwhile):
+            continue
+        if isinstance(outcome, Rejection):
+            return resident_rejected(event, ctx.envelope.id, outcome, stored.person_ref)
+        return outcome
+    raise ConcurrentChange(f"{key}: the resident kept changing")
 
 
 @handlers.handles(ChangeResidentAttributes)
 async def change_resident_attributes(event: ChangeResidentAttributes, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
     deps = ctx.deps
 
-    async def change(stored: StoredResident, key: str) -> list[Fact] | Rejection:
+    async def change(stored: StoredResident, key: str) -> list[Fact] | Rejection | ChangedMeanwhile:
         resident = stored.resident
         if resident.is_deceased:
             return domain.deceased()
@@ -258,10 +290,11 @@ async def change_resident_attributes(event: ChangeResidentAttributes, ctx: Handl
         if "address" in changes and resident.lives_abroad:
             return Rejection(RejectionReason.resident_state,
                              "the resident lives abroad: a return to Japan is registered with RegisterResident")
-        record = {"key": key, "kind": "attributes", "changed": sorted(changes), "effective_on": event.effective_on.isoformat(),
-                  "signing_certificate_invalidated": await invalidate_signing_certificate(deps, resident.person_ref)}
         changed = replace(resident, attributes=resident.attributes.model_copy(update=changes))
-        await deps.store.change_resident(changed, change=record)
+        record = change_record(key, "attributes", changed, event.effective_on, changed=sorted(changes),
+                               signing_certificate_invalidated=await invalidate_signing_certificate(deps, resident.person_ref))
+        if not await deps.store.change_resident(changed, change=record, version=stored.version):
+            return CHANGED_MEANWHILE
         return change_facts(changed, record)
 
     return await _resident_change(event, ctx, change)
@@ -271,7 +304,7 @@ async def change_resident_attributes(event: ChangeResidentAttributes, ctx: Handl
 async def record_move_abroad(event: RecordMoveAbroad, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
     deps = ctx.deps
 
-    async def change(stored: StoredResident, key: str) -> list[Fact] | Rejection:
+    async def change(stored: StoredResident, key: str) -> list[Fact] | Rejection | ChangedMeanwhile:
         resident = stored.resident
         if resident.is_deceased:
             return domain.deceased()
@@ -280,15 +313,16 @@ async def record_move_abroad(event: RecordMoveAbroad, ctx: HandlerContext[Enroll
                 return [ResidentMovedAbroad(person_ref=resident.person_ref, attributes=resident.attributes,
                                             moved_on=event.moved_on)]
             return Rejection(RejectionReason.resident_state, "the resident is already recorded as living abroad")
-        record = {"key": key, "kind": "moved_abroad", "effective_on": event.moved_on.isoformat(),
-                  "signing_certificate_invalidated": await invalidate_signing_certificate(deps, resident.person_ref)}
         moved = replace(
             resident,
             moved_abroad_on=event.moved_on,
             destination_country=event.destination_country,
             attributes=resident.attributes.model_copy(update={"address": domain.moved_abroad_address(event.moved_on)}),
         )
-        await deps.store.change_resident(moved, change=record)
+        record = change_record(key, "moved_abroad", moved, event.moved_on,
+                               signing_certificate_invalidated=await invalidate_signing_certificate(deps, resident.person_ref))
+        if not await deps.store.change_resident(moved, change=record, version=stored.version):
+            return CHANGED_MEANWHILE
         return change_facts(moved, record)
 
     return await _resident_change(event, ctx, change)
@@ -298,7 +332,7 @@ async def record_move_abroad(event: RecordMoveAbroad, ctx: HandlerContext[Enroll
 async def record_death(event: RecordDeath, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
     deps = ctx.deps
 
-    async def change(stored: StoredResident, key: str) -> list[Fact] | Rejection:
+    async def change(stored: StoredResident, key: str) -> list[Fact] | Rejection | ChangedMeanwhile:
         resident = stored.resident
         if resident.is_deceased:
             if resident.deceased_on == event.died_on:  # the same death, told again
@@ -306,8 +340,10 @@ async def record_death(event: RecordDeath, ctx: HandlerContext[EnrollmentDeps]) 
             return domain.deceased()
         # The card first: a re-run finds the resident unchanged and the card by this request's key.
         revoked = await move_card(deps, resident, CardAction.revoke, key, ctx.clock, reason="deceased")  # or no card
-        record = {"key": key, "kind": "deceased", "effective_on": event.died_on.isoformat()}
-        await deps.store.change_resident(replace(resident, deceased_on=event.died_on), change=record)
+        deceased = replace(resident, deceased_on=event.died_on)
+        record = change_record(key, "deceased", deceased, event.died_on)
+        if not await deps.store.change_resident(deceased, change=record, version=stored.version):
+            return CHANGED_MEANWHILE
         facts = change_facts(resident, record)
         return facts + ([domain.transition_fact(*revoked)] if isinstance(revoked, tuple) else [])
 

@@ -34,15 +34,29 @@ def _date(value: str | None) -> date | None:
 
 @dataclass(frozen=True)
 class StoredResident:
-    """A resident with the marks of the last registration and change, which let a re-run recognise its own write."""
+    """A resident as stored: the marks that let a re-run recognise its own write (the last
+    registration, every change), and the version that a write of it is conditioned on."""
 
     resident: Resident
     last_registration: str | None
     last_change: dict[str, Any] | None
+    version: int = 0
+    changes: tuple[dict[str, Any], ...] = ()
+    registrations: tuple[str, ...] = ()
 
     @property
     def person_ref(self) -> str:
         return self.resident.person_ref
+
+    def registered_by(self, key: str) -> bool:
+        """Whether registration request `key` wrote this record, even when later ones followed it."""
+        return key == self.last_registration or key in self.registrations
+
+    def change_made_by(self, key: str) -> dict[str, Any] | None:
+        """The record of the change that request `key` made, even when later changes followed it."""
+        if self.last_change and self.last_change["key"] == key:  # records from before the list of changes
+            return self.last_change
+        return next((change for change in self.changes if change["key"] == key), None)
 
 
 @dataclass(frozen=True)
@@ -97,6 +111,8 @@ class EnrollmentStore:
             "number_ciphertext": sealed.ciphertext,
             **_resident_fields(resident),
             "last_registration": registration_key,
+            "registrations": [registration_key],
+            "version": 0,
         }
         try:
             await self.residents.insert_one(document)
@@ -104,12 +120,18 @@ class EnrollmentStore:
             return False
         return True
 
-    async def update_registration(self, resident: Resident, *, registration_key: str, change: dict[str, Any] | None) -> bool:
-        """Re-register a living resident (moved in from elsewhere or back from abroad)."""
+    async def update_registration(
+        self, resident: Resident, *, registration_key: str, change: dict[str, Any] | None, version: int
+    ) -> bool:
+        """Re-register a living resident (moved in from elsewhere or back from abroad), if the
+        record is still at `version`; False when another request changed it meanwhile."""
         fields = {**_resident_fields(resident), "last_registration": registration_key}
+        pushed: dict[str, Any] = {"registrations": registration_key}
         if change is not None:
             fields["last_change"] = change
-        result = await self.residents.update_one({"_id": resident.person_ref, "deceased_on": None}, {"$set": fields})
+            pushed["changes"] = change
+        update = {"$set": fields, "$inc": {"version": 1}, "$push": pushed}
+        result = await self.residents.update_one({"_id": resident.person_ref, "deceased_on": None, **_at_version(version)}, update)
         return result.matched_count == 1
 
     async def resident_by_number(self, number: MyNumber, person_ref: str) -> StoredResident | None:
@@ -132,11 +154,17 @@ class EnrollmentStore:
         document = await self.residents.find_one({"_id": person_ref})
         return (_resident(document), self._open(document)) if document else None
 
-    async def change_resident(self, resident: Resident, *, change: dict[str, Any]) -> None:
-        """Save new attributes (or the move abroad, or the death) with the record of the change."""
-        await self.residents.update_one(
-            {"_id": resident.person_ref}, {"$set": {**_resident_fields(resident), "last_change": change}}
+    async def change_resident(self, resident: Resident, *, change: dict[str, Any], version: int) -> bool:
+        """Save new attributes (or the move abroad, or the death) with the record of the change, if
+        the record is still at `version`; False when another request changed it meanwhile.
+
+        Every change is kept in the record's list of changes (a resident's few changes of a
+        lifetime), so that a request run again after later changes knows it is done."""
+        result = await self.residents.update_one(
+            {"_id": resident.person_ref, **_at_version(version)},
+            {"$set": {**_resident_fields(resident), "last_change": change}, "$inc": {"version": 1}, "$push": {"changes": change}},
         )
+        return result.matched_count == 1
 
     async def sealed_under_old_keys(self, limit: int) -> list[tuple[Any, dict[str, Any]]]:
         """Records whose number is sealed under a key other than the current one (rotation's work list)."""
@@ -414,7 +442,14 @@ def _resident(document: Mapping[str, Any]) -> Resident:
 
 
 def _stored_resident(document: Mapping[str, Any]) -> StoredResident:
-    return StoredResident(_resident(document), document.get("last_registration"), document.get("last_change"))
+    return StoredResident(_resident(document), document.get("last_registration"), document.get("last_change"),
+                          document.get("version", 0), tuple(document.get("changes", ())),
+                          tuple(document.get("registrations", ())))
+
+
+def _at_version(version: int) -> dict[str, Any]:
+    """The condition that a resident record is still at `version` (records from before versions count as 0)."""
+    return {"version": {"$in": [0, None]}} if version == 0 else {"version": version}
 
 
 def _last_request_document(request: LastRequest) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import date, timedelta
 
+import pytest
 from mynumber_contracts import MyNumber
 from mynumber_contracts.enrollment import (
     ChangeResidentAttributes,
@@ -19,6 +20,7 @@ from mynumber_contracts.enrollment import (
 
 from services.enrollment.domain import new_certificate_id
 from services.enrollment.handlers import (
+    ConcurrentChange,
     apply_for_card,
     change_resident_attributes,
     record_death,
@@ -159,3 +161,116 @@ async def test_a_card_request_run_again_after_a_later_request_moved_the_card_cha
         assert [type(f).__name__ for f in found_again] == ["CardResumed"]
         [card] = await run.deps.store.cards_of(run.deps.people.for_number(number))
         assert card.state == "active"
+
+
+def address_change(number: MyNumber, address: str) -> ChangeResidentAttributes:
+    return ChangeResidentAttributes(my_number=number, address=address, effective_on=TODAY)
+
+
+async def address_of(run, number: MyNumber) -> str:
+    stored = await run.deps.store.resident(run.deps.people.for_number(number))
+    return stored.resident.attributes.address
+
+
+async def test_a_resident_change_run_again_after_a_later_change_gives_its_facts_and_changes_nothing(settings_for):
+    """A second consumer can reach a change after the first has run it and the next one: the
+    record no longer shows this change as its last, but it must not be written back."""
+    async with use_cases(settings_for("enrollment")) as run:
+        number = new_number()
+        await run.run(register_resident, registration(number), event_id="e1")
+        first = await run.run(change_resident_attributes, address_change(number, "東京都港区1-1"), event_id="e2")
+        await run.run(change_resident_attributes, address_change(number, "東京都新宿区2-2"), event_id="e3")
+
+        again = await run.run(change_resident_attributes, address_change(number, "東京都港区1-1"), event_id="e2")
+
+        assert [type(f).__name__ for f in first] == ["ResidentAttributesChanged"]
+        assert again == first, "the same facts, byte for byte, so no service downstream sees a reused event id"
+        assert await address_of(run, number) == "東京都新宿区2-2"
+
+
+async def test_two_consumers_running_one_resident_change_at_once_write_it_once(settings_for, monkeypatch):
+    """The stale run read the record before the other consumer ran this change and the next one;
+    its write must find the record changed, and it must then see its change as done."""
+    async with use_cases(settings_for("enrollment")) as run:
+        number = new_number()
+        await run.run(register_resident, registration(number), event_id="e1")
+        store, other_run = run.deps.store, []
+        change_resident = store.change_resident
+
+        async def the_other_consumer_runs_it_and_the_next_first(resident, **details):
+            if not other_run:  # between this run's read and its write
+                monkeypatch.setattr(store, "change_resident", change_resident)
+                other_run.append(await run.run(change_resident_attributes, address_change(number, "東京都港区1-1"), event_id="e2"))
+                await run.run(change_resident_attributes, address_change(number, "東京都新宿区2-2"), event_id="e3")
+            return await change_resident(resident, **details)
+
+        monkeypatch.setattr(store, "change_resident", the_other_consumer_runs_it_and_the_next_first)
+        this_run = await run.run(change_resident_attributes, address_change(number, "東京都港区1-1"), event_id="e2")
+
+        assert this_run == other_run[0] and [type(f).__name__ for f in this_run] == ["ResidentAttributesChanged"]
+        assert await address_of(run, number) == "東京都新宿区2-2"
+        stored = await store.resident(run.deps.people.for_number(number))
+        assert [c["key"] for c in stored.changes] == ["change/e2", "change/e3"], "each change written once"
+
+
+async def test_a_resident_that_keeps_changing_under_a_change_is_given_up_on(settings_for, monkeypatch):
+    """Five reads, five records changed meanwhile: the event is dead-lettered for a person to look at."""
+    async with use_cases(settings_for("enrollment")) as run:
+        number = new_number()
+        await run.run(register_resident, registration(number), event_id="e1")
+        writes = []
+
+        async def always_changed_meanwhile(resident, **details):
+            writes.append(details["version"])
+            return False
+
+        monkeypatch.setattr(run.deps.store, "change_resident", always_changed_meanwhile)
+        with pytest.raises(ConcurrentChange, match="the resident kept changing"):
+            await run.run(change_resident_attributes, address_change(number, "東京都港区1-1"), event_id="e2")
+        assert len(writes) == 5
+        assert await address_of(run, number) == "東京都千代田区永田町1-7-1"
+
+
+async def test_a_registration_run_again_after_a_later_registration_gives_its_facts_and_changes_nothing(settings_for):
+    """The same for a registration (a resident moving in from another municipality): run again
+    after the next move was registered, it must not register the earlier move again."""
+    async with use_cases(settings_for("enrollment")) as run:
+        number = new_number()
+        await run.run(register_resident, registration(number), event_id="e1")
+        moving_in = registration(number, municipality_code="271004", address="大阪府大阪市北区1-1")
+        first = await run.run(register_resident, moving_in, event_id="e2")
+        await run.run(register_resident, registration(number, municipality_code="011002", address="北海道札幌市中央区3-3"),
+                      event_id="e3")
+
+        await forget_outcomes(run.deps)
+        again = await run.run(register_resident, moving_in, event_id="e2")
+
+        assert [type(f).__name__ for f in first] == ["ResidentRegistered", "ResidentAttributesChanged"]
+        assert again == first
+        stored = await run.deps.store.resident(run.deps.people.for_number(number))
+        assert (stored.resident.municipality_code, stored.resident.attributes.address) == ("011002", "北海道札幌市中央区3-3")
+
+
+async def test_two_consumers_running_one_registration_at_once_write_it_once(settings_for, monkeypatch):
+    async with use_cases(settings_for("enrollment")) as run:
+        number = new_number()
+        await run.run(register_resident, registration(number), event_id="e1")
+        moving_in = registration(number, municipality_code="271004", address="大阪府大阪市北区1-1")
+        store, other_run = run.deps.store, []
+        update_registration = store.update_registration
+
+        async def the_other_consumer_runs_it_and_a_change_first(resident, **details):
+            if not other_run:  # between this run's read and its write
+                monkeypatch.setattr(store, "update_registration", update_registration)
+                other_run.append(await run.run(register_resident, moving_in, event_id="e2"))
+                await run.run(change_resident_attributes, address_change(number, "大阪府大阪市中央区4-4"), event_id="e3")
+                await forget_outcomes(run.deps)  # its outcome not yet recorded when this run decides
+            return await update_registration(resident, **details)
+
+        monkeypatch.setattr(store, "update_registration", the_other_consumer_runs_it_and_a_change_first)
+        this_run = await run.run(register_resident, moving_in, event_id="e2")
+
+        assert this_run == other_run[0]
+        assert await address_of(run, number) == "大阪府大阪市中央区4-4"
+        stored = await store.resident(run.deps.people.for_number(number))
+        assert [c["key"] for c in stored.changes] == [f"registration/271004/{moving_in.request_id}", "change/e3"]
