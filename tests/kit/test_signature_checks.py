@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -78,6 +79,28 @@ async def test_a_registered_key_that_is_not_a_key_fails_only_its_own_record():
 
     assert answers[0] is True and answers[2] is True
     assert isinstance(answers[1], ValueError)
+
+
+async def test_a_signature_that_cannot_be_decoded_or_was_made_by_another_key_does_not_hold():
+    checks = SignatureChecks(threads=1)
+    other_key = Ed25519PrivateKey.generate()
+    good = signed(1)
+    fields = {"event_id": good.event_id, "event_type": good.event_type, "source": good.source, "time": good.time,
+              "data": good.data}
+    by_another_key = base64.b64encode(other_key.sign(canonical_form(**fields))).decode()
+    cut_short = base64.b64encode(base64.b64decode(good.signature_b64)[:63]).decode()
+    contents = [
+        good,
+        dataclasses.replace(good, signature_b64=by_another_key),
+        dataclasses.replace(good, signature_b64=cut_short),
+        dataclasses.replace(good, signature_b64="not base64!"),
+        dataclasses.replace(good, signature_b64=""),
+        dataclasses.replace(good, event_id="event-1\nforged"),  # the signed form refuses line breaks
+    ]
+
+    answers = await asyncio.gather(*(checks.hold(content) for content in contents), return_exceptions=True)
+
+    assert answers == [True, False, False, False, False, False]
 
 
 async def test_a_worker_that_cannot_run_fails_every_caller_of_its_part(monkeypatch):
