@@ -23,7 +23,7 @@ from mynumber_contracts import Envelope, Fact, KafkaRecord, encode_event
 from pymongo.asynchronous.database import AsyncDatabase
 
 from .clock import Clock
-from .store import insert_new
+from .store import insert_new, insert_unless_there
 
 # Fixed namespace for output ids: uuid5(namespace, input id + output kind + index).
 OUTPUT_ID_NAMESPACE = uuid.UUID("6f1c1b3e-5a0e-4d0e-9a51-8d3c0f6b9a10")
@@ -135,7 +135,10 @@ class IdempotencyGuard:
             }
             for received, records in outcomes
         ]
-        await insert_new(self._events, documents)
+        if len(documents) == 1:  # a key's earlier event, recorded before its next: with those of other keys this turn
+            await insert_unless_there(self._events, documents[0])
+        else:
+            await insert_new(self._events, documents)
 
     def facts_of(self, received: ReceivedEvent, facts: Sequence[Fact]) -> list[KafkaRecord]:
         return to_records(facts, cause=received.envelope, service=self._service, now=self._clock.now())

@@ -32,19 +32,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import inspect
 import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Generic, TypeVar, Union
 
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
@@ -213,6 +214,17 @@ class _Accepted:
     use_case: UseCase
 
 
+@dataclass(frozen=True, slots=True)
+class _Done:
+    """An event of a batch after its use case: its facts, whether it ran now (not a redelivery), and
+    whether it is still to be recorded (an event followed by another of its key was recorded already)."""
+
+    item: _Accepted
+    facts: list[KafkaRecord]
+    is_new: bool
+    to_record: bool
+
+
 # The kit awaits the produce of each batch's facts, so a linger would only add latency to every batch.
 PRODUCER_LINGER_MS = 0
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
@@ -220,6 +232,63 @@ MAX_REQUEST_BYTES = 4 * 1024 * 1024
 PRODUCER_SETTINGS: dict[str, Any] = {
     "acks": "all", "enable_idempotence": True, "linger_ms": PRODUCER_LINGER_MS, "max_request_size": MAX_REQUEST_BYTES,
 }
+
+
+class BatchesInFlight:
+    """The partitions whose records are being taken in right now, so that a rebalance can wait for them.
+
+    A consumer that loses partitions in a rebalance waits, before it lets the group go on, for
+    its batch of those partitions to end (`on_partitions_revoked` runs before the consumer
+    rejoins, and aiokafka hands out no records meanwhile). The member taking them over then starts
+    from the last commit, never beside a batch still running on the same records: any record
+    it reads again was recorded by the guard, which answers it without running its use case.
+    Without this, the same request could run in two processes at once and a stale run could
+    write an older record back (docs/decisions.md, "No stale re-run").
+    """
+
+    def __init__(self) -> None:
+        self._batches: Counter[tuple[str, int]] = Counter()
+        self._waiters: list[asyncio.Future[None]] = []
+
+    @contextlib.contextmanager
+    def taking_in(self, records: Iterable[ConsumerRecord]) -> Iterator[None]:
+        partitions = {(record.topic, record.partition) for record in records}
+        self._batches.update(partitions)
+        try:
+            yield
+        finally:
+            self._batches.subtract(partitions)
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    @property
+    def waiting(self) -> int:
+        """How many rebalances wait now for a batch to end."""
+        return sum(not waiter.done() for waiter in self._waiters)
+
+    def busy(self, partitions: Iterable[tuple[str, int]]) -> bool:
+        return any(self._batches[partition] > 0 for partition in partitions)
+
+    async def ended(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Return once no batch of these partitions is being taken in."""
+        wanted = set(partitions)
+        while self.busy(wanted):
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
+
+
+class _FinishBatchesBeforeARebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, in_flight: BatchesInFlight) -> None:
+        self.in_flight = in_flight
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.in_flight.ended((partition.topic, partition.partition) for partition in revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        return None
 
 
 class EventService(Generic[Deps]):
@@ -249,6 +318,7 @@ class EventService(Generic[Deps]):
         )
         self._verifier = PartnerVerifier(self.partners) if settings.require_signatures else None
         self.quarantine_topic = topics.quarantine_topic(settings.topic_namespace)
+        self.batches_in_flight = BatchesInFlight()
         self.broker = KafkaBroker(
             settings.kafka_bootstrap_servers,
             security=settings.kafka_security(),
@@ -317,7 +387,8 @@ class EventService(Generic[Deps]):
 
         async def take_in(events: Any, message: KafkaMessage) -> None:
             # `events` is only the AsyncAPI document's payload: the kit decodes each record itself.
-            await service.take_in(message.raw_message, routes)
+            with service.batches_in_flight.taking_in(message.raw_message):
+                await service.take_in(message.raw_message, routes)
 
         # FastStream reads the payload of the AsyncAPI document from the signature: give it the
         # contracts, one message per record, without asking it to validate them.
@@ -352,6 +423,7 @@ class EventService(Generic[Deps]):
                 # learn of that at their next heartbeat: 3 s by aiokafka's default, which the second
                 # consumer of every topic added to each start.
                 heartbeat_interval_ms=self.settings.heartbeat_interval_ms,
+                listener=_FinishBatchesBeforeARebalance(self.batches_in_flight),
                 title=f"{topic}:{self.name}",
                 description=description,
                 include_in_schema=number == 0,
@@ -411,15 +483,17 @@ class EventService(Generic[Deps]):
             lanes.setdefault((item.record.partition, item.record.key), []).append((index, item))
         this_batch: dict[str, Processed] = {}
         results: dict[int, tuple[list[KafkaRecord], bool]] = {}
-        await asyncio.gather(*(self._run_lane(lane, processed, this_batch, results) for lane in lanes.values()))
-        await self._run_lane(repeats, processed, this_batch, results)
-        done = [(accepted[index], facts, is_new) for index, (facts, is_new) in sorted(results.items())]
+        recorded: set[int] = set()
+        await asyncio.gather(*(self._run_lane(lane, processed, this_batch, results, recorded) for lane in lanes.values()))
+        await self._run_lane(repeats, processed, this_batch, results, recorded)
+        done = [_Done(accepted[index], facts, is_new, to_record=is_new and index not in recorded)
+                for index, (facts, is_new) in sorted(results.items())]
         try:
             await retry_transient(
-                lambda: self.guard.record([(item.received, facts) for item, facts, is_new in done if is_new]),
+                lambda: self.guard.record([(d.item.received, d.facts) for d in done if d.to_record]),
                 what="record processed events",
             )
-            every_fact = [fact for _, facts, _ in done for fact in facts]
+            every_fact = [fact for d in done for fact in d.facts]
             if every_fact:
                 await retry_transient(lambda: self.publish_records(every_fact), what="publish facts")
             self._count_taken_in(done)
@@ -429,20 +503,20 @@ class EventService(Generic[Deps]):
                       type(exc).__name__)
             await self._finish_one_by_one(done)
 
-    async def _finish_one_by_one(self, done: Sequence[tuple[_Accepted, list[KafkaRecord], bool]]) -> None:
-        for item, facts, is_new in done:
+    async def _finish_one_by_one(self, done: Sequence[_Done]) -> None:
+        for d in done:
             try:
-                if is_new:
-                    await retry_transient(partial(self.guard.record, [(item.received, facts)]), what="record a processed event")
-                await retry_transient(partial(self.publish_records, facts), what="publish facts")
+                if d.to_record:
+                    await retry_transient(partial(self.guard.record, [(d.item.received, d.facts)]), what="record a processed event")
+                await retry_transient(partial(self.publish_records, d.facts), what="publish facts")
             except Exception as exc:
-                await self._refuse(item.record, exc)
+                await self._refuse(d.item.record, exc)
                 continue
-            self._count_taken_in([(item, facts, is_new)])
+            self._count_taken_in([d])
 
-    def _count_taken_in(self, done: Sequence[tuple[_Accepted, list[KafkaRecord], bool]]) -> None:
-        for item, _, is_new in done:
-            self.metrics.event_taken_in(item.received.envelope.type, new=is_new)
+    def _count_taken_in(self, done: Sequence[_Done]) -> None:
+        for d in done:
+            self.metrics.event_taken_in(d.item.received.envelope.type, new=d.is_new)
 
     async def _check(self, record: ConsumerRecord, routes: Mapping[str, _Registration]) -> _Accepted | Exception:
         """The record, accepted; or why not."""
@@ -475,7 +549,14 @@ class EventService(Generic[Deps]):
         processed: Mapping[str, Processed],
         this_batch: dict[str, Processed],
         results: dict[int, tuple[list[KafkaRecord], bool]],
+        recorded: set[int],
     ) -> None:
+        """Run one ordering key's events in their order. Before an event runs, the events of its key
+        that ran before it in this batch are recorded (`recorded` gets their indexes): should the
+        process die before the batch is recorded, its redelivery answers them from the guard
+        instead of running them again on top of what the later ones wrote (a stale re-run would
+        write an older state back). Most keys have one event in a batch, and pay nothing."""
+        ran: list[tuple[int, ReceivedEvent, list[KafkaRecord]]] = []
         for index, item in lane:
             received = item.received
             earlier = this_batch.get(received.envelope.id) or processed.get(received.envelope.id)
@@ -487,6 +568,14 @@ class EventService(Generic[Deps]):
                 else:
                     results[index] = (earlier.records, False)  # a redelivery: the same facts again
                 continue
+            if ran:
+                try:
+                    await retry_transient(partial(self.guard.record, [(r, facts) for _, r, facts in ran]),
+                                          what="record the earlier events of a key")
+                    recorded.update(i for i, _, _ in ran)
+                except Exception as exc:  # they are recorded with the batch, or one by one if that fails too
+                    log.warning("the earlier events of a key could not be recorded before the next (%s)", type(exc).__name__)
+                ran = []
             context = HandlerContext(envelope=received.envelope, clock=self.clock, deps=self.deps)
             try:
                 facts = await retry_transient(
@@ -501,6 +590,7 @@ class EventService(Generic[Deps]):
                 received.digest, f"{received.topic}@{received.partition}:{received.offset}", records
             )
             results[index] = (records, True)
+            ran.append((index, received, records))
 
     async def _refuse(self, record: ConsumerRecord, exc: Exception) -> None:
         """Quarantine, dead-letter or skip a record that cannot be processed; its offset is committed with the batch."""

@@ -108,6 +108,43 @@ async def test_one_persons_events_run_in_order_and_different_peoples_side_by_sid
             "each person's facts go out in the order of the events"
 
 
+async def test_a_keys_earlier_events_are_recorded_before_its_next_one_runs(servers, namespace):
+    """Should the process die mid-batch, its redelivery answers the earlier events of a key from
+    the guard instead of running them again on top of what the later ones wrote. A key with one
+    event in the batch is recorded with the batch, as before."""
+    await the_topics(servers, namespace)
+    async with PartnerPublisher(servers.kafka_bootstrap, namespace) as partner:
+        sent = {request.request_id: partner.record(request, subject=request.request_id.split("-")[0])
+                for request in (a_request("ivy", 0), a_request("ivy", 1), a_request("ivy", 2), a_request("jon", 0))}
+        request_of = {record.header("ce_id").decode(): request_id for request_id, record in sent.items()}
+
+        async def publish(service: EventService[Timeline]) -> None:
+            record_in_guard = service.guard.record
+
+            async def noted(outcomes):
+                timeline = service.deps
+                timeline.steps.append(("recorded", ",".join(sorted(request_of[r.envelope.id] for r, _ in outcomes))))
+                return await record_in_guard(outcomes)
+
+            service.guard.record = noted
+            for record in sent.values():
+                await partner.send_record(service.topics.requests, record)
+
+        async with (
+            TopicReader(servers.kafka_bootstrap, topics.for_service("enrollment", namespace).facts) as facts,
+            a_service_started_after(servers, namespace, publish) as (service, timeline),
+        ):
+            await facts.wait_count(4, ResidentRegistered.event_type)
+            recorded = await service.guard.processed(list(request_of))
+
+    ivy = [step for step in timeline.steps if step[1].startswith("ivy") or step[0] == "recorded"]
+    assert ivy[:8] == [("start", "ivy-0"), ("end", "ivy-0"), ("recorded", "ivy-0"),
+                       ("start", "ivy-1"), ("end", "ivy-1"), ("recorded", "ivy-1"),
+                       ("start", "ivy-2"), ("end", "ivy-2")]
+    assert timeline.steps[-1] == ("recorded", "ivy-2,jon-0"), "the rest with the batch, each event recorded once"
+    assert sorted(timeline.runs) == ["ivy-0", "ivy-1", "ivy-2", "jon-0"] and len(recorded) == 4
+
+
 async def test_an_event_id_repeated_inside_a_batch_runs_once_and_a_reused_one_is_quarantined(servers, namespace):
     quarantine_topic = topics.quarantine_topic(namespace)
     await the_topics(servers, namespace)
