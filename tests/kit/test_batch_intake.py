@@ -34,17 +34,20 @@ class Timeline:
 handlers = HandlerRegistry()
 
 
+def registered(event: RegisterResident, people: PersonReferences) -> ResidentRegistered:
+    assert event.my_number is not None
+    return ResidentRegistered(person_ref=people.for_number(event.my_number), municipality_code=event.municipality_code,
+                              attributes=event.attributes, nationality=event.nationality, request_id=event.request_id)
+
+
 @handlers.handles(RegisterResident)
 async def take_a_while(event: RegisterResident, ctx: HandlerContext[Timeline]) -> Sequence[ResidentRegistered]:
     """Records when each event starts and ends; each takes long enough for another to start meanwhile."""
-    assert event.my_number is not None
     ctx.deps.runs.append(event.request_id)
     ctx.deps.steps.append(("start", event.request_id))
     await asyncio.sleep(0.05)
     ctx.deps.steps.append(("end", event.request_id))
-    fact = ResidentRegistered(person_ref=ctx.deps.people.for_number(event.my_number),
-                              municipality_code=event.municipality_code, attributes=event.attributes,
-                              nationality=event.nationality, request_id=event.request_id)
+    fact = registered(event, ctx.deps.people)
     if event.request_id.startswith("huge"):  # a fact larger than the broker takes (4 MiB)
         fact = fact.model_copy(update={"request_id": "x" * 5_000_000})
     return [fact]

@@ -19,7 +19,7 @@ from services.kit.messaging import BatchesInFlight, EventService, HandlerContext
 from services.kit.people import PersonReferences
 from services.kit.settings import ServiceSettings
 from services.kit.store import connect
-from tests.kit.test_batch_intake import a_request, the_topics
+from tests.kit.test_batch_intake import a_request, registered, the_topics
 from tests.support.kafka import PartnerPublisher, TopicReader
 
 
@@ -37,12 +37,9 @@ handlers = HandlerRegistry()
 
 @handlers.handles(RegisterResident)
 async def wait_at_the_gate(event: RegisterResident, ctx: HandlerContext[Gate]) -> Sequence[ResidentRegistered]:
-    assert event.my_number is not None
     ctx.deps.runs.append(event.request_id)
     await ctx.deps.open.wait()
-    return [ResidentRegistered(person_ref=ctx.deps.people.for_number(event.my_number),
-                               municipality_code=event.municipality_code, attributes=event.attributes,
-                               nationality=event.nationality, request_id=event.request_id)]
+    return [registered(event, ctx.deps.people)]
 
 
 @asynccontextmanager
