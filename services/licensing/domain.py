@@ -105,6 +105,7 @@ class Licence(BaseModel):
     photo_ref: str
     address: str | None = None
     recorded_by: str  # request id of the issue or renewal
+    earlier_records: list[str] = []  # request ids of the issues and renewals of this licence before `recorded_by`
     card_recorded_by: str | None = None  # request id that put the licence on its current card
     previous_card_number: str | None = None
     re_recording_card_number: str | None = None  # a new card the police still have to record the licence on
@@ -122,6 +123,17 @@ class Licence(BaseModel):
     @property
     def revoked(self) -> bool:
         return self.revoked_on is not None
+
+    def recorded_by_request(self, request: RecordLicence) -> bool:
+        """Whether this issue or renewal request already recorded the licence, even if later ones followed.
+        (The last one also with the same content: the same request id with other content records it again,
+        as it always did.)"""
+        if request.request_id in self.earlier_records:
+            return True
+        return request.request_id == self.recorded_by and (
+            request.holder_choice, request.issued_on, request.expires_on, list(request.classes), list(request.conditions),
+            request.photo_ref,
+        ) == (self.holder_choice, self.issued_on, self.expires_on, self.classes, self.conditions, self.photo_ref)
 
     def suspended_on(self, day: date) -> bool:
         return self.suspended_from is not None and self.suspended_until is not None and (
@@ -211,6 +223,11 @@ def record_licence(
         return _licence_rejection(request, LicenceRejectionReason.licence_number_in_use,
                                   "this licence number is recorded for another person", person_ref)
     same_licence = current is not None and current.licence_number == request.licence_number
+    if same_licence and current.recorded_by_request(request):
+        # This very request, run again (after a crash, or by a consumer that fell behind, after later requests):
+        # its fact again, and nothing written, so that a renewal, suspension or revocation made since stands.
+        on_card = request.holder_choice.on_card and holder.card is not None
+        return Decision(None, [_recorded(request, person_ref, holder.card.card_number if on_card else None, fees)])
     if same_licence and current.revoked and request.transaction is LicenceTransaction.renewal:
         return _licence_rejection(request, LicenceRejectionReason.licence_revoked,
                                   "a revoked licence cannot be renewed", person_ref)
@@ -233,19 +250,23 @@ def record_licence(
         photo_ref=request.photo_ref,
         address=address if address is not None else (current.address if current else None),
         recorded_by=request.request_id,
+        earlier_records=[*current.earlier_records, current.recorded_by] if same_licence else [],
         card_recorded_by=request.request_id if card_number else None,
         suspended_from=kept_suspension.suspended_from if kept_suspension else None,
         suspended_until=kept_suspension.suspended_until if kept_suspension else None,
         suspended_by=kept_suspension.suspended_by if kept_suspension else None,
         version=current.version if current else 0,
     )
-    recorded = LicenceRecorded(
-        person_ref=person_ref, request_id=request.request_id, licence_number=licence.licence_number,
+    return Decision(licence, [_recorded(request, person_ref, card_number, fees)])
+
+
+def _recorded(request: RecordLicence, person_ref: str, card_number: str | None, fees: FeeTable) -> LicenceRecorded:
+    return LicenceRecorded(
+        person_ref=person_ref, request_id=request.request_id, licence_number=request.licence_number,
         transaction=request.transaction, holder_choice=request.holder_choice, card_number=card_number,
-        fee_yen=fees.fee(request.transaction, request.holder_choice), issued_on=licence.issued_on,
-        expires_on=licence.expires_on, classes=licence.classes, conditions=licence.conditions,
+        fee_yen=fees.fee(request.transaction, request.holder_choice), issued_on=request.issued_on,
+        expires_on=request.expires_on, classes=list(request.classes), conditions=list(request.conditions),
     )
-    return Decision(licence, [recorded])
 
 
 def record_licence_on_new_card(

@@ -15,6 +15,7 @@ from mynumber_contracts.licensing import (
     RecordLicence,
     RecordLicenceOnNewCard,
     RegisterVehicle,
+    RevokeLicence,
     TransferVehicle,
 )
 from pydantic import ValidationError
@@ -99,6 +100,29 @@ def test_renewing_a_revoked_licence_is_refused_and_a_renewal_keeps_a_suspension(
                                     address="新住所", fees=FEES, today=TODAY)
     assert renewed.saved.suspended_until == date(2026, 6, 30) and renewed.saved.address == "新住所"
     assert renewed.saved.version == 1, "saved over the version that was read"
+
+
+def record(licence_request: RecordLicence, current: Licence | None) -> domain.Decision[Licence]:
+    return domain.record_licence(licence_request, Holder(HOLDER, card()), current=current,
+                                 number_holder=HOLDER if current else None, address=None, fees=FEES, today=TODAY)
+
+
+def test_an_issue_run_again_after_a_revocation_or_a_renewal_gives_its_fact_and_writes_nothing():
+    """The same request run again (after a crash, or by a consumer that fell behind after later
+    requests) must not put back the licence as it recorded it: the revocation and the renewal stand."""
+    issue = request(request_id="pol-1", transaction=LicenceTransaction.new)
+    first = record(issue, None)
+    revoked = domain.revoke_licence(RevokeLicence(request_id="pol-r", licence_number="300000000001",
+                                                  revoked_on=date(2026, 6, 1)), first.saved).saved
+    renewed = record(request(request_id="pol-2", expires_on=date(2032, 7, 1)), first.saved).saved
+    assert renewed.earlier_records == ["pol-1"]
+
+    for since in (first.saved, revoked, renewed):
+        again = record(issue, since)
+        assert again.saved is None, "nothing written"
+        assert again.facts == first.facts, "the same fact"
+    changed = request(request_id="pol-2", expires_on=date(2033, 7, 1))  # the last request id, with other content
+    assert record(changed, renewed).saved.expires_on == date(2033, 7, 1), "recorded again, as before"
 
 
 def test_a_licence_needs_the_holders_active_card_unless_it_is_conventional_only():
