@@ -168,7 +168,7 @@ async def transfer_vehicle(event: TransferVehicle, ctx: Context) -> list[Fact]:
 async def card_issued(event: CardIssued, ctx: Context) -> list[Fact]:
     store = ctx.deps.store
     await store.save_card(Card(card_number=event.card_number, person_ref=event.person_ref, status=CardStatus.active,
-                               issued_on=event.issued_on, expires_on=event.expires_on))
+                               issued_on=event.issued_on, expires_on=event.expires_on), fact_id=ctx.envelope.id)
 
     async def decide() -> list[Fact]:
         licence = await store.licence_of(event.person_ref)
@@ -182,9 +182,9 @@ async def card_issued(event: CardIssued, ctx: Context) -> list[Fact]:
 @handlers.handles(CardReissued)
 async def card_reissued(event: CardReissued, ctx: Context) -> list[Fact]:
     store = ctx.deps.store
-    await store.set_card_status(event.previous_card_number, CardStatus.replaced)
+    await store.set_card_status(event.previous_card_number, CardStatus.replaced, fact_id=ctx.envelope.id)
     await store.save_card(Card(card_number=event.card_number, person_ref=event.person_ref, status=CardStatus.active,
-                               issued_on=event.issued_on, expires_on=event.expires_on))
+                               issued_on=event.issued_on, expires_on=event.expires_on), fact_id=ctx.envelope.id)
 
     async def decide() -> list[Fact]:
         decision = domain.new_card_for_holder(
@@ -198,7 +198,7 @@ async def card_reissued(event: CardReissued, ctx: Context) -> list[Fact]:
 
 async def _card_unusable(ctx: Context, person_ref: str, card_number: str, status: CardStatus,
                          reason: CardUnusableReason, since_day: date) -> list[Fact]:
-    await ctx.deps.store.set_card_status(card_number, status)
+    await ctx.deps.store.set_card_status(card_number, status, fact_id=ctx.envelope.id)
     return domain.card_unusable(await ctx.deps.store.licence_of(person_ref), card_number, reason, since_day)
 
 
@@ -229,7 +229,7 @@ async def card_expired(event: CardExpired, ctx: Context) -> list[Fact]:
 
 @handlers.handles(CardResumed)
 async def card_resumed(event: CardResumed, ctx: Context) -> list[Fact]:
-    await ctx.deps.store.set_card_status(event.card_number, CardStatus.active)
+    await ctx.deps.store.set_card_status(event.card_number, CardStatus.active, fact_id=ctx.envelope.id)
     return domain.card_found(await ctx.deps.store.licence_of(event.person_ref), event.card_number,
                              japan_date(event.resumed_at))
 

@@ -22,7 +22,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.kit.store import insert_or_read, update_by_id
+from services.kit.store import insert_or_read, insert_unless_there, update_by_id
 
 from .domain import Card, CardStatus, Licence, Vehicle
 
@@ -65,12 +65,22 @@ class LicensingStore:
 
     # -- cards ----------------------------------------------------------------------------------
 
-    async def save_card(self, card: Card) -> None:
-        await update_by_id(self._cards_by_person, card.person_ref, {"$addToSet": {"card_numbers": card.card_number}}, upsert=True)
-        await update_by_id(self._cards, card.card_number, {"$set": card.model_dump(mode="json")}, upsert=True)
+    # A card is written only by enrollment's card facts, each once: the card keeps the ids of the
+    # facts applied to it (`applied`), and a fact already among them changes nothing. So a fact run
+    # again after later ones (a card issued, then reported lost) never puts back an older status.
 
-    async def set_card_status(self, card_number: str, status: CardStatus) -> None:
-        await update_by_id(self._cards, card_number, {"$set": {"status": status.value}})
+    async def save_card(self, card: Card, *, fact_id: str) -> None:
+        """Record a card as the fact `fact_id` (its issue or reissue) gives it."""
+        await update_by_id(self._cards_by_person, card.person_ref, {"$addToSet": {"card_numbers": card.card_number}}, upsert=True)
+        fields = card.model_dump(mode="json")
+        if not await insert_unless_there(self._cards, {"_id": card.card_number, **fields, "applied": [fact_id]}):
+            await update_by_id(self._cards, card.card_number, {"$set": fields, "$push": {"applied": fact_id}},
+                               condition={"applied": {"$ne": fact_id}})
+
+    async def set_card_status(self, card_number: str, status: CardStatus, *, fact_id: str) -> None:
+        """Set the status the fact `fact_id` gives the card, unless that fact was applied already."""
+        await update_by_id(self._cards, card_number, {"$set": {"status": status.value}, "$push": {"applied": fact_id}},
+                           condition={"applied": {"$ne": fact_id}})
 
     async def card(self, card_number: str) -> Card | None:
         document = await self._cards.find_one({"_id": card_number})

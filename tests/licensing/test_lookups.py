@@ -63,11 +63,29 @@ async def test_a_lookup_that_lost_a_race_still_finds_the_real_holder(store: Lice
 
 
 async def test_a_persons_cards_are_theirs_alone_even_if_a_lookup_names_anothers_card(store: LicensingStore) -> None:
-    await store.save_card(a_card("pr_alice", "C-ALICE-1"))
-    await store.save_card(a_card("pr_alice", "C-ALICE-2"))
-    await store.save_card(a_card("pr_bob", "C-BOB-1"))
-    await store.save_card(a_card("pr_alice", "C-ALICE-1"))  # a redelivered fact adds nothing
+    await store.save_card(a_card("pr_alice", "C-ALICE-1"), fact_id="f1")
+    await store.save_card(a_card("pr_alice", "C-ALICE-2"), fact_id="f2")
+    await store.save_card(a_card("pr_bob", "C-BOB-1"), fact_id="f3")
+    await store.save_card(a_card("pr_alice", "C-ALICE-1"), fact_id="f1")  # a redelivered fact adds nothing
     await store._cards_by_person.update_one({"_id": "pr_alice"}, {"$addToSet": {"card_numbers": "C-BOB-1"}})
     assert sorted(c.card_number for c in await store.cards_of("pr_alice")) == ["C-ALICE-1", "C-ALICE-2"]
     assert [c.card_number for c in await store.cards_of("pr_bob")] == ["C-BOB-1"]
     assert await store.cards_of("pr_nobody") == []
+
+
+async def test_a_card_fact_run_again_after_later_ones_puts_back_no_older_status(store: LicensingStore) -> None:
+    """A card issued, reported lost and found: the issue or the loss run again (after a crash, or
+    by a consumer that fell behind) must change nothing; each fact is applied once."""
+    await store.save_card(a_card("pr_carol", "C-CAROL-1"), fact_id="issued")
+    await store.set_card_status("C-CAROL-1", CardStatus.suspended, fact_id="lost")
+    await store.save_card(a_card("pr_carol", "C-CAROL-1"), fact_id="issued")
+    assert (await store.card("C-CAROL-1")).status is CardStatus.suspended, "the issue again does not undo the loss"
+
+    await store.set_card_status("C-CAROL-1", CardStatus.active, fact_id="found")
+    await store.set_card_status("C-CAROL-1", CardStatus.suspended, fact_id="lost")
+    assert (await store.card("C-CAROL-1")).status is CardStatus.active, "the loss again does not undo the finding"
+
+    await store.set_card_status("C-CAROL-1", CardStatus.revoked, fact_id="revoked")
+    assert (await store.card("C-CAROL-1")).status is CardStatus.revoked, "a new fact is applied"
+    await store.set_card_status("C-NOBODY", CardStatus.suspended, fact_id="lost-2")
+    assert await store.card("C-NOBODY") is None, "a status for an unknown card makes no card"
