@@ -98,6 +98,7 @@ def _person(document: Mapping[str, Any]) -> Person:
         certificate_application=CertificateApplicationReason(application) if application else None,
         member_keys=tuple(document.get("member_keys", ())),
         version=int(document.get("version", 0)),
+        card_facts=tuple(document.get("card_facts", ())),
     )
 
 
@@ -255,9 +256,10 @@ class InsuranceStore:
         return [card for card in map(_card, (document or {}).get("retired_cards", [])) if card]
 
     async def change_person(self, person_ref: str, changes: Mapping[str, Any], *, add_member_key: str | None = None,
-                            retire_card: Card | None = None) -> None:
+                            retire_card: Card | None = None, card_fact: str | None = None) -> None:
         """One atomic write to the person's document; every change bumps `version`. A rerun may
-        bump it again: the version only has to grow with every change."""
+        bump it again: the version only has to grow with every change. `card_fact` is the id of
+        the card fact that makes the change, kept so that it is applied once."""
         update: dict[str, Any] = {"$inc": {"version": 1}}
         if changes:
             update["$set"] = {name: _stored(value) for name, value in changes.items()}
@@ -266,6 +268,8 @@ class InsuranceStore:
             push["member_keys"] = add_member_key
         if retire_card is not None:
             push["retired_cards"] = _card_document(retire_card)
+        if card_fact is not None:
+            push["card_facts"] = card_fact
         if push:
             update["$addToSet"] = push
         await update_by_id(self.people, person_ref, update, upsert=True)

@@ -7,10 +7,17 @@ and database."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from mynumber_contracts.enrollment import CardReissued, ResidentAttributesChanged, ResidentRegistered
+from mynumber_contracts.enrollment import (
+    CardIssued,
+    CardReissued,
+    CardResumed,
+    CardSuspended,
+    ResidentAttributesChanged,
+    ResidentRegistered,
+)
 from mynumber_contracts.insurance import (
     EligibilityCertificateWithdrawn,
     MedicalDataReleased,
@@ -28,6 +35,7 @@ from tests.insurance.conftest import (
     INSTITUTION,
     INSURER,
     OPERATOR,
+    REGISTRY,
     Insurance,
     a_number,
     as_institution,
@@ -211,3 +219,42 @@ async def test_a_medical_data_request_rerun_later_keeps_the_first_decision(insur
     assert past_its_reading_period.status_code == 410
     assert [r["record_id"] for r in release.json()["records"]] == ["rx-91"]
     assert await audit_actions(insurance, patient, "insurance.medical_data.") == ["insurance.medical_data.released"]
+
+
+async def run_again(insurance: Insurance, record) -> None:
+    """The same card fact (same event id) run again as a consumer that fell behind would, before
+    the guard had recorded it: its guard record is removed, and the record is sent again."""
+    event_id = record.header("ce_id").decode()
+    await insurance.database["processed_events"].delete_one({"_id": event_id})
+    await insurance.partner.send_record(CardSuspended.topic(insurance.namespace), record)
+    await insurance.processed(event_id)
+
+
+async def card_of(insurance: Insurance, person_ref: str) -> dict:
+    return (await insurance.database["people"].find_one({"_id": person_ref}))["card"]
+
+
+async def test_a_card_fact_run_again_after_later_ones_changes_nothing(insurance: Insurance):
+    """A card reported lost, then found: the loss run again must not suspend the card again. A card
+    issued, then reissued: the issue run again must not put the first card back as the current one."""
+    holder = await insurance.resident(41)
+    issued = insurance.partner.record(CardIssued(
+        person_ref=holder, card_number="C-cert-41", certificate_id="cert-41", application_id="app-41",
+        issued_on=date(2026, 1, 10), expires_on=date(2036, 6, 15), certificate_expires_on=date(2031, 6, 15),
+        photo_less=False), subject=holder, source=REGISTRY)
+    lost = insurance.partner.record(CardSuspended(person_ref=holder, card_number="C-cert-41",
+                                                  suspended_at=datetime(2026, 5, 1, tzinfo=UTC)), subject=holder, source=REGISTRY)
+    for record in (issued, lost):
+        await insurance.partner.send_record(CardSuspended.topic(insurance.namespace), record)
+        await insurance.processed(record.header("ce_id").decode())
+    await insurance.registry(CardResumed(person_ref=holder, card_number="C-cert-41", resumed_at=datetime(2026, 5, 2, tzinfo=UTC)))
+
+    await run_again(insurance, lost)
+    assert (await card_of(insurance, holder))["status"] == "active", "found after it was lost: it stays found"
+
+    await insurance.registry(CardReissued(
+        person_ref=holder, previous_card_number="C-cert-41", card_number="C-cert-41b", certificate_id="cert-41b",
+        issued_on=date(2026, 6, 1), expires_on=date(2036, 6, 15), certificate_expires_on=date(2031, 6, 15), photo_less=False))
+    await run_again(insurance, issued)
+    card = await card_of(insurance, holder)
+    assert (card["card_number"], card["status"]) == ("C-cert-41b", "active"), "the reissued card stays the current one"
