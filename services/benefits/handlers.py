@@ -131,6 +131,10 @@ async def register_account(deps: BenefitsDeps, account: Account, *, now: datetim
     """Register (or replace) a person's account, check it for suspicious sharing, release waiting payments."""
     store = deps.store
     existing = await store.account(account.person_ref)
+    if (existing is None or existing.source_id != account.source_id) and await store.registration_made(account.person_ref, account.source_id):
+        # Made, then replaced or deleted since: this registration runs again late (a consumer that fell
+        # behind later requests). It must not bring the account back; its facts went out when it was made.
+        return []
     if existing is not None and existing.source_id == account.source_id:
         account = replace(account, replaced_another=existing.replaced_another, status=existing.status)  # a re-run
     else:

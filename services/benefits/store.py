@@ -243,6 +243,11 @@ class BenefitsStore:
         )
         return done is not None
 
+    async def registration_made(self, person_ref: str, source_id: str) -> bool:
+        """Whether the person's account registration `source_id` was made (its audit entry, the last of its writes)."""
+        entry = await self.audit_log.find_one({"_id": f"account:{source_id}"})
+        return entry is not None and entry.get("person_ref") == person_ref
+
     async def audit(self, entry_id: str, *, actor: str, action: str, person_ref: str, reason: str,
                     subject: str, at: datetime) -> None:
         """Append one audit entry. Append-only: an entry id is written once (a rerun after a crash adds nothing)."""

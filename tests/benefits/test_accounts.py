@@ -18,7 +18,7 @@ from mynumber_contracts.benefits import (
     RegisterReceivingAccount,
 )
 
-from tests.benefits.conftest import PORTAL, ZENGIN, Benefits, a_number, an_account
+from tests.benefits.conftest import PORTAL, ZENGIN, Benefits, a_number, an_account, eventually
 
 
 def register(number, request_id: str, account, channel=AccountChannel.portal) -> RegisterReceivingAccount:
@@ -130,3 +130,35 @@ async def test_a_bank_merger_invalidates_the_renumbered_accounts_and_notifies_ea
     for number in moved:
         assert (await benefits.http.get(f"/accounts/{benefits.ref(number)}")).json()["status"] == "invalidated"
     assert (await benefits.http.get(f"/accounts/{benefits.ref(other_branch)}")).json()["status"] == "active"
+
+
+async def test_a_registration_run_again_after_the_account_was_deleted_or_replaced_does_not_bring_it_back(benefits: Benefits):
+    """Run again late (a consumer that fell behind later requests: here its guard record removed
+    and the same record sent again), a registration must not undo the deletion or the change."""
+    holder = await benefits.resident(301, kana="サトウ ジロウ", kanji="佐藤 次郎")
+    person_ref = benefits.ref(holder)
+    first = benefits.partner.record(register(holder, "reg-first", an_account(number="3010001", holder="サトウ ジロウ")),
+                                    subject="s", source=PORTAL)
+
+    async def run(record) -> None:
+        event_id = record.header("ce_id").decode()
+        await benefits.running.service.database["processed_events"].delete_one({"_id": event_id})
+        await benefits.partner.send_record(RegisterReceivingAccount.topic(benefits.namespace), record)
+        await eventually(lambda: benefits.running.service.database["processed_events"].find_one({"_id": event_id}),
+                         what="the registration taken in")
+
+    await run(first)
+    await benefits.wait_fact(AccountRegistered, request_id="reg-first")
+    await benefits.send(DeleteReceivingAccount(request_id="del-first", my_number=holder), subject="s", source=PORTAL)
+    await benefits.wait_fact(AccountDeleted, request_id="del-first")
+
+    await run(first)
+    assert (await benefits.http.get(f"/accounts/{person_ref}")).status_code == 404, "the deletion stands"
+
+    await benefits.send(register(holder, "reg-second", an_account(number="3010002", holder="サトウ ジロウ")),
+                        subject="s", source=PORTAL)
+    await benefits.wait_fact(AccountRegistered, request_id="reg-second")
+    await run(first)
+    account = (await benefits.http.get(f"/accounts/{person_ref}")).json()
+    assert account["account"]["account_number_masked"] == "****002", "the later registration stands"
+    assert len(benefits.of_type(AccountRegistered, request_id="reg-first")) == 1, "no second fact of the first"
