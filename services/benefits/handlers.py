@@ -80,7 +80,7 @@ def _resident(person_ref: str, attributes: Any, status: ResidentStatus = Residen
 
 @handlers.handles(ResidentRegistered)
 async def remember_resident(event: ResidentRegistered, ctx: HandlerContext[BenefitsDeps]) -> list[Fact]:
-    await ctx.deps.store.save_resident(_resident(event.person_ref, event.attributes))
+    await ctx.deps.store.save_resident(_resident(event.person_ref, event.attributes), fact_id=ctx.envelope.id)
     return []
 
 
@@ -90,6 +90,8 @@ async def remember_changed_attributes(event: ResidentAttributesChanged, ctx: Han
     if the change does, every holder is withheld and flagged. Sharing that was suspicious before
     the change (and that an operator may have kept) is not flagged again."""
     deps, store = ctx.deps, ctx.deps.store
+    if await store.resident_fact_applied(event.person_ref, ctx.envelope.id):
+        return []  # run again, perhaps after later changes: the resident as saved then stands
     before = await store.resident(event.person_ref)  # still the old attributes: they are saved last
     after = _resident(event.person_ref, event.attributes)
     account = await store.account(event.person_ref)
@@ -100,19 +102,20 @@ async def remember_changed_attributes(event: ResidentAttributesChanged, ctx: Han
             await store.set_account_status([account.person_ref], AccountStatus.withheld)
             facts = await _flag_shared_account(deps, replace(account, status=AccountStatus.withheld), co_holders,
                                                now=ctx.clock.now())
-    await store.save_resident(after)
+    await store.save_resident(after, fact_id=ctx.envelope.id)
     return facts
 
 
 @handlers.handles(ResidentMovedAbroad)
 async def remember_move_abroad(event: ResidentMovedAbroad, ctx: HandlerContext[BenefitsDeps]) -> list[Fact]:
-    await ctx.deps.store.save_resident(_resident(event.person_ref, event.attributes, ResidentStatus.moved_abroad))
+    await ctx.deps.store.save_resident(_resident(event.person_ref, event.attributes, ResidentStatus.moved_abroad),
+                                       fact_id=ctx.envelope.id)
     return []
 
 
 @handlers.handles(ResidentDeceased)
 async def remember_death(event: ResidentDeceased, ctx: HandlerContext[BenefitsDeps]) -> list[Fact]:
-    await ctx.deps.store.mark_resident(event.person_ref, ResidentStatus.deceased)
+    await ctx.deps.store.mark_resident(event.person_ref, ResidentStatus.deceased, fact_id=ctx.envelope.id)
     return []
 
 

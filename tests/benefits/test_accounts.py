@@ -4,6 +4,9 @@ withheld and resolved by an operator (all audited), and a bank merger invalidate
 
 from __future__ import annotations
 
+from datetime import date
+
+from mynumber_contracts import ResidentAttributes, Sex
 from mynumber_contracts.benefits import (
     AccountChanged,
     AccountChannel,
@@ -17,8 +20,9 @@ from mynumber_contracts.benefits import (
     RecordBankCodeChange,
     RegisterReceivingAccount,
 )
+from mynumber_contracts.enrollment import ResidentAttributesChanged, ResidentDeceased, ResidentRegistered
 
-from tests.benefits.conftest import PORTAL, ZENGIN, Benefits, a_number, an_account, eventually
+from tests.benefits.conftest import ENROLLMENT, PORTAL, ZENGIN, Benefits, a_number, an_account, eventually
 
 
 def register(number, request_id: str, account, channel=AccountChannel.portal) -> RegisterReceivingAccount:
@@ -162,3 +166,34 @@ async def test_a_registration_run_again_after_the_account_was_deleted_or_replace
     account = (await benefits.http.get(f"/accounts/{person_ref}")).json()
     assert account["account"]["account_number_masked"] == "****002", "the later registration stands"
     assert len(benefits.of_type(AccountRegistered, request_id="reg-first")) == 1, "no second fact of the first"
+
+
+async def test_a_resident_fact_run_again_after_the_death_does_not_bring_the_person_back(benefits: Benefits):
+    """The benefits read model: a registration or a change run again after the resident's death
+    (a consumer that fell behind) must leave the person deceased, so no account is accepted for them."""
+    person_ref = benefits.ref(a_number(302))
+    registered = ResidentRegistered(person_ref=person_ref, municipality_code="131016", nationality="JP",
+                                    attributes=ResidentAttributes(name_kanji="鈴木 三郎", name_kana="スズキ サブロウ",
+                                                                  date_of_birth=date(1950, 1, 1), sex=Sex.male,
+                                                                  address="東京都港区3-3"))
+    changed = ResidentAttributesChanged(person_ref=person_ref, attributes=registered.attributes.model_copy(
+        update={"address": "東京都港区4-4"}), changed=["address"], effective_on=date(2026, 5, 1),
+        signing_certificate_invalidated=False)
+    records = [benefits.partner.record(fact, subject=person_ref, source=ENROLLMENT)
+               for fact in (registered, changed, ResidentDeceased(person_ref=person_ref, died_on=date(2026, 6, 1)))]
+    database = benefits.running.service.database
+
+    async def run(record) -> None:
+        event_id = record.header("ce_id").decode()
+        await database["processed_events"].delete_one({"_id": event_id})
+        await benefits.partner.send_record(ResidentRegistered.topic(benefits.namespace), record)
+        await eventually(lambda: database["processed_events"].find_one({"_id": event_id}), what="the fact taken in")
+
+    for record in records:
+        await run(record)
+    assert (await benefits.store.resident(person_ref)).status == "deceased"
+
+    await run(records[0])
+    await run(records[1])
+    resident = await benefits.store.resident(person_ref)
+    assert (resident.status, resident.address) == ("deceased", "東京都港区4-4"), "the death and the last address stand"
