@@ -239,13 +239,16 @@ async def card_resumed(event: CardResumed, ctx: Context) -> list[Fact]:
 
 @handlers.handles(ResidentRegistered)
 async def resident_registered(event: ResidentRegistered, ctx: Context) -> list[Fact]:
-    await ctx.deps.store.save_address(event.person_ref, event.attributes.address, today(ctx.clock))
+    await ctx.deps.store.save_address(event.person_ref, event.attributes.address, today(ctx.clock), fact_id=ctx.envelope.id)
     return []
 
 
 async def _resident_moved(ctx: Context, person_ref: str, address: str, effective_on: date) -> list[Fact]:
     store = ctx.deps.store
-    await store.save_address(person_ref, address, effective_on)
+    if not await store.save_address(person_ref, address, effective_on, fact_id=ctx.envelope.id) and (
+        await store.address_of(person_ref) != address
+    ):
+        return []  # run again after a later move: the later address stands, on the licence too
 
     async def decide() -> list[Fact]:
         decision = domain.address_changed(await store.licence_of(person_ref), address, effective_on)

@@ -96,11 +96,15 @@ class LicensingStore:
 
     # -- residents (the person reference and the address only) ----------------------------------
 
-    async def save_address(self, person_ref: str, address: str, effective_on: date) -> None:
-        await update_by_id(
-            self._residents, person_ref, {"$set": {"address": address, "address_effective_on": effective_on.isoformat()}},
-            upsert=True,
-        )
+    async def save_address(self, person_ref: str, address: str, effective_on: date, *, fact_id: str) -> bool:
+        """Save the address a resident fact gives; False when that fact was applied before (a run again:
+        the address it gave may have been replaced by a later one since, which then stands)."""
+        fields = {"address": address, "address_effective_on": effective_on.isoformat()}
+        if await insert_unless_there(self._residents, {"_id": person_ref, **fields, "applied": [fact_id]}):
+            return True
+        result = await self._residents.update_one({"_id": person_ref, "applied": {"$ne": fact_id}},
+                                                  {"$set": fields, "$push": {"applied": fact_id}})
+        return result.matched_count == 1
 
     async def address_of(self, person_ref: str) -> str | None:
         document = await self._residents.find_one({"_id": person_ref})

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -19,6 +17,7 @@ from services.benefits.bank_simulator import BankState, create_bank_simulator
 from services.kit.clock import FixedClock
 from services.kit.people import PersonReferences
 from tests.support.kafka import PartnerPublisher, TopicReader
+from tests.support.polling import eventually
 from tests.support.services import RunningService, run_service
 
 OPERATOR_TOKEN = "Bearer development-only-operator-token"
@@ -38,18 +37,6 @@ def a_number(seed: int) -> MyNumber:
 
 def an_account(number: str = "1234567", holder: str = "ヤマダ タロウ", bank: str = "0005", branch: str = "123") -> BankAccount:
     return BankAccount(bank_code=bank, branch_code=branch, account_number=number, holder_name_kana=holder)
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], *, what: str, timeout: float = 60.0) -> Any:
-    """Wait until `check()` returns something truthy. A deadline that bounds a hang, not a timed assertion."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 @dataclass

@@ -4,8 +4,6 @@ against the real broker and database, fed only through Kafka by signed partner r
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from mynumber_contracts.enrollment import RegisterResident
 from services.benefits.bank_simulator import BankState, create_bank_simulator
 from services.kit.clock import FixedClock
 from services.kit.people import PersonReferences
+from tests.support import polling
 from tests.support.kafka import PartnerPublisher, Received, TopicReader
 from tests.support.services import RunningService, run_service
 
@@ -40,15 +39,8 @@ def person(name_kanji: str, name_kana: str, *, born: date = date(1980, 4, 2), se
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], *, what: str, timeout: float = 90.0) -> Any:
-    """Wait until `check()` gives something truthy: a deadline that bounds a hang, not a timed assertion."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        await asyncio.sleep(0.1)
+    """Wait until `check()` gives something truthy (a whole-platform scenario: a longer deadline)."""
+    return await polling.eventually(check, what=what, timeout=timeout)
 
 
 @dataclass

@@ -14,7 +14,8 @@ from mynumber_contracts.licensing import (
     LicenceRecorded,
 )
 
-from tests.licensing.conftest import ADDRESS, Licensing, a_licence_number, licence_request
+from tests.licensing.conftest import ADDRESS, ENROLLMENT, Licensing, a_licence_number, licence_request
+from tests.support.polling import eventually
 
 NEW_ADDRESS = "大阪府大阪市中央区大手前2-1-22"
 
@@ -56,3 +57,26 @@ async def test_a_move_updates_a_card_only_licence_and_not_a_conventional_one(lic
                                       sex=Sex.male, address=abroad),
     ))
     assert (await licensing.fact(LicenceAddressUpdated, address=abroad))["effective_on"] == "2026-07-01"
+
+
+async def test_a_move_run_again_after_a_later_move_leaves_the_later_address(licensing: Licensing):
+    """A consumer that fell behind runs the first move again after the second (here: its guard
+    record removed, the same record sent again): the licence and the resident keep the later address."""
+    person = await licensing.resident_with_card(303)
+    await licensing.police(licence_request(person, 303, choice=HolderChoice.card_only))
+    await licensing.fact(LicenceRecorded, person_ref=person.ref)
+    first = licensing.partner.record(moved(person.ref, NEW_ADDRESS, ["address"]), subject=person.ref, source=ENROLLMENT)
+    await licensing.partner.send_record(ResidentAttributesChanged.topic(licensing.namespace), first)
+    await licensing.fact(LicenceAddressUpdated, address=NEW_ADDRESS)
+    later = "福岡県福岡市中央区天神1-1"
+    await licensing.enrollment_fact(moved(person.ref, later, ["address"]))
+    await licensing.fact(LicenceAddressUpdated, address=later)
+
+    database = licensing.running.service.database
+    event_id = first.header("ce_id").decode()
+    await database["processed_events"].delete_one({"_id": event_id})
+    await licensing.partner.send_record(ResidentAttributesChanged.topic(licensing.namespace), first)
+    await eventually(lambda: database["processed_events"].find_one({"_id": event_id}), what="the first move taken in again")
+
+    assert (await licensing.http.get(f"/licences/{a_licence_number(303)}")).json()["address"] == later
+    assert await licensing.running.service.deps.store.address_of(person.ref) == later
