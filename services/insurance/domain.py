@@ -146,7 +146,7 @@ class Person:
     certificate_application: CertificateApplicationReason | None = None
     member_keys: tuple[str, ...] = ()
     version: int = 0
-    card_facts: tuple[str, ...] = ()  # ids of the card facts applied to the person: each changes the card once
+    registry_facts: tuple[str, ...] = ()  # ids of enrollment's card and attribute facts applied: each changes the person once
 
 
 _APPLIED = {

@@ -486,21 +486,21 @@ async def _after_resolution(deps: InsuranceDeps, key: str, document: dict[str, A
 @handlers.handles(ResidentRegistered)
 async def resident_registered(event: ResidentRegistered, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
     async with ctx.deps.locks.hold(event.person_ref):
-        await ctx.deps.store.record_attributes(event.person_ref, event.attributes)
+        await ctx.deps.store.record_attributes(event.person_ref, event.attributes, registry_fact=ctx.envelope.id)
         return await _link_pending_members(ctx.deps, event.person_ref, ctx)
 
 
 @handlers.handles(ResidentAttributesChanged)
 async def resident_attributes_changed(event: ResidentAttributesChanged, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
     async with ctx.deps.locks.hold(event.person_ref):
-        await ctx.deps.store.record_attributes(event.person_ref, event.attributes)
+        await ctx.deps.store.record_attributes(event.person_ref, event.attributes, registry_fact=ctx.envelope.id)
     return []
 
 
 @handlers.handles(ResidentMovedAbroad)
 async def resident_moved_abroad(event: ResidentMovedAbroad, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
     async with ctx.deps.locks.hold(event.person_ref):
-        await ctx.deps.store.record_attributes(event.person_ref, event.attributes)
+        await ctx.deps.store.record_attributes(event.person_ref, event.attributes, registry_fact=ctx.envelope.id)
     return []
 
 
@@ -516,7 +516,7 @@ async def _new_card(ctx: HandlerContext[InsuranceDeps], event: CardIssued | Card
     async with deps.locks.hold(event.person_ref):
         person = await deps.store.person(event.person_ref) or Person(person_ref=event.person_ref)
         # Already known: a rerun, perhaps after later card facts (then the card it brought is no longer current).
-        if person.card is not None and (person.card.certificate_id == event.certificate_id or ctx.envelope.id in person.card_facts):
+        if person.card is not None and (person.card.certificate_id == event.certificate_id or ctx.envelope.id in person.registry_facts):
             # The crash may have come before the replaced card's eligibility document was rewritten.
             retired_cards = await deps.store.retired_cards(event.person_ref)
             return await settle_person(deps, event.person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id,
@@ -527,7 +527,7 @@ async def _new_card(ctx: HandlerContext[InsuranceDeps], event: CardIssued | Card
         use = person.insurance_use if keeps_insurance_use else InsuranceUse.unregistered
         await deps.store.change_person(event.person_ref, {
             "card": card, "insurance_use": use, "certificate_application": after_card_back(person.certificate_application),
-        }, retire_card=retired, card_fact=ctx.envelope.id)
+        }, retire_card=retired, registry_fact=ctx.envelope.id)
         return await settle_person(deps, event.person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id, retired=retired)
 
 
@@ -549,12 +549,12 @@ async def _card_status(ctx: HandlerContext[InsuranceDeps], person_ref: str, card
         person = await deps.store.person(person_ref)
         if person is None or person.card is None or person.card.card_number != card_number:
             return []  # not the card we know as current: an older card's news changes nothing
-        if ctx.envelope.id in person.card_facts:  # a rerun, perhaps after later card facts: they stand
+        if ctx.envelope.id in person.registry_facts:  # a rerun, perhaps after later card facts: they stand
             return await settle_person(deps, person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id)
         changes: dict[str, Any] = {"card": dataclasses.replace(person.card, status=status)}
         if status is CardStatus.active:
             changes["certificate_application"] = after_card_back(person.certificate_application)
-        await deps.store.change_person(person_ref, changes, card_fact=ctx.envelope.id)
+        await deps.store.change_person(person_ref, changes, registry_fact=ctx.envelope.id)
         return await settle_person(deps, person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id)
 
 

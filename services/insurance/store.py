@@ -98,7 +98,7 @@ def _person(document: Mapping[str, Any]) -> Person:
         certificate_application=CertificateApplicationReason(application) if application else None,
         member_keys=tuple(document.get("member_keys", ())),
         version=int(document.get("version", 0)),
-        card_facts=tuple(document.get("card_facts", ())),
+        registry_facts=tuple(document.get("registry_facts", ())),
     )
 
 
@@ -256,10 +256,10 @@ class InsuranceStore:
         return [card for card in map(_card, (document or {}).get("retired_cards", [])) if card]
 
     async def change_person(self, person_ref: str, changes: Mapping[str, Any], *, add_member_key: str | None = None,
-                            retire_card: Card | None = None, card_fact: str | None = None) -> None:
+                            retire_card: Card | None = None, registry_fact: str | None = None) -> None:
         """One atomic write to the person's document; every change bumps `version`. A rerun may
-        bump it again: the version only has to grow with every change. `card_fact` is the id of
-        the card fact that makes the change, kept so that it is applied once."""
+        bump it again: the version only has to grow with every change. `registry_fact` is the id of
+        the enrollment fact that makes the change, kept so that it is applied once."""
         update: dict[str, Any] = {"$inc": {"version": 1}}
         if changes:
             update["$set"] = {name: _stored(value) for name, value in changes.items()}
@@ -268,30 +268,33 @@ class InsuranceStore:
             push["member_keys"] = add_member_key
         if retire_card is not None:
             push["retired_cards"] = _card_document(retire_card)
-        if card_fact is not None:
-            push["card_facts"] = card_fact
+        if registry_fact is not None:
+            push["registry_facts"] = registry_fact
         if push:
             update["$addToSet"] = push
         await update_by_id(self.people, person_ref, update, upsert=True)
 
-    async def record_attributes(self, person_ref: str, attributes: ResidentAttributes) -> None:
-        """Store the registry's five attributes and keep the match index in step."""
+    async def record_attributes(self, person_ref: str, attributes: ResidentAttributes, *, registry_fact: str) -> None:
+        """Store the registry's five attributes and keep the match index in step, once for the
+        enrollment fact `registry_fact`: run again after later facts, it changes nothing."""
         key = MatchKey.of(attributes).digest()
         try:  # a new resident: an insert is several times cheaper than an upsert on FerretDB
-            await self.people.insert_one(
-                {"_id": person_ref, "attributes": _attributes_document(attributes), "match_key": key, "version": 1}
-            )
+            await self.people.insert_one({"_id": person_ref, "attributes": _attributes_document(attributes), "match_key": key,
+                                          "version": 1, "registry_facts": [registry_fact]})
         except DuplicateKeyError:
             # The index first, the person last: until the person's document has the new key, a rerun
             # after a crash still finds the old one and takes the resident off its entry.
-            before = await self.people.find_one({"_id": person_ref}, {"match_key": 1})
+            before = await self.people.find_one({"_id": person_ref}, {"match_key": 1, "registry_facts": 1})
+            if registry_fact in (before or {}).get("registry_facts", ()):
+                return
             previous = (before or {}).get("match_key")
             await self._add_to_match_index(key, person_ref)
             if previous and previous != key:
                 await self.match_index.update_one({"_id": previous}, {"$pull": {"person_refs": person_ref}})
             await self.people.update_one(
                 {"_id": person_ref},
-                {"$set": {"attributes": _attributes_document(attributes), "match_key": key}, "$inc": {"version": 1}},
+                {"$set": {"attributes": _attributes_document(attributes), "match_key": key}, "$inc": {"version": 1},
+                 "$addToSet": {"registry_facts": registry_fact}},
             )
             return
         await self._add_to_match_index(key, person_ref)

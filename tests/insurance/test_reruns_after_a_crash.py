@@ -222,11 +222,11 @@ async def test_a_medical_data_request_rerun_later_keeps_the_first_decision(insur
 
 
 async def run_again(insurance: Insurance, record) -> None:
-    """The same card fact (same event id) run again as a consumer that fell behind would, before
+    """The same enrollment fact (same event id) run again as a consumer that fell behind would, before
     the guard had recorded it: its guard record is removed, and the record is sent again."""
     event_id = record.header("ce_id").decode()
     await insurance.database["processed_events"].delete_one({"_id": event_id})
-    await insurance.partner.send_record(CardSuspended.topic(insurance.namespace), record)
+    await insurance.partner.send_record(ResidentRegistered.topic(insurance.namespace), record)  # enrollment's fact topic
     await insurance.processed(event_id)
 
 
@@ -258,3 +258,24 @@ async def test_a_card_fact_run_again_after_later_ones_changes_nothing(insurance:
     await run_again(insurance, issued)
     card = await card_of(insurance, holder)
     assert (card["card_number"], card["status"]) == ("C-cert-41b", "active"), "the reissued card stays the current one"
+
+
+async def test_a_registration_run_again_after_a_change_leaves_the_changed_attributes(insurance: Insurance):
+    """The attributes decide whom an insurer's record is linked to: a registration run again after
+    the resident moved must not put the old address (and its match key) back."""
+    person_ref = insurance.ref(a_number(42))
+    registered = insurance.partner.record(ResidentRegistered(
+        person_ref=person_ref, municipality_code="131016", attributes=attributes_of(42), nationality="JP"),
+        subject=person_ref, source=REGISTRY)
+    await insurance.partner.send_record(ResidentRegistered.topic(insurance.namespace), registered)
+    await insurance.processed(registered.header("ce_id").decode())
+    moved = attributes_of(42, address="東京都港区芝公園4-2-8")
+    await insurance.registry(ResidentAttributesChanged(person_ref=person_ref, attributes=moved, changed=["address"],
+                                                       effective_on=date(2026, 5, 1), signing_certificate_invalidated=False))
+    after_the_move = await insurance.database["people"].find_one({"_id": person_ref})
+
+    await run_again(insurance, registered)
+
+    person = await insurance.database["people"].find_one({"_id": person_ref})
+    assert person["attributes"]["address"] == "東京都港区芝公園4-2-8"
+    assert person["match_key"] == after_the_move["match_key"]
