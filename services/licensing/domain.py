@@ -112,6 +112,7 @@ class Licence(BaseModel):
     suspended_from: date | None = None
     suspended_until: date | None = None
     suspended_by: str | None = None
+    earlier_suspensions: list[str] = []  # request ids of the suspensions of this licence before `suspended_by`
     revoked_on: date | None = None
     revoked_by: str | None = None
     version: int = 0  # optimistic-concurrency version kept by the store; 0 = never saved
@@ -238,6 +239,9 @@ def record_licence(
             return _licence_rejection(request, *refusal, person_ref=person_ref)
         card_number = holder.card.card_number
     kept_suspension = current if same_licence and request.transaction is LicenceTransaction.renewal else None
+    suspensions = list(current.earlier_suspensions) if same_licence else []
+    if same_licence and current.suspended_by and kept_suspension is None:
+        suspensions.append(current.suspended_by)
     licence = Licence(
         person_ref=person_ref,
         licence_number=request.licence_number,
@@ -255,6 +259,7 @@ def record_licence(
         suspended_from=kept_suspension.suspended_from if kept_suspension else None,
         suspended_until=kept_suspension.suspended_until if kept_suspension else None,
         suspended_by=kept_suspension.suspended_by if kept_suspension else None,
+        earlier_suspensions=suspensions,
         version=current.version if current else 0,
     )
     return Decision(licence, [_recorded(request, person_ref, card_number, fees)])
@@ -303,17 +308,21 @@ def record_licence_on_new_card(
 def suspend_licence(request: SuspendLicence, licence: Licence | None) -> Decision[Licence]:
     if licence is None:
         return _licence_rejection(request, LicenceRejectionReason.unknown_licence, "no licence with this number is known")
+    suspended_fact = LicenceSuspended(
+        person_ref=licence.person_ref, request_id=request.request_id, licence_number=licence.licence_number,
+        suspended_from=request.suspended_from, suspended_until=request.suspended_until,
+    )
+    if request.request_id == licence.suspended_by or request.request_id in licence.earlier_suspensions:
+        return Decision(None, [suspended_fact])  # this suspension run again: what came after it stands
     if licence.revoked:
         return _licence_rejection(request, LicenceRejectionReason.licence_revoked, "the licence is revoked",
                                   licence.person_ref)
+    earlier = [*licence.earlier_suspensions, *([licence.suspended_by] if licence.suspended_by else [])]
     suspended = licence.model_copy(update={
         "suspended_from": request.suspended_from, "suspended_until": request.suspended_until,
-        "suspended_by": request.request_id,
+        "suspended_by": request.request_id, "earlier_suspensions": earlier,
     })
-    return Decision(suspended, [LicenceSuspended(
-        person_ref=licence.person_ref, request_id=request.request_id, licence_number=licence.licence_number,
-        suspended_from=request.suspended_from, suspended_until=request.suspended_until,
-    )])
+    return Decision(suspended, [suspended_fact])
 
 
 def revoke_licence(request: RevokeLicence, licence: Licence | None) -> Decision[Licence]:

@@ -16,6 +16,7 @@ from mynumber_contracts.licensing import (
     RecordLicenceOnNewCard,
     RegisterVehicle,
     RevokeLicence,
+    SuspendLicence,
     TransferVehicle,
 )
 from pydantic import ValidationError
@@ -123,6 +124,24 @@ def test_an_issue_run_again_after_a_revocation_or_a_renewal_gives_its_fact_and_w
         assert again.facts == first.facts, "the same fact"
     changed = request(request_id="pol-2", expires_on=date(2033, 7, 1))  # the last request id, with other content
     assert record(changed, renewed).saved.expires_on == date(2033, 7, 1), "recorded again, as before"
+
+
+def test_a_suspension_run_again_after_a_later_one_or_a_revocation_gives_its_fact_and_writes_nothing():
+    first = SuspendLicence(request_id="pol-s1", licence_number="300000000001", suspended_from=date(2026, 6, 1),
+                           suspended_until=date(2026, 6, 30))
+    second = first.model_copy(update={"request_id": "pol-s2", "suspended_until": date(2026, 8, 31)})
+    once = domain.suspend_licence(first, licence())
+    twice = domain.suspend_licence(second, once.saved)
+    assert twice.saved.earlier_suspensions == ["pol-s1"]
+    revoked = domain.revoke_licence(RevokeLicence(request_id="pol-r", licence_number="300000000001",
+                                                  revoked_on=date(2026, 7, 1)), twice.saved).saved
+
+    for since in (once.saved, twice.saved, revoked):
+        again = domain.suspend_licence(first, since)
+        assert (again.saved, again.facts) == (None, once.facts), "the same fact, nothing written"
+    renewed = record(request(request_id="pol-2", transaction=LicenceTransaction.new), twice.saved).saved
+    assert renewed.suspended_by is None and renewed.earlier_suspensions == ["pol-s1", "pol-s2"]
+    assert domain.suspend_licence(second, renewed).saved is None, "known after a new issue of the number too"
 
 
 def test_a_licence_needs_the_holders_active_card_unless_it_is_conventional_only():
