@@ -33,7 +33,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services.kit.audit import AuditTrail
-from services.kit.store import insert_new, insert_unless_there
+from services.kit.store import apply_fact, fact_applied, insert_new
 
 from .domain import (
     Account,
@@ -111,24 +111,19 @@ class BenefitsStore:
 
     # --- residents (read model of the enrollment facts) ----------------------------------
 
-    # The read model is written only by enrollment's resident facts, each once: a resident keeps the
-    # ids of the facts applied (`applied`), and a fact among them changes nothing. So a fact run
-    # again after later ones (a registration after the death) never puts back an older state.
+    # The read model is written only by enrollment's resident facts, each once (`apply_fact`): a fact
+    # run again after later ones (a registration after the death) never puts back an older state.
 
     async def save_resident(self, resident: Resident, *, fact_id: str) -> None:
         fields = {"name_kana": resident.name_kana, "name_kanji": resident.name_kanji, "address": resident.address,
                   "status": resident.status.value}
-        if not await insert_unless_there(self.residents, {"_id": resident.person_ref, **fields, "applied": [fact_id]}):
-            await self.residents.update_one({"_id": resident.person_ref, "applied": {"$ne": fact_id}},
-                                            {"$set": fields, "$push": {"applied": fact_id}})
+        await apply_fact(self.residents, resident.person_ref, fields, fact_id=fact_id, create=True)
 
     async def mark_resident(self, person_ref: str, status: ResidentStatus, *, fact_id: str) -> None:
-        await self.residents.update_one({"_id": person_ref, "applied": {"$ne": fact_id}},
-                                        {"$set": {"status": status.value}, "$push": {"applied": fact_id}})
+        await apply_fact(self.residents, person_ref, {"status": status.value}, fact_id=fact_id)
 
     async def resident_fact_applied(self, person_ref: str, fact_id: str) -> bool:
-        document = await self.residents.find_one({"_id": person_ref})  # by `_id` alone: it joins the batch's reads
-        return document is not None and fact_id in document.get("applied", ())
+        return await fact_applied(self.residents, person_ref, fact_id)
 
     async def resident(self, person_ref: str) -> Resident | None:
         return (await self.residents_by_ref([person_ref])).get(person_ref)

@@ -88,6 +88,30 @@ async def insert_unless_there(collection: Any, document: dict[str, Any]) -> bool
         return False
 
 
+APPLIED_FACTS = "applied"  # on a read-model document: the ids of the facts already applied to it
+
+
+async def apply_fact(collection: Any, document_id: Any, fields: dict[str, Any], *, fact_id: str,
+                     create: bool = False) -> bool:
+    """Set `fields` on a read-model document as the fact `fact_id` gives them, once: the document
+    keeps the ids of the facts applied to it, and a fact already among them changes nothing. So a
+    fact that runs again after later ones (a consumer that fell behind; docs/decisions.md, "No
+    stale re-run") never puts back an older state. With `create`, a missing document is created
+    (an insert, which a `BatchingCollection` sends with the others of its turn); without, a
+    missing document stays missing. True when the fact was applied now."""
+    if create and await insert_unless_there(collection, {"_id": document_id, **fields, APPLIED_FACTS: [fact_id]}):
+        return True
+    result = await collection.update_one({"_id": document_id, APPLIED_FACTS: {"$ne": fact_id}},
+                                         {"$set": fields, "$push": {APPLIED_FACTS: fact_id}})
+    return result.matched_count == 1
+
+
+async def fact_applied(collection: Any, document_id: Any, fact_id: str) -> bool:
+    """Whether the fact `fact_id` was applied to the document (read by `_id` alone, so it joins a batch's reads)."""
+    document = await collection.find_one({"_id": document_id})
+    return document is not None and fact_id in document.get(APPLIED_FACTS, ())
+
+
 async def insert_or_read(collection: Any, document: dict[str, Any]) -> dict[str, Any]:
     """Insert `document`, or, when its `_id` is taken, return the document that stands (the same
     batching as `insert_unless_there`). If that document is removed between the two calls, the

@@ -22,7 +22,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.kit.store import insert_or_read, insert_unless_there, update_by_id
+from services.kit.store import apply_fact, insert_or_read, update_by_id
 
 from .domain import Card, CardStatus, Licence, Vehicle
 
@@ -65,22 +65,17 @@ class LicensingStore:
 
     # -- cards ----------------------------------------------------------------------------------
 
-    # A card is written only by enrollment's card facts, each once: the card keeps the ids of the
-    # facts applied to it (`applied`), and a fact already among them changes nothing. So a fact run
-    # again after later ones (a card issued, then reported lost) never puts back an older status.
+    # Cards and addresses are written only by enrollment's facts, each once (`apply_fact`): a fact
+    # run again after later ones (a card issued, then reported lost) never puts back an older state.
 
     async def save_card(self, card: Card, *, fact_id: str) -> None:
         """Record a card as the fact `fact_id` (its issue or reissue) gives it."""
         await update_by_id(self._cards_by_person, card.person_ref, {"$addToSet": {"card_numbers": card.card_number}}, upsert=True)
-        fields = card.model_dump(mode="json")
-        if not await insert_unless_there(self._cards, {"_id": card.card_number, **fields, "applied": [fact_id]}):
-            await update_by_id(self._cards, card.card_number, {"$set": fields, "$push": {"applied": fact_id}},
-                               condition={"applied": {"$ne": fact_id}})
+        await apply_fact(self._cards, card.card_number, card.model_dump(mode="json"), fact_id=fact_id, create=True)
 
     async def set_card_status(self, card_number: str, status: CardStatus, *, fact_id: str) -> None:
-        """Set the status the fact `fact_id` gives the card, unless that fact was applied already."""
-        await update_by_id(self._cards, card_number, {"$set": {"status": status.value}, "$push": {"applied": fact_id}},
-                           condition={"applied": {"$ne": fact_id}})
+        """Set the status the fact `fact_id` gives the card (a card not known stays unknown)."""
+        await apply_fact(self._cards, card_number, {"status": status.value}, fact_id=fact_id)
 
     async def card(self, card_number: str) -> Card | None:
         document = await self._cards.find_one({"_id": card_number})
@@ -100,11 +95,7 @@ class LicensingStore:
         """Save the address a resident fact gives; False when that fact was applied before (a run again:
         the address it gave may have been replaced by a later one since, which then stands)."""
         fields = {"address": address, "address_effective_on": effective_on.isoformat()}
-        if await insert_unless_there(self._residents, {"_id": person_ref, **fields, "applied": [fact_id]}):
-            return True
-        result = await self._residents.update_one({"_id": person_ref, "applied": {"$ne": fact_id}},
-                                                  {"$set": fields, "$push": {"applied": fact_id}})
-        return result.matched_count == 1
+        return await apply_fact(self._residents, person_ref, fields, fact_id=fact_id, create=True)
 
     async def address_of(self, person_ref: str) -> str | None:
         document = await self._residents.find_one({"_id": person_ref})
