@@ -605,15 +605,16 @@ async def register_card_for_insurance(event: RegisterCardForInsurance, ctx: Hand
         return [person]
     async with deps.locks.hold(person.person_ref):
         person = await deps.store.person(person.person_ref) or person
-        rerun = await deps.store.insurance_use_request(person.person_ref) == event.request_id
+        # A rerun, perhaps after a later cancellation: that one stands.
+        rerun = await deps.store.insurance_use_requested(person.person_ref, event.request_id)
         if not rerun:
             if not card_usable_for_registration(person.card, today(ctx.clock)):
                 return [_rejected(event, RejectionReason.card_not_usable, "the card is not usable (suspended, ended or its certificate expired)", person.person_ref)]
             if person.insurance_use is InsuranceUse.registered and person.certificate_application is None:
                 return [_rejected(event, RejectionReason.already_registered, "the card is already registered for insurance use", person.person_ref)]
             await deps.store.change_person(person.person_ref, {
-                "insurance_use": InsuranceUse.registered, "certificate_application": None, "insurance_use_request": event.request_id,
-            })
+                "insurance_use": InsuranceUse.registered, "certificate_application": None,
+            }, insurance_use_request=event.request_id)
         facts: list[Fact] = [CardRegisteredForInsurance(person_ref=person.person_ref, request_id=event.request_id)]
         return facts + await settle_person(deps, person.person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id)
 
@@ -627,13 +628,12 @@ async def cancel_insurance_use(event: CancelInsuranceUse, ctx: HandlerContext[In
         return [person]
     async with deps.locks.hold(person.person_ref):
         person = await deps.store.person(person.person_ref) or person
-        rerun = await deps.store.insurance_use_request(person.person_ref) == event.request_id
+        rerun = await deps.store.insurance_use_requested(person.person_ref, event.request_id)  # perhaps after a later one
         if not rerun:
             if person.insurance_use is not InsuranceUse.registered:
                 return [_rejected(event, RejectionReason.not_registered, "the card is not registered for insurance use", person.person_ref)]
-            await deps.store.change_person(person.person_ref, {
-                "insurance_use": InsuranceUse.cancelled, "insurance_use_request": event.request_id,
-            })
+            await deps.store.change_person(person.person_ref, {"insurance_use": InsuranceUse.cancelled},
+                                           insurance_use_request=event.request_id)
         facts: list[Fact] = [InsuranceUseCancelled(person_ref=person.person_ref, request_id=event.request_id)]
         return facts + await settle_person(deps, person.person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id)
 

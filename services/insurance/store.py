@@ -256,10 +256,12 @@ class InsuranceStore:
         return [card for card in map(_card, (document or {}).get("retired_cards", [])) if card]
 
     async def change_person(self, person_ref: str, changes: Mapping[str, Any], *, add_member_key: str | None = None,
-                            retire_card: Card | None = None, registry_fact: str | None = None) -> None:
+                            retire_card: Card | None = None, registry_fact: str | None = None,
+                            insurance_use_request: str | None = None) -> None:
         """One atomic write to the person's document; every change bumps `version`. A rerun may
         bump it again: the version only has to grow with every change. `registry_fact` is the id of
-        the enrollment fact that makes the change, kept so that it is applied once."""
+        the enrollment fact that makes the change, and `insurance_use_request` the holder's request
+        that registers or cancels insurance use: each is kept, so that it is applied once."""
         update: dict[str, Any] = {"$inc": {"version": 1}}
         if changes:
             update["$set"] = {name: _stored(value) for name, value in changes.items()}
@@ -270,6 +272,9 @@ class InsuranceStore:
             push["retired_cards"] = _card_document(retire_card)
         if registry_fact is not None:
             push["registry_facts"] = registry_fact
+        if insurance_use_request is not None:
+            update.setdefault("$set", {})["insurance_use_request"] = insurance_use_request
+            push["insurance_use_requests"] = insurance_use_request
         if push:
             update["$addToSet"] = push
         await update_by_id(self.people, person_ref, update, upsert=True)
@@ -325,9 +330,10 @@ class InsuranceStore:
         cursor = self.people.find({"card.certificate_expires_on": {"$lt": as_of.isoformat()}})
         return [person for person in [_person(d) async for d in cursor] if person.member_keys]
 
-    async def insurance_use_request(self, person_ref: str) -> str | None:
-        document = await self.people.find_one({"_id": person_ref}, {"insurance_use_request": 1})
-        return (document or {}).get("insurance_use_request")
+    async def insurance_use_requested(self, person_ref: str, request_id: str) -> bool:
+        """Whether the holder's registration or cancellation `request_id` was made, even if later ones followed."""
+        document = await self.people.find_one({"_id": person_ref}, {"insurance_use_request": 1, "insurance_use_requests": 1}) or {}
+        return request_id == document.get("insurance_use_request") or request_id in document.get("insurance_use_requests", ())
 
     # -- members --------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from mynumber_contracts.enrollment import (
     ResidentRegistered,
 )
 from mynumber_contracts.insurance import (
+    CancelInsuranceUse,
     EligibilityCertificateWithdrawn,
     MedicalDataReleased,
     MedicalDataType,
@@ -221,12 +222,13 @@ async def test_a_medical_data_request_rerun_later_keeps_the_first_decision(insur
     assert await audit_actions(insurance, patient, "insurance.medical_data.") == ["insurance.medical_data.released"]
 
 
-async def run_again(insurance: Insurance, record) -> None:
-    """The same enrollment fact (same event id) run again as a consumer that fell behind would, before
-    the guard had recorded it: its guard record is removed, and the record is sent again."""
+async def run_again(insurance: Insurance, record, topic: str | None = None) -> None:
+    """The same event (same id) run again as a consumer that fell behind would, before the guard had
+    recorded it: its guard record is removed, and the record is sent again (by default to
+    enrollment's fact topic)."""
     event_id = record.header("ce_id").decode()
     await insurance.database["processed_events"].delete_one({"_id": event_id})
-    await insurance.partner.send_record(ResidentRegistered.topic(insurance.namespace), record)  # enrollment's fact topic
+    await insurance.partner.send_record(topic or ResidentRegistered.topic(insurance.namespace), record)
     await insurance.processed(event_id)
 
 
@@ -279,3 +281,19 @@ async def test_a_registration_run_again_after_a_change_leaves_the_changed_attrib
     person = await insurance.database["people"].find_one({"_id": person_ref})
     assert person["attributes"]["address"] == "東京都港区芝公園4-2-8"
     assert person["match_key"] == after_the_move["match_key"]
+
+
+async def test_a_registration_for_insurance_use_run_again_after_the_cancellation_leaves_it_cancelled(insurance: Insurance):
+    holder = await insurance.resident(43)
+    await insurance.card(holder, "cert-43")
+    registration = RegisterCardForInsurance(request_id="use-43", certificate_id="cert-43")
+    registered = insurance.partner.record(registration, subject="subject", source="portal/myna")
+    await run_again(insurance, registered, registration.topic(insurance.namespace))  # its first run
+    assert (await insurance.database["people"].find_one({"_id": holder}))["insurance_use"] == "registered"
+    assert types(await insurance.holder(CancelInsuranceUse(request_id="cancel-43", certificate_id="cert-43"))) == [
+        "insurance_use_cancelled"]
+
+    await run_again(insurance, registered, registration.topic(insurance.namespace))
+
+    assert (await insurance.database["people"].find_one({"_id": holder}))["insurance_use"] == "cancelled", \
+        "the cancellation stands"
