@@ -22,7 +22,8 @@ from mynumber_contracts.benefits import (
 )
 from mynumber_contracts.enrollment import ResidentAttributesChanged, ResidentDeceased, ResidentRegistered
 
-from tests.benefits.conftest import ENROLLMENT, PORTAL, ZENGIN, Benefits, a_number, an_account, eventually
+from tests.benefits.conftest import ENROLLMENT, PORTAL, ZENGIN, Benefits, a_number, an_account
+from tests.support.reruns import run_late
 
 
 def register(number, request_id: str, account, channel=AccountChannel.portal) -> RegisterReceivingAccount:
@@ -143,26 +144,20 @@ async def test_a_registration_run_again_after_the_account_was_deleted_or_replace
     person_ref = benefits.ref(holder)
     first = benefits.partner.record(register(holder, "reg-first", an_account(number="3010001", holder="サトウ ジロウ")),
                                     subject="s", source=PORTAL)
+    database, topic = benefits.running.service.database, RegisterReceivingAccount.topic(benefits.namespace)
 
-    async def run(record) -> None:
-        event_id = record.header("ce_id").decode()
-        await benefits.running.service.database["processed_events"].delete_one({"_id": event_id})
-        await benefits.partner.send_record(RegisterReceivingAccount.topic(benefits.namespace), record)
-        await eventually(lambda: benefits.running.service.database["processed_events"].find_one({"_id": event_id}),
-                         what="the registration taken in")
-
-    await run(first)
+    await run_late(benefits.partner, database, topic, first)  # its first run
     await benefits.wait_fact(AccountRegistered, request_id="reg-first")
     await benefits.send(DeleteReceivingAccount(request_id="del-first", my_number=holder), subject="s", source=PORTAL)
     await benefits.wait_fact(AccountDeleted, request_id="del-first")
 
-    await run(first)
+    await run_late(benefits.partner, database, topic, first)
     assert (await benefits.http.get(f"/accounts/{person_ref}")).status_code == 404, "the deletion stands"
 
     await benefits.send(register(holder, "reg-second", an_account(number="3010002", holder="サトウ ジロウ")),
                         subject="s", source=PORTAL)
     await benefits.wait_fact(AccountRegistered, request_id="reg-second")
-    await run(first)
+    await run_late(benefits.partner, database, topic, first)
     account = (await benefits.http.get(f"/accounts/{person_ref}")).json()
     assert account["account"]["account_number_masked"] == "****002", "the later registration stands"
     assert len(benefits.of_type(AccountRegistered, request_id="reg-first")) == 1, "no second fact of the first"
@@ -181,19 +176,13 @@ async def test_a_resident_fact_run_again_after_the_death_does_not_bring_the_pers
         signing_certificate_invalidated=False)
     records = [benefits.partner.record(fact, subject=person_ref, source=ENROLLMENT)
                for fact in (registered, changed, ResidentDeceased(person_ref=person_ref, died_on=date(2026, 6, 1)))]
-    database = benefits.running.service.database
-
-    async def run(record) -> None:
-        event_id = record.header("ce_id").decode()
-        await database["processed_events"].delete_one({"_id": event_id})
-        await benefits.partner.send_record(ResidentRegistered.topic(benefits.namespace), record)
-        await eventually(lambda: database["processed_events"].find_one({"_id": event_id}), what="the fact taken in")
+    database, topic = benefits.running.service.database, ResidentRegistered.topic(benefits.namespace)
 
     for record in records:
-        await run(record)
+        await run_late(benefits.partner, database, topic, record)  # their first runs
     assert (await benefits.store.resident(person_ref)).status == "deceased"
 
-    await run(records[0])
-    await run(records[1])
+    await run_late(benefits.partner, database, topic, records[0])
+    await run_late(benefits.partner, database, topic, records[1])
     resident = await benefits.store.resident(person_ref)
     assert (resident.status, resident.address) == ("deceased", "東京都港区4-4"), "the death and the last address stand"

@@ -46,6 +46,7 @@ from tests.insurance.conftest import (
     types,
 )
 from tests.support.faults import fail_once
+from tests.support.reruns import run_late
 
 
 def adding_a_member_key(person_ref: str, changes: dict, **options: object) -> bool:
@@ -223,13 +224,8 @@ async def test_a_medical_data_request_rerun_later_keeps_the_first_decision(insur
 
 
 async def run_again(insurance: Insurance, record, topic: str | None = None) -> None:
-    """The same event (same id) run again as a consumer that fell behind would, before the guard had
-    recorded it: its guard record is removed, and the record is sent again (by default to
-    enrollment's fact topic)."""
-    event_id = record.header("ce_id").decode()
-    await insurance.database["processed_events"].delete_one({"_id": event_id})
-    await insurance.partner.send_record(topic or ResidentRegistered.topic(insurance.namespace), record)
-    await insurance.processed(event_id)
+    """The same event run again late (`run_late`), by default from enrollment's fact topic."""
+    await run_late(insurance.partner, insurance.database, topic or ResidentRegistered.topic(insurance.namespace), record)
 
 
 async def card_of(insurance: Insurance, person_ref: str) -> dict:
