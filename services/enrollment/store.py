@@ -34,8 +34,10 @@ def _date(value: str | None) -> date | None:
 
 @dataclass(frozen=True)
 class StoredResident:
-    """A resident as stored: the marks that let a re-run recognise its own write (the last
-    registration, every change), and the version that a write of it is conditioned on."""
+    """A resident as stored: the marks that let a re-run recognise its own write (every
+    registration, every change), and the version that a write of it is conditioned on.
+    `last_registration` and `last_change` are read only from records written before the lists
+    (session 12), which kept just the last of each."""
 
     resident: Resident
     last_registration: str | None
@@ -110,7 +112,6 @@ class EnrollmentStore:
             "number_key_id": sealed.key_id,
             "number_ciphertext": sealed.ciphertext,
             **_resident_fields(resident),
-            "last_registration": registration_key,
             "registrations": [registration_key],
             "version": 0,
         }
@@ -125,12 +126,10 @@ class EnrollmentStore:
     ) -> bool:
         """Re-register a living resident (moved in from elsewhere or back from abroad), if the
         record is still at `version`; False when another request changed it meanwhile."""
-        fields = {**_resident_fields(resident), "last_registration": registration_key}
         pushed: dict[str, Any] = {"registrations": registration_key}
         if change is not None:
-            fields["last_change"] = change
             pushed["changes"] = change
-        update = {"$set": fields, "$inc": {"version": 1}, "$push": pushed}
+        update = {"$set": _resident_fields(resident), "$inc": {"version": 1}, "$push": pushed}
         result = await self.residents.update_one({"_id": resident.person_ref, "deceased_on": None, **_at_version(version)}, update)
         return result.matched_count == 1
 
@@ -162,7 +161,7 @@ class EnrollmentStore:
         lifetime), so that a request run again after later changes knows it is done."""
         result = await self.residents.update_one(
             {"_id": resident.person_ref, **_at_version(version)},
-            {"$set": {**_resident_fields(resident), "last_change": change}, "$inc": {"version": 1}, "$push": {"changes": change}},
+            {"$set": _resident_fields(resident), "$inc": {"version": 1}, "$push": {"changes": change}},
         )
         return result.matched_count == 1
 

@@ -274,3 +274,26 @@ async def test_two_consumers_running_one_registration_at_once_write_it_once(sett
         assert await address_of(run, number) == "大阪府大阪市中央区4-4"
         stored = await store.resident(run.deps.people.for_number(number))
         assert [c["key"] for c in stored.changes] == [f"registration/271004/{moving_in.request_id}", "change/e3"]
+
+
+async def test_a_record_written_before_the_lists_still_recognises_its_last_registration_and_change(settings_for):
+    """Records from before session 12 hold only `last_registration` and `last_change`, and no
+    version: a re-run of either is still recognised, and the next change is written."""
+    async with use_cases(settings_for("enrollment")) as run:
+        number = new_number()
+        registered = registration(number)
+        await run.run(register_resident, registered, event_id="e1")
+        first = await run.run(change_resident_attributes, address_change(number, "東京都港区1-1"), event_id="e2")
+        residents, person_ref = run.deps.store.residents, run.deps.people.for_number(number)
+        stored = await residents.find_one({"_id": person_ref})
+        await residents.update_one({"_id": person_ref}, {
+            "$set": {"last_registration": stored["registrations"][0], "last_change": stored["changes"][0]},
+            "$unset": {"registrations": "", "changes": "", "version": ""},
+        })
+
+        assert await run.run(change_resident_attributes, address_change(number, "東京都港区1-1"), event_id="e2") == first
+        await forget_outcomes(run.deps)
+        again = await run.run(register_resident, registered, event_id="e1")
+        assert [type(f).__name__ for f in again] == ["ResidentRegistered"], "recognised: not registered again"
+        await run.run(change_resident_attributes, address_change(number, "東京都新宿区2-2"), event_id="e3")
+        assert await address_of(run, number) == "東京都新宿区2-2"
