@@ -96,14 +96,24 @@ async def apply_fact(collection: Any, document_id: Any, fields: dict[str, Any], 
     """Set `fields` on a read-model document as the fact `fact_id` gives them, once: the document
     keeps the ids of the facts applied to it, and a fact already among them changes nothing. So a
     fact that runs again after later ones (a consumer that fell behind; docs/decisions.md, "No
-    stale re-run") never puts back an older state. With `create`, a missing document is created
-    (an insert, which a `BatchingCollection` sends with the others of its turn); without, a
-    missing document stays missing. True when the fact was applied now."""
-    if create and await insert_unless_there(collection, {"_id": document_id, **fields, APPLIED_FACTS: [fact_id]}):
-        return True
-    result = await collection.update_one({"_id": document_id, APPLIED_FACTS: {"$ne": fact_id}},
-                                         {"$set": fields, "$push": {APPLIED_FACTS: fact_id}})
-    return result.matched_count == 1
+    stale re-run") never puts back an older state. With `create`, a missing document is created;
+    without, a missing document stays missing. False when the fact was found applied already (or
+    there is nothing to apply it to).
+
+    A read by `_id`, then an insert or an update by `_id` with the same condition, so that on a
+    `BatchingCollection` each goes with the others of its turn (an upsert cannot carry the
+    condition: on an applied document it would collide with the `_id`)."""
+    document = await collection.find_one({"_id": document_id})
+    if document is not None and fact_id in document.get(APPLIED_FACTS, ()):
+        return False
+    if document is None:
+        if not create:
+            return False
+        if await insert_unless_there(collection, {"_id": document_id, **fields, APPLIED_FACTS: [fact_id]}):
+            return True
+    await update_by_id(collection, document_id, {"$set": fields, "$push": {APPLIED_FACTS: fact_id}},
+                       condition={APPLIED_FACTS: {"$ne": fact_id}})
+    return True
 
 
 async def fact_applied(collection: Any, document_id: Any, fact_id: str) -> bool:
