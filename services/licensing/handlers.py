@@ -39,7 +39,7 @@ from services.kit.people import PersonReferences
 
 from . import domain
 from .domain import Card, CardStatus, Decision, FeeTable, japan_date
-from .store import LicensingStore, retry_on_conflict
+from .store import LicensingStore, Resident, retry_on_conflict
 
 
 @dataclass(frozen=True)
@@ -59,14 +59,18 @@ async def _apply(decision: Decision, save: Callable[[object], Awaitable[object]]
     return decision.facts
 
 
-async def _holder(event: RecordLicence | RecordLicenceOnNewCard, deps: LicensingDeps) -> domain.Holder | Decision:
-    """The holder the police named, with the card they named or, failing that, the holder's current card."""
+async def _holder(
+    event: RecordLicence | RecordLicenceOnNewCard, deps: LicensingDeps
+) -> tuple[domain.Holder | Decision, Resident | None]:
+    """The holder the police named, with the card they named or, failing that, the holder's current
+    card; and, when no card was named, the resident record that card came from (the holder's)."""
     number_ref = deps.people.for_number(event.my_number) if event.my_number is not None else None
     if event.card_number is not None:
-        card = await deps.store.card(event.card_number)
+        card, resident = await deps.store.card(event.card_number), None
     else:
-        card = domain.current_card(await deps.store.cards_of(number_ref))
-    return domain.identify_holder(event, number_ref=number_ref, card=card)
+        resident = await deps.store.resident(number_ref)
+        card = domain.current_card(resident.cards)
+    return domain.identify_holder(event, number_ref=number_ref, card=card), resident
 
 
 # --- the police ---------------------------------------------------------------------------------
@@ -77,7 +81,7 @@ async def record_licence(event: RecordLicence, ctx: Context) -> list[Fact]:
     store = ctx.deps.store
 
     async def decide() -> list[Fact]:
-        holder = await _holder(event, ctx.deps)
+        holder, resident = await _holder(event, ctx.deps)
         if isinstance(holder, Decision):
             return holder.facts
         number_holder = await store.licence_by_number(event.licence_number)
@@ -85,7 +89,7 @@ async def record_licence(event: RecordLicence, ctx: Context) -> list[Fact]:
             event, holder,
             current=await store.licence_of(holder.person_ref),
             number_holder=number_holder.person_ref if number_holder else None,
-            address=await store.address_of(holder.person_ref),
+            address=resident.address if resident else await store.address_of(holder.person_ref),
             fees=ctx.deps.fees, today=today(ctx.clock),
         )
         return await _apply(decision, store.save_licence)
@@ -98,7 +102,7 @@ async def record_licence_on_new_card(event: RecordLicenceOnNewCard, ctx: Context
     store = ctx.deps.store
 
     async def decide() -> list[Fact]:
-        holder = await _holder(event, ctx.deps)
+        holder, _ = await _holder(event, ctx.deps)
         if isinstance(holder, Decision):
             return holder.facts
         decision = domain.record_licence_on_new_card(

@@ -1,20 +1,22 @@
-"""The licensing repository: cards (as enrollment told us), residents' addresses, licences and vehicles.
+"""The licensing repository: cards (as enrollment told us), residents' addresses and card numbers, licences and vehicles.
 
 Licences and vehicles are saved whole with an optimistic version check: a police request and
 an enrollment fact about the same person are consumed from different topics at the same time,
 so a stale write is refused (`ConcurrentChange`) and the use case is decided again.
 
-Lookups by anything but `_id` go through small lookup documents keyed by `_id` (a person's card
-numbers, a licence number's holder): a MongoDB server would use the secondary indexes, but
-FerretDB v1 answers a query on any other field by reading the whole collection. A lookup document
-is written before the record it points to and checked against that record when read, so a crash
-between the two writes never makes a lookup answer wrongly.
+Lookups by anything but `_id` go through lists and small lookup documents keyed by `_id` (a
+person's card numbers, kept on their resident document; a licence number's holder): a MongoDB
+server would use the secondary indexes, but FerretDB v1 answers a query on any other field by
+reading the whole collection. A lookup is written before the record it points to and checked
+against that record when read, so a crash between the two writes never makes a lookup answer
+wrongly.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypeVar
 
@@ -48,12 +50,22 @@ def _without_id(document: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in document.items() if k != "_id"}
 
 
+@dataclass(frozen=True)
+class Resident:
+    """What enrollment's facts told licensing about a person: the address and the cards."""
+
+    address: str | None
+    cards: list[Card]
+
+
 class LicensingStore:
     def __init__(self, database: AsyncDatabase) -> None:
         self._cards = database["cards"]
-        self._residents = database["residents"]
+        self._residents = database["residents"]  # _id: person_ref -> address, card_numbers
         self._licences = database["licences"]
         self._vehicles = database["vehicles"]
+        # Where a person's card numbers were kept before they moved onto the resident document
+        # (one read less for every licence request): read only for a resident document without them.
         self._cards_by_person = database["cards_by_person"]  # _id: person_ref -> card_numbers
         self._licence_holders = database["licence_holders"]  # _id: licence number -> person_ref
 
@@ -70,8 +82,21 @@ class LicensingStore:
 
     async def save_card(self, card: Card, *, fact_id: str) -> None:
         """Record a card as the fact `fact_id` (its issue or reissue) gives it."""
-        await update_by_id(self._cards_by_person, card.person_ref, {"$addToSet": {"card_numbers": card.card_number}}, upsert=True)
+        await self._add_card_number(card.person_ref, card.card_number)
         await apply_fact(self._cards, card.card_number, card.model_dump(mode="json"), fact_id=fact_id, create=True)
+
+    async def _add_card_number(self, person_ref: str, card_number: str) -> None:
+        """Add the card number to the person's resident document (made if missing). A document
+        written before the numbers moved there gets the numbers of `cards_by_person` with it."""
+        document = await self._residents.find_one({"_id": person_ref})
+        numbers = [card_number]
+        if document is None or "card_numbers" not in document:
+            numbers = [*await self._old_card_numbers(person_ref), card_number]
+        await update_by_id(self._residents, person_ref, {"$addToSet": {"card_numbers": {"$each": numbers}}}, upsert=True)
+
+    async def _old_card_numbers(self, person_ref: str) -> list[str]:
+        lookup = await self._cards_by_person.find_one({"_id": person_ref})
+        return lookup["card_numbers"] if lookup else []
 
     async def set_card_status(self, card_number: str, status: CardStatus, *, fact_id: str) -> None:
         """Set the status the fact `fact_id` gives the card (a card not known stays unknown)."""
@@ -81,15 +106,18 @@ class LicensingStore:
         document = await self._cards.find_one({"_id": card_number})
         return Card.model_validate(_without_id(document)) if document else None
 
-    async def cards_of(self, person_ref: str) -> list[Card]:
-        lookup = await self._cards_by_person.find_one({"_id": person_ref})
-        if lookup is None:
-            return []
-        # One read by `_id` per card (usually one), so side-by-side use cases read their cards together.
-        documents = await asyncio.gather(*(self._cards.find_one({"_id": number}) for number in lookup["card_numbers"]))
-        return [Card.model_validate(_without_id(d)) for d in documents if d is not None and d["person_ref"] == person_ref]
+    # -- residents (the person reference, the address and the card numbers) ---------------------
 
-    # -- residents (the person reference and the address only) ----------------------------------
+    async def resident(self, person_ref: str) -> Resident:
+        """The person's address and cards: one read of the resident document, then one read by
+        `_id` per card (usually one), so side-by-side use cases read their cards together."""
+        document = await self._residents.find_one({"_id": person_ref}) or {}
+        numbers = document.get("card_numbers")
+        if numbers is None:
+            numbers = await self._old_card_numbers(person_ref)
+        documents = await asyncio.gather(*(self._cards.find_one({"_id": number}) for number in numbers))
+        cards = [Card.model_validate(_without_id(d)) for d in documents if d is not None and d["person_ref"] == person_ref]
+        return Resident(address=document.get("address"), cards=cards)
 
     async def save_address(self, person_ref: str, address: str, effective_on: date, *, fact_id: str) -> bool:
         """Save the address a resident fact gives; False when that fact was applied before (a run again:
@@ -99,7 +127,7 @@ class LicensingStore:
 
     async def address_of(self, person_ref: str) -> str | None:
         document = await self._residents.find_one({"_id": person_ref})
-        return document["address"] if document else None
+        return document.get("address") if document else None  # a document made by a card fact has none yet
 
     # -- licences -------------------------------------------------------------------------------
 

@@ -29,6 +29,10 @@ def a_card(person_ref: str, card_number: str) -> Card:
                 issued_on=date(2026, 1, 5), expires_on=date(2036, 1, 5))
 
 
+async def cards_of(store: LicensingStore, person_ref: str) -> list[Card]:
+    return (await store.resident(person_ref)).cards
+
+
 @pytest.fixture
 async def store(servers, settings_for) -> AsyncIterator[LicensingStore]:
     client: AsyncMongoClient = AsyncMongoClient(servers.mongodb_url, tz_aware=True)
@@ -67,10 +71,37 @@ async def test_a_persons_cards_are_theirs_alone_even_if_a_lookup_names_anothers_
     await store.save_card(a_card("pr_alice", "C-ALICE-2"), fact_id="f2")
     await store.save_card(a_card("pr_bob", "C-BOB-1"), fact_id="f3")
     await store.save_card(a_card("pr_alice", "C-ALICE-1"), fact_id="f1")  # a redelivered fact adds nothing
-    await store._cards_by_person.update_one({"_id": "pr_alice"}, {"$addToSet": {"card_numbers": "C-BOB-1"}})
-    assert sorted(c.card_number for c in await store.cards_of("pr_alice")) == ["C-ALICE-1", "C-ALICE-2"]
-    assert [c.card_number for c in await store.cards_of("pr_bob")] == ["C-BOB-1"]
-    assert await store.cards_of("pr_nobody") == []
+    await store._residents.update_one({"_id": "pr_alice"}, {"$addToSet": {"card_numbers": "C-BOB-1"}})
+    assert sorted(c.card_number for c in await cards_of(store, "pr_alice")) == ["C-ALICE-1", "C-ALICE-2"]
+    assert [c.card_number for c in await cards_of(store, "pr_bob")] == ["C-BOB-1"]
+    assert await cards_of(store, "pr_nobody") == []
+
+
+async def test_the_address_and_the_cards_are_one_read_in_either_order_of_the_facts(store: LicensingStore) -> None:
+    await store.save_address("pr_dan", "東京都千代田区永田町1-7-1", date(2026, 1, 5), fact_id="registered-dan")
+    await store.save_card(a_card("pr_dan", "C-DAN-1"), fact_id="issued-dan")
+    await store.save_card(a_card("pr_erin", "C-ERIN-1"), fact_id="issued-erin")  # the card's fact first
+    await store.save_address("pr_erin", "大阪府大阪市北区1-1", date(2026, 1, 5), fact_id="registered-erin")
+
+    dan, erin = await store.resident("pr_dan"), await store.resident("pr_erin")
+    assert (dan.address, [c.card_number for c in dan.cards]) == ("東京都千代田区永田町1-7-1", ["C-DAN-1"])
+    assert (erin.address, [c.card_number for c in erin.cards]) == ("大阪府大阪市北区1-1", ["C-ERIN-1"])
+    assert await store._cards_by_person.count_documents({}) == 0, "the numbers are kept on the resident alone"
+
+
+async def test_card_numbers_kept_in_the_old_lookup_are_read_and_carried_over(store: LicensingStore) -> None:
+    """A store written before the card numbers moved onto the resident document: the resident has
+    an address only and the numbers are in `cards_by_person`."""
+    await store._residents.insert_one({"_id": "pr_fay", "address": "東京都新宿区2-2", "applied": ["registered-fay"]})
+    await store._cards_by_person.insert_one({"_id": "pr_fay", "card_numbers": ["C-FAY-1"]})
+    await store._cards.insert_one({"_id": "C-FAY-1", **a_card("pr_fay", "C-FAY-1").model_dump(mode="json")})
+    assert [c.card_number for c in (await store.resident("pr_fay")).cards] == ["C-FAY-1"]
+
+    await store.save_card(a_card("pr_fay", "C-FAY-2"), fact_id="reissued-fay")
+    fay = await store.resident("pr_fay")
+    assert sorted(c.card_number for c in fay.cards) == ["C-FAY-1", "C-FAY-2"], "the old card is not lost"
+    assert fay.address == "東京都新宿区2-2"
+    assert (await store._residents.find_one({"_id": "pr_fay"}))["card_numbers"] == ["C-FAY-1", "C-FAY-2"]
 
 
 async def test_a_card_fact_run_again_after_later_ones_puts_back_no_older_status(store: LicensingStore) -> None:
