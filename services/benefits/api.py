@@ -147,7 +147,7 @@ async def resolve_flag(flag_id: str, resolution: FlagResolution, service: EventS
             outcome = FlagOutcome.released
         else:
             if holds_it:
-                await store.delete_account(person_ref)
+                await store.delete_account(person_ref, registration=account.source_id)
                 facts.append(AccountDeleted(person_ref=person_ref, request_id=f"resolve:{flag_id}",
                                             reason=DeletionReason.removed_by_operator))
             removed.append(person_ref)

@@ -211,14 +211,21 @@ async def delete_receiving_account(event: DeleteReceivingAccount, ctx: HandlerCo
     store = ctx.deps.store
     person_ref = ctx.deps.people.for_number(event.my_number)
     deleted = AccountDeleted(person_ref=person_ref, request_id=event.request_id, reason=DeletionReason.deleted_by_holder)
-    if await store.audit_log.find_one({"_id": f"delete:{event.request_id}"}) is not None:
-        return [deleted]  # a re-run after the deletion was written
-    if await store.account(person_ref) is None:
-        return [AccountRegistrationRefused(person_ref=person_ref, request_id=event.request_id,
-                                           reason=RefusalReason.no_account, message="No receiving account is registered.")]
-    await store.delete_account(person_ref)
-    await store.audit(f"delete:{event.request_id}", actor=ctx.envelope.source, action="account_deleted",
-                      person_ref=person_ref, reason=DeletionReason.deleted_by_holder, subject="", at=ctx.clock.now())
+    entry_id = f"delete:{event.request_id}"
+    # The deletion is audited first, naming the registration it deletes: run again (after a crash,
+    # or late, after the holder registered another account), it deletes that registration's
+    # account if it is still there, and never one registered since.
+    registration = await store.deletion(entry_id)
+    if registration is None:
+        account = await store.account(person_ref)
+        if account is None:
+            return [AccountRegistrationRefused(person_ref=person_ref, request_id=event.request_id,
+                                               reason=RefusalReason.no_account, message="No receiving account is registered.")]
+        registration = account.source_id
+        await store.audit(entry_id, actor=ctx.envelope.source, action="account_deleted", person_ref=person_ref,
+                          reason=DeletionReason.deleted_by_holder, subject="", at=ctx.clock.now(), registration=registration)
+    if registration:  # "": audited by earlier code, which deleted before it audited
+        await store.delete_account(person_ref, registration=registration)
     return [deleted]
 
 
@@ -284,9 +291,7 @@ async def refuse_pension_account(event: RefusePensionAccount, ctx: HandlerContex
         await store.set_proposal_status(event.proposal_id, ProposalStatus.refused.value, on=event.received_on)
         return [refused]
     if status in (ProposalStatus.registered, ProposalStatus.deleted):
-        account = await store.account(person_ref)
-        if account is not None and account.source_id == event.proposal_id:
-            await store.delete_account(person_ref)
+        await store.delete_account(person_ref, registration=event.proposal_id)  # if the proposal's account is still there
         await store.audit(f"delete:{event.proposal_id}", actor=ctx.envelope.source, action="account_deleted",
                           person_ref=person_ref, reason=DeletionReason.refused_after_registration, subject="",
                           at=ctx.clock.now())

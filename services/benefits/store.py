@@ -219,8 +219,10 @@ class BenefitsStore:
         if person_refs:
             await self.accounts.update_many({"_id": {"$in": list(person_refs)}}, {"$set": {"status": status.value}})
 
-    async def delete_account(self, person_ref: str) -> None:
-        await self.accounts.delete_one({"_id": person_ref})
+    async def delete_account(self, person_ref: str, *, registration: str) -> None:
+        """Delete the person's account if it is still the one their registration `registration` made
+        (a deletion run again late leaves an account registered since alone)."""
+        await self.accounts.delete_one({"_id": person_ref, "source_id": registration})
 
     # --- shared-account flags and the audit log -----------------------------------------
 
@@ -252,10 +254,16 @@ class BenefitsStore:
         return entry is not None and entry.get("person_ref") == person_ref
 
     async def audit(self, entry_id: str, *, actor: str, action: str, person_ref: str, reason: str,
-                    subject: str, at: datetime) -> None:
+                    subject: str, at: datetime, **details: str) -> None:
         """Append one audit entry. Append-only: an entry id is written once (a rerun after a crash adds nothing)."""
         await self.audit_trail.record(at=at, actor=actor, action=action, person_ref=person_ref, reason=reason,
-                                      details={"subject": subject}, audit_id=entry_id)
+                                      details={"subject": subject, **details}, audit_id=entry_id)
+
+    async def deletion(self, entry_id: str) -> str | None:
+        """The registration that the deletion audited as `entry_id` deletes: None when it has no
+        entry yet, "" for an entry written before deletions named it."""
+        entry = await self.audit_log.find_one({"_id": entry_id})
+        return None if entry is None else entry.get("details", {}).get("registration", "")
 
     # --- pension proposals (the opt-out route) --------------------------------------------
 

@@ -23,6 +23,7 @@ from mynumber_contracts.benefits import (
 from mynumber_contracts.enrollment import ResidentAttributesChanged, ResidentDeceased, ResidentRegistered
 
 from tests.benefits.conftest import ENROLLMENT, PORTAL, ZENGIN, Benefits, a_number, an_account
+from tests.support.kafka import TopicReader
 from tests.support.reruns import run_late
 
 
@@ -161,6 +162,47 @@ async def test_a_registration_run_again_after_the_account_was_deleted_or_replace
     account = (await benefits.http.get(f"/accounts/{person_ref}")).json()
     assert account["account"]["account_number_masked"] == "****002", "the later registration stands"
     assert len(benefits.of_type(AccountRegistered, request_id="reg-first")) == 1, "no second fact of the first"
+
+
+async def test_a_deletion_cut_short_and_run_again_after_a_new_registration_leaves_the_new_account(
+        benefits: Benefits, servers, monkeypatch):
+    """A deletion stops after its first write (here the deletion itself fails, so the record is
+    dead-lettered, as a crash would leave it), the holder registers another account, and then the
+    deletion runs again late: it deletes the account it was asked to delete, never the new one."""
+    holder = await benefits.resident(303, kana="サトウ ジロウ", kanji="佐藤 次郎")
+    person_ref = benefits.ref(holder)
+    await benefits.send(register(holder, "reg-old", an_account(number="3030001", holder="サトウ ジロウ")),
+                        subject="s", source=PORTAL)
+    await benefits.wait_fact(AccountRegistered, request_id="reg-old")
+
+    async def the_process_dies_here(*args, **kwargs):
+        raise RuntimeError("the process died before the account was deleted")
+
+    monkeypatch.setattr(benefits.store, "delete_account", the_process_dies_here)
+    deletion = benefits.partner.record(DeleteReceivingAccount(request_id="del-old", my_number=holder),
+                                       subject="s", source=PORTAL)
+    database, topic = benefits.running.service.database, DeleteReceivingAccount.topic(benefits.namespace)
+    async with TopicReader(servers.kafka_bootstrap, benefits.running.service.topics.dead_letter) as dead_letters:
+        await benefits.partner.send_record(topic, deletion)
+        await dead_letters.wait_count(1)
+    monkeypatch.undo()
+
+    await benefits.send(register(holder, "reg-new", an_account(number="3030002", holder="サトウ ジロウ")),
+                        subject="s", source=PORTAL)
+    await benefits.wait_fact(AccountChanged, request_id="reg-new")
+    await run_late(benefits.partner, database, topic, deletion)
+    account = await benefits.http.get(f"/accounts/{person_ref}")
+    assert account.status_code == 200, "the account registered after the deletion stands"
+    assert account.json()["account"]["account_number_masked"] == "****002"
+    assert len(benefits.of_type(AccountDeleted, request_id="del-old")) == 1, "the deletion is reported done"
+
+    # A deletion audited by earlier code (it deleted first and audited after, naming no
+    # registration) was done before its entry was written: run again, it deletes nothing.
+    await benefits.store.audit_log.insert_one({"_id": "delete:del-earlier", "action": "account_deleted",
+                                               "person_ref": person_ref, "details": {"subject": ""}})
+    await benefits.send(DeleteReceivingAccount(request_id="del-earlier", my_number=holder), subject="s", source=PORTAL)
+    await benefits.wait_fact(AccountDeleted, request_id="del-earlier")
+    assert (await benefits.http.get(f"/accounts/{person_ref}")).status_code == 200
 
 
 async def test_a_resident_fact_run_again_after_the_death_does_not_bring_the_person_back(benefits: Benefits):
