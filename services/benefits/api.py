@@ -141,7 +141,7 @@ async def resolve_flag(flag_id: str, resolution: FlagResolution, service: EventS
         holds_it = account is not None and account.key == flag["key"]
         if person_ref in keep:
             if holds_it:
-                await store.set_account_status([person_ref], AccountStatus.active)
+                await store.set_account_status([account], AccountStatus.active)
                 await store.release_for(person_ref)
             released.append(person_ref)
             outcome = FlagOutcome.released

@@ -99,7 +99,7 @@ async def remember_changed_attributes(event: ResidentAttributesChanged, ctx: Han
     if before is not None and account is not None and account.status in (AccountStatus.active, AccountStatus.withheld):
         co_holders, shared_after = await _sharing(store, account, instead=after)
         if shared_after and not (await _sharing(store, account, instead=before))[1]:
-            await store.set_account_status([account.person_ref], AccountStatus.withheld)
+            await store.set_account_status([account], AccountStatus.withheld)
             facts = await _flag_shared_account(deps, replace(account, status=AccountStatus.withheld), co_holders,
                                                now=ctx.clock.now())
     await store.save_resident(after, fact_id=ctx.envelope.id)
@@ -186,7 +186,7 @@ async def _flag_shared_account(deps: BenefitsDeps, account: Account, co_holders:
     flag_id = domain.flag_id_for(account.key)
     holders = [account.person_ref, *(a.person_ref for a in co_holders)]
     reason = "one account is registered for people with different surnames or addresses"
-    await store.set_account_status([a.person_ref for a in co_holders], AccountStatus.withheld)
+    await store.set_account_status(co_holders, AccountStatus.withheld)
     await store.open_flag(flag_id, account.key, holders, reason=reason, now=now)
     for person_ref in holders:
         await store.audit(f"flag:{flag_id}:{account.source_id}:{person_ref}", actor="service/benefits",
@@ -234,7 +234,7 @@ async def invalidate_renumbered_accounts(event: RecordBankCodeChange, ctx: Handl
     """A merger renumbers a bank or branch: its accounts are invalidated and each holder is told."""
     store = ctx.deps.store
     accounts = await store.accounts_at_bank(event.old_bank_code, event.old_branch_code)
-    await store.set_account_status([a.person_ref for a in accounts], AccountStatus.invalidated)
+    await store.set_account_status(accounts, AccountStatus.invalidated)
     message = (f"Bank code {event.old_bank_code} changed to {event.new_bank_code} on {event.effective_on}. "
                "Please register your receiving account again with the new codes.")
     facts: list[Fact] = []

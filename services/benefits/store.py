@@ -24,6 +24,7 @@ so a crash in between leaves it in two places, never in none; every step can run
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,7 +34,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services.kit.audit import AuditTrail
-from services.kit.store import apply_fact, fact_applied, insert_new
+from services.kit.store import apply_fact, fact_applied, insert_new, update_by_id
 
 from .domain import (
     Account,
@@ -215,9 +216,15 @@ class BenefitsStore:
             document = await self.accounts.find_one({"_id": person_ref}, {"status": 1})
         return AccountStatus(document["status"]) if document else None
 
-    async def set_account_status(self, person_refs: Sequence[str], status: AccountStatus) -> None:
-        if person_refs:
-            await self.accounts.update_many({"_id": {"$in": list(person_refs)}}, {"$set": {"status": status.value}})
+    async def set_account_status(self, accounts: Sequence[Account], status: AccountStatus) -> None:
+        """Set the status of each of these accounts that its holder has not replaced since it was read
+        (the registration that made it is still the one on record): a bank merger, a flag or an
+        operator's release never reaches an account registered meanwhile."""
+        await asyncio.gather(*(
+            update_by_id(self.accounts, account.person_ref, {"$set": {"status": status.value}},
+                         condition={"source_id": account.source_id})
+            for account in accounts
+        ))
 
     async def delete_account(self, person_ref: str, *, registration: str) -> None:
         """Delete the person's account if it is still the one their registration `registration` made

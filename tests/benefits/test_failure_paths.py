@@ -11,6 +11,7 @@ from mynumber_contracts import ResidentAttributes, Sex
 from mynumber_contracts.benefits import (
     AccountChannel,
     AccountFlagged,
+    AccountInvalidated,
     AccountRegistered,
     AnnouncePayoutBatch,
     OptOutConcluded,
@@ -20,6 +21,7 @@ from mynumber_contracts.benefits import (
     PayoutBatchAccepted,
     PayoutRecipient,
     ProposePensionAccount,
+    RecordBankCodeChange,
     RefusePensionAccount,
     RegisterReceivingAccount,
     SubmitPayoutChunk,
@@ -29,7 +31,7 @@ from mynumber_contracts.enrollment import ResidentAttributesChanged, ResidentDec
 from services.benefits import domain
 from services.benefits.bank_simulator import FaultPlan
 from services.benefits.handlers import _account, register_account
-from tests.benefits.conftest import ENROLLMENT, PAYING_AGENCY, PENSION, PORTAL, Benefits, an_account, eventually
+from tests.benefits.conftest import ENROLLMENT, PAYING_AGENCY, PENSION, PORTAL, ZENGIN, Benefits, an_account, eventually
 from tests.support.kafka import TopicReader
 
 
@@ -65,6 +67,37 @@ async def test_two_people_registering_one_account_at_the_same_moment_are_both_wi
     assert sorted(flagged) == sorted([first, second]), "each holder is flagged once"
     registered = {f.person_ref: f.withheld for f in first_facts + second_facts if isinstance(f, AccountRegistered)}
     assert registered == {first: True, second: True}
+
+
+async def test_a_bank_merger_leaves_alone_an_account_registered_after_it_read_the_accounts(benefits: Benefits, monkeypatch):
+    """The merger reads the renumbered bank's accounts, and before it invalidates them one holder
+    registers an account at another bank (another partition, or another instance): that new
+    account stays active; the others of the old bank are invalidated."""
+    movers = [benefits.ref(await benefits.resident(861 + i, kana="モリ アオイ", kanji="森 葵", address=f"京都府{i}"))
+              for i in range(2)]
+    deps = benefits.running.service.deps
+    for i, person in enumerate(movers):
+        await register_account(deps, _account(person, an_account(number=f"861000{i}", holder="モリ アオイ", bank="0009",
+                                                                 branch="100"), channel=AccountChannel.portal,
+                                              source_id=f"reg-861-{i}"), now=benefits.clock.now(), actor=PORTAL)
+    read_accounts = deps.store.accounts_at_bank
+    elsewhere = _account(movers[0], an_account(number="8619999", holder="モリ アオイ", bank="0010", branch="300"),
+                         channel=AccountChannel.portal, source_id="reg-861-new")
+
+    async def the_holder_registers_elsewhere_right_after_this_read(bank_code: str, branch_code: str | None):
+        accounts = await read_accounts(bank_code, branch_code)
+        await register_account(deps, elsewhere, now=benefits.clock.now(), actor=PORTAL)
+        return accounts
+
+    monkeypatch.setattr(deps.store, "accounts_at_bank", the_holder_registers_elsewhere_right_after_this_read)
+    await benefits.send(RecordBankCodeChange(request_id="merger-861", old_bank_code="0009", old_branch_code="100",
+                                             new_bank_code="0010", new_branch_code="300", effective_on="2026-07-01"),
+                        subject="merger-861", source=ZENGIN)
+    await benefits.wait_fact(AccountInvalidated, 2)
+
+    moved = await benefits.store.account(movers[0])
+    assert (moved.source_id, moved.status) == ("reg-861-new", domain.AccountStatus.active), "the new account is not invalidated"
+    assert (await benefits.store.account(movers[1])).status is domain.AccountStatus.invalidated
 
 
 async def test_no_payment_goes_to_an_account_while_its_shared_account_check_runs(benefits: Benefits, monkeypatch):
