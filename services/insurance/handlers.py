@@ -372,10 +372,16 @@ async def withdraw_member(event: WithdrawMember, ctx: HandlerContext[InsuranceDe
         return [_rejected(event, RejectionReason.unknown_member, "no such member record")]
     person_ref = existing.get("person_ref")
     async with deps.locks.hold(person_ref or key):
+        made = event.request_id in existing.get("withdrawals", ()) or existing.get("withdrawn_by") == event.request_id
+        if made and existing["status"] == MembershipStatus.active.value:
+            # Made, then the member was enrolled again: this withdrawal runs again late (a consumer
+            # that fell behind later requests). The enrollment stands; its facts went out when it was made.
+            # (`withdrawn_by` alone answers for records from before `withdrawals` was kept.)
+            return []
         if existing["status"] == MembershipStatus.withdrawn.value and existing.get("withdrawn_by") != event.request_id:
             return [_rejected(event, RejectionReason.member_withdrawn, "the member record is already withdrawn", person_ref)]
         await deps.store.save_member(key, {"status": MembershipStatus.withdrawn, "withdrawn_on": event.withdrawn_on,
-                                           "withdrawn_by": event.request_id})
+                                           "withdrawn_by": event.request_id}, withdrawal=event.request_id)
         facts: list[Fact] = [MemberWithdrawn(insurer_number=event.insurer_number, member_symbol=event.member_symbol,
                                              member_number=event.member_number, person_ref=person_ref, withdrawn_on=event.withdrawn_on)]
         if person_ref:

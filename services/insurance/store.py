@@ -360,12 +360,14 @@ class InsuranceStore:
         except DuplicateKeyError:  # a rerun
             return await self.save_member(member_key, fields)
 
-    async def save_member(self, member_key: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    async def save_member(self, member_key: str, fields: Mapping[str, Any], *, withdrawal: str | None = None) -> dict[str, Any]:
+        """Set `fields` on the member record. `withdrawal` is the insurer's request that withdraws
+        the member: every one is kept, so one run again after a later enrollment is known as made."""
+        update: dict[str, Any] = {"$set": {name: _stored(value) for name, value in fields.items()}}
+        if withdrawal is not None:
+            update["$addToSet"] = {"withdrawals": withdrawal}
         document = await self.members.find_one_and_update(
-            {"_id": member_key},
-            {"$set": {name: _stored(value) for name, value in fields.items()}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
+            {"_id": member_key}, update, upsert=True, return_document=ReturnDocument.AFTER,
         )
         return document
 
@@ -509,17 +511,22 @@ class InsuranceStore:
 
     async def record_consent(self, institution_code: str, person_ref: str, data_type: MedicalDataType,
                              *, request_id: str, given_at: datetime) -> datetime:
-        """The latest consent per institution, person and data type; a rerun keeps the first time."""
+        """The latest consent per institution, person and data type; a rerun keeps the first time.
+        A consent replaced by a later one is kept as earlier (its request and time), so that one run
+        again late gives its own time back and changes nothing: a late run never restarts the
+        consent window (consent counts from when it was recorded)."""
         key = f"{institution_code}/{person_ref}/{data_type}"
         existing = await self.consents.find_one({"_id": key})
         if existing and existing.get("request_id") == request_id:
             return existing["given_at"]
-        await self.consents.update_one(
-            {"_id": key},
-            {"$set": {"institution_code": institution_code, "person_ref": person_ref, "data_type": data_type.value,
-                      "request_id": request_id, "given_at": given_at}},
-            upsert=True,
-        )
+        for earlier in (existing or {}).get("earlier", ()):
+            if earlier["request_id"] == request_id:
+                return earlier["given_at"]
+        update: dict[str, Any] = {"$set": {"institution_code": institution_code, "person_ref": person_ref,
+                                           "data_type": data_type.value, "request_id": request_id, "given_at": given_at}}
+        if existing:
+            update["$push"] = {"earlier": {"request_id": existing["request_id"], "given_at": existing["given_at"]}}
+        await self.consents.update_one({"_id": key}, update, upsert=True)
         return given_at
 
     async def consent_given_at(self, institution_code: str, person_ref: str, data_type: MedicalDataType) -> datetime | None:

@@ -32,6 +32,7 @@ from mynumber_contracts.insurance import (
 )
 from pymongo.errors import AutoReconnect
 
+from services.insurance.domain import member_key
 from tests.insurance.conftest import (
     INSTITUTION,
     INSURER,
@@ -293,3 +294,51 @@ async def test_a_registration_for_insurance_use_run_again_after_the_cancellation
 
     assert (await insurance.database["people"].find_one({"_id": holder}))["insurance_use"] == "cancelled", \
         "the cancellation stands"
+
+
+@pytest.mark.parametrize("withdrawals", [1, 2])
+async def test_a_withdrawal_run_again_after_the_member_was_enrolled_again_leaves_the_enrollment(
+        insurance: Insurance, withdrawals: int):
+    """A member withdrawn and enrolled again (once, or twice with a second withdrawal between):
+    the first withdrawal run again late must leave the member enrolled and their certificate valid."""
+    member = await insurance.resident(44)
+    assert types(await insurance.insurer(enrollment("m-44", 44, 44))) == ["member_linked", "eligibility_certificate_issued"]
+    first = WithdrawMember(request_id="w-44", insurer_number=INSURER, member_symbol="記号", member_number="m-44",
+                           withdrawn_on=date(2026, 4, 30))
+    withdrawn = insurance.partner.record(first, subject="subject", source=f"insurer/{INSURER}")
+    await run_again(insurance, withdrawn, first.topic(insurance.namespace))  # its first run
+    for cycle in range(1, withdrawals + 1):
+        await insurance.insurer(enrollment("m-44", 44, 44, request_id=f"enroll-m-44-again-{cycle}"))
+        if cycle < withdrawals:
+            await insurance.insurer(first.model_copy(update={"request_id": f"w-44-{cycle}"}))
+    key = member_key(INSURER, "記号", "m-44")
+    assert (await insurance.database["members"].find_one({"_id": key}))["status"] == "active"
+
+    await run_again(insurance, withdrawn, first.topic(insurance.namespace))
+
+    assert (await insurance.database["members"].find_one({"_id": key}))["status"] == "active", \
+        "the later enrollment stands"
+    assert [c["status"] for c in await insurance.certificates(member)] == ["active"]
+
+
+async def test_a_consent_run_again_after_a_later_one_does_not_restart_the_consent_window(insurance: Insurance):
+    """Consent counts from when it was recorded. A consent run again late, after the patient
+    consented again, must neither move the recorded time to the late run's time (which would
+    stretch the 24-hour window) nor put the earlier consent back."""
+    patient = await insurance.resident(46)
+    await insurance.card(patient, "cert-46")
+    first = RecordConsent(request_id="consent-46a", institution_code=INSTITUTION, certificate_id="cert-46",
+                          data_types=[MedicalDataType.prescriptions])
+    consented = insurance.partner.record(first, subject="subject", source=f"medical-institution/{INSTITUTION}")
+    first_at = insurance.clock.now()
+    await run_again(insurance, consented, first.topic(insurance.namespace))  # its first run
+    insurance.clock.advance(timedelta(hours=2))
+    second_at = insurance.clock.now()
+    await insurance.institution(first.model_copy(update={"request_id": "consent-46b"}))
+    insurance.clock.advance(timedelta(hours=23))
+
+    await run_again(insurance, consented, first.topic(insurance.namespace))
+
+    consent = await insurance.database["consents"].find_one({"_id": f"{INSTITUTION}/{patient}/prescriptions"})
+    assert (consent["request_id"], consent["given_at"]) == ("consent-46b", second_at), "the later consent stands"
+    assert [(e["request_id"], e["given_at"]) for e in consent["earlier"]] == [("consent-46a", first_at)]
