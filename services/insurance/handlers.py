@@ -397,7 +397,8 @@ async def withdraw_member(event: WithdrawMember, ctx: HandlerContext[InsuranceDe
 async def configure_insurer(event: ConfigureInsurer, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
     if rejected := _wrong_source(ctx, event, "insurer", event.insurer_number):
         return [rejected]
-    await ctx.deps.store.configure_insurer(event.insurer_number, event.certificate_validity_years, ctx.clock.now())
+    await ctx.deps.store.configure_insurer(event.insurer_number, event.certificate_validity_years, ctx.clock.now(),
+                                           request_id=event.request_id)
     return [InsurerConfigured(insurer_number=event.insurer_number, certificate_validity_years=event.certificate_validity_years)]
 
 

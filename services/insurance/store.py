@@ -40,7 +40,7 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.kit.store import insert_or_read, update_by_id
+from services.kit.store import apply_fact, insert_or_read, update_by_id
 
 from .domain import (
     Card,
@@ -502,10 +502,11 @@ class InsuranceStore:
             years[insurer] = int(document["certificate_validity_years"]) if document else default
         return years
 
-    async def configure_insurer(self, insurer_number: str, validity_years: int, now: datetime) -> None:
-        await self.insurers.update_one(
-            {"_id": insurer_number}, {"$set": {"certificate_validity_years": validity_years, "updated_at": now}}, upsert=True
-        )
+    async def configure_insurer(self, insurer_number: str, validity_years: int, now: datetime, *, request_id: str) -> None:
+        """Apply the insurer's configuration request `request_id` once: one that runs again after a
+        later one (a consumer that fell behind) leaves the later settings in place."""
+        await apply_fact(self.insurers, insurer_number, {"certificate_validity_years": validity_years, "updated_at": now},
+                         fact_id=request_id, create=True)
 
     # -- consent and medical data ---------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from mynumber_contracts.enrollment import (
 )
 from mynumber_contracts.insurance import (
     CancelInsuranceUse,
+    ConfigureInsurer,
     EligibilityCertificateWithdrawn,
     MedicalDataReleased,
     MedicalDataType,
@@ -342,3 +343,17 @@ async def test_a_consent_run_again_after_a_later_one_does_not_restart_the_consen
     consent = await insurance.database["consents"].find_one({"_id": f"{INSTITUTION}/{patient}/prescriptions"})
     assert (consent["request_id"], consent["given_at"]) == ("consent-46b", second_at), "the later consent stands"
     assert [(e["request_id"], e["given_at"]) for e in consent["earlier"]] == [("consent-46a", first_at)]
+
+
+async def test_an_insurer_configuration_run_again_after_a_later_one_leaves_the_later_settings(insurance: Insurance):
+    """Certificates issued after it are valid as long as the insurer's latest configuration says."""
+    first = ConfigureInsurer(request_id="cfg-47a", insurer_number=INSURER, certificate_validity_years=2)
+    configured = insurance.partner.record(first, subject="subject", source=f"insurer/{INSURER}")
+    await run_again(insurance, configured, first.topic(insurance.namespace))  # its first run
+    assert types(await insurance.insurer(first.model_copy(update={"request_id": "cfg-47b", "certificate_validity_years": 3}))) \
+        == ["insurer_configured"]
+
+    await run_again(insurance, configured, first.topic(insurance.namespace))
+
+    insurer = await insurance.database["insurers"].find_one({"_id": INSURER})
+    assert insurer["certificate_validity_years"] == 3, "the later configuration stands"
