@@ -92,8 +92,8 @@ async def replay(letter: DeadLetter, kafka: dict[str, Any], mongodb: str, *, ope
     from pymongo import AsyncMongoClient
 
     producer = AIOKafkaProducer(**kafka, acks="all", enable_idempotence=True)
-    await producer.start()
-    try:
+    try:  # stopped also when it never started
+        await producer.start()
         await producer.send_and_wait(letter.source_topic, letter.value, key=letter.key, headers=letter.original_headers)
     finally:
         await producer.stop()

@@ -72,12 +72,12 @@ async def send(events: list[PendingEvent], kafka: dict[str, Any], key_path: Path
 
     key = private_key_from_pem(key_path.read_bytes())
     producer = AIOKafkaProducer(**kafka, acks="all", enable_idempotence=True, request_timeout_ms=10000)
-    try:
-        await producer.start()
-    except KafkaConnectionError:
-        raise InputError(f"Kafka does not answer at {kafka['bootstrap_servers']} (or refused the connection: check "
-                         "MYNUMBER_KAFKA_USERNAME, _PASSWORD and _CA_FILE): run `mynumber stack up` first") from None
-    try:
+    try:  # stopped also when it never started, or it is left open (and reported unclosed at exit)
+        try:
+            await producer.start()
+        except KafkaConnectionError:
+            raise InputError(f"Kafka does not answer at {kafka['bootstrap_servers']} (or refused the connection: check "
+                             "MYNUMBER_KAFKA_USERNAME, _PASSWORD and _CA_FILE): run `mynumber stack up` first") from None
         for event in events:
             record: KafkaRecord = encode_event(
                 event.payload, source=agency or key_id.split("#")[0], key=topics.ordering_key(event.subject),

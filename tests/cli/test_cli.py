@@ -139,6 +139,30 @@ def test_publish_says_clearly_when_kafka_is_down(tmp_path):
     assert "Kafka does not answer" in result.output
 
 
+def test_a_publish_that_cannot_connect_leaves_no_producer_open(tmp_path):
+    """The producer that never started is stopped too: otherwise it is reported (and its client
+    left) unclosed when it is collected."""
+    import gc
+    import warnings
+
+    from mynumber_contracts.signing import generate_private_key, private_key_to_pem
+
+    events = tmp_path / "events.ndjson"
+    events.write_text(json.dumps({"type": RegisterResident.event_type, "subject": "x",
+                                  "data": json.loads(a_request(5).model_dump_json())}))
+    key = tmp_path / "k.pem"
+    key.write_bytes(private_key_to_pem(generate_private_key()))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = runner.invoke(app, ["publish", str(events), "--as", "municipality/131016", "--key", str(key)],
+                               env={"KAFKA_BOOTSTRAP_SERVERS": CLOSED_PORT, "MONGODB_URL": "mongodb://127.0.0.1:1/"})
+        exit_code = result.exit_code
+        del result  # its traceback holds the frame that held the producer
+        gc.collect()
+    assert exit_code == 1
+    assert [str(w.message) for w in caught if "Unclosed AIOKafkaProducer" in str(w.message)] == []
+
+
 def test_partners_list_says_clearly_when_the_database_is_down():
     result = runner.invoke(app, ["partners", "list"], env={"KAFKA_BOOTSTRAP_SERVERS": CLOSED_PORT,
                                                           "MONGODB_URL": "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=500"})

@@ -11,7 +11,7 @@ from datetime import date
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 from mynumber_cli import acls, native_stack
 from mynumber_contracts import MyNumber, ResidentAttributes, Sex, check_digit, topics
@@ -57,6 +57,13 @@ async def _create_topics(endpoints: native_stack.StackEndpoints) -> None:
         await admin.close()
 
 
+def facts_reader(endpoints: native_stack.StackEndpoints) -> TopicReader:
+    """A reader of enrollment's facts on the secure listener, as the admin principal."""
+    consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+                                **endpoints.kafka_admin_client_kwargs())
+    return TopicReader(endpoints.kafka_bootstrap, topics.for_service("enrollment", NAMESPACE).facts, consumer=consumer)
+
+
 def scram(endpoints: native_stack.StackEndpoints, principal: str) -> dict[str, Any]:
     from aiokafka.helpers import create_ssl_context
 
@@ -68,8 +75,8 @@ def scram(endpoints: native_stack.StackEndpoints, principal: str) -> dict[str, A
 
 async def publish(client: dict[str, Any], topic: str) -> None:
     producer = AIOKafkaProducer(request_timeout_ms=10_000, **client)
-    await asyncio.wait_for(producer.start(), 30)
-    try:
+    try:  # stopped also when it could not connect
+        await asyncio.wait_for(producer.start(), 30)
         await asyncio.wait_for(producer.send_and_wait(topic, b"{}"), 30)
     finally:
         await producer.stop()
@@ -115,11 +122,11 @@ async def test_the_service_runs_with_its_own_principal(service_on_secure_broker,
         attributes=ResidentAttributes(name_kanji="伊藤 誠", name_kana="イトウ マコト", date_of_birth=date(1980, 3, 3),
                                       sex=Sex.male, address="東京都千代田区1-1"), nationality="JP",
     )
-    partner = PartnerPublisher(secure.kafka_bootstrap, NAMESPACE, source="municipality/131016")
-    partner._producer = AIOKafkaProducer(**scram(secure, "municipality-131016"))
-    reader = TopicReader(secure.kafka_bootstrap, topics.for_service("enrollment", NAMESPACE).facts)
-    reader._consumer = __import__("aiokafka").AIOKafkaConsumer(
-        group_id=None, enable_auto_commit=False, auto_offset_reset="earliest", **secure.kafka_admin_client_kwargs())
+    # Built here, not swapped in afterwards: a producer or consumer made and never closed is
+    # reported as unclosed when the interpreter exits.
+    partner = PartnerPublisher(secure.kafka_bootstrap, NAMESPACE, source="municipality/131016",
+                               producer=AIOKafkaProducer(**scram(secure, "municipality-131016")))
+    reader = facts_reader(secure)
     async with partner, reader:
         await partner.send(request, subject="acl-person")
         await reader.wait_count(1, ResidentRegistered.event_type)
@@ -160,9 +167,7 @@ async def test_a_partner_publishes_with_the_cli_over_tls_with_its_own_principal(
     missing = await asyncio.to_thread(publish_with, MYNUMBER_KAFKA_CA_FILE=str(tmp_path / "no-such-ca.pem"))
     assert missing.exit_code == 1 and "no-such-ca.pem" in missing.output, missing.output
 
-    reader = TopicReader(secure.kafka_bootstrap, topics.for_service("enrollment", NAMESPACE).facts)
-    reader._consumer = __import__("aiokafka").AIOKafkaConsumer(
-        group_id=None, enable_auto_commit=False, auto_offset_reset="earliest", **secure.kafka_admin_client_kwargs())
+    reader = facts_reader(secure)
     async with reader:
         published = await asyncio.to_thread(publish_with, MYNUMBER_KAFKA_CA_FILE=secure.kafka_ca_file)
         assert published.exit_code == 0 and "published 1 signed events" in published.output, published.output

@@ -24,13 +24,15 @@ async def create_topics(bootstrap: str, names: Sequence[str], partitions: int = 
 class PartnerPublisher:
     """Publishes partner requests the way an agency would, with a plain aiokafka producer."""
 
-    def __init__(self, bootstrap: str, namespace: str, source: str = "municipality/131016", *, signed: bool = True) -> None:
+    def __init__(self, bootstrap: str, namespace: str, source: str = "municipality/131016", *, signed: bool = True,
+                 producer: AIOKafkaProducer | None = None) -> None:
+        """`producer`: one set up otherwise (another principal, over TLS) instead of the plain one."""
         self.bootstrap = bootstrap
         self.namespace = namespace
         self.source = source
         self.signed = signed  # partners sign every event; unsigned only to test the quarantine
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
-                                          max_request_size=4 * 1024 * 1024)
+        self._producer = producer or AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+                                                      max_request_size=4 * 1024 * 1024)
 
     async def __aenter__(self) -> PartnerPublisher:
         await self._producer.start()
@@ -103,11 +105,12 @@ class Received:
 class TopicReader:
     """Reads a topic from the beginning, in the background, and keeps every record."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, *, consumer: AIOKafkaConsumer | None = None) -> None:
+        """`consumer`: one set up otherwise (another principal, over TLS) instead of the plain one."""
         self.topic = topic
         self.records: list[Received] = []
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                          auto_offset_reset="earliest", group_id=None)
+        self._consumer = consumer or AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                                      auto_offset_reset="earliest", group_id=None)
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> TopicReader:
