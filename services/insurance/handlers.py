@@ -664,7 +664,11 @@ async def apply_for_eligibility_certificate(event: ApplyForEligibilityCertificat
         rerun = current is not None and causes.get("issued_by") == ctx.envelope.id
         if current is not None and current.status is CertificateStatus.active and not rerun:
             return [_rejected(event, RejectionReason.certificate_already_held, "the member already holds a valid certificate", membership.person_ref)]
-        await deps.store.change_person(membership.person_ref, {"certificate_application": event.reason})
+        # Made before (a rerun after a crash, or late, after the card came back and ended the
+        # application): not applied again, so a late run never switches the person back to a certificate.
+        if not await deps.store.certificate_application_made(membership.person_ref, event.request_id):
+            await deps.store.change_person(membership.person_ref, {"certificate_application": event.reason},
+                                           certificate_application=event.request_id)
         return await settle_person(deps, membership.person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id)
 
 

@@ -257,11 +257,12 @@ class InsuranceStore:
 
     async def change_person(self, person_ref: str, changes: Mapping[str, Any], *, add_member_key: str | None = None,
                             retire_card: Card | None = None, registry_fact: str | None = None,
-                            insurance_use_request: str | None = None) -> None:
+                            insurance_use_request: str | None = None, certificate_application: str | None = None) -> None:
         """One atomic write to the person's document; every change bumps `version`. A rerun may
         bump it again: the version only has to grow with every change. `registry_fact` is the id of
         the enrollment fact that makes the change, and `insurance_use_request` the holder's request
-        that registers or cancels insurance use: each is kept, so that it is applied once."""
+        that registers or cancels insurance use, and `certificate_application` the insurer's request
+        that applies for a certificate: each is kept, so that it is applied once."""
         update: dict[str, Any] = {"$inc": {"version": 1}}
         if changes:
             update["$set"] = {name: _stored(value) for name, value in changes.items()}
@@ -275,6 +276,8 @@ class InsuranceStore:
         if insurance_use_request is not None:
             update.setdefault("$set", {})["insurance_use_request"] = insurance_use_request
             push["insurance_use_requests"] = insurance_use_request
+        if certificate_application is not None:
+            push["certificate_applications"] = certificate_application
         if push:
             update["$addToSet"] = push
         await update_by_id(self.people, person_ref, update, upsert=True)
@@ -334,6 +337,12 @@ class InsuranceStore:
         """Whether the holder's registration or cancellation `request_id` was made, even if later ones followed."""
         document = await self.people.find_one({"_id": person_ref}, {"insurance_use_request": 1, "insurance_use_requests": 1}) or {}
         return request_id == document.get("insurance_use_request") or request_id in document.get("insurance_use_requests", ())
+
+    async def certificate_application_made(self, person_ref: str, request_id: str) -> bool:
+        """Whether the insurer's certificate application `request_id` for this person was made, even if
+        the person's application has ended since (a card back)."""
+        document = await self.people.find_one({"_id": person_ref}, {"certificate_applications": 1}) or {}
+        return request_id in document.get("certificate_applications", ())
 
     # -- members --------------------------------------------------------------------------------
 

@@ -19,7 +19,9 @@ from mynumber_contracts.enrollment import (
     ResidentRegistered,
 )
 from mynumber_contracts.insurance import (
+    ApplyForEligibilityCertificate,
     CancelInsuranceUse,
+    CertificateApplicationReason,
     ConfigureInsurer,
     EligibilityCertificateWithdrawn,
     MedicalDataReleased,
@@ -357,3 +359,26 @@ async def test_an_insurer_configuration_run_again_after_a_later_one_leaves_the_l
 
     insurer = await insurance.database["insurers"].find_one({"_id": INSURER})
     assert insurer["certificate_validity_years"] == 3, "the later configuration stands"
+
+
+async def test_a_certificate_application_run_again_after_the_card_took_over_leaves_the_card(insurance: Insurance):
+    """A holder who needed help switches to a certificate on the insurer's application, then
+    registers the card again (the card takes over, the certificate is withdrawn). The application
+    run again late must not switch them back to a certificate."""
+    holder = await insurance.resident(48)
+    await insurance.card(holder, "cert-48")
+    await insurance.holder(RegisterCardForInsurance(request_id="reg-48", certificate_id="cert-48"))
+    await insurance.insurer(enrollment("48", 48, 48))
+    application = ApplyForEligibilityCertificate(request_id="apply-48", insurer_number=INSURER, member_symbol="記号",
+                                                 member_number="48", reason=CertificateApplicationReason.needs_assistance)
+    applied = insurance.partner.record(application, subject="subject", source=f"insurer/{INSURER}")
+    await run_again(insurance, applied, application.topic(insurance.namespace))  # its first run
+    assert [c["status"] for c in await insurance.certificates(holder)] == ["active"]
+    assert types(await insurance.holder(RegisterCardForInsurance(request_id="reg-48b", certificate_id="cert-48"))) == [
+        "card_registered_for_insurance", "eligibility_certificate_withdrawn"]
+
+    await run_again(insurance, applied, application.topic(insurance.namespace))
+
+    assert [c["status"] for c in await insurance.certificates(holder)] == ["withdrawn"], "the card stays in use"
+    assert (await insurance.database["people"].find_one({"_id": holder})).get("certificate_application") is None
+    assert (await insurance.eligibility("cert-48"))["eligible"]
