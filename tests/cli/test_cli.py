@@ -163,6 +163,23 @@ def test_a_publish_that_cannot_connect_leaves_no_producer_open(tmp_path):
     assert [str(w.message) for w in caught if "Unclosed AIOKafkaProducer" in str(w.message)] == []
 
 
+async def test_a_replay_that_cannot_connect_leaves_no_producer_open():
+    import gc
+    import warnings
+
+    from aiokafka.errors import KafkaConnectionError
+    from mynumber_cli.dead_letters import DeadLetter, replay
+
+    letter = DeadLetter(number=1, partition=0, offset=0, key=None, value=b"{}", reason="not_json", detail="",
+                        source_topic="t", source_partition="0", source_offset="0", original_headers=[])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(KafkaConnectionError):
+            await replay(letter, {"bootstrap_servers": CLOSED_PORT}, "mongodb://127.0.0.1:1/", operator="operator/test")
+        gc.collect()
+    assert [str(w.message) for w in caught if "Unclosed AIOKafkaProducer" in str(w.message)] == []
+
+
 def test_partners_list_says_clearly_when_the_database_is_down():
     result = runner.invoke(app, ["partners", "list"], env={"KAFKA_BOOTSTRAP_SERVERS": CLOSED_PORT,
                                                           "MONGODB_URL": "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=500"})
