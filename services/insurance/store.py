@@ -335,14 +335,22 @@ class InsuranceStore:
 
     async def insurance_use_requested(self, person_ref: str, request_id: str) -> bool:
         """Whether the holder's registration or cancellation `request_id` was made, even if later ones followed."""
-        document = await self.people.find_one({"_id": person_ref}, {"insurance_use_request": 1, "insurance_use_requests": 1}) or {}
-        return request_id == document.get("insurance_use_request") or request_id in document.get("insurance_use_requests", ())
+        return await self._request_kept(person_ref, request_id, "insurance_use_request", "insurance_use_requests")
 
     async def certificate_application_made(self, person_ref: str, request_id: str) -> bool:
         """Whether the insurer's certificate application `request_id` for this person was made, even if
         the person's application has ended since (a card back)."""
-        document = await self.people.find_one({"_id": person_ref}, {"certificate_applications": 1}) or {}
-        return request_id in document.get("certificate_applications", ())
+        return await self._request_kept(person_ref, request_id, "certificate_applications")
+
+    async def _request_kept(self, person_ref: str, request_id: str, *fields: str) -> bool:
+        """Whether `request_id` is kept on the person under one of `fields` (a list of ids, or one id).
+        Read by `_id` alone, so the read joins the batch's other reads of people."""
+        document = await self.people.find_one({"_id": person_ref}) or {}
+        for field in fields:
+            kept = document.get(field)
+            if kept == request_id or (isinstance(kept, list) and request_id in kept):
+                return True
+        return False
 
     # -- members --------------------------------------------------------------------------------
 
