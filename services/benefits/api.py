@@ -128,13 +128,13 @@ async def resolve_flag(flag_id: str, resolution: FlagResolution, service: EventS
     flag = await store.flag(flag_id)
     if flag is None:
         raise HTTPException(404, "no such flag")
-    if flag["status"] != "open":
-        raise HTTPException(409, "the flag is already resolved")
     holders: list[str] = flag["person_refs"]
     keep = set(holders if resolution.keep is None else resolution.keep)
     unknown = keep - set(holders)
     if unknown:
         raise HTTPException(422, "keep names people who do not hold this account")
+    if not await store.keep_holders(flag_id, sorted(keep)):
+        raise HTTPException(409, "the flag is already resolved")
     facts, released, removed = [], [], []
     for person_ref in holders:
         account = await store.account(person_ref)

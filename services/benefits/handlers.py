@@ -97,10 +97,10 @@ async def remember_changed_attributes(event: ResidentAttributesChanged, ctx: Han
     account = await store.account(event.person_ref)
     facts: list[Fact] = []
     if before is not None and account is not None and account.status in (AccountStatus.active, AccountStatus.withheld):
-        co_holders, shared_after = await _sharing(store, account, instead=after)
-        if shared_after and not (await _sharing(store, account, instead=before))[1]:
+        sharing = await _sharing(store, account, instead=after)
+        if sharing.suspicious and not (await _sharing(store, account, instead=before)).suspicious:
             await store.set_account_status([account], AccountStatus.withheld)
-            facts = await _flag_shared_account(deps, replace(account, status=AccountStatus.withheld), co_holders,
+            facts = await _flag_shared_account(deps, replace(account, status=AccountStatus.withheld), sharing,
                                                now=ctx.clock.now())
     await store.save_resident(after, fact_id=ctx.envelope.id)
     return facts
@@ -147,7 +147,8 @@ async def register_account(deps: BenefitsDeps, account: Account, *, now: datetim
     # partition, or another instance), the later look sees the earlier save.
     after_check = AccountStatus.active if account.status is AccountStatus.checking else account.status
     await store.save_account(replace(account, status=AccountStatus.checking), now=now)
-    co_holders, shared = await _sharing(store, account)
+    sharing = await _sharing(store, account)
+    shared = sharing.suspicious
     # If the other registration looked after our save, it has withheld us both and flagged us:
     # that status stands, and the flag is its to report.
     status = await store.finish_check(account.person_ref, AccountStatus.withheld if shared else after_check) or after_check
@@ -159,39 +160,55 @@ async def register_account(deps: BenefitsDeps, account: Account, *, now: datetim
     facts: list[Fact] = [fact_type(person_ref=account.person_ref, request_id=account.source_id, channel=account.channel,
                                    account=account.summary(), withheld=status is AccountStatus.withheld)]
     if shared:
-        facts += await _flag_shared_account(deps, account, co_holders, now=now)
+        facts += await _flag_shared_account(deps, account, sharing, now=now)
     elif status is AccountStatus.active:
         await store.release_for(account.person_ref)
     return facts
 
 
-async def _sharing(store: BenefitsStore, account: Account, *, instead: Resident | None = None
-                   ) -> tuple[list[Account], bool]:
+@dataclass(frozen=True)
+class _Sharing:
+    """Who else holds an account, and whether this person's holding it with them is suspicious."""
+
+    co_holders: list[Account]
+    suspicious: bool
+    kept: frozenset[str] = frozenset()  # the holders an operator resolving the account's flag kept
+
+
+async def _sharing(store: BenefitsStore, account: Account, *, instead: Resident | None = None) -> _Sharing:
     """The account's other holders, and whether sharing it with them is suspicious (with `instead`
-    in place of that person's stored resident record)."""
+    in place of that person's stored resident record). An operator's decision stands: a holder the
+    operator kept is not suspicious again (their registration run again, or their later move)."""
     co_holders = [a for a in await store.accounts_with_key(account.key) if a.person_ref != account.person_ref]
+    if not co_holders:
+        return _Sharing([], False)
+    kept = await store.kept_holders(domain.flag_id_for(account.key))
+    if account.person_ref in kept:
+        return _Sharing(co_holders, False, kept)
     residents = await store.residents_by_ref([account.person_ref, *(a.person_ref for a in co_holders)])
     if instead is not None:
         residents[instead.person_ref] = instead
     shared = domain.is_suspicious_sharing(
         residents.get(account.person_ref), [residents.get(a.person_ref) for a in co_holders]
     )
-    return co_holders, shared
+    return _Sharing(co_holders, shared, kept)
 
 
-async def _flag_shared_account(deps: BenefitsDeps, account: Account, co_holders: Sequence[Account], *,
-                               now: datetime) -> list[Fact]:
-    """Withhold every holder of a shared account until an operator resolves the flag; audit each step."""
+async def _flag_shared_account(deps: BenefitsDeps, account: Account, sharing: _Sharing, *, now: datetime) -> list[Fact]:
+    """Withhold the holders of a shared account until an operator resolves the flag, all but those
+    an operator already kept; audit each step. The flag lists every holder."""
     store = deps.store
     flag_id = domain.flag_id_for(account.key)
-    holders = [account.person_ref, *(a.person_ref for a in co_holders)]
+    holders = [account.person_ref, *(a.person_ref for a in sharing.co_holders)]
+    to_withhold = [a for a in sharing.co_holders if a.person_ref not in sharing.kept]
     reason = "one account is registered for people with different surnames or addresses"
-    await store.set_account_status(co_holders, AccountStatus.withheld)
+    await store.set_account_status(to_withhold, AccountStatus.withheld)
     await store.open_flag(flag_id, account.key, holders, reason=reason, now=now)
-    for person_ref in holders:
+    withheld = [account.person_ref, *(a.person_ref for a in to_withhold)]
+    for person_ref in withheld:
         await store.audit(f"flag:{flag_id}:{account.source_id}:{person_ref}", actor="service/benefits",
                           action="account_flagged", person_ref=person_ref, reason=reason, subject=account.key, at=now)
-    return [AccountFlagged(person_ref=p, flag_id=flag_id, holders=len(holders), reason=reason) for p in holders]
+    return [AccountFlagged(person_ref=p, flag_id=flag_id, holders=len(holders), reason=reason) for p in withheld]
 
 
 @handlers.handles(RegisterReceivingAccount)

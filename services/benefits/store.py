@@ -247,6 +247,19 @@ class BenefitsStore:
     async def open_flags(self) -> list[dict[str, Any]]:
         return await self.shared_flags.find({"status": "open"}).to_list()
 
+    async def kept_holders(self, flag_id: str) -> frozenset[str]:
+        """The holders an operator resolving this flag kept (none while it was never resolved)."""
+        flag = await self.shared_flags.find_one({"_id": flag_id}, {"kept": 1})
+        return frozenset(flag.get("kept", ())) if flag else frozenset()
+
+    async def keep_holders(self, flag_id: str, person_refs: Sequence[str]) -> bool:
+        """Record, before anything is released, which holders the operator resolving an open flag
+        keeps, so a registration that runs meanwhile does not withhold them again; False when the
+        flag is no longer open."""
+        result = await self.shared_flags.update_one({"_id": flag_id, "status": "open"},
+                                                    {"$set": {"kept": sorted(person_refs)}})
+        return result.matched_count == 1
+
     async def close_flag(self, flag_id: str, *, operator: str, reason: str, now: datetime) -> bool:
         """Atomically close an open flag; False when it was not open (already resolved)."""
         done = await self.shared_flags.find_one_and_update(

@@ -228,3 +228,43 @@ async def test_a_resident_fact_run_again_after_the_death_does_not_bring_the_pers
     await run_late(benefits.partner, database, topic, records[1])
     resident = await benefits.store.resident(person_ref)
     assert (resident.status, resident.address) == ("deceased", "東京都港区4-4"), "the death and the last address stand"
+
+
+async def test_an_operators_decision_to_keep_the_holders_of_a_shared_account_stands(benefits: Benefits):
+    """Run again late after the operator kept both holders, a registration neither withholds them
+    again nor reopens the flag. Someone new who registers the account is flagged and withheld,
+    and the holders the operator kept go on being paid."""
+    tokyo = await benefits.resident(211, kana="イトウ ケン", kanji="伊藤 健", address="東京都港区1-1")
+    osaka = await benefits.resident(212, kana="イトウ ケン", kanji="伊藤 健", address="大阪府大阪市北区2-2")
+    nagoya = await benefits.resident(213, kana="イトウ ケン", kanji="伊藤 健", address="愛知県名古屋市3-3")
+    shared = an_account(number="5550211", holder="イトウ ケン")
+    database, topic = benefits.running.service.database, RegisterReceivingAccount.topic(benefits.namespace)
+
+    await benefits.send(register(tokyo, "reg-tokyo", shared), subject="t", source=PORTAL)
+    await benefits.wait_fact(AccountRegistered, request_id="reg-tokyo")
+    osaka_registration = benefits.partner.record(register(osaka, "reg-osaka", shared), subject="o", source=PORTAL)
+    await run_late(benefits.partner, database, topic, osaka_registration)  # its first run
+    await benefits.wait_fact(AccountFlagged, 2)
+    flag_id = (await benefits.http.get("/flags")).json()[0]["flag_id"]
+    resolved = await benefits.http.post(f"/flags/{flag_id}/resolve",
+                                        json={"operator": "operator/ito", "reason": "one person, two homes on record"})
+    assert resolved.status_code == 200, resolved.text
+    await benefits.wait_fact(AccountFlagResolved, 2)
+
+    async def statuses() -> list[str]:
+        return [(await benefits.http.get(f"/accounts/{benefits.ref(n)}")).json()["status"] for n in (tokyo, osaka)]
+
+    assert await statuses() == ["active", "active"]
+    await run_late(benefits.partner, database, topic, osaka_registration)
+    assert await statuses() == ["active", "active"], "the operator's release stands"
+    assert (await benefits.http.get("/flags")).json() == [], "the flag stays resolved"
+    assert len(benefits.of_type(AccountFlagged)) == 2, "nobody is flagged again"
+
+    await benefits.send(register(nagoya, "reg-nagoya", shared), subject="n", source=PORTAL)
+    assert (await benefits.wait_fact(AccountRegistered, request_id="reg-nagoya"))[0]["withheld"] is True
+    flagged = await benefits.wait_fact(AccountFlagged, 3)
+    assert flagged[-1]["person_ref"] == benefits.ref(nagoya) and flagged[-1]["holders"] == 3
+    flags = (await benefits.http.get("/flags")).json()
+    assert len(flags) == 1 and set(flags[0]["holders"]) == {benefits.ref(n) for n in (tokyo, osaka, nagoya)}
+    assert await statuses() == ["active", "active"], "the holders the operator kept are still paid"
+    assert (await benefits.http.get(f"/accounts/{benefits.ref(nagoya)}")).json()["status"] == "withheld"
