@@ -27,7 +27,7 @@ from services.kit.messaging import EventService
 
 from . import domain
 from .domain import AccountStatus
-from .handlers import BenefitsDeps, sweep_opt_out_proposals
+from .handlers import BenefitsDeps, finish_opt_out, sweep_opt_out_proposals
 
 # Accounts, payments and audit trails are personal data: every route is for operators.
 router = APIRouter(tags=["benefits"], dependencies=[Depends(operator)], responses=errors(OPERATORS_ONLY))
@@ -170,10 +170,9 @@ async def resolve_flag(flag_id: str, resolution: FlagResolution, service: EventS
 async def opt_out_sweep(as_of: SweepDay = None, service: EventService[BenefitsDeps] = Depends(service_of)) -> SweepResult:
     as_of = as_of or today(service.clock)
     outcomes = {}
-    for proposal_id, facts, status in await sweep_opt_out_proposals(service.deps, as_of, service.clock):
-        await service.publish_facts(facts, cause=service.synthetic_cause(f"opt-out-sweep:{proposal_id}"))
-        await service.deps.store.set_proposal_status(proposal_id, status.value, on=as_of)
-        outcomes[proposal_id] = status.value
+    for outcome in await sweep_opt_out_proposals(service.deps, as_of, service.clock):
+        await service.publish_facts(outcome.facts, cause=service.synthetic_cause(f"opt-out-sweep:{outcome.proposal_id}"))
+        outcomes[outcome.proposal_id] = (await finish_opt_out(service.deps, outcome, on=as_of)).value
     return SweepResult(as_of=as_of, proposals=outcomes)
 
 

@@ -170,6 +170,7 @@ HOLD_MESSAGES = {
 
 class ProposalStatus(StrEnum):
     awaiting_reply = "awaiting_reply"
+    registering = "registering"  # a sweep took it: its registration is under way
     refused = "refused"
     registered = "registered"
     deleted = "deleted"  # registered, then refused late: counts as a deletion

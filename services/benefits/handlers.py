@@ -289,41 +289,56 @@ async def propose_pension_account(event: ProposePensionAccount, ctx: HandlerCont
 
 @handlers.handles(RefusePensionAccount)
 async def refuse_pension_account(event: RefusePensionAccount, ctx: HandlerContext[BenefitsDeps]) -> list[Fact]:
-    """A refusal within the reply period stops the registration; after registration it deletes the account."""
+    """A refusal before a sweep registers the account stops the registration; once a sweep has
+    taken the proposal (its reply period ran out), it deletes the account instead."""
     store = ctx.deps.store
     person_ref = ctx.deps.people.for_number(event.my_number)
     proposal = await store.proposal(event.proposal_id)
     if proposal is None or proposal["person_ref"] != person_ref:
         raise ConflictingRequest(f"no pension proposal {event.proposal_id!r} for this person")
     status = ProposalStatus(proposal["status"])
-    refused = OptOutConcluded(person_ref=person_ref, proposal_id=event.proposal_id, outcome=OptOutOutcome.refused,
-                              concluded_on=event.received_on, message="The refusal arrived in time: nothing is registered.")
-    late = [
+    in_time = (ProposalStatus.awaiting_reply, ProposalStatus.refused)
+    if status in in_time:
+        if await store.move_proposal(event.proposal_id, from_=in_time, to=ProposalStatus.refused, on=event.received_on):
+            return [OptOutConcluded(person_ref=person_ref, proposal_id=event.proposal_id, outcome=OptOutOutcome.refused,
+                                    concluded_on=event.received_on,
+                                    message="The refusal arrived in time: nothing is registered.")]
+        status = ProposalStatus((await store.proposal(event.proposal_id))["status"])  # a sweep took it meanwhile
+    taken = (ProposalStatus.registering, ProposalStatus.registered, ProposalStatus.deleted)
+    if status not in taken:
+        return []  # the person registered another account before the deadline: nothing to undo
+    # Deleted before the proposal says so: a sweep still registering sees `deleted` when it
+    # finishes, and deletes the account it saved after this.
+    await store.delete_account(person_ref, registration=event.proposal_id)  # if the proposal's account is there
+    await store.audit(f"delete:{event.proposal_id}", actor=ctx.envelope.source, action="account_deleted",
+                      person_ref=person_ref, reason=DeletionReason.refused_after_registration, subject="",
+                      at=ctx.clock.now())
+    await store.move_proposal(event.proposal_id, from_=taken, to=ProposalStatus.deleted, on=event.received_on)
+    return [
         AccountDeleted(person_ref=person_ref, request_id=event.proposal_id, reason=DeletionReason.refused_after_registration),
         OptOutConcluded(person_ref=person_ref, proposal_id=event.proposal_id,
                         outcome=OptOutOutcome.refused_after_registration, concluded_on=event.received_on,
                         message="The refusal arrived after registration: the account is deleted."),
     ]
-    if status in (ProposalStatus.awaiting_reply, ProposalStatus.refused):
-        await store.set_proposal_status(event.proposal_id, ProposalStatus.refused.value, on=event.received_on)
-        return [refused]
-    if status in (ProposalStatus.registered, ProposalStatus.deleted):
-        await store.delete_account(person_ref, registration=event.proposal_id)  # if the proposal's account is still there
-        await store.audit(f"delete:{event.proposal_id}", actor=ctx.envelope.source, action="account_deleted",
-                          person_ref=person_ref, reason=DeletionReason.refused_after_registration, subject="",
-                          at=ctx.clock.now())
-        await store.set_proposal_status(event.proposal_id, ProposalStatus.deleted.value, on=event.received_on)
-        return late
-    return []  # the person registered another account before the deadline: nothing to undo
 
 
-async def sweep_opt_out_proposals(
-    deps: BenefitsDeps, as_of: date, clock: Clock
-) -> list[tuple[str, list[Fact], ProposalStatus]]:
+@dataclass(frozen=True)
+class SweepOutcome:
+    """What the opt-out sweep did with one proposal: the facts to publish and the status to record."""
+
+    proposal_id: str
+    person_ref: str
+    facts: list[Fact]
+    status: ProposalStatus
+
+
+async def sweep_opt_out_proposals(deps: BenefitsDeps, as_of: date, clock: Clock) -> list[SweepOutcome]:
     """Register every proposed pension account whose reply period has run out without a refusal.
 
-    Returns the facts and the new status per proposal: the caller publishes the facts (with a
-    cause keyed by the proposal) before it records the status, so a crash repeats, never loses.
+    Each proposal is taken (`registering`) just before its account is registered, so a refusal
+    that arrived while the sweep went through the list stops it. The caller publishes the facts
+    (with a cause keyed by the proposal) and then `finish_opt_out` records the status, so a crash
+    repeats, never loses: the next sweep takes a `registering` proposal up again.
     """
     store = deps.store
     outcomes = []
@@ -332,6 +347,9 @@ async def sweep_opt_out_proposals(
                                               deps.settings.opt_out_reply_days):
             continue
         person_ref, proposal_id = proposal["person_ref"], proposal["_id"]
+        if not await store.move_proposal(proposal_id, from_=(ProposalStatus.awaiting_reply, ProposalStatus.registering),
+                                         to=ProposalStatus.registering, on=as_of):
+            continue  # refused since the list was read
         existing = await store.account(person_ref)
         if existing is not None and existing.source_id != proposal_id:
             facts: list[Fact] = [OptOutConcluded(
@@ -351,8 +369,19 @@ async def sweep_opt_out_proposals(
                 message="No refusal arrived within the reply period: the pension account is registered. "
                         "It can still be changed or deleted at any time."))
             status = ProposalStatus.registered
-        outcomes.append((proposal_id, facts, status))
+        outcomes.append(SweepOutcome(proposal_id, person_ref, facts, status))
     return outcomes
+
+
+async def finish_opt_out(deps: BenefitsDeps, outcome: SweepOutcome, *, on: date) -> ProposalStatus:
+    """Record what the sweep did with a proposal, once its facts are out; the status it ends with.
+    A refusal that came while the account was being registered has already moved the proposal to
+    `deleted`: the account saved after that refusal looked is deleted here."""
+    store = deps.store
+    if await store.move_proposal(outcome.proposal_id, from_=(ProposalStatus.registering,), to=outcome.status, on=on):
+        return outcome.status
+    await store.delete_account(outcome.person_ref, registration=outcome.proposal_id)
+    return ProposalStatus.deleted
 
 
 # --- payout batches --------------------------------------------------------------------------

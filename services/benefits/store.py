@@ -305,10 +305,17 @@ class BenefitsStore:
         return await self.proposals.find_one({"_id": proposal_id})
 
     async def due_proposals(self, as_of: Any) -> list[dict[str, Any]]:
-        return await self.proposals.find({"status": "awaiting_reply", "reply_by": {"$lte": _date(as_of)}}).to_list()
+        """Proposals whose reply period has run out by `as_of`, still awaiting a reply or left
+        mid-registration by a sweep that stopped."""
+        return await self.proposals.find({"status": {"$in": ["awaiting_reply", "registering"]},
+                                          "reply_by": {"$lte": _date(as_of)}}).to_list()
 
-    async def set_proposal_status(self, proposal_id: str, status: str, *, on: Any) -> None:
-        await self.proposals.update_one({"_id": proposal_id}, {"$set": {"status": status, "concluded_on": _date(on)}})
+    async def move_proposal(self, proposal_id: str, *, from_: Iterable[str], to: str, on: Any) -> bool:
+        """Move a proposal to status `to` only while its status is one of `from_` (one atomic
+        update, so a sweep and a refusal at the same moment cannot both win); False when it was not."""
+        result = await self.proposals.update_one({"_id": proposal_id, "status": {"$in": list(from_)}},
+                                                 {"$set": {"status": to, "concluded_on": _date(on)}})
+        return result.matched_count == 1
 
     # --- payout batches ------------------------------------------------------------------
 

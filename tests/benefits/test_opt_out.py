@@ -1,11 +1,13 @@
 """The pension opt-out route against the real broker and database: a refusal on day 44 stops the
 registration; silence until day 45 registers the account and notifies the holder; a refusal
-after registration deletes it. The sweep runs with `as_of`, never on the wall clock."""
+after registration deletes it. The sweep runs with `as_of`, never on the wall clock. A refusal
+that arrives while a sweep is under way wins, and a sweep cut short is finished by the next."""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
 
+import pytest
 from mynumber_contracts.benefits import (
     AccountDeleted,
     AccountRegistered,
@@ -79,6 +81,64 @@ async def test_a_refusal_after_registration_counts_as_a_deletion(benefits: Benef
     assert outcomes == ["registered", "refused_after_registration"]
     assert (await benefits.http.get(f"/accounts/{benefits.ref(number)}")).status_code == 404
     assert (await benefits.http.get("/proposals/pension-403")).json()["status"] == "deleted"
+
+
+async def test_a_refusal_that_arrives_while_the_sweep_goes_through_its_list_stops_the_registration(
+        benefits: Benefits, monkeypatch):
+    """The sweep reads the due proposals first and then goes through them; a refusal taken in
+    meanwhile (a national sweep takes a long while) is answered "nothing is registered", and the
+    sweep, reaching the proposal, must not register it all the same."""
+    number = await propose(benefits, 404, "pension-404")
+    read_the_list = benefits.store.due_proposals
+
+    async def refused_meanwhile(as_of):
+        listed = await read_the_list(as_of)
+        await benefits.send(RefusePensionAccount(proposal_id="pension-404", my_number=number, received_on=day(45)),
+                            subject="pension-404", source=PENSION)
+        assert (await benefits.wait_fact(OptOutConcluded, proposal_id="pension-404"))[0]["outcome"] == "refused"
+        return listed
+
+    monkeypatch.setattr(benefits.store, "due_proposals", refused_meanwhile)
+    assert await sweep(benefits, day(45)) == {}
+    assert (await benefits.http.get(f"/accounts/{benefits.ref(number)}")).status_code == 404
+    assert (await benefits.http.get("/proposals/pension-404")).json()["status"] == "refused"
+    assert benefits.of_type(AccountRegistered) == []
+
+
+async def test_a_refusal_that_arrives_while_the_sweep_registers_the_account_deletes_it(benefits: Benefits, monkeypatch):
+    """Once the sweep has taken a proposal, a refusal is a refusal after registration, even when
+    it runs before the account is saved: the sweep then deletes the account it saved."""
+    number = await propose(benefits, 405, "pension-405")
+    save = benefits.store.save_account
+
+    async def refused_meanwhile(account, **kwargs):
+        await benefits.send(RefusePensionAccount(proposal_id="pension-405", my_number=number, received_on=day(45)),
+                            subject="pension-405", source=PENSION)
+        await benefits.wait_fact(AccountDeleted, request_id="pension-405")
+        return await save(account, **kwargs)
+
+    monkeypatch.setattr(benefits.store, "save_account", refused_meanwhile)
+    assert await sweep(benefits, day(45)) == {"pension-405": "deleted"}
+    assert (await benefits.http.get(f"/accounts/{benefits.ref(number)}")).status_code == 404
+    assert (await benefits.http.get("/proposals/pension-405")).json()["status"] == "deleted"
+    outcomes = {c["outcome"] for c in await benefits.wait_fact(OptOutConcluded, 2, proposal_id="pension-405")}
+    assert outcomes == {"registered", "refused_after_registration"}
+
+
+async def test_a_sweep_cut_short_mid_registration_is_finished_by_the_next(benefits: Benefits, monkeypatch):
+    number = await propose(benefits, 406, "pension-406")
+
+    async def the_process_dies_here(account, **kwargs):
+        raise RuntimeError("the process died while it registered the account")
+
+    monkeypatch.setattr(benefits.store, "save_account", the_process_dies_here)
+    with pytest.raises(RuntimeError):
+        await sweep(benefits, day(45))
+    monkeypatch.undo()
+    assert (await benefits.http.get("/proposals/pension-406")).json()["status"] == "registering"
+    assert await sweep(benefits, day(46)) == {"pension-406": "registered"}
+    assert (await benefits.http.get(f"/accounts/{benefits.ref(number)}")).json()["status"] == "active"
+    assert (await benefits.wait_fact(OptOutConcluded, proposal_id="pension-406"))[0]["outcome"] == "registered"
 
 
 async def test_the_reply_period_is_a_setting(settings_for):
