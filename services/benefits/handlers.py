@@ -248,10 +248,13 @@ async def delete_receiving_account(event: DeleteReceivingAccount, ctx: HandlerCo
 
 @handlers.handles(RecordBankCodeChange)
 async def invalidate_renumbered_accounts(event: RecordBankCodeChange, ctx: HandlerContext[BenefitsDeps]) -> list[Fact]:
-    """A merger renumbers a bank or branch: its accounts are invalidated and each holder is told."""
+    """A merger renumbers a bank or branch: its accounts are invalidated and each holder is told.
+    A holder who registered another account after the accounts were read keeps it, and is not told."""
     store = ctx.deps.store
     accounts = await store.accounts_at_bank(event.old_bank_code, event.old_branch_code)
     await store.set_account_status(accounts, AccountStatus.invalidated)
+    now_on_record = await store.accounts_by_ref(a.person_ref for a in accounts)
+    accounts = [a for a in accounts if (now := now_on_record.get(a.person_ref)) is not None and now.source_id == a.source_id]
     message = (f"Bank code {event.old_bank_code} changed to {event.new_bank_code} on {event.effective_on}. "
                "Please register your receiving account again with the new codes.")
     facts: list[Fact] = []
