@@ -379,12 +379,15 @@ async def sweep_opt_out_proposals(deps: BenefitsDeps, as_of: date, clock: Clock)
 async def finish_opt_out(deps: BenefitsDeps, outcome: SweepOutcome, *, on: date) -> ProposalStatus:
     """Record what the sweep did with a proposal, once its facts are out; the status it ends with.
     A refusal that came while the account was being registered has already moved the proposal to
-    `deleted`: the account saved after that refusal looked is deleted here."""
+    `deleted`: the account saved after that refusal looked is deleted here. Another sweep that
+    took the same proposal and finished first has recorded the same outcome: it stands."""
     store = deps.store
     if await store.move_proposal(outcome.proposal_id, from_=(ProposalStatus.registering,), to=outcome.status, on=on):
         return outcome.status
-    await store.delete_account(outcome.person_ref, registration=outcome.proposal_id)
-    return ProposalStatus.deleted
+    status = ProposalStatus((await store.proposal(outcome.proposal_id))["status"])
+    if status is ProposalStatus.deleted:
+        await store.delete_account(outcome.person_ref, registration=outcome.proposal_id)
+    return status
 
 
 # --- payout batches --------------------------------------------------------------------------

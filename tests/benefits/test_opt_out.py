@@ -125,6 +125,27 @@ async def test_a_refusal_that_arrives_while_the_sweep_registers_the_account_dele
     assert outcomes == {"registered", "refused_after_registration"}
 
 
+async def test_two_sweeps_at_the_same_moment_register_the_account_once_and_keep_it(benefits: Benefits, monkeypatch):
+    """An operator runs the sweep again while the first (a national one, slow) is still going:
+    both take the proposal; the one that finishes second must not undo the registration."""
+    number = await propose(benefits, 407, "pension-407")
+    save = benefits.store.save_account
+    second_sweep: list[dict[str, str]] = []
+
+    async def another_sweep_meanwhile(account, **kwargs):
+        if not second_sweep:
+            second_sweep.append({})
+            second_sweep[0] = await sweep(benefits, day(45))
+        return await save(account, **kwargs)
+
+    monkeypatch.setattr(benefits.store, "save_account", another_sweep_meanwhile)
+    assert await sweep(benefits, day(45)) == {"pension-407": "registered"}
+    assert second_sweep == [{"pension-407": "registered"}]
+    assert (await benefits.http.get(f"/accounts/{benefits.ref(number)}")).json()["status"] == "active"
+    assert (await benefits.http.get("/proposals/pension-407")).json()["status"] == "registered"
+    assert benefits.of_type(AccountDeleted, request_id="pension-407") == []
+
+
 async def test_a_sweep_cut_short_mid_registration_is_finished_by_the_next(benefits: Benefits, monkeypatch):
     number = await propose(benefits, 406, "pension-406")
 
