@@ -50,6 +50,7 @@ from mynumber_contracts.enrollment import (
 )
 
 from services.kit.clock import Clock, today
+from services.kit.idempotency import EarlierFacts
 from services.kit.messaging import EventService, HandlerContext, HandlerRegistry
 from services.kit.people import PersonReferences
 
@@ -110,17 +111,22 @@ Decision = tuple[list[Fact], dict[str, Any]]
 
 
 async def decide_once(
-    deps: EnrollmentDeps, key: str, request: Event, clock: Clock, decide: Callable[[], Awaitable[Decision]]
-) -> list[Fact]:
-    """Decide request `key` once: a replay, under any event id, gets the facts that were decided."""
+    deps: EnrollmentDeps, key: str, request: Event, ctx: HandlerContext[EnrollmentDeps],
+    decide: Callable[[], Awaitable[Decision]],
+) -> list[Fact] | EarlierFacts:
+    """Decide request `key` once: a replay, under any event id, gets the facts that were decided,
+    with the ids they had (so the services that keep copies of them apply them once)."""
     fingerprint = deps.vault.fingerprint(request.model_dump_json().encode())
     outcome = await deps.store.outcome(key)
     if outcome is None:
         facts, summary = await decide()
-        outcome = await deps.store.record_outcome(key, fingerprint=fingerprint, facts=facts, summary=summary, at=clock.now())
+        outcome = await deps.store.record_outcome(key, fingerprint=fingerprint, facts=facts, summary=summary,
+                                                  at=ctx.clock.now(), event_id=ctx.envelope.id)
     if outcome.fingerprint != fingerprint:
         raise ReusedRequestId(f"{key} was already decided for different content")
-    return outcome.facts
+    if outcome.event_id is None:  # recorded by earlier code, which did not keep the event
+        return outcome.facts
+    return EarlierFacts(outcome.event_id, outcome.facts)
 
 
 def typed_number(digits: str) -> MyNumber | Rejection:
@@ -180,7 +186,7 @@ async def invalidate_signing_certificate(deps: EnrollmentDeps, person_ref: str) 
 
 
 @handlers.handles(RegisterResident)
-async def register_resident(event: RegisterResident, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
+async def register_resident(event: RegisterResident, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact] | EarlierFacts:
     deps = ctx.deps
     key = f"registration/{event.municipality_code}/{event.request_id}"
 
@@ -217,7 +223,7 @@ async def register_resident(event: RegisterResident, ctx: HandlerContext[Enrollm
             # Changed meanwhile (by this request, run at once by a second consumer, or another): look again.
         raise ConcurrentChange(f"{key}: the resident kept changing")
 
-    return await decide_once(deps, key, event, ctx.clock, decide)
+    return await decide_once(deps, key, event, ctx, decide)
 
 
 def _registration_facts(resident: Resident, change: dict[str, Any] | None, event: RegisterResident) -> list[Fact]:
@@ -361,7 +367,7 @@ async def delegate_post_office(event: DelegatePostOffice, ctx: HandlerContext[En
 
 
 @handlers.handles(ApplyForCard)
-async def apply_for_card(event: ApplyForCard, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
+async def apply_for_card(event: ApplyForCard, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact] | EarlierFacts:
     deps = ctx.deps
     key = f"application/{event.application_id}"
 
@@ -410,7 +416,7 @@ async def apply_for_card(event: ApplyForCard, ctx: HandlerContext[EnrollmentDeps
             return list(domain.accepted_application(event, card)), summary
         raise ConcurrentChange(f"{key}: the person's card slot kept changing")
 
-    return await decide_once(deps, key, event, ctx.clock, decide)
+    return await decide_once(deps, key, event, ctx, decide)
 
 
 # --- the card lifecycle ---------------------------------------------------------------------
@@ -510,32 +516,32 @@ async def card_request(
                    "card_number": moved.card_number, "card_state": moved.state.value}
         return [domain.transition_fact(moved, successor)], summary
 
-    return await decide_once(deps, key, event, ctx.clock, decide)
+    return await decide_once(deps, key, event, ctx, decide)
 
 
 @handlers.handles(ReportCardLost)
-async def report_card_lost(event: ReportCardLost, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
+async def report_card_lost(event: ReportCardLost, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact] | EarlierFacts:
     """A lost card is suspended at once."""
     return await card_request(event, ctx, CardAction.report_lost)
 
 
 @handlers.handles(ReportCardFound)
-async def report_card_found(event: ReportCardFound, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
+async def report_card_found(event: ReportCardFound, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact] | EarlierFacts:
     return await card_request(event, ctx, CardAction.report_found)
 
 
 @handlers.handles(RequestCardReissue)
-async def request_card_reissue(event: RequestCardReissue, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
+async def request_card_reissue(event: RequestCardReissue, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact] | EarlierFacts:
     return await card_request(event, ctx, CardAction.reissue, photo_ref=event.photo_ref, requested_on=event.requested_on)
 
 
 @handlers.handles(ReturnCard)
-async def return_card(event: ReturnCard, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
+async def return_card(event: ReturnCard, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact] | EarlierFacts:
     return await card_request(event, ctx, CardAction.return_card)
 
 
 @handlers.handles(RevokeCard)
-async def revoke_card(event: RevokeCard, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
+async def revoke_card(event: RevokeCard, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact] | EarlierFacts:
     return await card_request(event, ctx, CardAction.revoke, reason=event.reason)
 
 
@@ -543,7 +549,7 @@ async def revoke_card(event: RevokeCard, ctx: HandlerContext[EnrollmentDeps]) ->
 
 
 @handlers.handles(RequestResidenceCertificate)
-async def request_residence_certificate(event: RequestResidenceCertificate, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
+async def request_residence_certificate(event: RequestResidenceCertificate, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact] | EarlierFacts:
     """Answer one kiosk request. Everything is keyed to this request: a render that times out or
     fails aborts the whole request (a refusal, no PDF), and an answer only ever goes to this
     kiosk under this request id."""
@@ -596,7 +602,7 @@ async def request_residence_certificate(event: RequestResidenceCertificate, ctx:
         )
         return [fact], {"kind": "certificate", "status": "issued"}
 
-    return await decide_once(deps, key, event, ctx.clock, decide)
+    return await decide_once(deps, key, event, ctx, decide)
 
 
 # --- operator commands ----------------------------------------------------------------------

@@ -70,6 +70,7 @@ class Outcome:
     facts: list[Fact]
     summary: dict[str, Any]
     decided_at: datetime
+    event_id: str | None = None  # the event that decided it (None in outcomes recorded before session 14)
 
 
 class EnrollmentStore:
@@ -397,15 +398,18 @@ class EnrollmentStore:
         return _outcome(document) if document else None
 
     async def record_outcome(
-        self, key: str, *, fingerprint: str, facts: Sequence[Fact], summary: Mapping[str, Any], at: datetime
+        self, key: str, *, fingerprint: str, facts: Sequence[Fact], summary: Mapping[str, Any], at: datetime,
+        event_id: str,
     ) -> Outcome:
-        """Record what `key` decided, unless a racer recorded it first; return the one that stands."""
+        """Record what `key` decided, and the event that decided it, unless a racer recorded it
+        first; return the one that stands."""
         return _outcome(await insert_or_read(self.outcomes, {
             "_id": key,
             "fingerprint": fingerprint,
             "facts": [{"type": f.event_type, "payload": f.model_dump_json()} for f in facts],
             "summary": dict(summary),
             "decided_at": at,
+            "event_id": event_id,
         }))
 
 
@@ -505,4 +509,5 @@ def _outcome(document: Mapping[str, Any]) -> Outcome:
         model = event_model(stored["type"])
         assert model is not None, f"unknown stored fact type {stored['type']}"
         facts.append(model.model_validate_json(stored["payload"]))
-    return Outcome(document["_id"], document["fingerprint"], facts, document.get("summary") or {}, document["decided_at"])
+    return Outcome(document["_id"], document["fingerprint"], facts, document.get("summary") or {}, document["decided_at"],
+                   document.get("event_id"))

@@ -55,16 +55,31 @@ class ReceivedEvent:
     offset: int
 
 
+@dataclass(frozen=True)
+class EarlierFacts:
+    """What a use case returns when a request it has already decided comes again under a new
+    event id (a partner that sends it again): the facts decided then, caused by the event
+    `event_id`. They go out again with the ids they had, so a service that keeps a copy of them
+    applies them once; with new ids, a copy could go back in time (a registration sent again
+    after the death would bring the person back)."""
+
+    event_id: str
+    facts: Sequence[Fact]
+
+
 def to_records(
-    facts: Sequence[Fact], *, cause: Envelope, service: str, now: datetime
+    facts: Sequence[Fact] | EarlierFacts, *, cause: Envelope, service: str, now: datetime
 ) -> list[KafkaRecord]:
-    """Encode the facts caused by `cause`, with deterministic ids."""
+    """Encode the facts caused by `cause`, with deterministic ids (those they had, for earlier facts)."""
+    ids_from = cause.id
+    if isinstance(facts, EarlierFacts):
+        ids_from, facts = facts.event_id, facts.facts
     return [
         encode_event(
             fact,
             source=f"service/{service}",
             key=fact.partition_key(),
-            event_id=output_event_id(cause.id, fact.event_type, index),
+            event_id=output_event_id(ids_from, fact.event_type, index),
             time=now,
             correlation_id=cause.correlation_id,
             causation_id=cause.id,
@@ -140,5 +155,5 @@ class IdempotencyGuard:
         else:
             await insert_new(self._events, documents)
 
-    def facts_of(self, received: ReceivedEvent, facts: Sequence[Fact]) -> list[KafkaRecord]:
+    def facts_of(self, received: ReceivedEvent, facts: Sequence[Fact] | EarlierFacts) -> list[KafkaRecord]:
         return to_records(facts, cause=received.envelope, service=self._service, now=self._clock.now())

@@ -56,7 +56,15 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from .audit import AuditTrail
 from .clock import Clock
-from .idempotency import IdempotencyGuard, Processed, ReceivedEvent, ReusedEventId, content_digest, to_records
+from .idempotency import (
+    EarlierFacts,
+    IdempotencyGuard,
+    Processed,
+    ReceivedEvent,
+    ReusedEventId,
+    content_digest,
+    to_records,
+)
 from .metrics import ServiceMetrics
 from .redaction import redact
 from .security import PartnerRegistry, PartnerVerifier, Quarantined, QuarantineReason
@@ -66,7 +74,7 @@ from .store import retry_transient
 log = logging.getLogger(__name__)
 
 Deps = TypeVar("Deps")
-UseCase = Callable[[Any, "HandlerContext[Any]"], Awaitable[Sequence[Fact] | None]]
+UseCase = Callable[[Any, "HandlerContext[Any]"], Awaitable[Sequence[Fact] | EarlierFacts | None]]
 
 DEAD_LETTER_HEADERS = (
     "dlq_reason",
@@ -585,7 +593,7 @@ class EventService(Generic[Deps]):
             except Exception as exc:
                 await self._refuse(item.record, exc)
                 continue
-            records = self.guard.facts_of(received, list(facts or ()))
+            records = self.guard.facts_of(received, facts if isinstance(facts, EarlierFacts) else list(facts or ()))
             this_batch[received.envelope.id] = Processed(
                 received.digest, f"{received.topic}@{received.partition}:{received.offset}", records
             )

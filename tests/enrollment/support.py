@@ -257,9 +257,11 @@ class UseCases:
 
         from mynumber_contracts import Envelope
 
+        from services.kit.idempotency import EarlierFacts
         from services.kit.messaging import HandlerContext
 
         source = source or getattr(event, "office_id", None) or MUNICIPAL_OFFICE
         envelope = Envelope(id=event_id or str(uuid.uuid4()), source=source, type=event.event_type,
                             time=self.clock.now())
-        return list(await use_case(event, HandlerContext(envelope=envelope, clock=self.clock, deps=self.deps)))
+        facts = await use_case(event, HandlerContext(envelope=envelope, clock=self.clock, deps=self.deps))
+        return list(facts.facts if isinstance(facts, EarlierFacts) else facts)

@@ -259,3 +259,18 @@ async def test_bad_input_is_dead_lettered_and_the_next_request_still_processed(e
     assert "residence_status" in next(r.header("dlq_detail") for r in letters if r.header("dlq_reason") == "schema_violation")
     assert number.reveal() not in "".join(r.header("dlq_detail") for r in letters)
     assert person_ref
+
+
+async def test_a_request_sent_again_under_a_new_event_id_answers_with_the_facts_it_had_under_their_ids(
+        enrollment: Enrollment):
+    """The services that keep copies of enrollment's facts apply each fact id once. With new ids,
+    an answer sent again would be a new fact to them, and their copies could go back in time."""
+    number = new_number()
+    await enrollment.register(number)
+    request = application(number.reveal())
+    await apply(enrollment, request)
+    await enrollment.send(request, source=request.office_id)  # the office sends it again, under a new event id
+    await enrollment.facts_of(CardIssued.event_type, 2, application_id=request.application_id)
+    issued = [r for r in enrollment.facts.of_type(CardIssued.event_type) if r.json()["application_id"] == request.application_id]
+    assert issued[0].header("ce_id") == issued[1].header("ce_id")
+    assert issued[0].record.value == issued[1].record.value

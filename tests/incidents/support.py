@@ -53,6 +53,7 @@ class Platform:
     facts: dict[str, TopicReader]
     bank: BankState | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    kafka_bootstrap: str = ""
 
     def ref(self, number: MyNumber) -> str:
         return self.people.for_number(number)
@@ -86,6 +87,32 @@ class Platform:
         await self.fact("enrollment", "jp.mynumber.enrollment.resident_registered.v1", person_ref=person_ref)
         return person_ref
 
+    async def caught_up(self, service: str, topic: str) -> None:
+        """Wait until `service` has taken in (and committed) everything on `topic` so far: an event
+        that changes nothing leaves no other trace to wait for."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.kafka_bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.kafka_bootstrap)
+        await consumer.start()
+        await admin.start()
+        try:
+            cluster = await consumer._client.fetch_all_metadata()
+            partitions = [TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or ())]
+            ends = await consumer.end_offsets(partitions)
+            group = self.settings[service].group_id(service)
+
+            async def done() -> bool:
+                committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+                return all(committed.get(tp) is not None and committed[tp].offset >= end
+                           for tp, end in ends.items() if end > 0)
+
+            await eventually(done, what=f"{service} caught up on {topic}")
+        finally:
+            await admin.close()
+            await consumer.stop()
+
     async def consumed(self, service: str, event_type: str, count: int) -> None:
         """Wait until every instance of `service` together has processed `count` events of `event_type`."""
         async def done() -> bool:
@@ -118,4 +145,4 @@ async def running_platform(servers: Any, settings_for: Callable[..., Any], names
             TopicReader(servers.kafka_bootstrap, topics.for_service(name, namespace).facts)) for name in services}
         any_settings = next(iter(settings_of.values()))
         yield Platform(namespace, clock, partner, PersonReferences(any_settings.person_ref_key.get_secret_value()),
-                       instances, facts, bank, settings_of)
+                       instances, facts, bank, settings_of, kafka_bootstrap=servers.kafka_bootstrap)
