@@ -4,7 +4,7 @@ withheld and resolved by an operator (all audited), and a bank merger invalidate
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date
 
 from mynumber_contracts import ResidentAttributes, Sex
 from mynumber_contracts.benefits import (
@@ -22,8 +22,6 @@ from mynumber_contracts.benefits import (
 )
 from mynumber_contracts.enrollment import ResidentAttributesChanged, ResidentDeceased, ResidentRegistered
 
-from services.benefits.domain import Account
-from services.benefits.handlers import register_account
 from tests.benefits.conftest import ENROLLMENT, PORTAL, ZENGIN, Benefits, a_number, an_account
 from tests.support.kafka import TopicReader
 from tests.support.reruns import run_late
@@ -271,41 +269,3 @@ async def test_an_operators_decision_to_keep_the_holders_of_a_shared_account_sta
     assert await statuses() == ["active", "active"], "the holders the operator kept are still paid"
     assert (await benefits.http.get(f"/accounts/{benefits.ref(nagoya)}")).json()["status"] == "withheld"
 
-
-async def test_a_holder_who_registers_another_account_while_a_merger_runs_keeps_it_and_is_not_told(
-        benefits: Benefits, monkeypatch):
-    """The merger reads the renumbered bank's accounts, and then invalidates them; a holder who
-    registered an account at another bank in between keeps the new one and gets no notice."""
-    staying = await benefits.resident(320, kana="サトウ ジロウ", kanji="佐藤 次郎", address="東京都0")
-    leaving = await benefits.resident(321, kana="サトウ ジロウ", kanji="佐藤 次郎", address="東京都1")
-    for i, number in enumerate((staying, leaving)):
-        await benefits.send(register(number, f"reg-old-{i}", an_account(number=f"800032{i}", holder="サトウ ジロウ",
-                                                                          bank="0011", branch="100")),
-                            subject=str(i), source=PORTAL)
-    await benefits.wait_fact(AccountRegistered, 2)
-    read_the_accounts = benefits.store.accounts_at_bank
-
-    elsewhere = an_account(number="8000329", holder="サトウ ジロウ", bank="0012", branch="200")
-
-    async def the_holder_moves_meanwhile(bank_code, branch_code):
-        accounts = await read_the_accounts(bank_code, branch_code)
-        # Another instance takes in the holder's new registration (its partition is not this one's).
-        await register_account(benefits.running.service.deps, Account(
-            person_ref=benefits.ref(leaving), bank_code=elsewhere.bank_code, branch_code=elsewhere.branch_code,
-            account_type=elsewhere.account_type, account_number=elsewhere.account_number,
-            holder_name_kana=elsewhere.holder_name_kana, channel=AccountChannel.portal, source_id="reg-elsewhere",
-        ), now=datetime.now(UTC), actor="test/another-instance")
-        return accounts
-
-    monkeypatch.setattr(benefits.store, "accounts_at_bank", the_holder_moves_meanwhile)
-    await benefits.send(RecordBankCodeChange(request_id="merger-32", old_bank_code="0011", old_branch_code="100",
-                                             new_bank_code="0013", new_branch_code="300", effective_on="2026-07-01"),
-                        subject="merger-32", source=ZENGIN)
-    notices = await benefits.wait_fact(AccountInvalidated, request_id="merger-32")
-    assert [n["person_ref"] for n in notices] == [benefits.ref(staying)]
-    assert (await benefits.http.get(f"/accounts/{benefits.ref(staying)}")).json()["status"] == "invalidated"
-    moved = (await benefits.http.get(f"/accounts/{benefits.ref(leaving)}")).json()
-    assert moved["status"] == "active" and moved["account"]["account_number_masked"] == "****329"
-    # Each holder told is audited before any notice goes out: the holder who moved was not.
-    audit = (await benefits.http.get(f"/audit/persons/{benefits.ref(leaving)}")).json()
-    assert "account_invalidated" not in [e["action"] for e in audit]

@@ -72,7 +72,7 @@ async def test_two_people_registering_one_account_at_the_same_moment_are_both_wi
 async def test_a_bank_merger_leaves_alone_an_account_registered_after_it_read_the_accounts(benefits: Benefits, monkeypatch):
     """The merger reads the renumbered bank's accounts, and before it invalidates them one holder
     registers an account at another bank (another partition, or another instance): that new
-    account stays active; the others of the old bank are invalidated."""
+    account stays active and the holder is not told; the others of the old bank are invalidated."""
     movers = [benefits.ref(await benefits.resident(861 + i, kana="モリ アオイ", kanji="森 葵", address=f"京都府{i}"))
               for i in range(2)]
     deps = benefits.running.service.deps
@@ -93,11 +93,15 @@ async def test_a_bank_merger_leaves_alone_an_account_registered_after_it_read_th
     await benefits.send(RecordBankCodeChange(request_id="merger-861", old_bank_code="0009", old_branch_code="100",
                                              new_bank_code="0010", new_branch_code="300", effective_on="2026-07-01"),
                         subject="merger-861", source=ZENGIN)
-    await benefits.wait_fact(AccountInvalidated, 2)
+    notices = await benefits.wait_fact(AccountInvalidated, request_id="merger-861")
 
     moved = await benefits.store.account(movers[0])
     assert (moved.source_id, moved.status) == ("reg-861-new", domain.AccountStatus.active), "the new account is not invalidated"
     assert (await benefits.store.account(movers[1])).status is domain.AccountStatus.invalidated
+    assert [n["person_ref"] for n in notices] == [movers[1]]
+    # Each holder told is audited before any notice goes out: the holder who moved was not.
+    audit = (await benefits.http.get(f"/audit/persons/{movers[0]}")).json()
+    assert "account_invalidated" not in [e["action"] for e in audit]
 
 
 async def test_no_payment_goes_to_an_account_while_its_shared_account_check_runs(benefits: Benefits, monkeypatch):
