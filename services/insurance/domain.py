@@ -293,12 +293,16 @@ def plan_certificates(
     cause_id: str,
 ) -> list[CertificateAction]:
     """Issue a certificate for every membership in force whose holder cannot use the card;
-    withdraw every active certificate that is no longer needed."""
+    withdraw every active certificate of this person that is no longer needed.
+
+    Only the person's own certificates are touched: a member record the person has left (withdrawn,
+    then enrolled again for someone else) stays in their `member_keys`, and its certificate may
+    now be that other person's."""
     blocker = None if person.deceased else card_insurance_blocker(person, today)
     actions: list[CertificateAction] = []
     for membership in memberships:
         current = certificates.get(membership.member_key)
-        if current is not None and current.status is not CertificateStatus.active:
+        if current is not None and (current.status is not CertificateStatus.active or current.person_ref != person.person_ref):
             current = None
         needed = membership.in_force and membership.person_ref == person.person_ref and not person.deceased and blocker is not None
         if needed and current is None and blocker is not None:
@@ -321,7 +325,7 @@ def plan_certificates(
                 )
             )
         elif not needed and current is not None:
-            if membership.status is not MembershipStatus.active or membership.link_state is not LinkState.linked:
+            if not membership.in_force or membership.person_ref != person.person_ref:
                 reason = CertificateWithdrawalReason.member_withdrawn
             elif person.deceased:
                 reason = CertificateWithdrawalReason.resident_deceased

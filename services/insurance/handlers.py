@@ -220,7 +220,7 @@ async def settle_person(
                 if ended:
                     facts.append(_certificate_fact(EligibilityCertificateWithdrawn, action.certificate, reason=action.reason))
         if _pass == 0:
-            facts = await _replayed(deps, memberships, certificates, actions, cause_id) + facts
+            facts = await _replayed(deps, person_ref, memberships, certificates, actions, cause_id) + facts
         for record in eligibility_records(person, memberships, retired=[retired] if retired else []):
             await store.save_eligibility(record)
         if not issued_any:
@@ -228,14 +228,15 @@ async def settle_person(
     return facts
 
 
-async def _replayed(deps: InsuranceDeps, memberships: Sequence[Any], certificates: dict[str, EligibilityCertificate | None],
-                    actions: Sequence[Any], cause_id: str) -> list[Fact]:
-    """On a rerun of the same cause, the certificate changes it already made yield the same facts."""
+async def _replayed(deps: InsuranceDeps, person_ref: str, memberships: Sequence[Any],
+                    certificates: dict[str, EligibilityCertificate | None], actions: Sequence[Any], cause_id: str) -> list[Fact]:
+    """On a rerun of the same cause, the certificate changes it already made yield the same facts
+    (only the person's own certificates: the plan touches no other)."""
     planned = {action.certificate.member_key for action in actions}
     facts: list[Fact] = []
     for membership in memberships:
         certificate = certificates.get(membership.member_key)
-        if certificate is None or membership.member_key in planned:
+        if certificate is None or certificate.person_ref != person_ref or membership.member_key in planned:
             continue
         causes = await deps.store.certificate_cause(membership.member_key) or {}
         if causes.get("issued_by") == cause_id:

@@ -179,6 +179,33 @@ async def test_a_certificate_ends_with_the_membership_or_the_person(insurance: I
     assert [f["reason"] for f in of_type(facts, EligibilityCertificateWithdrawn)] == ["resident_deceased"]
 
 
+async def test_settling_a_person_leaves_the_certificate_of_a_member_record_now_linked_to_someone_else(insurance: Insurance):
+    """The insurer enrolled member 41 with P's number, withdrew it and enrolled it again with Q's
+    (the fix for a wrong-person link). The record stays among P's member keys, and its certificate
+    is now Q's: nothing that settles P may withdraw it."""
+    p = await card_based_member(insurance, 41, "41", "cert-41")
+    facts = await insurance.insurer(WithdrawMember(request_id="w-41", insurer_number=INSURER, member_symbol="記号",
+                                                   member_number="41", withdrawn_on=date(2026, 4, 1)))
+    assert types(facts) == ["member_withdrawn"]
+    q = await insurance.resident(42)
+    facts = await insurance.insurer(EnrollMember(
+        request_id="enroll-41-again", insurer_number=INSURER, member_symbol="記号", member_number="41",
+        my_number=a_number(42), attributes=attributes_of(42), enrolled_on=date(2026, 4, 1)))
+    assert types(facts) == ["member_linked", "eligibility_certificate_issued"] and facts[0]["person_ref"] == q
+    [issued] = of_type(facts, EligibilityCertificateIssued)
+    assert (issued["person_ref"], issued["reason"]) == (q, "no_card")
+
+    for settles_p in (CardSuspended(person_ref=p, card_number="C-cert-41", suspended_at=NOW),
+                      CardResumed(person_ref=p, card_number="C-cert-41", resumed_at=NOW),
+                      ResidentDeceased(person_ref=p, died_on=date(2026, 4, 1))):
+        facts = await insurance.registry(settles_p)
+        assert of_type(facts, EligibilityCertificateWithdrawn) == [], (settles_p.event_type, facts)
+        assert [(c["certificate_number"], c["status"]) for c in await insurance.certificates(q)] == [
+            (issued["certificate_number"], "active")], settles_p.event_type
+    assert await insurance.certificates(p) == []
+    assert not [r for r in insurance.facts.records if r.type == EligibilityCertificateWithdrawn.event_type]
+
+
 async def test_validity_per_insurer_and_the_renewal_and_expiry_sweeps(insurance: Insurance):
     other_insurer = "01130012"
     facts = await insurance.insurer(ConfigureInsurer(request_id="cfg-1", insurer_number=other_insurer,

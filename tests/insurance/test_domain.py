@@ -171,6 +171,21 @@ def test_a_certificate_is_withdrawn_when_the_card_is_linked_or_the_membership_en
     assert plan_certificates(Person("pr_a"), [membership(link_state=LinkState.held)], {}, today=TODAY, validity_years={}, cause_id="e5") == []
 
 
+def test_a_person_is_settled_only_on_their_own_certificates():
+    """Member record 1 was linked to pr_a, withdrawn, and enrolled again for pr_q, who holds its
+    certificate now; the record stays among pr_a's member keys."""
+    moved = membership(person_ref="pr_q")
+    [issue] = plan_certificates(Person("pr_q"), [moved], {}, today=TODAY, validity_years={}, cause_id="e1")
+    theirs = {moved.member_key: issue.certificate}
+    for person in (CARD_BASED, Person("pr_a"), Person("pr_a", deceased=True)):
+        assert plan_certificates(person, [moved], theirs, today=TODAY, validity_years={}, cause_id="e2") == [], person
+    # A certificate of pr_a's own left on the record (pr_a not settled since) is withdrawn as the membership's end.
+    [own] = plan_certificates(Person("pr_a"), [membership()], {}, today=TODAY, validity_years={}, cause_id="e3")
+    [withdraw] = plan_certificates(CARD_BASED, [moved], {moved.member_key: own.certificate}, today=TODAY,
+                                   validity_years={}, cause_id="e4")
+    assert isinstance(withdraw, WithdrawCertificate) and withdraw.reason is CertificateWithdrawalReason.member_withdrawn
+
+
 def test_validity_is_per_insurer_one_year_by_default_at_most_five():
     [issue] = plan_certificates(Person("pr_a"), [membership()], {}, today=TODAY, validity_years={"06139999": 5}, cause_id="e1")
     assert issue.certificate.valid_until == date(2031, 3, 31)
