@@ -146,6 +146,9 @@ class MedicalDataDenialReason(StrEnum):
     unknown_card = "unknown_card"
     no_consent = "no_consent"
     consent_expired = "consent_expired"
+    # Added after the first three (values are only added): not the holder's own usable card (lost, replaced,
+    # returned, revoked or expired, its electronic certificate expired) or the holder is deceased.
+    card_not_usable = "card_not_usable"
 
 
 class RejectionReason(StrEnum):

@@ -441,6 +441,23 @@ def card_usable_for_registration(card: Card | None, today: date) -> bool:
     return card is not None and card.status is CardStatus.active and card.certificate_expires_on >= today
 
 
+def holder_card_refusal(person: Person | None, certificate_id: str, today: date) -> EligibilityDenialReason | None:
+    """Why this card cannot give consent or release medical data; None when it is the living
+    holder's current card, active, with its electronic certificate unexpired."""
+    if person is None:
+        return EligibilityDenialReason.unknown_card
+    if person.deceased:
+        return EligibilityDenialReason.resident_deceased
+    card = person.card
+    if card is None or card.certificate_id != certificate_id:
+        return EligibilityDenialReason.card_replaced
+    if card.status is not CardStatus.active:
+        return EligibilityDenialReason.card_not_usable
+    if card.certificate_expires_on < today:
+        return EligibilityDenialReason.card_certificate_expired
+    return None
+
+
 # --- consent and medical data ------------------------------------------------------------------
 
 

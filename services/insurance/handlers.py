@@ -41,6 +41,7 @@ from mynumber_contracts.insurance import (
     EligibilityCertificateRenewed,
     EligibilityCertificateWithdrawn,
     EligibilityConfirmed,
+    EligibilityDenialReason,
     EligibilityDenied,
     EnrollMember,
     HeldReason,
@@ -91,6 +92,7 @@ from .domain import (
     card_usable_for_registration,
     decide_link,
     eligibility_records,
+    holder_card_refusal,
     member_key,
     plan_certificates,
     release_id,
@@ -695,15 +697,34 @@ async def check_eligibility(event: CheckEligibility, ctx: HandlerContext[Insuran
                               person_ref=answer.person_ref, reason=answer.reason, no_card_surcharge=answer.no_card_surcharge)]
 
 
+_CARD_REFUSALS = {
+    EligibilityDenialReason.resident_deceased: "the card's holder is deceased",
+    EligibilityDenialReason.card_replaced: "this card has been replaced by a reissued card",
+    EligibilityDenialReason.card_not_usable: "the card is not usable (reported lost, returned, revoked or expired)",
+    EligibilityDenialReason.card_certificate_expired: "the card's electronic certificate has expired",
+}
+
+
 @handlers.handles(RecordConsent)
 async def record_consent(event: RecordConsent, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
-    """Consent counts from when this service recorded it, so an institution cannot backdate it."""
+    """Consent counts from when this service recorded it, so an institution cannot backdate it; it is
+    given only with the living holder's own usable card."""
     if rejected := _wrong_source(ctx, event, "medical-institution", event.institution_code):
         return [rejected]
     deps = ctx.deps
     record = await deps.store.eligibility_record(event.certificate_id)
     if record is None:
         return [_rejected(event, RejectionReason.unknown_card, "no card with this certificate id")]
+    person = await deps.store.person(record.person_ref)
+    refusal = holder_card_refusal(person, event.certificate_id, today(ctx.clock))
+    if refusal is not None:
+        # A rerun after a crash finishes a consent recorded while the card was usable.
+        recorded = [await deps.store.consent_recorded_by(event.institution_code, record.person_ref, data_type, event.request_id)
+                    for data_type in dict.fromkeys(event.data_types)]
+        if not any(recorded):
+            if refusal is EligibilityDenialReason.unknown_card:
+                return [_rejected(event, RejectionReason.unknown_card, "no card with this certificate id")]
+            return [_rejected(event, RejectionReason.card_not_usable, _CARD_REFUSALS[refusal], record.person_ref)]
     given_at = ctx.clock.now()
     for data_type in dict.fromkeys(event.data_types):
         given_at = await deps.store.record_consent(event.institution_code, record.person_ref, data_type,
@@ -722,16 +743,24 @@ async def request_medical_data(event: RequestMedicalData, ctx: HandlerContext[In
     store, now, policy = ctx.deps.store, ctx.clock.now(), ctx.deps.medical_data
     record = await store.eligibility_record(event.certificate_id)
     person_ref = record.person_ref if record else None
+    person = await store.person(person_ref) if person_ref else None
+    refusal = holder_card_refusal(person, event.certificate_id, today(ctx.clock)) if person_ref else None
     facts: list[Fact] = []
     for data_type in dict.fromkeys(event.data_types):
         release = release_id(event.institution_code, event.request_id, data_type)
         decided_at, denial = now, MedicalDataDenialReason.unknown_card if person_ref is None else None
         if person_ref is not None:
-            denial = policy.consent_denial(await store.consent_given_at(event.institution_code, person_ref, data_type), now)
+            if refusal is EligibilityDenialReason.unknown_card:
+                denial = MedicalDataDenialReason.unknown_card
+            elif refusal is not None:  # only the living holder's own usable card releases data, consent or not
+                denial = MedicalDataDenialReason.card_not_usable
+            else:
+                denial = policy.consent_denial(await store.consent_given_at(event.institution_code, person_ref, data_type), now)
             decision: dict[str, Any] = {"person_ref": person_ref, "denial": denial, "decided_at": now}
+            if refusal is not None:
+                decision["card_refusal"] = refusal
             if denial is None:
                 last_day = today(ctx.clock)
-                person = await store.person(person_ref)
                 member_keys = [m.member_key for m in await store.memberships(person.member_keys if person else ())
                                if m.link_state is LinkState.linked and m.person_ref == person_ref]
                 first_day = policy.covers_from(data_type, last_day)
@@ -748,6 +777,8 @@ async def request_medical_data(event: RequestMedicalData, ctx: HandlerContext[In
             "audit_id": f"insurance.medical-data:{ctx.envelope.id}:{data_type}",
         }
         details = {"request_id": event.request_id, "data_type": data_type.value}
+        if person_ref is not None and decision.get("card_refusal"):
+            details["card"] = decision["card_refusal"]
         if denial is not None:
             await ctx.deps.audit.record(**audit, details=details)
             facts.append(MedicalDataDenied(person_ref=person_ref, request_id=event.request_id,

@@ -547,6 +547,14 @@ class InsuranceStore:
         await self.consents.update_one({"_id": key}, update, upsert=True)
         return given_at
 
+    async def consent_recorded_by(self, institution_code: str, person_ref: str, data_type: MedicalDataType,
+                                  request_id: str) -> bool:
+        """Whether the consent request `request_id` was recorded (also when a later one replaced it)."""
+        existing = await self.consents.find_one({"_id": f"{institution_code}/{person_ref}/{data_type}"})
+        if not existing:
+            return False
+        return existing.get("request_id") == request_id or any(e["request_id"] == request_id for e in existing.get("earlier", ()))
+
     async def consent_given_at(self, institution_code: str, person_ref: str, data_type: MedicalDataType) -> datetime | None:
         document = await self.consents.find_one({"_id": f"{institution_code}/{person_ref}/{data_type}"})
         return document["given_at"] if document else None

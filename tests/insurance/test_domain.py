@@ -38,6 +38,7 @@ from services.insurance.domain import (
     decide_link,
     eligibility_records,
     has_expired,
+    holder_card_refusal,
     plan_certificates,
     renewal_due,
     renewed,
@@ -218,6 +219,22 @@ def test_eligibility_answers_and_the_surcharge_setting():
     [replaced, current] = eligibility_records(CARD_BASED, [membership()], retired=[card(CardStatus.replaced)])
     assert answer_eligibility(replaced, today=TODAY, no_card_surcharge=True).reason is EligibilityDenialReason.card_replaced
     assert answer_eligibility(record, today=date(2031, 1, 2), no_card_surcharge=True).reason is EligibilityDenialReason.card_certificate_expired
+
+
+@pytest.mark.parametrize(("person", "refusal"), [
+    (CARD_BASED, None),
+    (Person("pr_a", card=card()), None),  # consent needs the card, not its registration for insurance use
+    (None, EligibilityDenialReason.unknown_card),
+    (Person("pr_a"), EligibilityDenialReason.card_replaced),
+    (Person("pr_a", card=Card("C-2", "cert-2", CardStatus.active, date(2036, 1, 1), date(2031, 1, 1))),
+     EligibilityDenialReason.card_replaced),
+    *[(Person("pr_a", card=card(status)), EligibilityDenialReason.card_not_usable)
+      for status in CardStatus if status is not CardStatus.active],
+    (Person("pr_a", card=card(certificate_expires_on=TODAY - timedelta(days=1))), EligibilityDenialReason.card_certificate_expired),
+    (Person("pr_a", deceased=True, card=card()), EligibilityDenialReason.resident_deceased),
+])
+def test_only_the_living_holders_own_usable_card_gives_consent_or_releases_data(person, refusal):
+    assert holder_card_refusal(person, "cert-1", TODAY) is refusal
 
 
 # --- consent and medical data -------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from mynumber_contracts.enrollment import CardSuspended
+from mynumber_contracts.enrollment import CardReissued, CardResumed, CardSuspended, ResidentDeceased
 from mynumber_contracts.insurance import (
     CheckEligibility,
     CheckupItem,
@@ -14,6 +14,7 @@ from mynumber_contracts.insurance import (
     EligibilityConfirmed,
     EligibilityDenied,
     EnrollMember,
+    InsuranceRequestRejected,
     MedicalDataDenied,
     MedicalDataReleased,
     MedicalDataType,
@@ -184,3 +185,81 @@ async def test_medical_data_only_with_that_institutions_consent_given_within_24_
 
     # The records themselves never travel in a fact.
     assert not [r for r in insurance.facts.records if "ロキソプロフェン".encode() in r.record.value or b"HbA1c" in r.record.value]
+
+
+
+def consent(request_id: str, card: str) -> RecordConsent:
+    return RecordConsent(request_id=request_id, institution_code=INSTITUTION, certificate_id=card,
+                         data_types=[MedicalDataType.prescriptions])
+
+
+def ask(request_id: str, card: str) -> RequestMedicalData:
+    return RequestMedicalData(request_id=request_id, institution_code=INSTITUTION, certificate_id=card,
+                              data_types=[MedicalDataType.prescriptions])
+
+
+async def patient_with_a_prescription(insurance: Insurance, seed: int) -> str:
+    """A card-based member (card `cert-<seed>`) with one prescription, who consented through the card."""
+    patient = await card_based_member(insurance, seed, f"cert-{seed}")
+    assert types(await insurance.insurer(RecordPrescription(
+        record_id=f"rx-{seed}", insurer_number=INSURER, member_symbol="記号", member_number=str(seed),
+        dispensed_on=date(2026, 3, 1), medicines=[Medicine(name="アムロジピン錠5mg", quantity=1, unit="錠", days=28)]))) == [
+        "medical_record_stored"]
+    assert types(await insurance.institution(consent("consent-1", f"cert-{seed}"))) == ["consent_recorded"]
+    return patient
+
+
+async def refused(insurance: Insurance, patient: str, request_id: str, card: str, because: str) -> None:
+    """Consent through `card` is rejected, and a request for data denied, both as card_not_usable."""
+    [rejected] = await insurance.institution(consent(f"consent-{request_id}", card))
+    assert rejected["type"] == InsuranceRequestRejected.event_type, rejected
+    assert (rejected["reason"], rejected["person_ref"]) == ("card_not_usable", patient) and because in rejected["message"]
+    [denied] = await insurance.institution(ask(f"ask-{request_id}", card))
+    assert denied["type"] == MedicalDataDenied.event_type, denied
+    assert (denied["reason"], denied["person_ref"]) == ("card_not_usable", patient)
+
+
+async def card_denials(insurance: Insurance, patient: str) -> list[tuple[str, str, str | None]]:
+    response = await insurance.http.get(f"/audit/persons/{patient}", headers=OPERATOR)
+    return [(e["details"]["request_id"], e["reason"], e["details"].get("card")) for e in response.json()
+            if e["action"] == "insurance.medical_data.denied"]
+
+
+async def test_a_lost_card_or_a_deceased_holders_card_gives_no_consent_and_releases_nothing(insurance: Insurance):
+    """The consent given before the card was reported lost does not open it either; once the card is
+    found again it does, until the holder dies."""
+    patient = await patient_with_a_prescription(insurance, 21)
+    await insurance.registry(CardSuspended(person_ref=patient, card_number="C-cert-21", suspended_at=START))
+    await refused(insurance, patient, "lost", "cert-21", "reported lost")
+
+    await insurance.registry(CardResumed(person_ref=patient, card_number="C-cert-21", resumed_at=START))
+    [released] = await insurance.institution(ask("ask-found", "cert-21"))
+    assert (released["type"], released["record_count"]) == (MedicalDataReleased.event_type, 1)
+
+    await insurance.registry(ResidentDeceased(person_ref=patient, died_on=date(2026, 4, 1)))
+    await refused(insurance, patient, "deceased", "cert-21", "deceased")
+
+    # The consents refused were never recorded: the one given with the usable card stands alone.
+    stored = await insurance.database["consents"].find_one({"_id": f"{INSTITUTION}/{patient}/prescriptions"})
+    assert (stored["request_id"], stored.get("earlier", [])) == ("consent-1", [])
+    assert await card_denials(insurance, patient) == [("ask-lost", "card_not_usable", "card_not_usable"),
+                                                      ("ask-deceased", "card_not_usable", "resident_deceased")]
+
+
+async def test_after_a_reissue_the_old_certificate_id_is_refused_and_the_new_one_works(insurance: Insurance):
+    patient = await patient_with_a_prescription(insurance, 22)
+    await insurance.registry(CardReissued(
+        person_ref=patient, previous_card_number="C-cert-22", card_number="C-cert-22b", certificate_id="cert-22b",
+        issued_on=date(2026, 4, 1), expires_on=date(2036, 6, 15), certificate_expires_on=date(2031, 6, 15), photo_less=False))
+    await refused(insurance, patient, "old", "cert-22", "replaced")
+
+    [recorded] = await insurance.institution(consent("consent-2", "cert-22b"))
+    assert (recorded["type"], recorded["person_ref"]) == (ConsentRecorded.event_type, patient)
+    [released] = await insurance.institution(ask("ask-new", "cert-22b"))
+    assert (released["type"], released["record_count"]) == (MedicalDataReleased.event_type, 1)
+    await refused(insurance, patient, "old-again", "cert-22", "replaced")  # the new consent does not open the old card
+
+    stored = await insurance.database["consents"].find_one({"_id": f"{INSTITUTION}/{patient}/prescriptions"})
+    assert (stored["request_id"], [e["request_id"] for e in stored["earlier"]]) == ("consent-2", ["consent-1"])
+    assert await card_denials(insurance, patient) == [("ask-old", "card_not_usable", "card_replaced"),
+                                                      ("ask-old-again", "card_not_usable", "card_replaced")]

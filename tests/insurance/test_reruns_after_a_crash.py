@@ -23,6 +23,7 @@ from mynumber_contracts.insurance import (
     CancelInsuranceUse,
     CertificateApplicationReason,
     ConfigureInsurer,
+    ConsentRecorded,
     EligibilityCertificateWithdrawn,
     MedicalDataReleased,
     MedicalDataType,
@@ -345,6 +346,28 @@ async def test_a_consent_run_again_after_a_later_one_does_not_restart_the_consen
     consent = await insurance.database["consents"].find_one({"_id": f"{INSTITUTION}/{patient}/prescriptions"})
     assert (consent["request_id"], consent["given_at"]) == ("consent-46b", second_at), "the later consent stands"
     assert [(e["request_id"], e["given_at"]) for e in consent["earlier"]] == [("consent-46a", first_at)]
+
+
+async def test_a_consent_run_again_after_the_card_was_reported_lost_gives_the_consent_it_recorded(insurance: Insurance):
+    """Consent is refused through a lost card, but one recorded while the card was usable and run
+    again (a crash before its facts went out) is finished as recorded, at its first time."""
+    patient = await insurance.resident(48)
+    await insurance.card(patient, "cert-48")
+    request = RecordConsent(request_id="consent-48", institution_code=INSTITUTION, certificate_id="cert-48",
+                            data_types=[MedicalDataType.prescriptions])
+    consented = insurance.partner.record(request, subject="subject", source=f"medical-institution/{INSTITUTION}")
+    first_at = insurance.clock.now()
+    await run_again(insurance, consented, request.topic(insurance.namespace))  # its first run
+    await insurance.registry(CardSuspended(person_ref=patient, card_number="C-cert-48", suspended_at=first_at))
+    insurance.clock.advance(timedelta(hours=1))
+
+    await run_again(insurance, consented, request.topic(insurance.namespace))
+
+    facts = await insurance.caused_by(consented.header("ce_id").decode(), 2)
+    assert [f.type for f in facts] == [ConsentRecorded.event_type] * 2, "the rerun is not refused"
+    assert [datetime.fromisoformat(f.json()["given_at"]) for f in facts] == [first_at] * 2
+    consent = await insurance.database["consents"].find_one({"_id": f"{INSTITUTION}/{patient}/prescriptions"})
+    assert (consent["request_id"], consent["given_at"]) == ("consent-48", first_at)
 
 
 async def test_an_insurer_configuration_run_again_after_a_later_one_leaves_the_later_settings(insurance: Insurance):
