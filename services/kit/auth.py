@@ -2,17 +2,21 @@
 
 Tokens come from `MYNUMBER_HTTP_API_TOKENS` ('principal=token,...') or the file named by
 `MYNUMBER_HTTP_API_TOKENS_FILE`; only their SHA-256 digests are kept in memory. The principal
-`operator` may use operator routes (audit trails, lookups, sweeps, resolutions).
+`operator` may use operator routes (audit trails, lookups, sweeps, resolutions); a partner's
+principal is its partner id, `<type>/<local id>` (e.g. `police/tokyo`), and `operator_or(...)`
+keeps a route to the operator and partners of the types named.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from mynumber_contracts.partners import PartnerType
 
 OPERATOR = "operator"
 _bearer = HTTPBearer(auto_error=False, description="A token from MYNUMBER_HTTP_API_TOKENS.")
@@ -55,3 +59,21 @@ async def operator(principal: Annotated[str, Depends(authenticated_principal)]) 
     if principal != OPERATOR:
         raise HTTPException(403, "this route is for operators")
     return principal
+
+
+def _is_partner_of(principal: str, kinds: frozenset[PartnerType]) -> bool:
+    """Whether the principal is a partner id `<type>/<local id>` of one of these types."""
+    prefix, slash, local_id = principal.partition("/")
+    return bool(slash and local_id) and prefix in kinds
+
+
+def operator_or(*kinds: PartnerType, refusal: str) -> Callable[[str], Awaitable[str]]:
+    """FastAPI dependency: the operator, or a partner of one of these types; any other valid token gets 403."""
+    allowed = frozenset(kinds)
+
+    async def operator_or_partner(principal: Annotated[str, Depends(authenticated_principal)]) -> str:
+        if principal != OPERATOR and not _is_partner_of(principal, allowed):
+            raise HTTPException(403, refusal)
+        return principal
+
+    return operator_or_partner

@@ -1,7 +1,9 @@
 """The licensing HTTP API: the roadside check, and look-ups for the police and the transport bureaus.
 
-Every route but the fee table needs a bearer token (the kit's MYNUMBER_HTTP_API_TOKENS); each
-roadside check and licence look-up is written to the audit trail with the caller and the holder.
+Every route but the fee table needs a bearer token (the kit's MYNUMBER_HTTP_API_TOKENS): the roadside
+check and licence look-ups the police's (`police/<id>`) or an operator's, vehicle look-ups also a
+transport bureau's (`transport-bureau/<id>`); any other partner's token gets 403. Each roadside check
+and licence look-up is written to the audit trail with the caller and the holder.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException
 from mynumber_contracts.licensing import CardNumber, HolderChoice, LicenceClass, LicenceNumber, VehicleId
+from mynumber_contracts.partners import PartnerType
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from services.kit.auth import authenticated_principal
+from services.kit.auth import operator_or
 from services.kit.http import NO_TOKEN, NOT_JSON, errors, service_deps, service_of
 from services.kit.messaging import EventService
 
@@ -25,7 +28,12 @@ router = APIRouter()
 
 Deps = Annotated[LicensingDeps, Depends(service_deps)]
 Service = Annotated[EventService[LicensingDeps], Depends(service_of)]
-Caller = Annotated[str, Depends(authenticated_principal)]
+# Licence holders' references, addresses and cards: for the police and operators, not for every partner with a token.
+Police = Annotated[str, Depends(operator_or(PartnerType.police, refusal="licence checks and look-ups are for the police"))]
+VehicleReader = Annotated[str, Depends(operator_or(
+    PartnerType.police, PartnerType.transport_bureau, refusal="vehicle look-ups are for transport bureaus and the police"))]
+NOT_POLICE = {403: "The token is neither the police's nor an operator's."}
+NOT_VEHICLE_READER = {403: "The token is neither a transport bureau's, the police's nor an operator's."}
 
 
 class _Response(BaseModel):
@@ -94,10 +102,10 @@ class FeeSchedule(_Response):
 
 
 @router.post(
-    "/roadside-checks", response_model=RoadsideCheckResult, responses=errors({**NO_TOKEN, **NOT_JSON}), tags=["police"],
+    "/roadside-checks", response_model=RoadsideCheckResult, responses=errors({**NO_TOKEN, **NOT_POLICE, **NOT_JSON}), tags=["police"],
     summary="Roadside check: is the licence recorded on this card valid now (or at `at`)?",
 )
-async def roadside_check(request: RoadsideCheckRequest, service: Service, caller: Caller) -> RoadsideCheckResult:
+async def roadside_check(request: RoadsideCheckRequest, service: Service, caller: Police) -> RoadsideCheckResult:
     # POST, so the card number stays out of URLs and access logs.
     store = service.deps.store
     at = request.at or service.clock.now()
@@ -124,10 +132,10 @@ async def roadside_check(request: RoadsideCheckRequest, service: Service, caller
 
 @router.get(
     "/licences/{licence_number}", response_model=LicenceRecord,
-    responses=errors({**NO_TOKEN, 404: "No licence with this number is on record."}), tags=["police"],
+    responses=errors({**NO_TOKEN, **NOT_POLICE, 404: "No licence with this number is on record."}), tags=["police"],
     summary="The licence on record: its holder's choice, card, dates, classes, conditions and address.",
 )
-async def licence(licence_number: LicenceNumber, service: Service, caller: Caller) -> LicenceRecord:
+async def licence(licence_number: LicenceNumber, service: Service, caller: Police) -> LicenceRecord:
     found = await service.deps.store.licence_by_number(licence_number)
     if found is None:
         raise HTTPException(404, "no licence with this number is on record")
@@ -138,10 +146,11 @@ async def licence(licence_number: LicenceNumber, service: Service, caller: Calle
 
 @router.get(
     "/vehicles/{vehicle_id}", response_model=VehicleRecord,
-    responses=errors({**NO_TOKEN, 404: "No vehicle with this id is registered."}), tags=["transport bureaus"],
+    responses=errors({**NO_TOKEN, **NOT_VEHICLE_READER, 404: "No vehicle with this id is registered."}),
+    tags=["transport bureaus"],
     summary="A registered vehicle: its current owner and its ownership history.",
 )
-async def vehicle(vehicle_id: VehicleId, deps: Deps, _: Caller) -> VehicleRecord:
+async def vehicle(vehicle_id: VehicleId, deps: Deps, _: VehicleReader) -> VehicleRecord:
     found = await deps.store.vehicle(vehicle_id)
     if found is None:
         raise HTTPException(404, "no vehicle with this id is registered")

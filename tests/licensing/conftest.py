@@ -28,6 +28,14 @@ ENROLLMENT = "service/enrollment"
 ADDRESS = "東京都千代田区永田町1-7-1"
 POLICE_TOKEN = "police-tokyo-test-token-0001"
 OPERATOR_TOKEN = "operator-test-token-000000001"
+TRANSPORT_BUREAU_TOKEN = "transport-bureau-kanto-token-01"
+# Tokens the one shared MYNUMBER_HTTP_API_TOKENS list also gives agencies with no business here.
+OTHER_PARTNER_TOKENS = {
+    "kiosk/seven-0001": "kiosk-seven-0001-test-token-01",
+    "medical-institution/1312345678": "medical-institution-test-token-01",
+    "insurer/06130012": "insurer-06130012-test-token-001",
+    "municipality/131016": "municipality-131016-test-token-1",
+}
 
 
 def a_number(seed: int) -> MyNumber:
@@ -144,7 +152,8 @@ class Licensing:
 
 @pytest.fixture
 async def licensing(servers, namespace, settings_for) -> AsyncIterator[Licensing]:
-    settings = settings_for("licensing", http_api_tokens=f"{POLICE}={POLICE_TOKEN},operator={OPERATOR_TOKEN}")
+    tokens = {POLICE: POLICE_TOKEN, "operator": OPERATOR_TOKEN, TRANSPORT_BUREAU: TRANSPORT_BUREAU_TOKEN, **OTHER_PARTNER_TOKENS}
+    settings = settings_for("licensing", http_api_tokens=",".join(f"{who}={token}" for who, token in tokens.items()))
     clock = FixedClock(NOW)
     async with run_service("licensing", settings, clock=clock) as running:
         running.http.headers["Authorization"] = f"Bearer {POLICE_TOKEN}"
