@@ -155,6 +155,15 @@ def deceased() -> Rejection:
     return Rejection(RejectionReason.resident_state, "the resident is recorded as deceased")
 
 
+def check_municipality(municipality_code: str, sender: str) -> Rejection | None:
+    """A municipality acts in its own name only: the code a request names must be the sender's own,
+    or one municipality could register residents for, or move the post-office delegation of, another."""
+    if sender != f"{CHANNEL_SENDERS[Channel.municipal_office]}{municipality_code}":
+        return Rejection(RejectionReason.channel_not_allowed,
+                         f"{sender} may not act for municipality {municipality_code}: only municipality/{municipality_code} may")
+    return None
+
+
 # --- applications ----------------------------------------------------------------------------
 
 

@@ -188,6 +188,10 @@ async def invalidate_signing_certificate(deps: EnrollmentDeps, person_ref: str) 
 @handlers.handles(RegisterResident)
 async def register_resident(event: RegisterResident, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact] | EarlierFacts:
     deps = ctx.deps
+    # Refused before anything is decided under the municipality's key: another's request id stays its own.
+    wrong_sender = domain.check_municipality(event.municipality_code, ctx.envelope.source)
+    if wrong_sender is not None:
+        return resident_rejected(event, event.request_id, wrong_sender)
     key = f"registration/{event.municipality_code}/{event.request_id}"
 
     async def decide() -> Decision:
@@ -358,6 +362,9 @@ async def record_death(event: RecordDeath, ctx: HandlerContext[EnrollmentDeps]) 
 
 @handlers.handles(DelegatePostOffice)
 async def delegate_post_office(event: DelegatePostOffice, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
+    wrong_sender = domain.check_municipality(event.municipality_code, ctx.envelope.source)
+    if wrong_sender is not None:
+        return resident_rejected(event, ctx.envelope.id, wrong_sender)
     await ctx.deps.store.set_delegation(event.municipality_code, event.post_office_id, active=event.active, at=ctx.clock.now())
     return [PostOfficeDelegationChanged(municipality_code=event.municipality_code, post_office_id=event.post_office_id,
                                         active=event.active)]

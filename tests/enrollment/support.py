@@ -127,7 +127,7 @@ class Enrollment:
     async def delegate(self, post_office_id: str = POST_OFFICE, *, active: bool = True,
                        municipality_code: str = MUNICIPALITY) -> None:
         request = DelegatePostOffice(municipality_code=municipality_code, post_office_id=post_office_id, active=active)
-        await self.send(request)
+        await self.send(request, source=f"municipality/{municipality_code}")  # a municipality delegates its own
         await self.fact(PostOfficeDelegationChanged.event_type, post_office_id=post_office_id, active=active,
                         municipality_code=municipality_code)
 
@@ -260,7 +260,8 @@ class UseCases:
         from services.kit.idempotency import EarlierFacts
         from services.kit.messaging import HandlerContext
 
-        source = source or getattr(event, "office_id", None) or MUNICIPAL_OFFICE
+        named = getattr(event, "municipality_code", None)
+        source = source or getattr(event, "office_id", None) or (f"municipality/{named}" if named else MUNICIPAL_OFFICE)
         envelope = Envelope(id=event_id or str(uuid.uuid4()), source=source, type=event.event_type,
                             time=self.clock.now())
         facts = await use_case(event, HandlerContext(envelope=envelope, clock=self.clock, deps=self.deps))

@@ -72,7 +72,7 @@ async def test_a_post_office_with_a_delegation_accepts_and_the_municipality_issu
 async def test_a_post_office_without_a_delegation_is_rejected(enrollment: Enrollment):
     number = new_number()
     await enrollment.register(number)
-    await enrollment.delegate("post-office/osaka-kita", municipality_code="271276")  # another municipality's
+    await enrollment.delegate("post-office/osaka-kita", municipality_code="271276")  # by another municipality, for itself
     await enrollment.delegate("post-office/shibuya", active=False)  # withdrawn
 
     for office in ("post-office/osaka-kita", "post-office/shibuya", POST_OFFICE):

@@ -19,6 +19,7 @@ from services.enrollment.domain import (
     age_on,
     birthday_in,
     card_validity,
+    check_municipality,
     check_sender,
     nth_birthday_after,
     review_application,
@@ -113,6 +114,13 @@ def test_an_application_must_come_from_the_office_it_names_on_its_channel():
     assert check_sender(at_post, "post-office/elsewhere").reason == "channel_not_allowed"
     as_municipality = at_post.model_copy(update={"office_id": "municipality/131016"})
     assert check_sender(as_municipality, "municipality/131016").reason == "channel_not_allowed"
+
+
+def test_a_municipality_acts_in_its_own_name_only():
+    assert check_municipality("131016", "municipality/131016") is None
+    for sender in ("municipality/271004", "post-office/tokyo-chuo", "municipality/1310161", "131016"):
+        refused = check_municipality("131016", sender)
+        assert refused.reason == "channel_not_allowed" and sender in refused.message, sender
 
 
 def card(state: CardState) -> Card:

@@ -1,0 +1,69 @@
+"""A municipality acts in its own name only: a registration or a post-office delegation naming
+another municipality's code is refused (ResidentRequestRejected, `channel_not_allowed`, no number
+in it) and changes nothing, so Chiyoda can neither move Osaka's delegations nor register
+residents, or get numbers assigned, under Osaka's code."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from mynumber_contracts.enrollment import (
+    DelegatePostOffice,
+    PostOfficeDelegationChanged,
+    ResidentRegistered,
+    ResidentRequestRejected,
+)
+
+from tests.enrollment.support import MUNICIPAL_OFFICE, Enrollment, new_number, registration
+
+OSAKA = "271004"
+OSAKA_OFFICE = f"municipality/{OSAKA}"
+OSAKA_POST_OFFICE = "post-office/osaka-kita"
+TWELVE_DIGITS = re.compile(r"\d{12}")
+
+
+async def refusal(enrollment: Enrollment, request_id: str) -> dict:
+    refused = await enrollment.fact(ResidentRequestRejected.event_type, request_id=request_id)
+    assert refused["reason"] == "channel_not_allowed" and refused["person_ref"] is None, refused
+    assert MUNICIPAL_OFFICE in refused["message"] and OSAKA in refused["message"]
+    assert not TWELVE_DIGITS.search(refused["message"]), "no Individual Number in a refusal"
+    return refused
+
+
+async def test_a_municipality_cannot_grant_or_withdraw_another_municipalitys_post_office_delegation(enrollment: Enrollment):
+    await enrollment.delegate(OSAKA_POST_OFFICE, municipality_code=OSAKA)  # Osaka, for itself
+
+    withdrawal, grant = str(uuid.uuid4()), str(uuid.uuid4())
+    await enrollment.send(DelegatePostOffice(municipality_code=OSAKA, post_office_id=OSAKA_POST_OFFICE, active=False),
+                          source=MUNICIPAL_OFFICE, event_id=withdrawal)
+    await enrollment.send(DelegatePostOffice(municipality_code=OSAKA, post_office_id="post-office/tokyo-chuo"),
+                          source=MUNICIPAL_OFFICE, event_id=grant)
+
+    for event_id in (withdrawal, grant):
+        refused = await refusal(enrollment, event_id)
+        assert refused["request_type"] == DelegatePostOffice.event_type
+    assert await enrollment.store.is_delegated(OSAKA, OSAKA_POST_OFFICE), "Osaka's delegation still stands"
+    assert not await enrollment.store.is_delegated(OSAKA, "post-office/tokyo-chuo"), "nothing granted in Osaka's name"
+    changes = [r.json() for r in enrollment.facts.of_type(PostOfficeDelegationChanged.event_type)]
+    assert changes == [{"municipality_code": OSAKA, "post_office_id": OSAKA_POST_OFFICE, "active": True}]
+
+
+async def test_a_municipality_cannot_register_residents_in_another_municipalitys_name(enrollment: Enrollment):
+    known = new_number()
+    newborn = registration(None, municipality_code=OSAKA, request_id="osaka-newborn-1", address="大阪府大阪市北区1-1")
+    await enrollment.send(registration(known, municipality_code=OSAKA, request_id="osaka-resident-1"), source=MUNICIPAL_OFFICE)
+    await enrollment.send(newborn, source=MUNICIPAL_OFFICE, subject=newborn.request_id)
+
+    for request_id in ("osaka-resident-1", "osaka-newborn-1"):
+        refused = await refusal(enrollment, request_id)
+        assert known.reveal() not in str(refused)
+    assert await enrollment.service.service.deps.resident_by_number(known) is None, "nobody registered"
+    assert await enrollment.store.assignment(f"{OSAKA}/osaka-newborn-1") is None, "no number assigned under Osaka's key"
+    assert not enrollment.facts.of_type(ResidentRegistered.event_type)
+
+    # Osaka's own request with that id is still Osaka's to make: the refusal decided nothing under it.
+    await enrollment.send(newborn, source=OSAKA_OFFICE, subject=newborn.request_id)
+    registered = await enrollment.fact(ResidentRegistered.event_type, request_id="osaka-newborn-1")
+    assert (registered["municipality_code"], registered["number_assigned"]) == (OSAKA, True)
+    assert await enrollment.store.assignment(f"{OSAKA}/osaka-newborn-1") is not None
