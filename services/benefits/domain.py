@@ -142,6 +142,12 @@ def flag_id_for(key: str) -> str:
     return f"shared:{key}"
 
 
+def deletion_entry_id(partner: str, request_id: str, person_ref: str) -> str:
+    """The audit entry of a deletion: request ids are each partner's own (as the kit's guard takes
+    the source as part of what makes a request the same), so the partner and the person scope it."""
+    return f"delete:{partner}:{request_id}:{person_ref}"
+
+
 def being_checked(account: Account | None) -> bool:
     """A payment to an account still under the shared-account check waits in the queue (no fact)."""
     return account is not None and account.status is AccountStatus.checking

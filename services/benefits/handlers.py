@@ -228,18 +228,19 @@ async def delete_receiving_account(event: DeleteReceivingAccount, ctx: HandlerCo
     store = ctx.deps.store
     person_ref = ctx.deps.people.for_number(event.my_number)
     deleted = AccountDeleted(person_ref=person_ref, request_id=event.request_id, reason=DeletionReason.deleted_by_holder)
-    entry_id = f"delete:{event.request_id}"
+    partner = ctx.envelope.source
+    entry_id = domain.deletion_entry_id(partner, event.request_id, person_ref)
     # The deletion is audited first, naming the registration it deletes: run again (after a crash,
     # or late, after the holder registered another account), it deletes that registration's
     # account if it is still there, and never one registered since.
-    registration = await store.deletion(entry_id)
+    registration = await store.deletion(entry_id, partner=partner, request_id=event.request_id, person_ref=person_ref)
     if registration is None:
         account = await store.account(person_ref)
         if account is None:
             return [AccountRegistrationRefused(person_ref=person_ref, request_id=event.request_id,
                                                reason=RefusalReason.no_account, message="No receiving account is registered.")]
         registration = account.source_id
-        await store.audit(entry_id, actor=ctx.envelope.source, action="account_deleted", person_ref=person_ref,
+        await store.audit(entry_id, actor=partner, action="account_deleted", person_ref=person_ref,
                           reason=DeletionReason.deleted_by_holder, subject="", at=ctx.clock.now(), registration=registration)
     if registration:  # "": audited by earlier code, which deleted before it audited
         await store.delete_account(person_ref, registration=registration)
@@ -310,12 +311,17 @@ async def refuse_pension_account(event: RefusePensionAccount, ctx: HandlerContex
     taken = (ProposalStatus.registering, ProposalStatus.registered, ProposalStatus.deleted)
     if status not in taken:
         return []  # the person registered another account before the deadline: nothing to undo
+    # Audited first, like a holder's deletion, and keyed the same way; it deletes only the
+    # proposal's registration, so run again it never deletes an account registered since.
+    partner = ctx.envelope.source
+    entry_id = domain.deletion_entry_id(partner, event.proposal_id, person_ref)
+    if await store.deletion(entry_id, partner=partner, request_id=event.proposal_id, person_ref=person_ref) is None:
+        await store.audit(entry_id, actor=partner, action="account_deleted", person_ref=person_ref,
+                          reason=DeletionReason.refused_after_registration, subject="", at=ctx.clock.now(),
+                          registration=event.proposal_id)
     # Deleted before the proposal says so: a sweep still registering sees `deleted` when it
     # finishes, and deletes the account it saved after this.
     await store.delete_account(person_ref, registration=event.proposal_id)  # if the proposal's account is there
-    await store.audit(f"delete:{event.proposal_id}", actor=ctx.envelope.source, action="account_deleted",
-                      person_ref=person_ref, reason=DeletionReason.refused_after_registration, subject="",
-                      at=ctx.clock.now())
     await store.move_proposal(event.proposal_id, from_=taken, to=ProposalStatus.deleted, on=event.received_on)
     return [
         AccountDeleted(person_ref=person_ref, request_id=event.proposal_id, reason=DeletionReason.refused_after_registration),

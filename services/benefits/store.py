@@ -279,11 +279,18 @@ class BenefitsStore:
         await self.audit_trail.record(at=at, actor=actor, action=action, person_ref=person_ref, reason=reason,
                                       details={"subject": subject, **details}, audit_id=entry_id)
 
-    async def deletion(self, entry_id: str) -> str | None:
+    async def deletion(self, entry_id: str, *, partner: str, request_id: str, person_ref: str) -> str | None:
         """The registration that the deletion audited as `entry_id` deletes: None when it has no
-        entry yet, "" for an entry written before deletions named it."""
+        entry yet, "" for an entry written before deletions named it.
+
+        Earlier code keyed the entry by the request id alone (`delete:{request_id}`), which other
+        partners use too: such an entry is this deletion's only if it names this person and partner."""
         entry = await self.audit_log.find_one({"_id": entry_id})
-        return None if entry is None else entry.get("details", {}).get("registration", "")
+        if entry is None:
+            entry = await self.audit_log.find_one({"_id": f"delete:{request_id}"})
+            if entry is None or entry.get("person_ref") != person_ref or entry.get("actor", partner) != partner:
+                return None
+        return entry.get("details", {}).get("registration", "")
 
     # --- pension proposals (the opt-out route) --------------------------------------------
 

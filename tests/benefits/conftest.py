@@ -24,6 +24,7 @@ OPERATOR_TOKEN = "Bearer development-only-operator-token"
 
 ENROLLMENT = "service/enrollment"
 PORTAL = "portal/myna"
+BANK = "bank/0005"
 PENSION = "pension-service/jp"
 PAYING_AGENCY = "paying-agency/child-benefit"
 ZENGIN = "bank-registry/zengin"

@@ -22,7 +22,7 @@ from mynumber_contracts.benefits import (
 )
 from mynumber_contracts.enrollment import ResidentAttributesChanged, ResidentDeceased, ResidentRegistered
 
-from tests.benefits.conftest import ENROLLMENT, PORTAL, ZENGIN, Benefits, a_number, an_account
+from tests.benefits.conftest import BANK, ENROLLMENT, PORTAL, ZENGIN, Benefits, a_number, an_account
 from tests.support.kafka import TopicReader
 from tests.support.reruns import run_late
 
@@ -203,6 +203,52 @@ async def test_a_deletion_cut_short_and_run_again_after_a_new_registration_leave
     await benefits.send(DeleteReceivingAccount(request_id="del-earlier", my_number=holder), subject="s", source=PORTAL)
     await benefits.wait_fact(AccountDeleted, request_id="del-earlier")
     assert (await benefits.http.get(f"/accounts/{person_ref}")).status_code == 200
+
+
+async def test_two_partners_deleting_two_peoples_accounts_with_the_same_request_id_delete_both(benefits: Benefits):
+    """Request ids are each partner's own: the portal deletes one person's account and a bank
+    another's, both with request id "req-1". Each deletion deletes its own person's account and
+    has its own audit entry; before, the bank's deletion found the portal's entry, deleted
+    nothing (the account went on being paid) and was never audited."""
+    first = await benefits.resident(304, kana="サトウ ジロウ", kanji="佐藤 次郎", address="東京都304")
+    second = await benefits.resident(305, kana="サトウ ジロウ", kanji="佐藤 次郎", address="東京都305")
+    for number, request_id, account_number in ((first, "reg-304", "3040001"), (second, "reg-305", "3050001")):
+        await benefits.send(register(number, request_id, an_account(number=account_number, holder="サトウ ジロウ")),
+                            subject=request_id, source=PORTAL)
+        await benefits.wait_fact(AccountRegistered, request_id=request_id)
+
+    await benefits.send(DeleteReceivingAccount(request_id="req-1", my_number=first), subject="1", source=PORTAL)
+    await benefits.wait_fact(AccountDeleted, person_ref=benefits.ref(first), request_id="req-1")
+    await benefits.send(DeleteReceivingAccount(request_id="req-1", my_number=second), subject="2", source=BANK)
+    await benefits.wait_fact(AccountDeleted, person_ref=benefits.ref(second), request_id="req-1")
+
+    for number, partner in ((first, PORTAL), (second, BANK)):
+        person_ref = benefits.ref(number)
+        assert (await benefits.http.get(f"/accounts/{person_ref}")).status_code == 404, f"{partner}'s deletion is done"
+        audit = (await benefits.http.get(f"/audit/persons/{person_ref}")).json()
+        assert [e["actor"] for e in audit if e["action"] == "account_deleted"] == [partner]
+
+    # Deletions audited by earlier code under the request id alone: one that names this person
+    # (and came from this partner) is this deletion run again after the upgrade, and deletes
+    # only the registration it names, never one made since; one that names someone else is not.
+    third = await benefits.resident(306, kana="サトウ ジロウ", kanji="佐藤 次郎", address="東京都306")
+    third_ref = benefits.ref(third)
+    await benefits.send(register(third, "reg-306", an_account(number="3060001", holder="サトウ ジロウ")),
+                        subject="3", source=PORTAL)
+    await benefits.wait_fact(AccountRegistered, request_id="reg-306")
+    await benefits.store.audit_log.insert_many([
+        {"_id": "delete:req-earlier", "action": "account_deleted", "actor": PORTAL, "person_ref": third_ref,
+         "details": {"subject": "", "registration": "reg-306-before"}},
+        {"_id": "delete:req-someone-else", "action": "account_deleted", "actor": PORTAL,
+         "person_ref": benefits.ref(first), "details": {"subject": "", "registration": "reg-304"}},
+    ])
+    await benefits.send(DeleteReceivingAccount(request_id="req-earlier", my_number=third), subject="3", source=PORTAL)
+    await benefits.wait_fact(AccountDeleted, person_ref=third_ref, request_id="req-earlier")
+    assert (await benefits.http.get(f"/accounts/{third_ref}")).status_code == 200, "the newer registration stands"
+    await benefits.send(DeleteReceivingAccount(request_id="req-someone-else", my_number=third), subject="3",
+                        source=PORTAL)
+    await benefits.wait_fact(AccountDeleted, person_ref=third_ref, request_id="req-someone-else")
+    assert (await benefits.http.get(f"/accounts/{third_ref}")).status_code == 404
 
 
 async def test_a_resident_fact_run_again_after_the_death_does_not_bring_the_person_back(benefits: Benefits):
