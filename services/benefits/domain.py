@@ -148,6 +148,15 @@ def deletion_entry_id(partner: str, request_id: str, person_ref: str) -> str:
     return f"delete:{partner}:{request_id}:{person_ref}"
 
 
+@dataclass(frozen=True)
+class AuditedDeletion:
+    """What a deletion's audit entry, written before it acts, says it does: run again, it does that."""
+
+    registration: str  # whose account it deletes; "" in an entry written before deletions named it
+    deletes: bool = True  # False: the account was already replaced or gone when it came
+    kept: str = ""  # then: the registration on record that it left alone, if there was one
+
+
 def being_checked(account: Account | None) -> bool:
     """A payment to an account still under the shared-account check waits in the queue (no fact)."""
     return account is not None and account.status is AccountStatus.checking
@@ -181,6 +190,17 @@ class ProposalStatus(StrEnum):
     registered = "registered"
     deleted = "deleted"  # registered, then refused late: counts as a deletion
     already_registered = "already_registered"
+
+
+def refusal_after_registration(proposal_id: str, status: ProposalStatus, account: Account | None) -> AuditedDeletion:
+    """What a refusal that came after a sweep took the proposal deletes: the proposal's account,
+    unless the holder has since registered their own in its place, or the account is gone
+    and the sweep is done (a sweep still registering saves it later, and deletes it)."""
+    if account is not None and account.source_id != proposal_id:
+        return AuditedDeletion(registration="", deletes=False, kept=account.source_id)
+    if account is None and status is not ProposalStatus.registering:
+        return AuditedDeletion(registration="", deletes=False)
+    return AuditedDeletion(registration=proposal_id)
 
 
 def reply_by(notified_on: date, reply_days: int) -> date:

@@ -233,8 +233,10 @@ async def delete_receiving_account(event: DeleteReceivingAccount, ctx: HandlerCo
     # The deletion is audited first, naming the registration it deletes: run again (after a crash,
     # or late, after the holder registered another account), it deletes that registration's
     # account if it is still there, and never one registered since.
-    registration = await store.deletion(entry_id, partner=partner, request_id=event.request_id, person_ref=person_ref)
-    if registration is None:
+    audited = await store.deletion(entry_id, partner=partner, request_id=event.request_id, person_ref=person_ref)
+    if audited is not None:
+        registration = audited.registration
+    else:
         account = await store.account(person_ref)
         if account is None:
             return [AccountRegistrationRefused(person_ref=person_ref, request_id=event.request_id,
@@ -312,17 +314,29 @@ async def refuse_pension_account(event: RefusePensionAccount, ctx: HandlerContex
     if status not in taken:
         return []  # the person registered another account before the deadline: nothing to undo
     # Audited first, like a holder's deletion, and keyed the same way; it deletes only the
-    # proposal's registration, so run again it never deletes an account registered since.
+    # proposal's registration, so run again it never deletes an account registered since. Whether
+    # there was anything to delete is decided on the first run and audited: a re-run says the same.
     partner = ctx.envelope.source
     entry_id = domain.deletion_entry_id(partner, event.proposal_id, person_ref)
-    if await store.deletion(entry_id, partner=partner, request_id=event.proposal_id, person_ref=person_ref) is None:
-        await store.audit(entry_id, actor=partner, action="account_deleted", person_ref=person_ref,
-                          reason=DeletionReason.refused_after_registration, subject="", at=ctx.clock.now(),
-                          registration=event.proposal_id)
-    # Deleted before the proposal says so: a sweep still registering sees `deleted` when it
-    # finishes, and deletes the account it saved after this.
-    await store.delete_account(person_ref, registration=event.proposal_id)  # if the proposal's account is there
+    audited = await store.deletion(entry_id, partner=partner, request_id=event.proposal_id, person_ref=person_ref)
+    if audited is None:
+        audited = domain.refusal_after_registration(event.proposal_id, status, await store.account(person_ref))
+        await store.audit(entry_id, actor=partner, action="account_deleted" if audited.deletes else "account_not_deleted",
+                          person_ref=person_ref, reason=DeletionReason.refused_after_registration, subject="",
+                          at=ctx.clock.now(), registration=audited.registration, kept=audited.kept)
+    if audited.deletes:
+        # Deleted before the proposal says so: a sweep still registering sees `deleted` when it
+        # finishes, and deletes the account it saved after this.
+        await store.delete_account(person_ref, registration=event.proposal_id)  # if the proposal's account is there
+    # `deleted` either way: the holder refused, so a sweep still registering must not leave the account.
     await store.move_proposal(event.proposal_id, from_=taken, to=ProposalStatus.deleted, on=event.received_on)
+    if not audited.deletes:
+        gone = ("had already been replaced by the holder's own account, which stays" if audited.kept
+                else "had already been deleted")
+        return [OptOutConcluded(person_ref=person_ref, proposal_id=event.proposal_id,
+                                outcome=OptOutOutcome.refused_after_registration, concluded_on=event.received_on,
+                                message=f"The refusal arrived after registration, but the pension account {gone}: "
+                                        "nothing was deleted.")]
     return [
         AccountDeleted(person_ref=person_ref, request_id=event.proposal_id, reason=DeletionReason.refused_after_registration),
         OptOutConcluded(person_ref=person_ref, proposal_id=event.proposal_id,

@@ -39,6 +39,7 @@ from services.kit.store import apply_fact, fact_applied, insert_new, update_by_i
 from .domain import (
     Account,
     AccountStatus,
+    AuditedDeletion,
     BatchHeader,
     ChunkTally,
     Resident,
@@ -279,9 +280,8 @@ class BenefitsStore:
         await self.audit_trail.record(at=at, actor=actor, action=action, person_ref=person_ref, reason=reason,
                                       details={"subject": subject, **details}, audit_id=entry_id)
 
-    async def deletion(self, entry_id: str, *, partner: str, request_id: str, person_ref: str) -> str | None:
-        """The registration that the deletion audited as `entry_id` deletes: None when it has no
-        entry yet, "" for an entry written before deletions named it.
+    async def deletion(self, entry_id: str, *, partner: str, request_id: str, person_ref: str) -> AuditedDeletion | None:
+        """What the deletion audited as `entry_id` does: None when it has no entry yet.
 
         Earlier code keyed the entry by the request id alone (`delete:{request_id}`), which other
         partners use too: such an entry is this deletion's only if it names this person and partner."""
@@ -290,7 +290,9 @@ class BenefitsStore:
             entry = await self.audit_log.find_one({"_id": f"delete:{request_id}"})
             if entry is None or entry.get("person_ref") != person_ref or entry.get("actor", partner) != partner:
                 return None
-        return entry.get("details", {}).get("registration", "")
+        details = entry.get("details", {})
+        return AuditedDeletion(registration=details.get("registration", ""),
+                               deletes=entry.get("action") != "account_not_deleted", kept=details.get("kept", ""))
 
     # --- pension proposals (the opt-out route) --------------------------------------------
 

@@ -7,7 +7,16 @@ from datetime import date
 from mynumber_contracts.benefits import AccountType, BatchRejectionReason, HoldReason, RefusalReason
 
 from services.benefits import domain
-from services.benefits.domain import Account, AccountStatus, BatchHeader, ChunkTally, Resident, ResidentStatus
+from services.benefits.domain import (
+    Account,
+    AccountStatus,
+    AuditedDeletion,
+    BatchHeader,
+    ChunkTally,
+    ProposalStatus,
+    Resident,
+    ResidentStatus,
+)
 
 HANAKO = Resident("pr_a", name_kana="ヤマダ ハナコ", name_kanji="山田 花子", address="東京都港区1-1")
 
@@ -30,6 +39,19 @@ def test_sharing_is_suspicious_only_across_surnames_or_addresses():
     assert domain.is_suspicious_sharing(HANAKO, [same_home, elsewhere])
     assert domain.is_suspicious_sharing(HANAKO, [other_surname])
     assert domain.is_suspicious_sharing(HANAKO, [None])
+
+
+def test_a_late_refusal_deletes_the_pension_account_only_while_it_is_the_one_on_record():
+    pension = Account("pr_a", "0005", "123", AccountType.ordinary, "1234567", "ヤマダ ハナコ", "pension_opt_out",
+                      source_id="pension-1")
+    own = Account(**{**pension.__dict__, "account_number": "7654321", "channel": "portal", "source_id": "reg-own"})
+    registered, registering = ProposalStatus.registered, ProposalStatus.registering
+    assert domain.refusal_after_registration("pension-1", registered, pension) == AuditedDeletion("pension-1")
+    assert domain.refusal_after_registration("pension-1", registered, own) == AuditedDeletion("", deletes=False,
+                                                                                               kept="reg-own")
+    assert domain.refusal_after_registration("pension-1", registered, None) == AuditedDeletion("", deletes=False)
+    # A sweep still registering saves the account after this look, and then deletes it.
+    assert domain.refusal_after_registration("pension-1", registering, None) == AuditedDeletion("pension-1")
 
 
 def test_payments_are_held_without_a_usable_account():

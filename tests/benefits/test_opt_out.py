@@ -9,15 +9,20 @@ from datetime import date, timedelta
 
 import pytest
 from mynumber_contracts.benefits import (
+    AccountChanged,
+    AccountChannel,
     AccountDeleted,
     AccountRegistered,
+    DeleteReceivingAccount,
     OptOutConcluded,
     OptOutNoticeSent,
     ProposePensionAccount,
     RefusePensionAccount,
+    RegisterReceivingAccount,
 )
 
-from tests.benefits.conftest import PENSION, Benefits, an_account
+from tests.benefits.conftest import PENSION, PORTAL, Benefits, an_account
+from tests.support.reruns import run_late
 
 NOTIFIED = date(2026, 6, 1)
 
@@ -81,6 +86,44 @@ async def test_a_refusal_after_registration_counts_as_a_deletion(benefits: Benef
     assert outcomes == ["registered", "refused_after_registration"]
     assert (await benefits.http.get(f"/accounts/{benefits.ref(number)}")).status_code == 404
     assert (await benefits.http.get("/proposals/pension-403")).json()["status"] == "deleted"
+
+
+async def test_a_refusal_after_the_holder_replaced_the_pension_account_deletes_nothing_and_says_so(benefits: Benefits):
+    """The sweep registered the pension account, the holder then registered their own in its
+    place, and the refusal comes after that: the holder's account stays, no AccountDeleted goes
+    out and the conclusion says nothing was deleted. Run again late, after the holder deleted
+    their own account meanwhile, the refusal gives the facts of its first run."""
+    number = await propose(benefits, 408, "pension-408")
+    person_ref = benefits.ref(number)
+    assert await sweep(benefits, day(45)) == {"pension-408": "registered"}
+    await benefits.wait_fact(AccountRegistered, request_id="pension-408")
+    await benefits.send(RegisterReceivingAccount(request_id="reg-own-408", my_number=number, channel=AccountChannel.portal,
+                                                 account=an_account(number="4080002", holder="イトウ ケン")),
+                        subject="pension-408", source=PORTAL)
+    await benefits.wait_fact(AccountChanged, request_id="reg-own-408")
+
+    refusal = benefits.partner.record(RefusePensionAccount(proposal_id="pension-408", my_number=number,
+                                                           received_on=day(50)), subject="pension-408", source=PENSION)
+    database, topic = benefits.running.service.database, RefusePensionAccount.topic(benefits.namespace)
+    await run_late(benefits.partner, database, topic, refusal)  # its first run
+    concluded = (await benefits.wait_fact(OptOutConcluded, 2, proposal_id="pension-408"))[-1]
+    assert concluded["outcome"] == "refused_after_registration"
+    assert "already been replaced" in concluded["message"] and "nothing was deleted" in concluded["message"]
+    assert benefits.of_type(AccountDeleted, request_id="pension-408") == []
+    account = (await benefits.http.get(f"/accounts/{person_ref}")).json()
+    assert account["status"] == "active" and account["account"]["account_number_masked"] == "****002"
+    assert (await benefits.http.get("/proposals/pension-408")).json()["status"] == "deleted"
+    assert await sweep(benefits, day(46)) == {}, "nothing is left for a sweep"
+
+    await benefits.send(DeleteReceivingAccount(request_id="del-own-408", my_number=number), subject="pension-408",
+                        source=PORTAL)
+    await benefits.wait_fact(AccountDeleted, request_id="del-own-408")
+    await run_late(benefits.partner, database, topic, refusal)
+    again = (await benefits.wait_fact(OptOutConcluded, 3, proposal_id="pension-408"))[-1]
+    assert again == concluded, "the same facts as its first run"
+    assert benefits.of_type(AccountDeleted, request_id="pension-408") == []
+    audit = (await benefits.http.get(f"/audit/persons/{person_ref}")).json()
+    assert "account_deleted" not in [e["action"] for e in audit if e["actor"] == PENSION]
 
 
 async def test_a_refusal_that_arrives_while_the_sweep_goes_through_its_list_stops_the_registration(
