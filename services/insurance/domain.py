@@ -271,10 +271,14 @@ def add_years(day: date, years: int) -> date:
 
 
 def validity_period(start: date, years: int) -> tuple[date, date]:
-    """From `start` through the day before the same date `years` later."""
+    """From `start` through the day before the same date `years` later; from 29 February into a
+    year without one, through 28 February, the last day of that month (Civil Code art. 143)."""
     if not 1 <= years <= MAX_CERTIFICATE_VALIDITY_YEARS:
         raise ValueError("an eligibility certificate is valid for 1 to 5 years")
-    return start, add_years(start, years) - timedelta(days=1)
+    try:
+        return start, start.replace(year=start.year + years) - timedelta(days=1)
+    except ValueError:  # 29 February, and the last year has none
+        return start, start.replace(year=start.year + years, day=28)
 
 
 def certificate_number(member_key: str, cause_id: str) -> str:

@@ -190,7 +190,9 @@ def test_a_person_is_settled_only_on_their_own_certificates():
 def test_validity_is_per_insurer_one_year_by_default_at_most_five():
     [issue] = plan_certificates(Person("pr_a"), [membership()], {}, today=TODAY, validity_years={"06139999": 5}, cause_id="e1")
     assert issue.certificate.valid_until == date(2031, 3, 31)
-    assert validity_period(date(2028, 2, 29), 1) == (date(2028, 2, 29), date(2029, 2, 27))
+    assert validity_period(date(2028, 2, 29), 1) == (date(2028, 2, 29), date(2029, 2, 28)), "the last day of February"
+    assert validity_period(date(2028, 2, 28), 1) == (date(2028, 2, 28), date(2029, 2, 27))
+    assert validity_period(date(2028, 2, 29), 4) == (date(2028, 2, 29), date(2032, 2, 28))
     with pytest.raises(ValueError):
         validity_period(TODAY, 6)
 
