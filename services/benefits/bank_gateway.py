@@ -93,6 +93,11 @@ class TransferResult:
     reason: str | None
 
 
+# Answers that mean "not now" rather than "no": timed out, in conflict with a request still
+# running under the same key, too early, too many requests. They are retried like a 5xx.
+NOT_NOW = frozenset({408, 409, 425, 429})
+
+
 class BankGateway:
     def __init__(
         self,
@@ -114,7 +119,12 @@ class BankGateway:
         await self._client.aclose()
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The bank's answer, retried on timeouts, 5xx and "not now" answers. A refusal (4xx) is
+        final only while no earlier attempt may have been carried out: after a timeout or a 5xx,
+        the request's outcome is unknown, so a refusal of the retry says nothing about it and the
+        caller is told the bank is unavailable (payments stay queued, with the same keys)."""
         delay = self._backoff
+        outcome_unknown = False
         for attempt in range(1, self._max_attempts + 1):
             if not self.breaker.allow():
                 raise BankUnavailable("the circuit to the bank is open")
@@ -123,14 +133,21 @@ class BankGateway:
                 response = await asyncio.wait_for(self._client.request(method, path, **kwargs), self._timeout)
             except (TimeoutError, httpx.TransportError) as error:
                 self.breaker.record_failure()
+                outcome_unknown = True
                 problem = f"{type(error).__name__}"
             else:
                 if response.status_code < 500:
                     self.breaker.record_success()  # the bank is up, even when it refuses
-                    if response.status_code >= 400:
+                    if response.status_code < 400:
+                        return response
+                    if response.status_code not in NOT_NOW:
+                        if outcome_unknown:
+                            raise BankUnavailable(f"the bank refused a retry of {path} (HTTP {response.status_code}) "
+                                                  "whose first attempt may have been carried out")
                         raise BankRefusedRequest(response.status_code, response.text)
-                    return response
-                self.breaker.record_failure()
+                else:
+                    self.breaker.record_failure()
+                    outcome_unknown = True
                 problem = f"HTTP {response.status_code}"
             log.warning("bank call failed, will retry", extra={"path": path, "attempt": attempt, "problem": problem})
             if attempt < self._max_attempts:

@@ -1,5 +1,6 @@
 """The bank gateway against the bank simulator (in-process): idempotency keys keep retries from
-moving money twice, 5xx and timeouts are retried, a 4xx is final, the breaker opens and recovers."""
+moving money twice, 5xx, timeouts and "not now" answers are retried, a 4xx is final unless an
+earlier attempt may have been carried out, the breaker opens and recovers."""
 
 from __future__ import annotations
 
@@ -83,6 +84,49 @@ async def test_a_4xx_is_final_and_not_retried():
         await bank_gateway.send_transfers([order(1)])
     assert refused.value.status_code == 422 and len(calls) == 1
     assert bank_gateway.breaker.state == "closed", "a refusal is an answer: the bank is up"
+
+
+class AnswersInTurn(httpx.AsyncBaseTransport):
+    """The bank simulator behind a network that misbehaves in turn: for each call, "book" passes it
+    to the bank but loses the answer (a timeout after booking), "ok" passes it, and a number
+    answers with that status without reaching the bank."""
+
+    def __init__(self, bank: BankState, *turns: str | int) -> None:
+        self.simulator = httpx.ASGITransport(app=create_bank_simulator(bank))
+        self.turns = list(turns)
+        self.calls = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        turn = self.turns[min(self.calls, len(self.turns) - 1)]
+        self.calls += 1
+        if turn == "book":
+            await self.simulator.handle_async_request(request)
+            raise httpx.ReadTimeout("the answer was lost", request=request)
+        if turn == "ok":
+            return await self.simulator.handle_async_request(request)
+        return httpx.Response(int(turn), json={"detail": f"answered {turn}"})
+
+
+async def test_a_refusal_of_a_retry_whose_first_attempt_was_booked_leaves_the_outcome_open():
+    """The first attempt books the transfer and its answer is lost; the retry is refused (the
+    bank still holds the key, say). Taking that refusal as "nothing moved" would let a later
+    attempt, under a new key, pay twice: the gateway reports the bank unavailable instead, and
+    the next call with the same key finds the transfer booked once."""
+    bank = BankState()
+    with pytest.raises(BankUnavailable, match="may have been carried out"):
+        await gateway(bank, transport=AnswersInTurn(bank, "book", 422)).send_transfers([order(1)])
+    assert len(bank.entries) == 1
+    results = await gateway(bank).send_transfers([order(1)])
+    assert results[order(1).idempotency_key].accepted and len(bank.entries) == 1
+
+
+async def test_too_many_requests_and_a_conflict_are_answers_to_try_again():
+    bank = BankState()
+    transport = AnswersInTurn(bank, 429, 409, "ok")
+    results = await gateway(bank, transport=transport).send_transfers([order(1)])
+    assert results[order(1).idempotency_key].accepted and transport.calls == 3 and len(bank.entries) == 1
+    with pytest.raises(BankUnavailable):
+        await gateway(bank, attempts=2, transport=AnswersInTurn(bank, 429)).send_transfers([order(2)])
 
 
 async def test_the_breaker_opens_after_repeated_failures_and_lets_one_trial_through_later():
