@@ -115,6 +115,7 @@ class Licence(BaseModel):
     earlier_suspensions: list[str] = []  # request ids of the suspensions of this licence before `suspended_by`
     revoked_on: date | None = None
     revoked_by: str | None = None
+    earlier_revocations: list[str] = []  # request ids of revocations of this number before it was issued new
     version: int = 0  # optimistic-concurrency version kept by the store; 0 = never saved
 
     @property
@@ -224,9 +225,10 @@ def record_licence(
         return _licence_rejection(request, LicenceRejectionReason.licence_number_in_use,
                                   "this licence number is recorded for another person", person_ref)
     same_licence = current is not None and current.licence_number == request.licence_number
-    if same_licence and current.recorded_by_request(request):
+    if current is not None and current.recorded_by_request(request):
         # This very request, run again (after a crash, or by a consumer that fell behind, after later requests):
-        # its fact again, and nothing written, so that a renewal, suspension or revocation made since stands.
+        # its fact again, and nothing written, so that a renewal, suspension or revocation made since stands,
+        # and so does a licence under a new number that replaced the one it recorded.
         on_card = request.holder_choice.on_card and holder.card is not None
         return Decision(None, [_recorded(request, person_ref, holder.card.card_number if on_card else None, fees)])
     if same_licence and current.revoked and request.transaction is LicenceTransaction.renewal:
@@ -254,12 +256,15 @@ def record_licence(
         photo_ref=request.photo_ref,
         address=address if address is not None else (current.address if current else None),
         recorded_by=request.request_id,
-        earlier_records=[*current.earlier_records, current.recorded_by] if same_licence else [],
+        # The person's earlier records, under this number or one the person held before: a run again of any is known.
+        earlier_records=[*current.earlier_records, current.recorded_by] if current else [],
         card_recorded_by=request.request_id if card_number else None,
         suspended_from=kept_suspension.suspended_from if kept_suspension else None,
         suspended_until=kept_suspension.suspended_until if kept_suspension else None,
         suspended_by=kept_suspension.suspended_by if kept_suspension else None,
         earlier_suspensions=suspensions,
+        earlier_revocations=[*current.earlier_revocations, *([current.revoked_by] if current.revoked_by else [])]
+        if same_licence else [],
         version=current.version if current else 0,
     )
     return Decision(licence, [_recorded(request, person_ref, card_number, fees)])
@@ -328,14 +333,17 @@ def suspend_licence(request: SuspendLicence, licence: Licence | None) -> Decisio
 def revoke_licence(request: RevokeLicence, licence: Licence | None) -> Decision[Licence]:
     if licence is None:
         return _licence_rejection(request, LicenceRejectionReason.unknown_licence, "no licence with this number is known")
+    revoked_fact = LicenceRevoked(
+        person_ref=licence.person_ref, request_id=request.request_id, licence_number=licence.licence_number,
+        revoked_on=request.revoked_on,
+    )
+    if request.request_id in licence.earlier_revocations:
+        return Decision(None, [revoked_fact])  # run again after the number was issued new: the new licence stands
     if licence.revoked and licence.revoked_by != request.request_id:
         return _licence_rejection(request, LicenceRejectionReason.licence_revoked, "the licence is already revoked",
                                   licence.person_ref)
     revoked = licence.model_copy(update={"revoked_on": request.revoked_on, "revoked_by": request.request_id})
-    return Decision(revoked, [LicenceRevoked(
-        person_ref=licence.person_ref, request_id=request.request_id, licence_number=licence.licence_number,
-        revoked_on=request.revoked_on,
-    )])
+    return Decision(revoked, [revoked_fact])
 
 
 # --- what card events do to the licence ------------------------------------------------------------

@@ -144,6 +144,29 @@ def test_a_suspension_run_again_after_a_later_one_or_a_revocation_gives_its_fact
     assert domain.suspend_licence(second, renewed).saved is None, "known after a new issue of the number too"
 
 
+def test_a_revocation_run_again_after_the_number_was_issued_new_leaves_the_new_licence():
+    """Revoked by pol-r, the number is later issued new to the holder; pol-r run again late (a
+    consumer that fell behind) must not revoke the new licence with the old date."""
+    revocation = RevokeLicence(request_id="pol-r", licence_number="300000000001", revoked_on=date(2026, 6, 1))
+    revoked = domain.revoke_licence(revocation, licence())
+    issued_new = record(request(request_id="pol-3", transaction=LicenceTransaction.new, issued_on=date(2027, 6, 1),
+                                expires_on=date(2030, 7, 1)), revoked.saved).saved
+    assert not issued_new.revoked and issued_new.earlier_revocations == ["pol-r"]
+    again = domain.revoke_licence(revocation, issued_new)
+    assert (again.saved, again.facts) == (None, revoked.facts), "the same fact, nothing written"
+    later = RevokeLicence(request_id="pol-r2", licence_number="300000000001", revoked_on=date(2028, 1, 1))
+    assert domain.revoke_licence(later, issued_new).saved.revoked_on == date(2028, 1, 1), "a new revocation applies"
+
+
+def test_an_issue_run_again_after_the_holder_got_a_licence_under_a_new_number_leaves_the_new_one():
+    first = record(request(request_id="pol-1", transaction=LicenceTransaction.new), None)
+    new_number = record(request(request_id="pol-5", transaction=LicenceTransaction.new, licence_number="300000000002"),
+                        first.saved).saved
+    assert new_number.earlier_records == ["pol-1"]
+    again = record(request(request_id="pol-1", transaction=LicenceTransaction.new), new_number)
+    assert (again.saved, again.facts) == (None, first.facts), "the same fact; the licence under the new number stands"
+
+
 def test_a_licence_needs_the_holders_active_card_unless_it_is_conventional_only():
     mismatch = domain.identify_holder(request(my_number=number(1)), number_ref=OTHER, card=card())
     assert mismatch.facts[0].reason == "card_holder_mismatch"
