@@ -142,6 +142,13 @@ def flag_id_for(key: str) -> str:
     return f"shared:{key}"
 
 
+def registration_entry_id(source_id: str, person_ref: str) -> str:
+    """The audit entry of an account registration, the last of its writes. Request ids are each
+    partner's own, so the person scopes it: two partners' registrations of two people under one
+    request id are two entries (before session 14 the second was never written)."""
+    return f"account:{source_id}:{person_ref}"
+
+
 def deletion_entry_id(partner: str, request_id: str, person_ref: str) -> str:
     """The audit entry of a deletion: request ids are each partner's own (as the kit's guard takes
     the source as part of what makes a request the same), so the partner and the person scope it."""

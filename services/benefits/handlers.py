@@ -153,7 +153,7 @@ async def register_account(deps: BenefitsDeps, account: Account, *, now: datetim
     # that status stands, and the flag is its to report.
     status = await store.finish_check(account.person_ref, AccountStatus.withheld if shared else after_check) or after_check
     account = replace(account, status=status)
-    await store.audit(f"account:{account.source_id}", actor=actor, action="account_changed" if account.replaced_another
+    await store.audit(domain.registration_entry_id(account.source_id, account.person_ref), actor=actor, action="account_changed" if account.replaced_another
                       else "account_registered", person_ref=account.person_ref, reason=str(account.channel),
                       subject=account.key, at=now)
     fact_type = AccountChanged if account.replaced_another else AccountRegistered

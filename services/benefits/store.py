@@ -47,6 +47,7 @@ from .domain import (
     Tally,
     WaitingBatch,
     payment_id,
+    registration_entry_id,
     transfer_key,
 )
 
@@ -270,9 +271,12 @@ class BenefitsStore:
         return done is not None
 
     async def registration_made(self, person_ref: str, source_id: str) -> bool:
-        """Whether the person's account registration `source_id` was made (its audit entry, the last of its writes)."""
-        entry = await self.audit_log.find_one({"_id": f"account:{source_id}"})
-        return entry is not None and entry.get("person_ref") == person_ref
+        """Whether the person's account registration `source_id` was made (its audit entry, the last
+        of its writes; earlier code keyed it `account:{source_id}`, read in the same query)."""
+        entries = await self.audit_log.find(
+            {"_id": {"$in": [registration_entry_id(source_id, person_ref), f"account:{source_id}"]}}, {"person_ref": 1}
+        ).to_list()
+        return any(entry.get("person_ref") == person_ref for entry in entries)
 
     async def audit(self, entry_id: str, *, actor: str, action: str, person_ref: str, reason: str,
                     subject: str, at: datetime, **details: str) -> None:

@@ -315,3 +315,38 @@ async def test_an_operators_decision_to_keep_the_holders_of_a_shared_account_sta
     assert await statuses() == ["active", "active"], "the holders the operator kept are still paid"
     assert (await benefits.http.get(f"/accounts/{benefits.ref(nagoya)}")).json()["status"] == "withheld"
 
+
+
+async def test_two_partners_registering_two_peoples_accounts_under_one_request_id_are_each_audited(benefits: Benefits):
+    """The portal registers one person's account and a bank another's, both as "req-7". Each
+    registration has its own audit entry, so each is known as made: the bank's, run again late
+    after its holder deleted the account, does not bring it back. Before, the bank's entry was
+    never written (the id was the portal's), and the late run registered the account again."""
+    first = await benefits.resident(307, kana="サトウ ジロウ", kanji="佐藤 次郎", address="東京都307")
+    second = await benefits.resident(308, kana="サトウ ジロウ", kanji="佐藤 次郎", address="東京都308")
+    await benefits.send(register(first, "req-7", an_account(number="3070001", holder="サトウ ジロウ")),
+                        subject="7a", source=PORTAL)
+    await benefits.wait_fact(AccountRegistered, person_ref=benefits.ref(first), request_id="req-7")
+    by_bank = benefits.partner.record(register(second, "req-7", an_account(number="3080001", holder="サトウ ジロウ"),
+                                               AccountChannel.bank_counter), subject="7b", source=BANK)
+    database, topic = benefits.running.service.database, RegisterReceivingAccount.topic(benefits.namespace)
+    await run_late(benefits.partner, database, topic, by_bank)  # its first run
+    await benefits.wait_fact(AccountRegistered, person_ref=benefits.ref(second), request_id="req-7")
+
+    for number in (first, second):
+        audit = (await benefits.http.get(f"/audit/persons/{benefits.ref(number)}")).json()
+        assert [e["action"] for e in audit] == ["account_registered"], "each registration is audited"
+
+    await benefits.send(DeleteReceivingAccount(request_id="del-7", my_number=second), subject="7b", source=BANK)
+    await benefits.wait_fact(AccountDeleted, request_id="del-7")
+    await run_late(benefits.partner, database, topic, by_bank)
+    assert (await benefits.http.get(f"/accounts/{benefits.ref(second)}")).status_code == 404, "the deletion stands"
+
+    # A registration audited by earlier code under the request id alone is known as made too.
+    third = await benefits.resident(309, kana="サトウ ジロウ", kanji="佐藤 次郎", address="東京都309")
+    await benefits.store.audit_log.insert_one({"_id": "account:reg-earlier", "action": "account_registered",
+                                               "person_ref": benefits.ref(third), "details": {"subject": ""}})
+    earlier = benefits.partner.record(register(third, "reg-earlier", an_account(number="3090001", holder="サトウ ジロウ")),
+                                      subject="7c", source=PORTAL)
+    await run_late(benefits.partner, database, topic, earlier)
+    assert (await benefits.http.get(f"/accounts/{benefits.ref(third)}")).status_code == 404, "made, then deleted: it stays so"
