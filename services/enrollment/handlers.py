@@ -217,6 +217,8 @@ async def register_resident(event: RegisterResident, ctx: HandlerContext[Enrollm
                 return _registration_facts(resident, stored.change_made_by(key), event), summary
             if stored.resident.is_deceased:
                 return resident_rejected(event, event.request_id, domain.deceased(), resident.person_ref), summary
+            if (someone_else := domain.held_by_someone_else(stored.resident.attributes, event.attributes)) is not None:
+                return resident_rejected(event, event.request_id, someone_else), {"kind": "registration"}
             changes = domain.attribute_changes(stored.resident.attributes, **event.attributes.model_dump(include=set(domain.NAME_AND_ADDRESS)))
             change = None
             if changes:

@@ -142,3 +142,15 @@ def card(state: CardState) -> Card:
 def test_card_transitions(state, action, allowed):
     verdict = review_transition(card(state), action)
     assert verdict == allowed if allowed else (isinstance(verdict, Rejection) and verdict.reason == "card_state")
+
+
+def test_a_registration_of_a_number_on_record_for_another_date_of_birth_or_sex_is_someone_elses():
+    from services.enrollment.domain import held_by_someone_else
+
+    on_record = ResidentAttributes(name_kanji="山田 太郎", name_kana="ヤマダ タロウ", date_of_birth=date(1990, 4, 1),
+                                   sex=Sex.male, address="東京都千代田区永田町1-7-1")
+    moving_in = on_record.model_copy(update={"address": "大阪府大阪市北区2-2", "name_kanji": "佐藤 太郎"})
+    assert held_by_someone_else(on_record, moving_in) is None, "the same person, moving in under a new name"
+    for other in ({"date_of_birth": date(1990, 4, 2)}, {"sex": Sex.female}):
+        rejection = held_by_someone_else(on_record, on_record.model_copy(update=other))
+        assert rejection is not None and rejection.reason.value == "duplicate" and "check the number" in rejection.message
