@@ -23,9 +23,10 @@ from mynumber_contracts.insurance import (
     MatchedAttribute,
     MedicalDataType,
 )
+from mynumber_contracts.partners import PartnerType
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.kit.auth import OPERATOR, authenticated_principal, operator
+from services.kit.auth import authenticated_principal, operator, operator_or
 from services.kit.clock import today
 from services.kit.http import NO_TOKEN, NOT_JSON, OPERATORS_ONLY, SweepDay, errors, service_deps, service_of
 from services.kit.messaging import EventService
@@ -52,14 +53,9 @@ Principal = Annotated[str, Depends(authenticated_principal)]
 INSTITUTION_PREFIX = "medical-institution/"
 
 
-async def medical_institution_or_operator(principal: Principal) -> str:
-    """FastAPI dependency: eligibility is for medical institutions (and operators)."""
-    if principal != OPERATOR and not principal.startswith(INSTITUTION_PREFIX):
-        raise HTTPException(403, "eligibility checks are for medical institutions")
-    return principal
-
-
-Checker = Annotated[str, Depends(medical_institution_or_operator)]
+# Eligibility is for medical institutions (and operators).
+Checker = Annotated[str, Depends(operator_or(PartnerType.medical_institution,
+                                             refusal="eligibility checks are for medical institutions"))]
 
 
 class _View(BaseModel):

@@ -29,7 +29,8 @@ INSTITUTION = "1312345678"
 REGISTRY = "service/enrollment"
 OPERATOR = {"Authorization": "Bearer operator-token-insurance-0001"}
 INSTITUTION_TOKENS = {INSTITUTION: "hospital-token-insurance-0001", "1399999999": "hospital-token-insurance-0002"}
-TOKENS = ",".join(["operator=operator-token-insurance-0001",
+KIOSK = {"Authorization": "Bearer kiosk-token-insurance-0001"}  # a partner of the shared token list, not an institution
+TOKENS = ",".join(["operator=operator-token-insurance-0001", "kiosk/lawson-0001=kiosk-token-insurance-0001",
                    *(f"medical-institution/{code}={token}" for code, token in INSTITUTION_TOKENS.items())])
 
 

@@ -29,6 +29,7 @@ from mynumber_contracts.insurance import (
 from tests.insurance.conftest import (
     INSTITUTION,
     INSURER,
+    KIOSK,
     OPERATOR,
     START,
     Insurance,
@@ -90,6 +91,11 @@ async def test_eligibility_by_card_certificate_over_http_and_as_a_reply_event(in
         [denied] = await insurance.institution(check(certificate_id, f"chk-d{index}"))
         assert denied["type"] == EligibilityDenied.event_type
         assert (denied["reason"], denied["person_ref"], denied["request_id"]) == (reason, person_ref, f"chk-d{index}")
+
+    # Eligibility is for medical institutions and operators: another partner's token gets 403.
+    refused = await insurance.http.get("/eligibility/cert-1", headers=KIOSK)
+    assert refused.status_code == 403 and "medical institutions" in refused.text and member not in refused.text
+    assert (await insurance.http.get("/eligibility/cert-1", headers=OPERATOR)).json()["eligible"] is True
 
     # An institution may not ask in another institution's name.
     [rejected] = await insurance.institution(check("cert-1", "chk-x"), institution=OTHER_INSTITUTION)
