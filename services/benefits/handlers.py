@@ -153,9 +153,9 @@ async def register_account(deps: BenefitsDeps, account: Account, *, now: datetim
     # that status stands, and the flag is its to report.
     status = await store.finish_check(account.person_ref, AccountStatus.withheld if shared else after_check) or after_check
     account = replace(account, status=status)
-    await store.audit(domain.registration_entry_id(account.source_id, account.person_ref), actor=actor, action="account_changed" if account.replaced_another
-                      else "account_registered", person_ref=account.person_ref, reason=str(account.channel),
-                      subject=account.key, at=now)
+    await store.audit(domain.registration_entry_id(account.source_id, account.person_ref), actor=actor,
+                      action="account_changed" if account.replaced_another else "account_registered",
+                      person_ref=account.person_ref, reason=str(account.channel), subject=account.key, at=now)
     fact_type = AccountChanged if account.replaced_another else AccountRegistered
     facts: list[Fact] = [fact_type(person_ref=account.person_ref, request_id=account.source_id, channel=account.channel,
                                    account=account.summary(), withheld=status is AccountStatus.withheld)]
@@ -371,7 +371,7 @@ async def sweep_opt_out_proposals(deps: BenefitsDeps, as_of: date, clock: Clock)
             continue
         person_ref, proposal_id = proposal["person_ref"], proposal["_id"]
         if not await store.move_proposal(proposal_id, from_=(ProposalStatus.awaiting_reply, ProposalStatus.registering),
-                                         to=ProposalStatus.registering, on=as_of):
+                                         to=ProposalStatus.registering):
             continue  # refused since the list was read
         existing = await store.account(person_ref)
         if existing is not None and existing.source_id != proposal_id:

@@ -323,11 +323,12 @@ class BenefitsStore:
         return await self.proposals.find({"status": {"$in": ["awaiting_reply", "registering"]},
                                           "reply_by": {"$lte": _date(as_of)}}).to_list()
 
-    async def move_proposal(self, proposal_id: str, *, from_: Iterable[str], to: str, on: Any) -> bool:
-        """Move a proposal to status `to` only while its status is one of `from_` (one atomic
-        update, so a sweep and a refusal at the same moment cannot both win); False when it was not."""
-        result = await self.proposals.update_one({"_id": proposal_id, "status": {"$in": list(from_)}},
-                                                 {"$set": {"status": to, "concluded_on": _date(on)}})
+    async def move_proposal(self, proposal_id: str, *, from_: Iterable[str], to: str, on: Any = None) -> bool:
+        """Move a proposal to status `to` (concluded `on`, when given) only while its status is one of
+        `from_`: one atomic update, so a sweep and a refusal at the same moment cannot both win.
+        False when it was not."""
+        changes = {"status": to} if on is None else {"status": to, "concluded_on": _date(on)}
+        result = await self.proposals.update_one({"_id": proposal_id, "status": {"$in": list(from_)}}, {"$set": changes})
         return result.matched_count == 1
 
     # --- payout batches ------------------------------------------------------------------
