@@ -288,10 +288,13 @@ class BenefitsStore:
         """What the deletion audited as `entry_id` does: None when it has no entry yet.
 
         Earlier code keyed the entry by the request id alone (`delete:{request_id}`), which other
-        partners use too: such an entry is this deletion's only if it names this person and partner."""
-        entry = await self.audit_log.find_one({"_id": entry_id})
+        partners use too: such an entry is this deletion's only if it names this person and partner.
+        Both are read in one query."""
+        legacy_id = f"delete:{request_id}"
+        entries = {e["_id"]: e for e in await self.audit_log.find({"_id": {"$in": [entry_id, legacy_id]}}).to_list()}
+        entry = entries.get(entry_id)
         if entry is None:
-            entry = await self.audit_log.find_one({"_id": f"delete:{request_id}"})
+            entry = entries.get(legacy_id)
             if entry is None or entry.get("person_ref") != person_ref or entry.get("actor", partner) != partner:
                 return None
         details = entry.get("details", {})

@@ -16,7 +16,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from mynumber_contracts.partners import PartnerType
+from mynumber_contracts.partners import PartnerType, partner_type_of
 
 OPERATOR = "operator"
 _bearer = HTTPBearer(auto_error=False, description="A token from MYNUMBER_HTTP_API_TOKENS.")
@@ -61,18 +61,13 @@ async def operator(principal: Annotated[str, Depends(authenticated_principal)]) 
     return principal
 
 
-def _is_partner_of(principal: str, kinds: frozenset[PartnerType]) -> bool:
-    """Whether the principal is a partner id `<type>/<local id>` of one of these types."""
-    prefix, slash, local_id = principal.partition("/")
-    return bool(slash and local_id) and prefix in kinds
-
-
 def operator_or(*kinds: PartnerType, refusal: str) -> Callable[[str], Awaitable[str]]:
     """FastAPI dependency: the operator, or a partner of one of these types; any other valid token gets 403."""
     allowed = frozenset(kinds)
 
     async def operator_or_partner(principal: Annotated[str, Depends(authenticated_principal)]) -> str:
-        if principal != OPERATOR and not _is_partner_of(principal, allowed):
+        is_partner = bool(principal.partition("/")[2]) and partner_type_of(principal) in allowed  # `<type>/<local id>`
+        if principal != OPERATOR and not is_partner:
             raise HTTPException(403, refusal)
         return principal
 
