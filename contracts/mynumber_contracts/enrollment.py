@@ -129,7 +129,9 @@ class RegisterResident(_Request):
 
 
 class ChangeResidentAttributes(_Request):
-    """A name or address change. Invalidates the card's signing certificate."""
+    """A name or address change within the municipality. Invalidates the card's signing certificate.
+    Only the municipality of residence may send it; a move to another municipality is that
+    municipality's `RegisterResident`."""
 
     event_type: ClassVar[str] = "jp.mynumber.enrollment.change_resident_attributes.v1"
 
@@ -141,6 +143,8 @@ class ChangeResidentAttributes(_Request):
 
 
 class RecordMoveAbroad(_Request):
+    """A resident moved abroad. Only the municipality of residence may send it; it keeps the record."""
+
     event_type: ClassVar[str] = "jp.mynumber.enrollment.record_move_abroad.v1"
 
     my_number: MyNumber
@@ -149,6 +153,8 @@ class RecordMoveAbroad(_Request):
 
 
 class RecordDeath(_Request):
+    """A resident died: the card is revoked. Only the municipality on the resident's record may send it."""
+
     event_type: ClassVar[str] = "jp.mynumber.enrollment.record_death.v1"
 
     my_number: MyNumber

@@ -176,6 +176,16 @@ def check_municipality(municipality_code: str, sender: str) -> Rejection | None:
     return None
 
 
+def check_municipality_of_residence(resident: Resident, sender: str) -> Rejection | None:
+    """A change to a resident's record (name, address, a move abroad, a death) comes from the
+    municipality that keeps it: the one the resident last registered in. Another municipality
+    learns nothing of where the resident lives from the refusal."""
+    if sender != f"{CHANNEL_SENDERS[Channel.municipal_office]}{resident.municipality_code}":
+        return Rejection(RejectionReason.channel_not_allowed,
+                         f"{sender} does not keep this resident's record: only the municipality of residence may change it")
+    return None
+
+
 # --- applications ----------------------------------------------------------------------------
 
 

@@ -260,7 +260,8 @@ async def _resident_change(
     ctx: HandlerContext[EnrollmentDeps],
     change: Callable[[StoredResident, str], Awaitable[list[Fact] | Rejection | ChangedMeanwhile]],
 ) -> Sequence[Fact]:
-    """Shared steps of the registry changes: find the resident, recognise a re-run, refuse the deceased.
+    """Shared steps of the registry changes: find the resident, recognise a re-run, refuse a
+    municipality that does not keep the record, then make the change.
 
     A change is written only if the record is still as it was read. When it is not (another
     request changed it, or this same request ran at once in a second consumer during a
@@ -277,6 +278,9 @@ async def _resident_change(
             facts = change_facts(stored.resident, done)
             moved = await ctx.deps.store.card_moved_by(key)
             return facts + ([domain.transition_fact(moved)] if moved else [])
+        wrong_sender = domain.check_municipality_of_residence(stored.resident, ctx.envelope.source)
+        if wrong_sender is not None:
+            return resident_rejected(event, ctx.envelope.id, wrong_sender)  # no person reference for another municipality
         outcome = await change(stored, key)
         if isinstance(outcome, ChangedMeanwhile):
             continue

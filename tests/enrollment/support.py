@@ -118,7 +118,7 @@ class Enrollment:
     async def register(self, number: MyNumber, **details: Any) -> str:
         """Register a resident and wait until the registry has them; returns the person reference."""
         request = registration(number, **details)
-        await self.send(request)
+        await self.send(request, source=f"municipality/{request.municipality_code}")
         people = self.service.service.deps.people
         person_ref = people.for_number(number)
         await self.fact(ResidentRegistered.event_type, person_ref=person_ref)

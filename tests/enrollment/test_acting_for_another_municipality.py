@@ -1,16 +1,24 @@
 """A municipality acts in its own name only: a registration or a post-office delegation naming
 another municipality's code is refused (ResidentRequestRejected, `channel_not_allowed`, no number
 in it) and changes nothing, so Chiyoda can neither move Osaka's delegations nor register
-residents, or get numbers assigned, under Osaka's code."""
+residents, or get numbers assigned, under Osaka's code. Nor can it record a death, a move abroad
+or a new name or address for a resident whose record Osaka keeps."""
 
 from __future__ import annotations
 
 import re
 import uuid
+from datetime import date
 
 from mynumber_contracts.enrollment import (
+    ChangeResidentAttributes,
     DelegatePostOffice,
     PostOfficeDelegationChanged,
+    RecordDeath,
+    RecordMoveAbroad,
+    ResidentAttributesChanged,
+    ResidentDeceased,
+    ResidentMovedAbroad,
     ResidentRegistered,
     ResidentRequestRejected,
 )
@@ -67,3 +75,46 @@ async def test_a_municipality_cannot_register_residents_in_another_municipalitys
     registered = await enrollment.fact(ResidentRegistered.event_type, request_id="osaka-newborn-1")
     assert (registered["municipality_code"], registered["number_assigned"]) == (OSAKA, True)
     assert await enrollment.store.assignment(f"{OSAKA}/osaka-newborn-1") is not None
+
+
+async def test_only_the_municipality_of_residence_changes_a_residents_record(enrollment: Enrollment):
+    number = new_number()
+    person_ref = await enrollment.register(number, municipality_code=OSAKA, request_id="osaka-1",
+                                           address="大阪府大阪市北区1-1")
+    changes = {
+        "death": RecordDeath(my_number=number, died_on=date(2025, 5, 30)),
+        "abroad": RecordMoveAbroad(my_number=number, moved_on=date(2025, 5, 30), destination_country="US"),
+        "name": ChangeResidentAttributes(my_number=number, name_kanji="山田 花子", effective_on=date(2025, 5, 30)),
+    }
+    for kind, change in changes.items():
+        await enrollment.send(change, source=MUNICIPAL_OFFICE, event_id=f"chiyoda-{kind}-{person_ref}")
+    for kind, change in changes.items():
+        refused = await enrollment.fact(ResidentRequestRejected.event_type, request_id=f"chiyoda-{kind}-{person_ref}")
+        assert (refused["reason"], refused["request_type"]) == ("channel_not_allowed", change.event_type)
+        assert refused["person_ref"] is None, "another municipality is not told who the person is"
+        assert MUNICIPAL_OFFICE in refused["message"] and OSAKA not in refused["message"], refused["message"]
+        assert not TWELVE_DIGITS.search(refused["message"])
+    stored = await enrollment.service.service.deps.resident_by_number(number)
+    resident = stored.resident
+    assert (resident.deceased_on, resident.moved_abroad_on, resident.attributes.name_kanji) == (None, None, "山田 太郎")
+    for fact_type in (ResidentDeceased, ResidentMovedAbroad, ResidentAttributesChanged):
+        assert not enrollment.facts.of_type(fact_type.event_type), f"no {fact_type.__name__} in Osaka's resident's name"
+
+    # Osaka, which keeps the record, makes the same change.
+    await enrollment.send(changes["name"], source=OSAKA_OFFICE)
+    changed = await enrollment.fact(ResidentAttributesChanged.event_type, person_ref=person_ref)
+    assert changed["attributes"]["name_kanji"] == "山田 花子"
+
+
+async def test_a_resident_who_moved_in_is_changed_by_the_new_municipality_only(enrollment: Enrollment):
+    number = new_number()
+    person_ref = await enrollment.register(number, municipality_code=OSAKA, request_id="osaka-2", address="大阪府大阪市北区1-2")
+    await enrollment.send(registration(number, request_id="moved-in-2"))  # Chiyoda registers the move in
+    await enrollment.fact(ResidentRegistered.event_type, request_id="moved-in-2")
+
+    await enrollment.send(RecordDeath(my_number=number, died_on=date(2025, 6, 1)), source=OSAKA_OFFICE,
+                          event_id=f"osaka-death-{person_ref}")
+    refused = await enrollment.fact(ResidentRequestRejected.event_type, request_id=f"osaka-death-{person_ref}")
+    assert refused["reason"] == "channel_not_allowed"
+    await enrollment.send(RecordDeath(my_number=number, died_on=date(2025, 6, 1)), source=MUNICIPAL_OFFICE)
+    assert (await enrollment.fact(ResidentDeceased.event_type, person_ref=person_ref))["died_on"] == "2025-06-01"

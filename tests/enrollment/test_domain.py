@@ -20,6 +20,7 @@ from services.enrollment.domain import (
     birthday_in,
     card_validity,
     check_municipality,
+    check_municipality_of_residence,
     check_sender,
     nth_birthday_after,
     review_application,
@@ -121,6 +122,15 @@ def test_a_municipality_acts_in_its_own_name_only():
     for sender in ("municipality/271004", "post-office/tokyo-chuo", "municipality/1310161", "131016"):
         refused = check_municipality("131016", sender)
         assert refused.reason == "channel_not_allowed" and sender in refused.message, sender
+
+
+def test_only_the_municipality_of_residence_changes_a_residents_record():
+    in_osaka = resident(municipality_code="271004")
+    assert check_municipality_of_residence(in_osaka, "municipality/271004") is None
+    for sender in ("municipality/131016", "post-office/osaka-kita", "diplomatic-office/us-1", "271004"):
+        refused = check_municipality_of_residence(in_osaka, sender)
+        assert refused.reason == "channel_not_allowed" and sender in refused.message, sender
+        assert "271004" not in refused.message.replace(sender, ""), "the refusal does not say where the resident lives"
 
 
 def card(state: CardState) -> Card:
