@@ -216,10 +216,22 @@ class Membership:
     status: MembershipStatus
     link_state: LinkState
     person_ref: str | None = None
+    withdrawn_on: date | None = None  # the last day, once withdrawn
 
     @property
     def in_force(self) -> bool:
+        """On the insurer's record now: linked and not withdrawn, whatever its dates (certificates follow this)."""
         return self.status is MembershipStatus.active and self.link_state is LinkState.linked
+
+    def in_force_on(self, day: date) -> bool:
+        """Linked, and `day` is within the membership: from its first day through its last, once withdrawn."""
+        if self.link_state is not LinkState.linked or day < self.enrolled_on:
+            return False
+        return self.status is MembershipStatus.active or (self.withdrawn_on is not None and day <= self.withdrawn_on)
+
+    def ended_before(self, day: date) -> bool:
+        """Withdrawn, with its last day before `day` (a withdrawal without a last day has ended)."""
+        return self.status is MembershipStatus.withdrawn and (self.withdrawn_on is None or self.withdrawn_on < day)
 
 
 def member_key(insurer_number: str, member_symbol: str, member_number: str) -> str:
@@ -379,7 +391,7 @@ class EligibilityRecord:
     insurance_use: InsuranceUse
     certificate_application: CertificateApplicationReason | None
     deceased: bool
-    membership: Membership | None
+    memberships: tuple[Membership, ...]  # the holder's linked memberships not ended when written, with their dates
     version: int
 
 
@@ -392,15 +404,26 @@ class EligibilityAnswer:
     no_card_surcharge: bool
 
 
-def primary_membership(person_ref: str, memberships: Iterable[Membership]) -> Membership | None:
-    """The membership in force that started last (a new insurer takes over on a job change)."""
-    in_force = [m for m in memberships if m.in_force and m.person_ref == person_ref]
+def primary_membership(person_ref: str, memberships: Iterable[Membership], *, on: date) -> Membership | None:
+    """Of the person's memberships in force on `on`, the one that started last (a new insurer takes
+    over on a job change, from the new membership's first day)."""
+    in_force = [m for m in memberships if m.person_ref == person_ref and m.in_force_on(on)]
     return max(in_force, key=lambda m: (m.enrolled_on, m.member_key), default=None)
 
 
-def eligibility_records(person: Person, memberships: Iterable[Membership], retired: Iterable[Card] = ()) -> list[EligibilityRecord]:
-    """One record for the current card and one for each card it replaced."""
-    membership = primary_membership(person.person_ref, memberships)
+def memberships_that_can_still_count(person_ref: str, memberships: Iterable[Membership], *, on: date) -> tuple[Membership, ...]:
+    """The person's linked memberships that count on `on` or a later day: started or not, and not
+    ended before `on`. An ended one never counts again, so the list stays as short as the person's
+    current and announced memberships."""
+    kept = [m for m in memberships if m.person_ref == person_ref and m.link_state is LinkState.linked and not m.ended_before(on)]
+    return tuple(sorted(kept, key=lambda m: (m.enrolled_on, m.member_key)))
+
+
+def eligibility_records(person: Person, memberships: Iterable[Membership], retired: Iterable[Card] = (), *,
+                        on: date) -> list[EligibilityRecord]:
+    """One record for the current card and one for each card it replaced, written on `on` and read
+    on that day or later: each keeps the memberships with their dates, and the check picks by day."""
+    kept = memberships_that_can_still_count(person.person_ref, memberships, on=on)
     cards = [*retired, *([person.card] if person.card else [])]
     return [
         EligibilityRecord(
@@ -411,7 +434,7 @@ def eligibility_records(person: Person, memberships: Iterable[Membership], retir
             insurance_use=person.insurance_use,
             certificate_application=person.certificate_application,
             deceased=person.deceased,
-            membership=membership,
+            memberships=kept,
             version=person.version,
         )
         for card in cards
@@ -419,6 +442,7 @@ def eligibility_records(person: Person, memberships: Iterable[Membership], retir
 
 
 def answer_eligibility(record: EligibilityRecord | None, *, today: date, no_card_surcharge: bool) -> EligibilityAnswer:
+    """The answer for `today`: the record may have been written days before, so the membership is picked by day."""
     def denied(reason: EligibilityDenialReason) -> EligibilityAnswer:
         return EligibilityAnswer(False, record.person_ref if record else None, reason, None, no_card_surcharge)
 
@@ -436,9 +460,10 @@ def answer_eligibility(record: EligibilityRecord | None, *, today: date, no_card
         return denied(EligibilityDenialReason.not_registered_for_insurance)
     if record.certificate_application is not None:
         return denied(EligibilityDenialReason.holds_eligibility_certificate)
-    if record.membership is None:
+    membership = primary_membership(record.person_ref, record.memberships, on=today)
+    if membership is None:  # none yet, or none any more: not insured today
         return denied(EligibilityDenialReason.no_active_membership)
-    return EligibilityAnswer(True, record.person_ref, None, record.membership, False)
+    return EligibilityAnswer(True, record.person_ref, None, membership, False)
 
 
 def card_usable_for_registration(card: Card | None, today: date) -> bool:

@@ -223,7 +223,9 @@ async def settle_person(
                     facts.append(_certificate_fact(EligibilityCertificateWithdrawn, action.certificate, reason=action.reason))
         if _pass == 0:
             facts = await _replayed(deps, person_ref, memberships, certificates, actions, cause_id) + facts
-        for record in eligibility_records(person, memberships, retired=[retired] if retired else []):
+        # Read from today on, whatever day a sweep runs as of: a membership that ends sooner still counts today.
+        written_on = min(on, today(deps.clock))
+        for record in eligibility_records(person, memberships, retired=[retired] if retired else [], on=written_on):
             await store.save_eligibility(record)
         if not issued_any:
             break

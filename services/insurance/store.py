@@ -9,7 +9,8 @@ Collections (every hot-path read is by `_id`, the one lookup FerretDB v1 does wi
 - `pending_links`: person ref -> member records held because that resident was not yet known.
 - `members`: insurer member records and their link state, by `insurer/symbol/number`.
 - `certificates`: the current eligibility certificate of each membership.
-- `eligibility`: the eligibility answer, denormalised, by card certificate id.
+- `eligibility`: the eligibility answer, denormalised, by card certificate id, with the holder's
+  memberships and their first and last days (the check picks by the day it is asked).
 - `insurers`: insurer settings.
 - `consents`, `medical_records`, `releases`: consent, prescriptions/checkups, released data.
 - `medical_data_decisions`: the first decision on each data type of a medical-data request.
@@ -113,6 +114,7 @@ def _membership(document: Mapping[str, Any]) -> Membership:
         status=MembershipStatus(document["status"]),
         link_state=LinkState(document["link_state"]),
         person_ref=document.get("person_ref"),
+        withdrawn_on=_day(document.get("withdrawn_on")),
     )
 
 
@@ -147,8 +149,36 @@ def _certificate(document: Mapping[str, Any]) -> EligibilityCertificate:
     )
 
 
+def _eligibility_membership_document(membership: Membership) -> dict[str, Any]:
+    return {
+        "member_key": membership.member_key,
+        "insurer_number": membership.insurer_number,
+        "member_symbol": membership.member_symbol,
+        "member_number": membership.member_number,
+        "copay_category": membership.copay_category.value,
+        "enrolled_on": membership.enrolled_on.isoformat(),
+        "withdrawn_on": membership.withdrawn_on.isoformat() if membership.withdrawn_on else None,
+    }
+
+
+def _eligibility_membership(document: Mapping[str, Any], person_ref: str) -> Membership:
+    """An eligibility document keeps linked memberships only; one with a last day is withdrawn."""
+    withdrawn_on = _day(document.get("withdrawn_on"))
+    return Membership(
+        member_key=document["member_key"],
+        insurer_number=document["insurer_number"],
+        member_symbol=document["member_symbol"],
+        member_number=document["member_number"],
+        copay_category=CopayCategory(document["copay_category"]),
+        enrolled_on=date.fromisoformat(document["enrolled_on"]),
+        status=MembershipStatus.withdrawn if withdrawn_on else MembershipStatus.active,
+        link_state=LinkState.linked,
+        person_ref=person_ref,
+        withdrawn_on=withdrawn_on,
+    )
+
+
 def _eligibility_document(record: EligibilityRecord) -> dict[str, Any]:
-    membership = record.membership
     return {
         "person_ref": record.person_ref,
         "card_status": record.card_status.value,
@@ -156,44 +186,27 @@ def _eligibility_document(record: EligibilityRecord) -> dict[str, Any]:
         "insurance_use": record.insurance_use.value,
         "certificate_application": record.certificate_application.value if record.certificate_application else None,
         "deceased": record.deceased,
-        "membership": None
-        if membership is None
-        else {
-            "member_key": membership.member_key,
-            "insurer_number": membership.insurer_number,
-            "member_symbol": membership.member_symbol,
-            "member_number": membership.member_number,
-            "copay_category": membership.copay_category.value,
-            "enrolled_on": membership.enrolled_on.isoformat(),
-        },
+        "memberships": [_eligibility_membership_document(m) for m in record.memberships],
         "version": record.version,
     }
 
 
 def _eligibility(document: Mapping[str, Any]) -> EligibilityRecord:
-    membership = document.get("membership")
+    person_ref = document["person_ref"]
+    if "memberships" in document:
+        memberships = document["memberships"]
+    else:  # written before memberships had dates: the primary membership in force then, or None
+        memberships = [document["membership"]] if document.get("membership") else []
     application = document.get("certificate_application")
     return EligibilityRecord(
         certificate_id=document["_id"],
-        person_ref=document["person_ref"],
+        person_ref=person_ref,
         card_status=CardStatus(document["card_status"]),
         card_certificate_expires_on=date.fromisoformat(document["card_certificate_expires_on"]),
         insurance_use=InsuranceUse(document["insurance_use"]),
         certificate_application=CertificateApplicationReason(application) if application else None,
         deceased=bool(document["deceased"]),
-        membership=None
-        if membership is None
-        else Membership(
-            member_key=membership["member_key"],
-            insurer_number=membership["insurer_number"],
-            member_symbol=membership["member_symbol"],
-            member_number=membership["member_number"],
-            copay_category=CopayCategory(membership["copay_category"]),
-            enrolled_on=date.fromisoformat(membership["enrolled_on"]),
-            status=MembershipStatus.active,
-            link_state=LinkState.linked,
-            person_ref=document["person_ref"],
-        ),
+        memberships=tuple(_eligibility_membership(m, person_ref) for m in memberships),
         version=int(document["version"]),
     )
 
@@ -507,7 +520,8 @@ class InsuranceStore:
             return  # a later change wrote it: it stands
         elif all(standing.get(name) == value for name, value in document.items()):
             return  # already written as it is (a second pass of the same change, or a rerun)
-        await update_by_id(self.eligibility, record.certificate_id, {"$set": document},
+        # `membership` is the field of documents written before `memberships`: it goes with the first rewrite.
+        await update_by_id(self.eligibility, record.certificate_id, {"$set": document, "$unset": {"membership": ""}},
                            condition={"version": {"$lte": record.version}})
 
     # -- insurers -------------------------------------------------------------------------------

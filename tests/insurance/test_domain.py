@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -155,7 +156,7 @@ def test_never_both_a_certificate_and_card_based_insurance():
     for card_state, use, application in itertools.product(cards, InsuranceUse, [None, *CertificateApplicationReason]):
         person = Person("pr_a", card=card_state, insurance_use=use, certificate_application=application)
         planned = plan_certificates(person, [membership()], {}, today=TODAY, validity_years={}, cause_id="e1")
-        [record] = eligibility_records(person, [membership()]) or [None]
+        [record] = eligibility_records(person, [membership()], on=TODAY) or [None]
         card_says_yes = record is not None and answer_eligibility(record, today=TODAY, no_card_surcharge=True).eligible
         assert bool(planned) is not card_says_yes, (card_state, use, application)
 
@@ -205,22 +206,93 @@ def test_renewal_and_expiry_windows():
     assert not renewal_due(certificate, date(2027, 4, 1), 30)
     assert renewed(certificate, 2).valid_from == date(2027, 4, 1) and renewed(certificate, 2).valid_until == date(2029, 3, 31)
     assert not has_expired(certificate, date(2027, 3, 31)) and has_expired(certificate, date(2027, 4, 1))
-    from dataclasses import replace
-
     assert not has_expired(replace(certificate, status=CertificateStatus.withdrawn), date(2028, 1, 1))
 
 
 def test_eligibility_answers_and_the_surcharge_setting():
-    [record] = eligibility_records(CARD_BASED, [membership()])
+    [record] = eligibility_records(CARD_BASED, [membership()], on=TODAY)
     yes = answer_eligibility(record, today=TODAY, no_card_surcharge=True)
     assert yes.eligible and yes.membership.copay_category is CopayCategory.thirty_percent and yes.no_card_surcharge is False
     unknown = answer_eligibility(None, today=TODAY, no_card_surcharge=False)
     assert (unknown.eligible, unknown.reason, unknown.no_card_surcharge) == (False, EligibilityDenialReason.unknown_card, False)
-    [no_member] = eligibility_records(CARD_BASED, [])
+    [no_member] = eligibility_records(CARD_BASED, [], on=TODAY)
     assert answer_eligibility(no_member, today=TODAY, no_card_surcharge=True).reason is EligibilityDenialReason.no_active_membership
-    [replaced, current] = eligibility_records(CARD_BASED, [membership()], retired=[card(CardStatus.replaced)])
+    [replaced, current] = eligibility_records(CARD_BASED, [membership()], retired=[card(CardStatus.replaced)], on=TODAY)
     assert answer_eligibility(replaced, today=TODAY, no_card_surcharge=True).reason is EligibilityDenialReason.card_replaced
     assert answer_eligibility(record, today=date(2031, 1, 2), no_card_surcharge=True).reason is EligibilityDenialReason.card_certificate_expired
+
+
+# --- eligibility by day: a membership counts from its first day through its last ------------------
+
+
+def answer_on(day: date, memberships: list[Membership], *, written_on: date = TODAY):
+    [record] = eligibility_records(CARD_BASED, memberships, on=written_on)
+    return answer_eligibility(record, today=day, no_card_surcharge=True)
+
+
+def test_a_membership_enrolled_ahead_counts_from_its_first_day():
+    """Enrolled on 1 April with a first day of 1 May: not insured in April, insured from 1 May, with
+    the record written in April (no later write is needed)."""
+    ahead = membership(enrolled_on=date(2026, 5, 1))
+    for day in (TODAY, date(2026, 4, 30)):
+        april = answer_on(day, [ahead])
+        assert (april.eligible, april.reason, april.membership) == (False, EligibilityDenialReason.no_active_membership, None), day
+    for day in (date(2026, 5, 1), date(2027, 1, 1)):
+        assert answer_on(day, [ahead]).membership == ahead, day
+
+
+def test_a_withdrawal_announced_ahead_ends_eligibility_after_its_last_day_only():
+    """Withdrawn on 1 April with a last day of 30 April: insured through 30 April, not from 1 May."""
+    leaving = membership(enrolled_on=date(2025, 4, 1), status=MembershipStatus.withdrawn, withdrawn_on=date(2026, 4, 30))
+    for day in (TODAY, date(2026, 4, 30)):
+        assert answer_on(day, [leaving]).membership == leaving, day
+    may = answer_on(date(2026, 5, 1), [leaving])
+    assert (may.eligible, may.reason) == (False, EligibilityDenialReason.no_active_membership)
+
+
+def test_a_job_change_announced_ahead_answers_the_old_insurer_through_its_last_day():
+    """The old insurer's last day is 31 May, the new insurer's first day 1 June; both are known on
+    1 April. The new one is enrolled first in one case, the old one withdrawn first in the other."""
+    old = membership(member_key="06139999/記号/1", enrolled_on=date(2020, 4, 1), status=MembershipStatus.withdrawn,
+                     withdrawn_on=date(2026, 5, 31))
+    new = membership(member_key="01130012/新/7", insurer_number="01130012", member_symbol="新", member_number="7",
+                     copay_category=CopayCategory.twenty_percent, enrolled_on=date(2026, 6, 1))
+    still_active = replace(old, status=MembershipStatus.active, withdrawn_on=None)  # the withdrawal not known yet
+    for day, expected in ((TODAY, old), (date(2026, 5, 20), old), (date(2026, 5, 31), old), (date(2026, 6, 1), new),
+                          (date(2027, 4, 1), new)):
+        assert answer_on(day, [new, old]).membership == expected, day
+        # Before the old insurer's withdrawal arrives, the new insurer takes over on its first day all the same.
+        assert answer_on(day, [still_active, new]).membership == (still_active if day < new.enrolled_on else new), day
+
+
+def test_the_eligibility_record_keeps_the_memberships_that_can_still_count():
+    """Written on 1 May: a membership whose last day was 30 April can never count again and is left
+    out; one ending later, one not started yet and an open one stay; so do only the holder's linked ones."""
+    ended = membership(member_key="k/ended", status=MembershipStatus.withdrawn, withdrawn_on=date(2026, 4, 30))
+    no_last_day = membership(member_key="k/no-last-day", status=MembershipStatus.withdrawn)  # withdrawn before last days were kept
+    ending = membership(member_key="k/ending", status=MembershipStatus.withdrawn, withdrawn_on=date(2026, 5, 1))
+    ahead = membership(member_key="k/ahead", enrolled_on=date(2026, 7, 1))
+    open_ended = membership(member_key="k/open", enrolled_on=date(2020, 4, 1))
+    someone_elses = membership(member_key="k/moved", person_ref="pr_q")
+    held = membership(member_key="k/held", link_state=LinkState.held)
+    [record] = eligibility_records(CARD_BASED, [ended, no_last_day, ending, ahead, open_ended, someone_elses, held],
+                                   on=date(2026, 5, 1))
+    assert record.memberships == (open_ended, ending, ahead)  # by first day
+    assert answer_eligibility(record, today=date(2026, 5, 1), no_card_surcharge=True).membership == ending
+    assert answer_eligibility(record, today=date(2026, 5, 2), no_card_surcharge=True).membership == open_ended
+    assert answer_eligibility(record, today=date(2026, 7, 1), no_card_surcharge=True).membership == ahead
+
+
+def test_certificates_follow_the_insurers_record_not_its_dates():
+    """A certificate is issued when the enrollment is recorded (so the member holds it by the first
+    day) and withdrawn when the withdrawal is recorded: nothing would withdraw it on a later day."""
+    [issue] = plan_certificates(Person("pr_a"), [membership(enrolled_on=date(2026, 5, 1))], {}, today=TODAY,
+                                validity_years={}, cause_id="e1")
+    assert isinstance(issue, IssueCertificate)
+    leaving = membership(status=MembershipStatus.withdrawn, withdrawn_on=date(2026, 4, 30))
+    [withdraw] = plan_certificates(Person("pr_a"), [leaving], {leaving.member_key: issue.certificate}, today=TODAY,
+                                   validity_years={}, cause_id="e2")
+    assert isinstance(withdraw, WithdrawCertificate) and withdraw.reason is CertificateWithdrawalReason.member_withdrawn
 
 
 @pytest.mark.parametrize(("person", "refusal"), [

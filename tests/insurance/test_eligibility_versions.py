@@ -11,9 +11,18 @@ from dataclasses import replace
 from datetime import date
 
 import pytest
+from mynumber_contracts.insurance import CopayCategory, EligibilityDenialReason
 from pymongo import AsyncMongoClient
 
-from services.insurance.domain import CardStatus, EligibilityRecord, InsuranceUse
+from services.insurance.domain import (
+    CardStatus,
+    EligibilityRecord,
+    InsuranceUse,
+    LinkState,
+    Membership,
+    MembershipStatus,
+    answer_eligibility,
+)
 from services.insurance.store import InsuranceStore
 from services.kit.store import BatchingDatabase
 from tests.support.mongo import CommandCounter
@@ -31,7 +40,7 @@ def a_record(certificate_id: str, version: int, status: CardStatus = CardStatus.
     return EligibilityRecord(
         certificate_id=certificate_id, person_ref=f"pr_{certificate_id}", card_status=status,
         card_certificate_expires_on=date(2030, 4, 1), insurance_use=InsuranceUse.registered,
-        certificate_application=None, deceased=False, membership=None, version=version,
+        certificate_application=None, deceased=False, memberships=(), version=version,
     )
 
 
@@ -76,3 +85,40 @@ async def test_the_writes_of_many_cards_at_the_same_moment_go_together(counted_s
     counter.commands.clear()
     await asyncio.gather(*(store.save_eligibility(a_record(f"card-{i}", 2)) for i in range(20)))
     assert counter.commands == Counter({"find": 1}), "a record already written as it is is not written again"
+
+
+def a_document_before_memberships_had_dates(certificate_id: str, membership: dict | None) -> dict:
+    """An eligibility document as written before session 15: one `membership` (the primary one in
+    force when written, without its last day) or None."""
+    return {"_id": certificate_id, "person_ref": "pr_old", "card_status": "active", "card_certificate_expires_on": "2030-04-01",
+            "insurance_use": "registered", "certificate_application": None, "deceased": False, "membership": membership,
+            "version": 3}
+
+
+async def test_a_document_written_before_memberships_had_dates_is_read_and_rewritten(counted_store):
+    store, _ = counted_store
+    member = {"member_key": "06139999/記号/1", "insurer_number": "06139999", "member_symbol": "記号", "member_number": "1",
+              "copay_category": "twenty_percent", "enrolled_on": "2026-04-01"}
+    await store.eligibility.insert_one(a_document_before_memberships_had_dates("cert-old", member))
+    await store.eligibility.insert_one(a_document_before_memberships_had_dates("cert-old-none", None))
+
+    record = await store.eligibility_record("cert-old")
+    assert record is not None
+    assert record.memberships == (Membership(
+        member_key="06139999/記号/1", insurer_number="06139999", member_symbol="記号", member_number="1",
+        copay_category=CopayCategory.twenty_percent, enrolled_on=date(2026, 4, 1), status=MembershipStatus.active,
+        link_state=LinkState.linked, person_ref="pr_old", withdrawn_on=None),)
+    answer = answer_eligibility(record, today=date(2026, 4, 1), no_card_surcharge=True)
+    assert answer.eligible and answer.membership == record.memberships[0]
+    before = answer_eligibility(record, today=date(2026, 3, 31), no_card_surcharge=True)  # its first day applies too
+    assert (before.eligible, before.reason) == (False, EligibilityDenialReason.no_active_membership)
+    none = await store.eligibility_record("cert-old-none")
+    assert none is not None and none.memberships == ()
+    assert answer_eligibility(none, today=date(2026, 4, 1), no_card_surcharge=True).reason is EligibilityDenialReason.no_active_membership
+
+    # The next change of the holder writes the new shape: the old field goes.
+    leaving = replace(record.memberships[0], status=MembershipStatus.withdrawn, withdrawn_on=date(2026, 4, 30))
+    await store.save_eligibility(replace(record, memberships=(leaving,), version=4))
+    stored = await store.eligibility.find_one({"_id": "cert-old"})
+    assert "membership" not in stored and stored["memberships"][0]["withdrawn_on"] == "2026-04-30"
+    assert await store.eligibility_record("cert-old") == replace(record, memberships=(leaving,), version=4)
