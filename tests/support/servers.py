@@ -25,12 +25,19 @@ class Servers:
 def _docker_answers() -> bool:
     try:
         import docker  # installed with testcontainers
+        from docker.constants import DEFAULT_UNIX_SOCKET
 
+        if not os.environ.get("DOCKER_HOST") and not Path(DEFAULT_UNIX_SOCKET.removeprefix("http+unix://")).exists():
+            return False  # no engine here; asking anyway leaks the socket docker-py fails to connect
         client = docker.from_env(timeout=3)
-        client.ping()
-        return True
     except Exception:
         return False
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+    finally:
+        client.close()  # its connection pool holds the socket it tried
 
 
 class ServerProvider:
