@@ -172,7 +172,11 @@ async def opt_out_sweep(as_of: SweepDay = None, service: EventService[BenefitsDe
     outcomes = {}
     for outcome in await sweep_opt_out_proposals(service.deps, as_of, service.clock):
         await service.publish_facts(outcome.facts, cause=service.synthetic_cause(f"opt-out-sweep:{outcome.proposal_id}"))
-        outcomes[outcome.proposal_id] = (await finish_opt_out(service.deps, outcome, on=as_of)).value
+        finished = await finish_opt_out(service.deps, outcome, on=as_of)
+        if finished.facts:  # after the sweep's own facts, with ids of their own, the same on a re-run
+            await service.publish_facts(finished.facts, cause=service.synthetic_cause(
+                f"opt-out-sweep:{outcome.proposal_id}:refused-meanwhile"))
+        outcomes[outcome.proposal_id] = finished.status.value
     return SweepResult(as_of=as_of, proposals=outcomes)
 
 

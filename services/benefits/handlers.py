@@ -326,7 +326,7 @@ async def refuse_pension_account(event: RefusePensionAccount, ctx: HandlerContex
                           at=ctx.clock.now(), registration=audited.registration, kept=audited.kept)
     if audited.deletes:
         # Deleted before the proposal says so: a sweep still registering sees `deleted` when it
-        # finishes, and deletes the account it saved after this.
+        # finishes, deletes the account it saved after this and publishes the deletion again.
         await store.delete_account(person_ref, registration=event.proposal_id)  # if the proposal's account is there
     # `deleted` either way: the holder refused, so a sweep still registering must not leave the account.
     await store.move_proposal(event.proposal_id, from_=taken, to=ProposalStatus.deleted, on=event.received_on)
@@ -360,8 +360,10 @@ async def sweep_opt_out_proposals(deps: BenefitsDeps, as_of: date, clock: Clock)
 
     Each proposal is taken (`registering`) just before its account is registered, so a refusal
     that arrived while the sweep went through the list stops it. The caller publishes the facts
-    (with a cause keyed by the proposal) and then `finish_opt_out` records the status, so a crash
-    repeats, never loses: the next sweep takes a `registering` proposal up again.
+    (with a cause keyed by the proposal), then `finish_opt_out` records the status, and then the
+    caller publishes what that returns. A crash before the status is recorded repeats, never
+    loses: the next sweep takes a `registering` proposal up again (one after it loses
+    `finish_opt_out`'s facts: see there).
     """
     store = deps.store
     outcomes = []
@@ -396,18 +398,34 @@ async def sweep_opt_out_proposals(deps: BenefitsDeps, as_of: date, clock: Clock)
     return outcomes
 
 
-async def finish_opt_out(deps: BenefitsDeps, outcome: SweepOutcome, *, on: date) -> ProposalStatus:
-    """Record what the sweep did with a proposal, once its facts are out; the status it ends with.
-    A refusal that came while the account was being registered has already moved the proposal to
-    `deleted`: the account saved after that refusal looked is deleted here. Another sweep that
-    took the same proposal and finished first has recorded the same outcome: it stands."""
+@dataclass(frozen=True)
+class OptOutFinished:
+    """How a sweep's proposal ends: the status on record, and the facts still to publish."""
+
+    status: ProposalStatus
+    facts: list[Fact]
+
+
+async def finish_opt_out(deps: BenefitsDeps, outcome: SweepOutcome, *, on: date) -> OptOutFinished:
+    """Record what the sweep did with a proposal, once its facts are out. A refusal that came
+    while the account was being registered has already moved the proposal to `deleted`: the
+    account saved after that refusal looked is deleted here, and, as the sweep's AccountRegistered
+    may have gone out after the refusal's AccountDeleted, the deletion is published again so that
+    it is the person's last account fact. Another sweep that took the same proposal and finished
+    first has recorded the same outcome: it stands."""
     store = deps.store
     if await store.move_proposal(outcome.proposal_id, from_=(ProposalStatus.registering,), to=outcome.status, on=on):
-        return outcome.status
+        return OptOutFinished(outcome.status, [])
     status = ProposalStatus((await store.proposal(outcome.proposal_id))["status"])
-    if status is ProposalStatus.deleted:
-        await store.delete_account(outcome.person_ref, registration=outcome.proposal_id)
-    return status
+    if status is not ProposalStatus.deleted:
+        return OptOutFinished(status, [])
+    # Deleted before the fact goes out: a crash between the two leaves no account, but a stream
+    # that may end with the sweep's AccountRegistered, and no later sweep takes a `deleted` proposal.
+    await store.delete_account(outcome.person_ref, registration=outcome.proposal_id)
+    if not any(isinstance(fact, AccountRegistered | AccountChanged) for fact in outcome.facts):
+        return OptOutFinished(status, [])  # the sweep registered nothing (the holder's own account stays)
+    return OptOutFinished(status, [AccountDeleted(person_ref=outcome.person_ref, request_id=outcome.proposal_id,
+                                                  reason=DeletionReason.refused_after_registration)])
 
 
 # --- payout batches --------------------------------------------------------------------------

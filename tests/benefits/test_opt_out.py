@@ -47,6 +47,22 @@ async def sweep(benefits: Benefits, as_of: date) -> dict[str, str]:
     return response.json()["proposals"]
 
 
+ACCOUNT_FACTS = {model.event_type: model.__name__ for model in (AccountRegistered, AccountChanged, AccountDeleted)}
+
+
+async def account_facts(benefits: Benefits, person_ref: str, count: int) -> list[tuple[str, str, str]]:
+    """The person's account facts as (type, request id, deletion reason) in the order they were
+    published (a person's facts share a partition, which the reader keeps in order), once `count`
+    have come; the last is what a partner following the facts believes."""
+    def of_person() -> list[tuple[str, str, str]]:
+        payloads = [(ACCOUNT_FACTS[r.type], r.json()) for r in benefits.facts.records if r.type in ACCOUNT_FACTS]
+        return [(name, p["request_id"], p.get("reason", "")) for name, p in payloads if p["person_ref"] == person_ref]
+
+    await benefits.facts.wait_for(lambda _: len(of_person()) >= count, what=f"{count} account facts")
+    await benefits.facts.settle(quiet_seconds=1)  # and none after them
+    return of_person()
+
+
 async def test_a_refusal_on_day_44_means_nothing_is_registered(benefits: Benefits):
     number = await propose(benefits, 401, "pension-401")
     assert await sweep(benefits, day(44)) == {}, "day 44: the reply period is still running"
@@ -166,6 +182,65 @@ async def test_a_refusal_that_arrives_while_the_sweep_registers_the_account_dele
     assert (await benefits.http.get("/proposals/pension-405")).json()["status"] == "deleted"
     outcomes = {c["outcome"] for c in await benefits.wait_fact(OptOutConcluded, 2, proposal_id="pension-405")}
     assert outcomes == {"registered", "refused_after_registration"}
+    # The refusal's deletion went out before the sweep's registration: the sweep says it again last.
+    assert await account_facts(benefits, benefits.ref(number), 3) == [
+        ("AccountDeleted", "pension-405", "refused_after_registration"),
+        ("AccountRegistered", "pension-405", ""),
+        ("AccountDeleted", "pension-405", "refused_after_registration"),
+    ]
+
+
+async def test_a_refusal_just_after_the_sweep_saved_the_account_is_the_last_account_fact(
+        benefits: Benefits, monkeypatch):
+    """The refusal runs once the sweep has saved the account, before the sweep publishes: it deletes
+    the account, and the sweep's AccountRegistered goes out after its AccountDeleted. The sweep,
+    finding the proposal `deleted`, publishes the deletion again, so no one following the facts
+    believes the refused account is registered."""
+    number = await propose(benefits, 409, "pension-409")
+    save = benefits.store.save_account
+
+    async def refused_once_saved(account, **kwargs):
+        await save(account, **kwargs)
+        await benefits.send(RefusePensionAccount(proposal_id="pension-409", my_number=number, received_on=day(45)),
+                            subject="pension-409", source=PENSION)
+        await benefits.wait_fact(AccountDeleted, request_id="pension-409")
+
+    monkeypatch.setattr(benefits.store, "save_account", refused_once_saved)
+    assert await sweep(benefits, day(45)) == {"pension-409": "deleted"}
+    assert (await benefits.http.get(f"/accounts/{benefits.ref(number)}")).status_code == 404
+    assert await account_facts(benefits, benefits.ref(number), 3) == [
+        ("AccountDeleted", "pension-409", "refused_after_registration"),
+        ("AccountRegistered", "pension-409", ""),
+        ("AccountDeleted", "pension-409", "refused_after_registration"),
+    ]
+
+
+async def test_a_refusal_after_the_sweep_published_and_before_it_finished_ends_with_a_deletion(
+        benefits: Benefits, monkeypatch):
+    """The refusal runs after the sweep's AccountRegistered went out, before the sweep records its
+    outcome: its AccountDeleted already comes last. The sweep cannot tell this from a refusal that
+    ran before its registration went out, so it publishes the deletion again: a repeat, never a
+    registration, is the last account fact."""
+    number = await propose(benefits, 410, "pension-410")
+    move = benefits.store.move_proposal
+    refused: list[bool] = []
+
+    async def refused_before_the_sweep_finishes(proposal_id, *, from_, to, on=None):
+        if to == "registered" and not refused:  # the sweep recording its outcome (the refusal moves to `deleted`)
+            refused.append(True)
+            await benefits.send(RefusePensionAccount(proposal_id="pension-410", my_number=number, received_on=day(45)),
+                                subject="pension-410", source=PENSION)
+            await benefits.wait_fact(AccountDeleted, request_id="pension-410")
+        return await move(proposal_id, from_=from_, to=to, on=on)
+
+    monkeypatch.setattr(benefits.store, "move_proposal", refused_before_the_sweep_finishes)
+    assert await sweep(benefits, day(45)) == {"pension-410": "deleted"}
+    assert (await benefits.http.get(f"/accounts/{benefits.ref(number)}")).status_code == 404
+    assert await account_facts(benefits, benefits.ref(number), 3) == [
+        ("AccountRegistered", "pension-410", ""),
+        ("AccountDeleted", "pension-410", "refused_after_registration"),
+        ("AccountDeleted", "pension-410", "refused_after_registration"),
+    ]
 
 
 async def test_two_sweeps_at_the_same_moment_register_the_account_once_and_keep_it(benefits: Benefits, monkeypatch):
