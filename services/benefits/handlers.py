@@ -151,7 +151,8 @@ async def register_account(deps: BenefitsDeps, account: Account, *, now: datetim
     shared = sharing.suspicious
     # If the other registration looked after our save, it has withheld us both and flagged us:
     # that status stands, and the flag is its to report.
-    status = await store.finish_check(account.person_ref, AccountStatus.withheld if shared else after_check) or after_check
+    checked = await store.finish_check(account.person_ref, AccountStatus.withheld if shared else after_check)
+    status = checked or after_check  # None: deleted meanwhile (a refusal during the opt-out sweep), nothing to pay into
     account = replace(account, status=status)
     await store.audit(domain.registration_entry_id(account.source_id, account.person_ref), actor=actor,
                       action="account_changed" if account.replaced_another else "account_registered",
@@ -161,7 +162,7 @@ async def register_account(deps: BenefitsDeps, account: Account, *, now: datetim
                                    account=account.summary(), withheld=status is AccountStatus.withheld)]
     if shared:
         facts += await _flag_shared_account(deps, account, sharing, now=now)
-    elif status is AccountStatus.active:
+    elif checked is AccountStatus.active:
         await store.release_for(account.person_ref)
     return facts
 

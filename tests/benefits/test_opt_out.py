@@ -16,12 +16,15 @@ from mynumber_contracts.benefits import (
     DeleteReceivingAccount,
     OptOutConcluded,
     OptOutNoticeSent,
+    PaymentHeld,
+    PayoutBatchAccepted,
     ProposePensionAccount,
     RefusePensionAccount,
     RegisterReceivingAccount,
 )
 
 from tests.benefits.conftest import PENSION, PORTAL, Benefits, an_account
+from tests.benefits.test_payouts import publish_batch
 from tests.support.reruns import run_late
 
 NOTIFIED = date(2026, 6, 1)
@@ -283,3 +286,26 @@ async def test_a_sweep_cut_short_mid_registration_is_finished_by_the_next(benefi
 async def test_the_reply_period_is_a_setting(settings_for):
     assert settings_for("benefits").opt_out_reply_days == 45
     assert settings_for("benefits", opt_out_reply_days=30).opt_out_reply_days == 30
+
+
+async def test_a_refusal_just_after_the_sweep_saved_the_account_leaves_the_persons_held_payments_held(
+        benefits: Benefits, monkeypatch):
+    """The account is gone by the time the sweep's registration finishes its check: the payments
+    held for want of an account stay held, rather than being sent again to be held again."""
+    number = await propose(benefits, 411, "pension-411")
+    await publish_batch(benefits, "cb-opt-out-411", [[(number, 15_000)]])
+    await benefits.wait_fact(PayoutBatchAccepted, batch_id="cb-opt-out-411")
+    await benefits.dispatch_until_idle()
+    assert (await benefits.wait_fact(PaymentHeld, person_ref=benefits.ref(number)))[0]["reason"] == "no_account"
+    save = benefits.store.save_account
+
+    async def refused_once_saved(account, **kwargs):
+        await save(account, **kwargs)
+        await benefits.send(RefusePensionAccount(proposal_id="pension-411", my_number=number, received_on=day(45)),
+                            subject="pension-411", source=PENSION)
+        await benefits.wait_fact(AccountDeleted, request_id="pension-411")
+
+    monkeypatch.setattr(benefits.store, "save_account", refused_once_saved)
+    assert await sweep(benefits, day(45)) == {"pension-411": "deleted"}
+    assert await benefits.store.held.count_documents({"person_ref": benefits.ref(number)}) == 1
+    assert await benefits.store.queue.count_documents({"person_ref": benefits.ref(number)}) == 0
