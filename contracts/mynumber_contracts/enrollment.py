@@ -14,7 +14,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import AwareDatetime, Field, StringConstraints, model_validator
 
 from .base import Fact, PartnerRequest
-from .identity import Address, MyNumber, NameKana, NameKanji, PersonRef, ResidentAttributes
+from .identity import Address, MyNumber, NameKana, NameKanji, PersonRef, ResidentAttributes, Sex
 from .partners import PartnerType
 
 SERVICE = "enrollment"
@@ -142,6 +142,46 @@ class ChangeResidentAttributes(_Request):
     effective_on: date = Field(description="The day the change took effect.")
 
 
+class CorrectionReason(StrEnum):
+    """Why a date of birth or sex on record is corrected. Two reasons only: they are what the
+    registry's own audit needs to tell apart, and every value is kept for good (contracts only
+    ever gain values)."""
+
+    # The registry recorded it wrongly (a slip at registration or a wrong source document).
+    clerical_error = "clerical_error"
+    # The person's legal record changed since: e.g. a change of legal sex entered in the family
+    # register, or a date of birth corrected there by a family court.
+    legal_change = "legal_change"
+
+
+class CorrectResidentRecord(_Request):
+    """The municipality of residence corrects the date of birth or sex on a resident's record.
+
+    A registration under a number on record never changes them (another date of birth or sex
+    means the number is someone else's, most likely mistyped), and `ChangeResidentAttributes`
+    changes only the name and address: this is the one way to put them right. Only the
+    municipality of residence may send it, and not for a deceased resident. It is told as
+    `ResidentAttributesChanged`, with the five corrected attributes; the reason stays in the
+    registry (a legal change of sex is not something every service needs to know). Like a name
+    or address change it invalidates the card's signing certificate, which carries the four
+    basic facts; an issued card is not changed: the holder asks for a reissue.
+    """
+
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.correct_resident_record.v1"
+
+    my_number: MyNumber
+    date_of_birth: date | None = Field(default=None, description="The correct date of birth; omitted when it stays.")
+    sex: Sex | None = Field(default=None, description="The correct sex; omitted when it stays.")
+    effective_on: date = Field(description="The day the correction took effect in the registry.")
+    reason: CorrectionReason
+
+    @model_validator(mode="after")
+    def _corrects_something(self) -> CorrectResidentRecord:
+        if self.date_of_birth is None and self.sex is None:
+            raise ValueError("a correction needs a date_of_birth, a sex, or both")
+        return self
+
+
 class RecordMoveAbroad(_Request):
     """A resident moved abroad. Only the municipality of residence may send it; it keeps the record."""
 
@@ -247,12 +287,23 @@ class ResidentRegistered(_Fact):
     )
 
 
+ChangedAttribute = Literal["name_kanji", "name_kana", "address", "date_of_birth", "sex"]
+
+
 class ResidentAttributesChanged(_Fact):
+    """A resident's name or address changed, or their date of birth or sex was corrected
+    (`CorrectResidentRecord`). `changed` names the attributes that changed.
+
+    `changed` gained `date_of_birth` and `sex` with the correction: its values are only ever
+    added to, never renamed or removed, within this version. A consumer on an older contracts
+    package refuses a fact naming a value it does not know, so consumers are upgraded first.
+    """
+
     event_type: ClassVar[str] = "jp.mynumber.enrollment.resident_attributes_changed.v1"
 
     person_ref: PersonRef
     attributes: ResidentAttributes = Field(description="The five matching attributes after the change.")
-    changed: list[Literal["name_kanji", "name_kana", "address"]]
+    changed: list[ChangedAttribute] = Field(description="The attributes that changed (names only), in alphabetical order.")
     effective_on: date
     signing_certificate_invalidated: bool
 
@@ -383,7 +434,7 @@ class CardRequestRejected(_Fact):
 
 
 class ResidentRequestRejected(_Fact):
-    """A resident registry request (register, change, move abroad, death) that could not be carried out."""
+    """A resident registry request (register, change, correction, move abroad, death) that could not be carried out."""
 
     event_type: ClassVar[str] = "jp.mynumber.enrollment.resident_request_rejected.v1"
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from enum import StrEnum
 
-from mynumber_contracts import MyNumber, ResidentAttributes, check_digit
+from mynumber_contracts import MyNumber, ResidentAttributes, Sex, check_digit
 from mynumber_contracts.enrollment import (
     PERMANENT_RESIDENCE_STATUSES,
     ApplicationAccepted,
@@ -132,6 +132,12 @@ def attribute_changes(current: ResidentAttributes, **proposed: str | None) -> di
         for field, value in proposed.items()
         if field in NAME_AND_ADDRESS and value is not None and getattr(current, field) != value
     }
+
+
+def corrections(current: ResidentAttributes, *, date_of_birth: date | None, sex: Sex | None) -> dict[str, date | Sex]:
+    """The date of birth and sex that a correction really changes (none: it corrects nothing)."""
+    proposed = {"date_of_birth": date_of_birth, "sex": sex}
+    return {field: value for field, value in proposed.items() if value is not None and getattr(current, field) != value}
 
 
 def held_by_someone_else(current: ResidentAttributes, proposed: ResidentAttributes) -> Rejection | None:

@@ -28,6 +28,7 @@ from mynumber_contracts.enrollment import (
     CertificateRefusal,
     ChangeResidentAttributes,
     Channel,
+    CorrectResidentRecord,
     DelegatePostOffice,
     PostOfficeDelegationChanged,
     RecordDeath,
@@ -158,7 +159,7 @@ def change_facts(resident: Resident, change: dict[str, Any]) -> list[Fact]:
     # The attributes the change left (records from before they were kept: the resident's own).
     attributes = ResidentAttributes.model_validate(change["attributes"]) if "attributes" in change else resident.attributes
     match change["kind"]:
-        case "attributes":
+        case "attributes" | "correction":
             return [
                 ResidentAttributesChanged(
                     person_ref=resident.person_ref,
@@ -177,7 +178,8 @@ def change_facts(resident: Resident, change: dict[str, Any]) -> list[Fact]:
 
 
 async def invalidate_signing_certificate(deps: EnrollmentDeps, person_ref: str) -> bool:
-    """A name or address change invalidates the signing certificate of the person's card, if any."""
+    """A change to the four basic facts the signing certificate carries (name, address, date of
+    birth, sex) invalidates the certificate of the person's card, if any."""
     card = await deps.store.held_card(person_ref)
     if card is None:
         return False
@@ -256,7 +258,7 @@ CHANGED_MEANWHILE = ChangedMeanwhile()
 
 
 async def _resident_change(
-    event: ChangeResidentAttributes | RecordMoveAbroad | RecordDeath,
+    event: ChangeResidentAttributes | CorrectResidentRecord | RecordMoveAbroad | RecordDeath,
     ctx: HandlerContext[EnrollmentDeps],
     change: Callable[[StoredResident, str], Awaitable[list[Fact] | Rejection | ChangedMeanwhile]],
 ) -> Sequence[Fact]:
@@ -306,14 +308,42 @@ async def change_resident_attributes(event: ChangeResidentAttributes, ctx: Handl
         if "address" in changes and resident.lives_abroad:
             return Rejection(RejectionReason.resident_state,
                              "the resident lives abroad: a return to Japan is registered with RegisterResident")
-        changed = replace(resident, attributes=resident.attributes.model_copy(update=changes))
-        record = change_record(key, "attributes", changed, event.effective_on, changed=sorted(changes),
-                               signing_certificate_invalidated=await invalidate_signing_certificate(deps, resident.person_ref))
-        if not await deps.store.change_resident(changed, change=record, version=stored.version):
-            return CHANGED_MEANWHILE
-        return change_facts(changed, record)
+        return await _change_attributes(deps, stored, key, "attributes", changes, event.effective_on)
 
     return await _resident_change(event, ctx, change)
+
+
+@handlers.handles(CorrectResidentRecord)
+async def correct_resident_record(event: CorrectResidentRecord, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
+    """A date of birth or sex on record put right. Told as a change of the attributes; an issued
+    card is not changed (its signing certificate is invalidated; the holder asks for a reissue)."""
+    deps = ctx.deps
+
+    async def change(stored: StoredResident, key: str) -> list[Fact] | Rejection | ChangedMeanwhile:
+        resident = stored.resident
+        if resident.is_deceased:
+            return domain.deceased()
+        corrections = domain.corrections(resident.attributes, date_of_birth=event.date_of_birth, sex=event.sex)
+        if not corrections:
+            return []  # the record already says so (e.g. the same correction replayed): nothing to say
+        return await _change_attributes(deps, stored, key, "correction", corrections, event.effective_on,
+                                        reason=event.reason.value)
+
+    return await _resident_change(event, ctx, change)
+
+
+async def _change_attributes(
+    deps: EnrollmentDeps, stored: StoredResident, key: str, kind: str, changes: dict[str, Any], effective_on: date,
+    **details: Any,
+) -> list[Fact] | ChangedMeanwhile:
+    """Write new attributes with the record of the change (compare-and-set), and give its facts."""
+    resident = stored.resident
+    changed = replace(resident, attributes=resident.attributes.model_copy(update=changes))
+    record = change_record(key, kind, changed, effective_on, changed=sorted(changes), **details,
+                           signing_certificate_invalidated=await invalidate_signing_certificate(deps, resident.person_ref))
+    if not await deps.store.change_resident(changed, change=record, version=stored.version):
+        return CHANGED_MEANWHILE
+    return change_facts(changed, record)
 
 
 @handlers.handles(RecordMoveAbroad)

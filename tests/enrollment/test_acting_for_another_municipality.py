@@ -1,8 +1,8 @@
 """A municipality acts in its own name only: a registration or a post-office delegation naming
 another municipality's code is refused (ResidentRequestRejected, `channel_not_allowed`, no number
 in it) and changes nothing, so Chiyoda can neither move Osaka's delegations nor register
-residents, or get numbers assigned, under Osaka's code. Nor can it record a death, a move abroad
-or a new name or address for a resident whose record Osaka keeps."""
+residents, or get numbers assigned, under Osaka's code. Nor can it record a death, a move abroad,
+a new name or address, or a corrected date of birth or sex for a resident whose record Osaka keeps."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ import re
 import uuid
 from datetime import date
 
+from mynumber_contracts import Sex
 from mynumber_contracts.enrollment import (
     ChangeResidentAttributes,
+    CorrectionReason,
+    CorrectResidentRecord,
     DelegatePostOffice,
     PostOfficeDelegationChanged,
     RecordDeath,
@@ -85,6 +88,8 @@ async def test_only_the_municipality_of_residence_changes_a_residents_record(enr
         "death": RecordDeath(my_number=number, died_on=date(2025, 5, 30)),
         "abroad": RecordMoveAbroad(my_number=number, moved_on=date(2025, 5, 30), destination_country="US"),
         "name": ChangeResidentAttributes(my_number=number, name_kanji="山田 花子", effective_on=date(2025, 5, 30)),
+        "correction": CorrectResidentRecord(my_number=number, date_of_birth=date(1990, 4, 10), sex=Sex.female,
+                                            effective_on=date(2025, 5, 30), reason=CorrectionReason.clerical_error),
     }
     for kind, change in changes.items():
         await enrollment.send(change, source=MUNICIPAL_OFFICE, event_id=f"chiyoda-{kind}-{person_ref}")
@@ -97,13 +102,17 @@ async def test_only_the_municipality_of_residence_changes_a_residents_record(enr
     stored = await enrollment.service.service.deps.resident_by_number(number)
     resident = stored.resident
     assert (resident.deceased_on, resident.moved_abroad_on, resident.attributes.name_kanji) == (None, None, "山田 太郎")
+    assert (resident.attributes.date_of_birth, resident.attributes.sex) == (date(1990, 4, 1), Sex.male)
     for fact_type in (ResidentDeceased, ResidentMovedAbroad, ResidentAttributesChanged):
         assert not enrollment.facts.of_type(fact_type.event_type), f"no {fact_type.__name__} in Osaka's resident's name"
 
-    # Osaka, which keeps the record, makes the same change.
+    # Osaka, which keeps the record, makes the same changes.
     await enrollment.send(changes["name"], source=OSAKA_OFFICE)
     changed = await enrollment.fact(ResidentAttributesChanged.event_type, person_ref=person_ref)
     assert changed["attributes"]["name_kanji"] == "山田 花子"
+    await enrollment.send(changes["correction"], source=OSAKA_OFFICE)
+    [_, corrected] = await enrollment.facts_of(ResidentAttributesChanged.event_type, 2, person_ref=person_ref)
+    assert (corrected["changed"], corrected["attributes"]["date_of_birth"]) == (["date_of_birth", "sex"], "1990-04-10")
 
 
 async def test_a_resident_who_moved_in_is_changed_by_the_new_municipality_only(enrollment: Enrollment):

@@ -164,3 +164,15 @@ def test_a_registration_of_a_number_on_record_for_another_date_of_birth_or_sex_i
     for other in ({"date_of_birth": date(1990, 4, 2)}, {"sex": Sex.female}):
         rejection = held_by_someone_else(on_record, on_record.model_copy(update=other))
         assert rejection is not None and rejection.reason.value == "duplicate" and "check the number" in rejection.message
+
+
+def test_a_correction_changes_only_the_date_of_birth_or_sex_that_differs_from_the_record():
+    from services.enrollment.domain import corrections
+
+    on_record = resident().attributes  # born 1990-04-01, male
+    assert corrections(on_record, date_of_birth=date(1990, 4, 10), sex=Sex.female) == {
+        "date_of_birth": date(1990, 4, 10), "sex": Sex.female}
+    assert corrections(on_record, date_of_birth=date(1990, 4, 10), sex=None) == {"date_of_birth": date(1990, 4, 10)}
+    assert corrections(on_record, date_of_birth=date(1990, 4, 1), sex=Sex.female) == {"sex": Sex.female}
+    assert corrections(on_record, date_of_birth=date(1990, 4, 1), sex=Sex.male) == {}, "the record already says so"
+    assert corrections(on_record, date_of_birth=None, sex=None) == {}

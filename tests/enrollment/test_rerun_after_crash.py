@@ -8,9 +8,11 @@ from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
-from mynumber_contracts import MyNumber
+from mynumber_contracts import MyNumber, Sex
 from mynumber_contracts.enrollment import (
     ChangeResidentAttributes,
+    CorrectionReason,
+    CorrectResidentRecord,
     RecordDeath,
     ReportCardFound,
     ReportCardLost,
@@ -23,6 +25,7 @@ from services.enrollment.handlers import (
     ConcurrentChange,
     apply_for_card,
     change_resident_attributes,
+    correct_resident_record,
     record_death,
     register_resident,
     report_card_found,
@@ -48,6 +51,8 @@ async def test_every_use_case_rerun_after_a_crash_returns_the_same_facts(setting
             (request_card_reissue, RequestCardReissue(request_id="r2", my_number=digits, office_id="municipality/131016",
                                                       requested_on=TODAY, photo_ref="p"), "e4"),
             (change_resident_attributes, ChangeResidentAttributes(my_number=number, address="東京都港区1-1", effective_on=TODAY), "e5"),
+            (correct_resident_record, CorrectResidentRecord(my_number=number, date_of_birth=date(1990, 4, 10), effective_on=TODAY,
+                                                            reason=CorrectionReason.clerical_error), "e5b"),
             (return_card, ReturnCard(request_id="r3", my_number=digits, office_id="municipality/131016"), "e6"),
             (apply_for_card, application(digits, application_id="app-2"), "e7"),
             (record_death, RecordDeath(my_number=number, died_on=date(2025, 6, 1)), "e8"),
@@ -186,6 +191,30 @@ async def test_a_resident_change_run_again_after_a_later_change_gives_its_facts_
         assert [type(f).__name__ for f in first] == ["ResidentAttributesChanged"]
         assert again == first, "the same facts, byte for byte, so no service downstream sees a reused event id"
         assert await address_of(run, number) == "東京都新宿区2-2"
+
+
+async def test_a_correction_run_again_after_later_changes_gives_its_facts_and_changes_nothing(settings_for):
+    """The same for a corrected date of birth: run again after a later address change and a later
+    correction of the sex, it gives its own facts (the attributes it left) and writes nothing back."""
+    async with use_cases(settings_for("enrollment")) as run:
+        number = new_number()
+        await run.run(register_resident, registration(number), event_id="e1")
+        birthday = CorrectResidentRecord(my_number=number, date_of_birth=date(1990, 4, 10), effective_on=TODAY,
+                                         reason=CorrectionReason.clerical_error)
+        first = await run.run(correct_resident_record, birthday, event_id="e2")
+        await run.run(change_resident_attributes, address_change(number, "東京都港区1-1"), event_id="e3")
+        await run.run(correct_resident_record, CorrectResidentRecord(my_number=number, sex=Sex.female, effective_on=TODAY,
+                                                                     reason=CorrectionReason.legal_change), event_id="e4")
+
+        again = await run.run(correct_resident_record, birthday, event_id="e2")
+
+        [fact] = first
+        assert (fact.changed, fact.attributes.date_of_birth, fact.attributes.sex) == (["date_of_birth"], date(1990, 4, 10), Sex.male)
+        assert again == first, "the same facts, byte for byte"
+        stored = await run.deps.store.resident(run.deps.people.for_number(number))
+        attributes = stored.resident.attributes
+        assert (attributes.date_of_birth, attributes.sex, attributes.address) == (date(1990, 4, 10), Sex.female, "東京都港区1-1")
+        assert [c["key"] for c in stored.changes] == ["change/e2", "change/e3", "change/e4"], "each change written once"
 
 
 async def test_two_consumers_running_one_resident_change_at_once_write_it_once(settings_for, monkeypatch):
