@@ -80,6 +80,9 @@ class RejectionReason(StrEnum):
     duplicate = "duplicate"
     card_state = "card_state"
     resident_state = "resident_state"
+    # A correction's date of birth or sex "on record" is not what the record under the number says:
+    # most likely the number is mistyped into another resident's (session 15).
+    record_differs = "record_differs"
 
 
 class _Request(PartnerRequest):
@@ -165,6 +168,11 @@ class CorrectResidentRecord(_Request):
     registry (a legal change of sex is not something every service needs to know). Like a name
     or address change it invalidates the card's signing certificate, which carries the four
     basic facts; an issued card is not changed: the holder asks for a reissue.
+
+    It also names the date of birth and sex the record shows now (`..._on_record`), as the clerk
+    reads them: a correction is made only to a record that says so, so a number mistyped into
+    another resident's (about 1.7 % of single-digit typos pass the check digit) is refused
+    (`record_differs`) instead of changing that resident's identity.
     """
 
     event_type: ClassVar[str] = "jp.mynumber.enrollment.correct_resident_record.v1"
@@ -172,6 +180,8 @@ class CorrectResidentRecord(_Request):
     my_number: MyNumber
     date_of_birth: date | None = Field(default=None, description="The correct date of birth; omitted when it stays.")
     sex: Sex | None = Field(default=None, description="The correct sex; omitted when it stays.")
+    date_of_birth_on_record: date = Field(description="The date of birth the record shows now, before the correction.")
+    sex_on_record: Sex = Field(description="The sex the record shows now, before the correction.")
     effective_on: date = Field(description="The day the correction took effect in the registry.")
     reason: CorrectionReason
 

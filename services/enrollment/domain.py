@@ -140,6 +140,16 @@ def corrections(current: ResidentAttributes, *, date_of_birth: date | None, sex:
     return {field: value for field, value in proposed.items() if value is not None and getattr(current, field) != value}
 
 
+def record_differs(current: ResidentAttributes, *, date_of_birth_on_record: date, sex_on_record: Sex) -> Rejection | None:
+    """A correction is made only to a record that shows what the correction says it shows: a
+    number mistyped into another resident's must not change that resident's identity."""
+    if (current.date_of_birth, current.sex) == (date_of_birth_on_record, sex_on_record):
+        return None
+    return Rejection(RejectionReason.record_differs,
+                     "the record under this number does not show the date of birth and sex given as on record: "
+                     "check the number")
+
+
 def held_by_someone_else(current: ResidentAttributes, proposed: ResidentAttributes) -> Rejection | None:
     """A registration of a number already on record is the same person moving in (a new name or
     address is a change); another date of birth or sex means the number is someone else's, most

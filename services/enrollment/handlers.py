@@ -287,7 +287,9 @@ async def _resident_change(
         if isinstance(outcome, ChangedMeanwhile):
             continue
         if isinstance(outcome, Rejection):
-            return resident_rejected(event, ctx.envelope.id, outcome, stored.person_ref)
+            # A record that differs from what the request says it shows is most likely someone else's.
+            someone_else = outcome.reason is RejectionReason.record_differs
+            return resident_rejected(event, ctx.envelope.id, outcome, None if someone_else else stored.person_ref)
         return outcome
     raise ConcurrentChange(f"{key}: the resident kept changing")
 
@@ -326,6 +328,10 @@ async def correct_resident_record(event: CorrectResidentRecord, ctx: HandlerCont
         corrections = domain.corrections(resident.attributes, date_of_birth=event.date_of_birth, sex=event.sex)
         if not corrections:
             return []  # the record already says so (e.g. the same correction replayed): nothing to say
+        differs = domain.record_differs(resident.attributes, date_of_birth_on_record=event.date_of_birth_on_record,
+                                        sex_on_record=event.sex_on_record)
+        if differs is not None:
+            return differs
         return await _change_attributes(deps, stored, key, "correction", corrections, event.effective_on,
                                         reason=event.reason.value)
 

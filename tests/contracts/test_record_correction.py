@@ -17,7 +17,8 @@ NUMBER = "123456789018"
 
 def correction(**fields: object) -> CorrectResidentRecord:
     return CorrectResidentRecord.model_validate(
-        {"my_number": NUMBER, "effective_on": "2025-06-02", "reason": "clerical_error", **fields})
+        {"my_number": NUMBER, "effective_on": "2025-06-02", "reason": "clerical_error",
+         "date_of_birth_on_record": "1990-04-01", "sex_on_record": "male", **fields})
 
 
 def test_a_correction_names_a_date_of_birth_a_sex_or_both():
@@ -38,6 +39,8 @@ def test_a_correction_names_a_date_of_birth_a_sex_or_both():
     {"sex": "female", "reason": None},  # a reason is required
     {"sex": "other"},  # the registry records male or female
     {"sex": "female", "name_kanji": "山田 花子"},  # a name is changed with ChangeResidentAttributes
+    {"sex": "female", "date_of_birth_on_record": None},  # what the record shows now is required
+    {"sex": "female", "sex_on_record": None},
 ])
 def test_a_correction_with_an_unknown_reason_or_a_field_it_does_not_carry_is_refused(fields):
     with pytest.raises(ValidationError):

@@ -89,6 +89,7 @@ async def test_only_the_municipality_of_residence_changes_a_residents_record(enr
         "abroad": RecordMoveAbroad(my_number=number, moved_on=date(2025, 5, 30), destination_country="US"),
         "name": ChangeResidentAttributes(my_number=number, name_kanji="山田 花子", effective_on=date(2025, 5, 30)),
         "correction": CorrectResidentRecord(my_number=number, date_of_birth=date(1990, 4, 10), sex=Sex.female,
+                                            date_of_birth_on_record=date(1990, 4, 1), sex_on_record=Sex.male,
                                             effective_on=date(2025, 5, 30), reason=CorrectionReason.clerical_error),
     }
     for kind, change in changes.items():

@@ -23,6 +23,7 @@ from services.enrollment.domain import (
     check_municipality_of_residence,
     check_sender,
     nth_birthday_after,
+    record_differs,
     review_application,
     review_transition,
 )
@@ -176,3 +177,12 @@ def test_a_correction_changes_only_the_date_of_birth_or_sex_that_differs_from_th
     assert corrections(on_record, date_of_birth=date(1990, 4, 1), sex=Sex.female) == {"sex": Sex.female}
     assert corrections(on_record, date_of_birth=date(1990, 4, 1), sex=Sex.male) == {}, "the record already says so"
     assert corrections(on_record, date_of_birth=None, sex=None) == {}
+
+
+def test_a_correction_is_made_only_to_a_record_that_shows_what_it_says_it_shows():
+    on_record = resident().attributes  # born 1 April 1990, male
+    assert record_differs(on_record, date_of_birth_on_record=date(1990, 4, 1), sex_on_record=Sex.male) is None
+    for born, sex in ((date(1990, 4, 2), Sex.male), (date(1990, 4, 1), Sex.female)):
+        refused = record_differs(on_record, date_of_birth_on_record=born, sex_on_record=sex)
+        assert refused.reason == "record_differs" and "check the number" in refused.message
+        assert "1990" not in refused.message, "the record's values are not told back"

@@ -29,8 +29,11 @@ TWELVE_DIGITS = re.compile(r"\d{12}")
 
 
 def correction(number, *, born: date | None = date(1990, 4, 10), sex: Sex | None = Sex.female,
-               reason: CorrectionReason = CorrectionReason.clerical_error) -> CorrectResidentRecord:
-    return CorrectResidentRecord(my_number=number, date_of_birth=born, sex=sex, effective_on=TODAY, reason=reason)
+               reason: CorrectionReason = CorrectionReason.clerical_error,
+               on_record: tuple[date, Sex] = (date(1990, 4, 1), Sex.male)) -> CorrectResidentRecord:
+    """Registered (by `registration`) as born on 1 April 1990, male, unless `on_record` says otherwise."""
+    return CorrectResidentRecord(my_number=number, date_of_birth=born, sex=sex, effective_on=TODAY, reason=reason,
+                                 date_of_birth_on_record=on_record[0], sex_on_record=on_record[1])
 
 
 async def test_the_municipality_of_residence_corrects_a_date_of_birth_and_sex_and_tells_the_five_attributes(enrollment: Enrollment):
@@ -111,3 +114,21 @@ async def test_a_correction_that_corrects_nothing_answers_nothing_and_records_no
 
         stored = await run.deps.store.resident(person_ref)
         assert [c["key"] for c in stored.changes] == ["change/e3"]
+
+
+async def test_a_correction_to_a_record_that_shows_something_else_is_refused_as_a_mistyped_number(enrollment: Enrollment):
+    """The clerk corrects the record in front of them; a number mistyped into another resident's
+    finds a record with another date of birth or sex, and that resident's identity stays."""
+    number = new_number()
+    person_ref = await enrollment.register(number, born=date(1975, 8, 20), sex=Sex.female)  # someone else
+
+    await enrollment.send(correction(number), event_id=f"typo-{person_ref}")  # meant for a man born 1 April 1990
+    refused = await enrollment.fact(ResidentRequestRejected.event_type, request_id=f"typo-{person_ref}")
+
+    assert (refused["reason"], refused["request_type"]) == ("record_differs", CorrectResidentRecord.event_type)
+    assert refused["person_ref"] is None, "the sender is not told whose record it is"
+    assert "check the number" in refused["message"] and "1975" not in refused["message"]
+    assert not TWELVE_DIGITS.search(refused["message"])
+    stored = await enrollment.store.resident(person_ref)
+    assert (stored.resident.attributes.date_of_birth, stored.resident.attributes.sex) == (date(1975, 8, 20), Sex.female)
+    assert enrollment.facts.of_type(ResidentAttributesChanged.event_type) == []

@@ -52,6 +52,7 @@ async def test_every_use_case_rerun_after_a_crash_returns_the_same_facts(setting
                                                       requested_on=TODAY, photo_ref="p"), "e4"),
             (change_resident_attributes, ChangeResidentAttributes(my_number=number, address="東京都港区1-1", effective_on=TODAY), "e5"),
             (correct_resident_record, CorrectResidentRecord(my_number=number, date_of_birth=date(1990, 4, 10), effective_on=TODAY,
+                                                            date_of_birth_on_record=date(1990, 4, 1), sex_on_record=Sex.male,
                                                             reason=CorrectionReason.clerical_error), "e5b"),
             (return_card, ReturnCard(request_id="r3", my_number=digits, office_id="municipality/131016"), "e6"),
             (apply_for_card, application(digits, application_id="app-2"), "e7"),
@@ -200,10 +201,12 @@ async def test_a_correction_run_again_after_later_changes_gives_its_facts_and_ch
         number = new_number()
         await run.run(register_resident, registration(number), event_id="e1")
         birthday = CorrectResidentRecord(my_number=number, date_of_birth=date(1990, 4, 10), effective_on=TODAY,
+                                         date_of_birth_on_record=date(1990, 4, 1), sex_on_record=Sex.male,
                                          reason=CorrectionReason.clerical_error)
         first = await run.run(correct_resident_record, birthday, event_id="e2")
         await run.run(change_resident_attributes, address_change(number, "東京都港区1-1"), event_id="e3")
         await run.run(correct_resident_record, CorrectResidentRecord(my_number=number, sex=Sex.female, effective_on=TODAY,
+                                                                     date_of_birth_on_record=date(1990, 4, 10), sex_on_record=Sex.male,
                                                                      reason=CorrectionReason.legal_change), event_id="e4")
 
         again = await run.run(correct_resident_record, birthday, event_id="e2")
