@@ -405,6 +405,22 @@ class MemberWithdrawn(_MemberFact):
 
     person_ref: PersonRef | None = None
     withdrawn_on: date
+    # Added later (optional; older producers leave them out): a certificate kept through an announced last day.
+    certificate_number: EligibilityCertificateNumber | None = Field(
+        default=None,
+        description=(
+            "The member's eligibility certificate that stays in use through the last day (a last day of today or "
+            "later). Absent when the member holds none, or when it is withdrawn at once "
+            "(`EligibilityCertificateWithdrawn` follows)."
+        ),
+    )
+    certificate_valid_until: date | None = Field(
+        default=None,
+        description=(
+            "That certificate's last day of validity, cut to the membership's last day if it ran later. It ends "
+            "after that day (`EligibilityCertificateExpired`); none is issued for the membership after its last day."
+        ),
+    )
 
     def subject_key(self) -> str:
         return f"member/{self.member_key()}"

@@ -220,8 +220,12 @@ class Membership:
 
     @property
     def in_force(self) -> bool:
-        """On the insurer's record now: linked and not withdrawn, whatever its dates (certificates follow this)."""
+        """On the insurer's record now: linked and not withdrawn, whatever its dates (a renewal follows this)."""
         return self.status is MembershipStatus.active and self.link_state is LinkState.linked
+
+    def can_still_count(self, day: date) -> bool:
+        """Linked and not ended before `day`: on the insurer's record, or withdrawn with its last day still to come."""
+        return self.link_state is LinkState.linked and not self.ended_before(day)
 
     def in_force_on(self, day: date) -> bool:
         """Linked, and `day` is within the membership: from its first day through its last, once withdrawn."""
@@ -308,8 +312,12 @@ def plan_certificates(
     validity_years: Mapping[str, int],
     cause_id: str,
 ) -> list[CertificateAction]:
-    """Issue a certificate for every membership in force whose holder cannot use the card;
-    withdraw every active certificate of this person that is no longer needed.
+    """Issue a certificate for every membership that still counts (on the insurer's record, or
+    withdrawn with its last day today or later) whose holder cannot use the card; withdraw every
+    active certificate of this person that is no longer needed.
+
+    For a withdrawn membership a certificate is issued to end on the last day at the latest, and
+    one whose validity ended by the last day has lapsed once it passed: the expiry sweep ends it.
 
     Only the person's own certificates are touched: a member record the person has left (withdrawn,
     then enrolled again for someone else) stays in their `member_keys`, and its certificate may
@@ -320,9 +328,12 @@ def plan_certificates(
         current = certificates.get(membership.member_key)
         if current is not None and (current.status is not CertificateStatus.active or current.person_ref != person.person_ref):
             current = None
-        needed = membership.in_force and membership.person_ref == person.person_ref and not person.deceased and blocker is not None
+        own = membership.person_ref == person.person_ref
+        needed = membership.can_still_count(today) and own and not person.deceased and blocker is not None
         if needed and current is None and blocker is not None:
             valid_from, valid_until = validity_period(today, validity_years.get(membership.insurer_number, 1))
+            if membership.withdrawn_on is not None:  # withdrawn, its last day today or later
+                valid_until = min(valid_until, membership.withdrawn_on)
             actions.append(
                 IssueCertificate(
                     EligibilityCertificate(
@@ -341,7 +352,9 @@ def plan_certificates(
                 )
             )
         elif not needed and current is not None:
-            if not membership.in_force or membership.person_ref != person.person_ref:
+            if own and lapsed_within(current, membership, today):
+                continue  # ended with its validity, like any lapsed certificate: the expiry sweep ends it
+            if not membership.can_still_count(today) or not own:
                 reason = CertificateWithdrawalReason.member_withdrawn
             elif person.deceased:
                 reason = CertificateWithdrawalReason.resident_deceased
@@ -349,6 +362,38 @@ def plan_certificates(
                 reason = CertificateWithdrawalReason.card_linked
             actions.append(WithdrawCertificate(current, reason))
     return actions
+
+
+def lapsed_within(certificate: EligibilityCertificate, membership: Membership, today: date) -> bool:
+    """The membership has ended and the certificate's validity ended by its last day: it lapsed
+    while the membership counted (a certificate kept through an announced last day does)."""
+    return (
+        membership.ended_before(today)
+        and membership.withdrawn_on is not None
+        and certificate.valid_until <= membership.withdrawn_on
+    )
+
+
+def kept_through_last_day(certificate: EligibilityCertificate | None, membership: Membership,
+                          today: date) -> EligibilityCertificate | None:
+    """The member's active certificate as it stays after a withdrawal whose last day is today or
+    later: valid through the last day at the latest (cut to it if it ran later), then ended by the
+    expiry sweep and not issued again. None when no certificate stays: none is held, it is someone
+    else's, or the last day has passed (then it is withdrawn at once)."""
+    last_day = membership.withdrawn_on
+    if (
+        certificate is None
+        or certificate.status is not CertificateStatus.active
+        or certificate.person_ref != membership.person_ref
+        or membership.status is not MembershipStatus.withdrawn
+        or last_day is None
+        or last_day < today
+    ):
+        return None
+    if certificate.valid_until <= last_day:
+        return certificate
+    # A renewal made ahead moves `valid_from` past today; the certificate is valid today all the same.
+    return replace(certificate, valid_from=min(certificate.valid_from, today), valid_until=last_day)
 
 
 def renewal_due(certificate: EligibilityCertificate, as_of: date, lead_days: int) -> bool:
@@ -415,7 +460,7 @@ def memberships_that_can_still_count(person_ref: str, memberships: Iterable[Memb
     """The person's linked memberships that count on `on` or a later day: started or not, and not
     ended before `on`. An ended one never counts again, so the list stays as short as the person's
     current and announced memberships."""
-    kept = [m for m in memberships if m.person_ref == person_ref and m.link_state is LinkState.linked and not m.ended_before(on)]
+    kept = [m for m in memberships if m.person_ref == person_ref and m.can_still_count(on)]
     return tuple(sorted(kept, key=lambda m: (m.enrolled_on, m.member_key)))
 
 

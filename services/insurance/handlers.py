@@ -93,6 +93,7 @@ from .domain import (
     decide_link,
     eligibility_records,
     holder_card_refusal,
+    kept_through_last_day,
     member_key,
     plan_certificates,
     release_id,
@@ -190,7 +191,8 @@ async def settle_person(
     deps: InsuranceDeps, person_ref: str, *, on: date, cause_id: str, retired: Card | None = None
 ) -> list[Fact]:
     """Bring the person's certificates and eligibility documents in line with their state:
-    a certificate for every membership in force that the card cannot serve, and none otherwise."""
+    a certificate for every membership that still counts (withdrawn, through its last day) that
+    the card cannot serve, and none otherwise."""
     store, now = deps.store, deps.clock.now()
     facts: list[Fact] = []
     planned_on = -1  # the person's version the plan was made on
@@ -313,28 +315,51 @@ async def enroll_member(event: EnrollMember, ctx: HandlerContext[InsuranceDeps])
         return [rejected]
     deps, key = ctx.deps, member_key(event.insurer_number, event.member_symbol, event.member_number)
     claimed = deps.people.for_number(event.my_number) if event.my_number is not None else None
+    on, cause_id = today(ctx.clock), ctx.envelope.id
     async with deps.locks.hold(claimed or key):
         existing = await deps.store.member_document(key)
         if existing and existing.get("request_id") == event.request_id:  # a rerun after a crash
-            facts = _link_facts(existing)
+            document, facts = existing, _link_facts(existing)
             if existing.get("decided_by") == ctx.envelope.id:
                 # The crash may have come between saving the decision and adding the link to the person,
                 # holding the record for the resident, or auditing it.
                 await _after_link_decision(deps, key, existing, ctx=ctx, actor=ctx.envelope.source)
-            if existing["link_state"] == LinkState.linked.value:
-                facts += await settle_person(deps, existing["person_ref"], on=today(ctx.clock), cause_id=ctx.envelope.id)
-            return facts
-        if existing and existing["status"] == MembershipStatus.active.value and existing["link_state"] == LinkState.linked.value:
-            return [_rejected(event, RejectionReason.already_enrolled, "this member record is already enrolled and linked")]
-        document, outcome = await _decide_and_save(deps, key, claimed=claimed, attributes=event.attributes, existing=existing is not None, ctx=ctx, actor=ctx.envelope.source, fields={
-            "insurer_number": event.insurer_number, "member_symbol": event.member_symbol, "member_number": event.member_number,
-            "attributes": event.attributes, "copay_category": event.copay_category, "enrolled_on": event.enrolled_on,
-            "request_id": event.request_id, "resolution": None, "withdrawn_on": None,
-        })
-        facts = _link_facts(document)
-        if outcome.linked:
-            facts += await settle_person(deps, document["person_ref"], on=today(ctx.clock), cause_id=ctx.envelope.id)
+        else:
+            if existing and existing["status"] == MembershipStatus.active.value and existing["link_state"] == LinkState.linked.value:
+                return [_rejected(event, RejectionReason.already_enrolled, "this member record is already enrolled and linked")]
+            document, _outcome = await _decide_and_save(deps, key, claimed=claimed, attributes=event.attributes, existing=existing is not None, ctx=ctx, actor=ctx.envelope.source, fields={
+                "insurer_number": event.insurer_number, "member_symbol": event.member_symbol, "member_number": event.member_number,
+                "attributes": event.attributes, "copay_category": event.copay_category, "enrolled_on": event.enrolled_on,
+                "request_id": event.request_id, "resolution": None, "withdrawn_on": None,
+            })
+            facts = _link_facts(document)
+        holder = document["person_ref"] if document["link_state"] == LinkState.linked.value else None
+        previous = await _previous_holder(deps, key, holder, cause_id=cause_id) if existing else None
+        if holder and previous is None:
+            facts += await settle_person(deps, holder, on=on, cause_id=cause_id)
+    if previous is not None:
+        # Enrolled again for someone else, or held: the certificate the previous holder kept through
+        # their last day ends first, then the record's new holder gets theirs (one person's lock at a time).
+        async with deps.locks.hold(previous):
+            facts += await settle_person(deps, previous, on=on, cause_id=cause_id)
+        if holder:
+            async with deps.locks.hold(holder):
+                facts += await settle_person(deps, holder, on=on, cause_id=cause_id)
     return facts
+
+
+async def _previous_holder(deps: InsuranceDeps, key: str, holder: str | None, *, cause_id: str) -> str | None:
+    """The person whose certificate the member record still has though they no longer hold the
+    record (kept through the last day of their withdrawn membership), or ended by this enrollment
+    (a rerun gives its facts again); None when there is none."""
+    certificate = await deps.store.certificate(key)
+    if certificate is None or certificate.person_ref == holder:
+        return None
+    if certificate.status is not CertificateStatus.active:
+        causes = await deps.store.certificate_cause(key) or {}
+        if causes.get("ended_by") != cause_id:
+            return None
+    return certificate.person_ref
 
 
 async def _link_pending_members(deps: InsuranceDeps, person_ref: str, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
@@ -387,15 +412,30 @@ async def withdraw_member(event: WithdrawMember, ctx: HandlerContext[InsuranceDe
             return [_rejected(event, RejectionReason.member_withdrawn, "the member record is already withdrawn", person_ref)]
         await deps.store.save_member(key, {"status": MembershipStatus.withdrawn, "withdrawn_on": event.withdrawn_on,
                                            "withdrawn_by": event.request_id}, withdrawal=event.request_id)
-        facts: list[Fact] = [MemberWithdrawn(insurer_number=event.insurer_number, member_symbol=event.member_symbol,
-                                             member_number=event.member_number, person_ref=person_ref, withdrawn_on=event.withdrawn_on)]
+        settled: list[Fact] = []
+        kept: tuple[str, date] | None = None
         if person_ref:
             await deps.audit.record(at=ctx.clock.now(), actor=ctx.envelope.source, action="insurance.unlink",
                                     person_ref=person_ref, reason="the insurer withdrew the member",
                                     details={"member_key": key}, audit_id=f"insurance.unlink:{ctx.envelope.id}:{key}")
             await deps.store.change_person(person_ref, {})  # a new version: its eligibility documents are rewritten
-            facts += await settle_person(deps, person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id)
-    return facts
+            settled = await settle_person(deps, person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id)
+            kept = await _keep_certificate(deps, key, event.request_id, on=today(ctx.clock))
+    return [MemberWithdrawn(insurer_number=event.insurer_number, member_symbol=event.member_symbol,
+                            member_number=event.member_number, person_ref=person_ref, withdrawn_on=event.withdrawn_on,
+                            certificate_number=kept[0] if kept else None,
+                            certificate_valid_until=kept[1] if kept else None), *settled]
+
+
+async def _keep_certificate(deps: InsuranceDeps, key: str, withdrawal: str, *, on: date) -> tuple[str, date] | None:
+    """A last day of `on` or later: the member's certificate stays through it (settling the person
+    left it active), cut to end on it. The number and last day of validity the withdrawal kept, as
+    the first run kept them (a run again after the last day finds the certificate lapsed or expired)."""
+    membership, certificate = await deps.store.membership(key), await deps.store.certificate(key)
+    kept = kept_through_last_day(certificate, membership, on) if membership else None
+    if kept is not None and certificate is not None:
+        await deps.store.keep_certificate(certificate, kept, withdrawal=withdrawal, now=deps.clock.now())
+    return await deps.store.certificate_kept_by(key, withdrawal)
 
 
 @handlers.handles(ConfigureInsurer)

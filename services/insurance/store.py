@@ -8,7 +8,8 @@ Collections (every hot-path read is by `_id`, the one lookup FerretDB v1 does wi
 - `match_index`: normalised five attributes (digest) -> the residents that have them.
 - `pending_links`: person ref -> member records held because that resident was not yet known.
 - `members`: insurer member records and their link state, by `insurer/symbol/number`.
-- `certificates`: the current eligibility certificate of each membership.
+- `certificates`: the current eligibility certificate of each membership, with the causes that
+  issued and ended it, and the insurer's withdrawal that kept it through the member's last day.
 - `eligibility`: the eligibility answer, denormalised, by card certificate id, with the holder's
   memberships and their first and last days (the check picks by the day it is asked).
 - `insurers`: insurer settings.
@@ -431,7 +432,7 @@ class InsuranceStore:
             await self.certificates.find_one_and_update(
                 {"_id": certificate.member_key, "status": {"$ne": CertificateStatus.active.value}},
                 {"$set": {**_certificate_document(certificate), "issued_by": cause_id, "issued_at": now},
-                 "$unset": {"ended_by": "", "ended_reason": ""}},
+                 "$unset": {"ended_by": "", "ended_reason": "", "kept_by": "", "kept_until": ""}},
                 upsert=True,
             )
         except DuplicateKeyError:
@@ -468,6 +469,26 @@ class InsuranceStore:
         if extended and extended.get("renewed_by") == cause_id and extended["certificate_number"] == certificate.certificate_number:
             return _certificate(extended)
         return None
+
+    async def keep_certificate(self, certificate: EligibilityCertificate, kept: EligibilityCertificate, *, withdrawal: str,
+                               now: datetime) -> None:
+        """Keep the active `certificate` through the member's last day for the insurer's withdrawal
+        `withdrawal`, valid as `kept` is (cut, if it ran later), unless it changed meanwhile; the
+        withdrawal is noted with the last day of validity, so one run again later says what it kept."""
+        await self.certificates.update_one(
+            {"_id": certificate.member_key, "certificate_number": certificate.certificate_number,
+             "status": CertificateStatus.active.value, "valid_until": certificate.valid_until.isoformat()},
+            {"$set": {"valid_from": kept.valid_from.isoformat(), "valid_until": kept.valid_until.isoformat(),
+                      "kept_by": withdrawal, "kept_until": kept.valid_until.isoformat(), "kept_at": now}},
+        )
+
+    async def certificate_kept_by(self, member_key: str, withdrawal: str) -> tuple[str, date] | None:
+        """The number and last day of validity of the certificate the withdrawal `withdrawal` kept, if
+        it kept one and the membership has had no other since."""
+        document = await self.certificates.find_one({"_id": member_key}, {"certificate_number": 1, "kept_by": 1, "kept_until": 1})
+        if document is None or document.get("kept_by") != withdrawal:
+            return None
+        return document["certificate_number"], date.fromisoformat(document["kept_until"])
 
     async def active_certificates_ending_by(self, last_day: date) -> list[EligibilityCertificate]:
         """Sweeps only: active certificates whose validity ends on or before `last_day`."""

@@ -167,6 +167,8 @@ async def test_certificates_on_application_and_the_card_taking_over_again(insura
 async def test_a_certificate_ends_with_the_membership_or_the_person(insurance: Insurance):
     withdrawn = await insurance.resident(21)
     await insurance.insurer(enrollment(21, "21"))
+    # Recorded after the last day: withdrawn at once (a last day to come keeps it: test_certificate_last_day.py).
+    insurance.clock.set(datetime(2026, 5, 1, 1, 0, tzinfo=UTC))
     facts = await insurance.insurer(WithdrawMember(request_id="w-21", insurer_number=INSURER, member_symbol="記号",
                                                    member_number="21", withdrawn_on=date(2026, 4, 30)))
     assert types(facts) == ["member_withdrawn", "eligibility_certificate_withdrawn"]

@@ -24,6 +24,7 @@ from services.insurance.domain import (
     Card,
     CardStatus,
     CertificateStatus,
+    EligibilityCertificate,
     InsuranceUse,
     IssueCertificate,
     LinkState,
@@ -40,6 +41,7 @@ from services.insurance.domain import (
     eligibility_records,
     has_expired,
     holder_card_refusal,
+    kept_through_last_day,
     plan_certificates,
     renewal_due,
     renewed,
@@ -283,16 +285,85 @@ def test_the_eligibility_record_keeps_the_memberships_that_can_still_count():
     assert answer_eligibility(record, today=date(2026, 7, 1), no_card_surcharge=True).membership == ahead
 
 
-def test_certificates_follow_the_insurers_record_not_its_dates():
-    """A certificate is issued when the enrollment is recorded (so the member holds it by the first
-    day) and withdrawn when the withdrawal is recorded: nothing would withdraw it on a later day."""
+def test_a_certificate_is_issued_when_the_enrollment_is_recorded():
+    """Enrolled ahead: the member holds the certificate by the first day."""
     [issue] = plan_certificates(Person("pr_a"), [membership(enrolled_on=date(2026, 5, 1))], {}, today=TODAY,
                                 validity_years={}, cause_id="e1")
-    assert isinstance(issue, IssueCertificate)
-    leaving = membership(status=MembershipStatus.withdrawn, withdrawn_on=date(2026, 4, 30))
-    [withdraw] = plan_certificates(Person("pr_a"), [leaving], {leaving.member_key: issue.certificate}, today=TODAY,
-                                   validity_years={}, cause_id="e2")
+    assert isinstance(issue, IssueCertificate) and issue.certificate.valid_from == TODAY
+
+
+# --- certificates and a last day announced ahead ------------------------------------------------
+
+LAST_DAY = date(2026, 4, 21)
+
+
+def held_certificate(person: Person = Person("pr_a"), **changes: object) -> dict[str, EligibilityCertificate]:
+    """The person's certificate of membership 1, issued on 1 April: valid through 31 March 2027."""
+    [issue] = plan_certificates(person, [membership(person_ref=person.person_ref)], {}, today=TODAY, validity_years={},
+                                cause_id="e1")
+    return {issue.certificate.member_key: replace(issue.certificate, **changes)}
+
+
+def test_a_withdrawal_announced_ahead_keeps_the_certificate_through_the_last_day_only():
+    """Withdrawn on 1 April with a last day of 21 April: settling the person leaves the certificate,
+    which is cut to end on 21 April; from 22 April it has lapsed, so it is the expiry sweep's to end
+    (not withdrawn), and once ended none is issued again."""
+    leaving = membership(status=MembershipStatus.withdrawn, withdrawn_on=LAST_DAY)
+    held = held_certificate()
+    [certificate] = held.values()
+    for day in (TODAY, LAST_DAY):
+        assert plan_certificates(Person("pr_a"), [leaving], held, today=day, validity_years={}, cause_id="e2") == [], day
+
+    kept = kept_through_last_day(certificate, leaving, TODAY)
+    assert kept == replace(certificate, valid_until=LAST_DAY)
+    assert kept_through_last_day(kept, leaving, LAST_DAY) == kept, "run again on a later day: not cut again"
+    assert not has_expired(kept, LAST_DAY) and has_expired(kept, LAST_DAY + timedelta(days=1))
+
+    after = LAST_DAY + timedelta(days=1)
+    for certificates in ({leaving.member_key: kept}, {leaving.member_key: replace(kept, status=CertificateStatus.expired)}, {}):
+        assert plan_certificates(Person("pr_a"), [leaving], certificates, today=after, validity_years={}, cause_id="e3") == []
+    assert kept_through_last_day(kept, leaving, after) is None
+
+
+def test_a_withdrawal_recorded_after_its_last_day_withdraws_the_certificate_at_once():
+    leaving = membership(status=MembershipStatus.withdrawn, withdrawn_on=TODAY - timedelta(days=1))
+    held = held_certificate()
+    [withdraw] = plan_certificates(Person("pr_a"), [leaving], held, today=TODAY, validity_years={}, cause_id="e2")
     assert isinstance(withdraw, WithdrawCertificate) and withdraw.reason is CertificateWithdrawalReason.member_withdrawn
+    assert kept_through_last_day(held[leaving.member_key], leaving, TODAY) is None
+
+
+def test_a_certificate_needed_before_the_last_day_ends_on_it():
+    """The member is insured through the last day: a card lost meanwhile, or a certificate that
+    lapsed meanwhile, gives a certificate ending on the last day; the card back ends it as usual."""
+    leaving = membership(status=MembershipStatus.withdrawn, withdrawn_on=LAST_DAY)
+    lost = SITUATIONS[CertificateIssueReason.card_lost]
+    [issue] = plan_certificates(lost, [leaving], {}, today=date(2026, 4, 10), validity_years={}, cause_id="e2")
+    assert isinstance(issue, IssueCertificate)
+    assert (issue.certificate.valid_from, issue.certificate.valid_until, issue.certificate.reason) == (
+        date(2026, 4, 10), LAST_DAY, CertificateIssueReason.card_lost)
+    lapsed = held_certificate(valid_until=date(2026, 4, 9), status=CertificateStatus.expired)
+    [replacement] = plan_certificates(Person("pr_a"), [leaving], lapsed, today=date(2026, 4, 10), validity_years={}, cause_id="e3")
+    assert (replacement.certificate.valid_from, replacement.certificate.valid_until) == (date(2026, 4, 10), LAST_DAY)
+    [withdraw] = plan_certificates(CARD_BASED, [leaving], {leaving.member_key: issue.certificate}, today=date(2026, 4, 15),
+                                   validity_years={}, cause_id="e4")
+    assert isinstance(withdraw, WithdrawCertificate) and withdraw.reason is CertificateWithdrawalReason.card_linked
+
+
+def test_only_the_members_own_certificate_running_past_the_last_day_is_cut():
+    leaving = membership(status=MembershipStatus.withdrawn, withdrawn_on=LAST_DAY)
+    [ending_sooner] = held_certificate(valid_until=date(2026, 4, 15)).values()
+    assert kept_through_last_day(ending_sooner, leaving, TODAY) == ending_sooner
+    [someone_elses] = held_certificate(Person("pr_q")).values()
+    assert kept_through_last_day(someone_elses, leaving, TODAY) is None
+    [certificate] = held_certificate().values()
+    assert kept_through_last_day(certificate, membership(), TODAY) is None, "not withdrawn"
+    assert kept_through_last_day(replace(certificate, status=CertificateStatus.withdrawn), leaving, TODAY) is None
+    # Renewed ahead (from 1 April 2027), then withdrawn with a last day of 20 March: valid from the day it was cut.
+    renewed_ahead = replace(certificate, valid_from=date(2027, 4, 1), valid_until=date(2028, 3, 31))
+    late_leaver = replace(leaving, withdrawn_on=date(2027, 3, 20))
+    kept = kept_through_last_day(renewed_ahead, late_leaver, date(2027, 3, 10))
+    assert kept is not None and (kept.valid_from, kept.valid_until) == (date(2027, 3, 10), date(2027, 3, 20))
 
 
 @pytest.mark.parametrize(("person", "refusal"), [

@@ -24,6 +24,7 @@ from mynumber_contracts.insurance import (
     CertificateApplicationReason,
     ConfigureInsurer,
     ConsentRecorded,
+    EligibilityCertificateIssued,
     EligibilityCertificateWithdrawn,
     MedicalDataReleased,
     MedicalDataType,
@@ -164,6 +165,7 @@ async def test_a_withdrawal_rerun_republishes_the_certificate_withdrawal_with_it
     member = await insurance.resident(61)
     assert types(await insurance.insurer(enrollment("m-61", 61, 61))) == ["member_linked", "eligibility_certificate_issued"]
     store = insurance.running.service.deps.store
+    insurance.clock.set(datetime(2026, 5, 1, 1, 0, tzinfo=UTC))  # recorded after the last day: withdrawn at once
     # The connection is lost after the certificate was withdrawn.
     fault = fail_once(monkeypatch, store, "end_certificate", after=True)
     facts = await insurance.insurer(WithdrawMember(request_id="w-61", insurer_number=INSURER, member_symbol="記号",
@@ -173,6 +175,25 @@ async def test_a_withdrawal_rerun_republishes_the_certificate_withdrawal_with_it
     assert types(facts) == ["member_withdrawn", "eligibility_certificate_withdrawn"]
     assert [f["reason"] for f in of_type(facts, EligibilityCertificateWithdrawn)] == ["member_withdrawn"]
     assert [c["status"] for c in await insurance.certificates(member)] == ["withdrawn"]
+
+
+async def test_a_withdrawal_rerun_says_which_certificate_it_kept_through_the_last_day(insurance: Insurance, monkeypatch):
+    """A last day ahead: the certificate is cut to end on it and the withdrawal noted on it. A rerun
+    after a crash right after that write (the certificate already cut) gives the same fact, naming
+    the certificate and its new last day, and cuts nothing further."""
+    member = await insurance.resident(62)
+    [issued] = of_type(await insurance.insurer(enrollment("m-62", 62, 62)), EligibilityCertificateIssued)
+    store = insurance.running.service.deps.store
+    # The connection is lost after the certificate was cut.
+    fault = fail_once(monkeypatch, store, "keep_certificate", after=True)
+    facts = await insurance.insurer(WithdrawMember(request_id="w-62", insurer_number=INSURER, member_symbol="記号",
+                                                   member_number="m-62", withdrawn_on=date(2026, 4, 21)))
+
+    assert fault.failed and len(fault.calls) == 2, "run again after the failure"
+    assert types(facts) == ["member_withdrawn"]
+    assert (facts[0]["certificate_number"], facts[0]["certificate_valid_until"]) == (issued["certificate_number"], "2026-04-21")
+    assert [(c["status"], c["valid_from"], c["valid_until"]) for c in await insurance.certificates(member)] == [
+        ("active", "2026-04-01", "2026-04-21")]
 
 
 async def test_an_attributes_change_rerun_removes_the_resident_from_the_old_match_index_entry(insurance: Insurance, monkeypatch):
