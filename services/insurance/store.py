@@ -165,19 +165,9 @@ def _eligibility_membership_document(membership: Membership) -> dict[str, Any]:
 
 def _eligibility_membership(document: Mapping[str, Any], person_ref: str) -> Membership:
     """An eligibility document keeps linked memberships only; one with a last day is withdrawn."""
-    withdrawn_on = _day(document.get("withdrawn_on"))
-    return Membership(
-        member_key=document["member_key"],
-        insurer_number=document["insurer_number"],
-        member_symbol=document["member_symbol"],
-        member_number=document["member_number"],
-        copay_category=CopayCategory(document["copay_category"]),
-        enrolled_on=date.fromisoformat(document["enrolled_on"]),
-        status=MembershipStatus.withdrawn if withdrawn_on else MembershipStatus.active,
-        link_state=LinkState.linked,
-        person_ref=person_ref,
-        withdrawn_on=withdrawn_on,
-    )
+    status = MembershipStatus.withdrawn if document.get("withdrawn_on") else MembershipStatus.active
+    return _membership({**document, "_id": document["member_key"], "status": status.value,
+                        "link_state": LinkState.linked.value, "person_ref": person_ref})
 
 
 def _eligibility_document(record: EligibilityRecord) -> dict[str, Any]:

@@ -66,6 +66,19 @@ async def account_facts(benefits: Benefits, person_ref: str, count: int) -> list
     return of_person()
 
 
+def refused_once_saved(benefits: Benefits, number: str, proposal_id: str):
+    """A `save_account` after which the holder's refusal runs to its end, before the sweep goes on."""
+    save = benefits.store.save_account
+
+    async def save_then_refuse(account, **kwargs):
+        await save(account, **kwargs)
+        await benefits.send(RefusePensionAccount(proposal_id=proposal_id, my_number=number, received_on=day(45)),
+                            subject=proposal_id, source=PENSION)
+        await benefits.wait_fact(AccountDeleted, request_id=proposal_id)
+
+    return save_then_refuse
+
+
 async def test_a_refusal_on_day_44_means_nothing_is_registered(benefits: Benefits):
     number = await propose(benefits, 401, "pension-401")
     assert await sweep(benefits, day(44)) == {}, "day 44: the reply period is still running"
@@ -200,15 +213,7 @@ async def test_a_refusal_just_after_the_sweep_saved_the_account_is_the_last_acco
     finding the proposal `deleted`, publishes the deletion again, so no one following the facts
     believes the refused account is registered."""
     number = await propose(benefits, 409, "pension-409")
-    save = benefits.store.save_account
-
-    async def refused_once_saved(account, **kwargs):
-        await save(account, **kwargs)
-        await benefits.send(RefusePensionAccount(proposal_id="pension-409", my_number=number, received_on=day(45)),
-                            subject="pension-409", source=PENSION)
-        await benefits.wait_fact(AccountDeleted, request_id="pension-409")
-
-    monkeypatch.setattr(benefits.store, "save_account", refused_once_saved)
+    monkeypatch.setattr(benefits.store, "save_account", refused_once_saved(benefits, number, "pension-409"))
     assert await sweep(benefits, day(45)) == {"pension-409": "deleted"}
     assert (await benefits.http.get(f"/accounts/{benefits.ref(number)}")).status_code == 404
     assert await account_facts(benefits, benefits.ref(number), 3) == [
@@ -297,15 +302,7 @@ async def test_a_refusal_just_after_the_sweep_saved_the_account_leaves_the_perso
     await benefits.wait_fact(PayoutBatchAccepted, batch_id="cb-opt-out-411")
     await benefits.dispatch_until_idle()
     assert (await benefits.wait_fact(PaymentHeld, person_ref=benefits.ref(number)))[0]["reason"] == "no_account"
-    save = benefits.store.save_account
-
-    async def refused_once_saved(account, **kwargs):
-        await save(account, **kwargs)
-        await benefits.send(RefusePensionAccount(proposal_id="pension-411", my_number=number, received_on=day(45)),
-                            subject="pension-411", source=PENSION)
-        await benefits.wait_fact(AccountDeleted, request_id="pension-411")
-
-    monkeypatch.setattr(benefits.store, "save_account", refused_once_saved)
+    monkeypatch.setattr(benefits.store, "save_account", refused_once_saved(benefits, number, "pension-411"))
     assert await sweep(benefits, day(45)) == {"pension-411": "deleted"}
     assert await benefits.store.held.count_documents({"person_ref": benefits.ref(number)}) == 1
     assert await benefits.store.queue.count_documents({"person_ref": benefits.ref(number)}) == 0
