@@ -265,34 +265,14 @@ def _link_facts(document: dict[str, Any]) -> list[Fact]:
                            mismatched=[MatchedAttribute(m) for m in document.get("mismatched", [])])]
 
 
-async def _link_outcome(deps: InsuranceDeps, claimed: str | None, attributes: ResidentAttributes) -> LinkOutcome:
-    """Whether the insurer's record links to the person its number points to, on the registry as it is."""
-    resident: RegisteredResident | None = await deps.store.registered_resident(claimed) if claimed else None
-    same_attributes = await deps.store.residents_with(attributes) if resident else []
-    return decide_link(claimed_person_ref=claimed, resident=resident, insurer_attributes=attributes,
-                       residents_with_same_attributes=same_attributes)
-
-
-# Held records that the person's registry record decides again when it comes or changes.
-WAITING_ON_THE_REGISTRY = frozenset({HeldReason.resident_not_found.value, HeldReason.attribute_mismatch.value})
-
-
-def _waits_on_the_registry(document: dict[str, Any] | None, person_ref: str) -> bool:
-    """An active record held until `person_ref`'s registry record comes or changes."""
-    return (
-        document is not None
-        and document["link_state"] == LinkState.held.value
-        and document.get("held_reason") in WAITING_ON_THE_REGISTRY
-        and document.get("claimed_person_ref") == person_ref
-        and document["status"] == MembershipStatus.active.value
-    )
-
-
 async def _decide_and_save(deps: InsuranceDeps, key: str, *, claimed: str | None, attributes: ResidentAttributes,
                            fields: dict[str, Any], existing: bool, ctx: HandlerContext[InsuranceDeps],
-                           actor: str, outcome: LinkOutcome | None = None) -> tuple[dict[str, Any], LinkOutcome]:
+                           actor: str) -> tuple[dict[str, Any], LinkOutcome]:
     store = deps.store
-    outcome = outcome or await _link_outcome(deps, claimed, attributes)
+    resident: RegisteredResident | None = await store.registered_resident(claimed) if claimed else None
+    same_attributes = await store.residents_with(attributes) if resident else []
+    outcome = decide_link(claimed_person_ref=claimed, resident=resident, insurer_attributes=attributes,
+                          residents_with_same_attributes=same_attributes)
     save = store.save_member if existing else store.create_member
     document = await save(key, {
         **fields,
@@ -316,8 +296,8 @@ async def _after_link_decision(deps: InsuranceDeps, key: str, document: dict[str
     claimed, held_reason = document.get("claimed_person_ref"), document.get("held_reason")
     if linked:
         await deps.store.change_person(document["person_ref"], {}, add_member_key=key)
-    elif held_reason in WAITING_ON_THE_REGISTRY and claimed:
-        await deps.store.hold_until_registry_decides(claimed, key)
+    elif held_reason == HeldReason.resident_not_found.value and claimed:
+        await deps.store.hold_until_resident_known(claimed, key)
     # Every automatic link decision is audited, linked or held (the manual ones in resolve_link).
     await deps.audit.record(
         at=ctx.clock.now(), actor=actor, action="insurance.link" if linked else "insurance.link_held",
@@ -383,36 +363,32 @@ async def _previous_holder(deps: InsuranceDeps, key: str, holder: str | None, *,
 
 
 async def _link_pending_members(deps: InsuranceDeps, person_ref: str, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
-    """Records held because this resident was not known yet are decided now; those held because
-    the five attributes did not match are linked if they match now (a record that still does not
-    match stays held as it is, with no new fact). Called when the resident registers or their
-    attributes change (a new name, or a date of birth or sex corrected)."""
+    """Records held only because this resident was not known yet are decided now."""
     facts: list[Fact] = []
     linked_any = False
     pending = await deps.store.pending_for(person_ref)
-    still_waiting = []
     for key in pending:
         document = await deps.store.member_document(key)
         if document is not None and document.get("decided_by") == ctx.envelope.id:  # a rerun after a crash
             await _after_link_decision(deps, key, document, ctx=ctx, actor=SERVICE_ACTOR)
             facts += _link_facts(document)
             linked_any = linked_any or document["link_state"] == LinkState.linked.value
-        elif _waits_on_the_registry(document, person_ref):
+        elif (
+            document is not None
+            and document["link_state"] == LinkState.held.value
+            and document.get("held_reason") == HeldReason.resident_not_found.value
+            and document.get("claimed_person_ref") == person_ref
+            and document["status"] == MembershipStatus.active.value
+        ):
             attributes = ResidentAttributes.model_validate(document["attributes"])
-            outcome = await _link_outcome(deps, person_ref, attributes)
-            if document["held_reason"] == HeldReason.attribute_mismatch.value and not outcome.linked:
-                still_waiting.append(key)  # held as it was: nothing new to say
-                continue
             document, outcome = await _decide_and_save(deps, key, claimed=person_ref, attributes=attributes, fields={},
-                                                       existing=True, ctx=ctx, actor="service/insurance", outcome=outcome)
+                                                       existing=True, ctx=ctx, actor="service/insurance")
             facts += _link_facts(document)
             linked_any = linked_any or outcome.linked
-        if _waits_on_the_registry(document, person_ref):
-            still_waiting.append(key)  # decided again and held again (found now, say, but not matching)
     if linked_any:
         facts += await settle_person(deps, person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id)
     # Cleared last, in one write: until then a rerun after a crash finds every record it decided.
-    await deps.store.clear_pending(person_ref, [key for key in pending if key not in still_waiting])
+    await deps.store.clear_pending(person_ref, pending)
     return facts
 
 
@@ -570,7 +546,7 @@ async def resident_registered(event: ResidentRegistered, ctx: HandlerContext[Ins
 async def resident_attributes_changed(event: ResidentAttributesChanged, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
     async with ctx.deps.locks.hold(event.person_ref):
         await ctx.deps.store.record_attributes(event.person_ref, event.attributes, registry_fact=ctx.envelope.id)
-        return await _link_pending_members(ctx.deps, event.person_ref, ctx)
+    return []
 
 
 @handlers.handles(ResidentMovedAbroad)

@@ -6,8 +6,7 @@ Collections (every hot-path read is by `_id`, the one lookup FerretDB v1 does wi
   person's insurance state (insurance use, certificate application, linked member keys).
   `version` grows with every change and guards the denormalised eligibility documents.
 - `match_index`: normalised five attributes (digest) -> the residents that have them.
-- `pending_links`: person ref -> member records held until that resident's registry record comes
-  or changes (not found yet, or the five attributes did not match).
+- `pending_links`: person ref -> member records held because that resident was not yet known.
 - `members`: insurer member records and their link state, by `insurer/symbol/number`.
 - `certificates`: the current eligibility certificate of each membership, with the causes that
   issued and ended it, and the insurer's withdrawal that kept it through the member's last day.
@@ -322,8 +321,7 @@ class InsuranceStore:
         document = await self.match_index.find_one({"_id": MatchKey.of(attributes).digest()})
         return list((document or {}).get("person_refs", []))
 
-    async def hold_until_registry_decides(self, person_ref: str, member_key: str) -> None:
-        """A record held until this person's registry record comes, or changes to match it."""
+    async def hold_until_resident_known(self, person_ref: str, member_key: str) -> None:
         await update_by_id(self.pending_links, person_ref, {"$addToSet": {"member_keys": member_key}}, upsert=True)
 
     async def pending_for(self, person_ref: str) -> list[str]:

@@ -95,7 +95,7 @@ async def test_an_enrollment_rerun_still_holds_the_record_for_the_resident_not_y
     record is never linked when the resident registers."""
     store = insurance.running.service.deps.store
     # The connection is lost after the member record was saved, before the note is written.
-    fault = fail_once(monkeypatch, store, "hold_until_registry_decides")
+    fault = fail_once(monkeypatch, store, "hold_until_resident_known")
     facts = await insurance.insurer(enrollment("m-81", 81, 81))
     late = insurance.ref(a_number(81))
     assert fault.failed and fault.failed.args[0] == late
