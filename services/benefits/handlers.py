@@ -130,8 +130,11 @@ def _account(person_ref: str, account: BankAccount, *, channel: AccountChannel, 
     )
 
 
-async def register_account(deps: BenefitsDeps, account: Account, *, now: datetime, actor: str) -> list[Fact]:
-    """Register (or replace) a person's account, check it for suspicious sharing, release waiting payments."""
+async def register_account(deps: BenefitsDeps, account: Account, *, now: datetime, actor: str,
+                           release: bool = True) -> list[Fact]:
+    """Register (or replace) a person's account, check it for suspicious sharing, release waiting
+    payments (unless `release` is False: the opt-out sweep releases them once it knows no refusal
+    came while it registered)."""
     store = deps.store
     existing = await store.account(account.person_ref)
     if (existing is None or existing.source_id != account.source_id) and await store.registration_made(account.person_ref, account.source_id):
@@ -162,7 +165,7 @@ async def register_account(deps: BenefitsDeps, account: Account, *, now: datetim
                                    account=account.summary(), withheld=status is AccountStatus.withheld)]
     if shared:
         facts += await _flag_shared_account(deps, account, sharing, now=now)
-    elif checked is AccountStatus.active:
+    elif checked is AccountStatus.active and release:
         await store.release_for(account.person_ref)
     return facts
 
@@ -389,7 +392,8 @@ async def sweep_opt_out_proposals(deps: BenefitsDeps, as_of: date, clock: Clock)
                 holder_name_kana=proposal["holder_name_kana"], channel=AccountChannel.pension_opt_out,
                 source_id=proposal_id,
             )
-            facts = await register_account(deps, account, now=clock.now(), actor="service/benefits")
+            facts = await register_account(deps, account, now=clock.now(), actor="service/benefits", release=False)
+            await _release_unless_refused(store, person_ref, proposal_id)
             facts.append(OptOutConcluded(
                 person_ref=person_ref, proposal_id=proposal_id, outcome=OptOutOutcome.registered, concluded_on=as_of,
                 message="No refusal arrived within the reply period: the pension account is registered. "
@@ -397,6 +401,21 @@ async def sweep_opt_out_proposals(deps: BenefitsDeps, as_of: date, clock: Clock)
             status = ProposalStatus.registered
         outcomes.append(SweepOutcome(proposal_id, person_ref, facts, status))
     return outcomes
+
+
+async def _release_unless_refused(store: BenefitsStore, person_ref: str, proposal_id: str) -> None:
+    """After the sweep saved a proposal's account: a refusal that came before the save deleted
+    nothing and moved the proposal to `deleted`, so the account goes at once (and again, with its
+    fact, in `finish_opt_out`) and no held payment is sent to it. Otherwise the payments held for
+    want of an account are released, as any registration does; a refusal after this point
+    deletes the account itself, and what was released is held again."""
+    proposal = await store.proposal(proposal_id)
+    if proposal is not None and proposal["status"] == ProposalStatus.deleted.value:
+        await store.delete_account(person_ref, registration=proposal_id)
+        return
+    account = await store.account(person_ref)
+    if account is not None and account.source_id == proposal_id and account.status is AccountStatus.active:
+        await store.release_for(person_ref)
 
 
 @dataclass(frozen=True)

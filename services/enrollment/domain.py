@@ -134,20 +134,24 @@ def attribute_changes(current: ResidentAttributes, **proposed: str | None) -> di
     }
 
 
-def corrections(current: ResidentAttributes, *, date_of_birth: date | None, sex: Sex | None) -> dict[str, date | Sex]:
-    """The date of birth and sex that a correction really changes (none: it corrects nothing)."""
-    proposed = {"date_of_birth": date_of_birth, "sex": sex}
-    return {field: value for field, value in proposed.items() if value is not None and getattr(current, field) != value}
+def plan_correction(current: ResidentAttributes, *, date_of_birth: date | None, sex: Sex | None,
+                    date_of_birth_on_record: date, sex_on_record: Sex) -> dict[str, date | Sex] | Rejection:
+    """The date of birth and sex a correction changes, or why it changes nothing.
 
-
-def record_differs(current: ResidentAttributes, *, date_of_birth_on_record: date, sex_on_record: Sex) -> Rejection | None:
-    """A correction is made only to a record that shows what the correction says it shows: a
-    number mistyped into another resident's must not change that resident's identity."""
-    if (current.date_of_birth, current.sex) == (date_of_birth_on_record, sex_on_record):
-        return None
-    return Rejection(RejectionReason.record_differs,
-                     "the record under this number does not show the date of birth and sex given as on record: "
-                     "check the number")
+    A correction is made only to a record that shows what the correction says it shows (its
+    `..._on_record` values): a number mistyped into another resident's must not change that
+    resident's identity. A record that already shows the corrected values (the same correction
+    sent again) needs nothing: an empty plan."""
+    shown = (current.date_of_birth, current.sex)
+    corrected = (date_of_birth or date_of_birth_on_record, sex or sex_on_record)
+    if shown == corrected:
+        return {}
+    if shown != (date_of_birth_on_record, sex_on_record):
+        return Rejection(RejectionReason.record_differs,
+                         "the record under this number does not show the date of birth and sex given as on record: "
+                         "check the number")
+    fields = {"date_of_birth": corrected[0], "sex": corrected[1]}
+    return {field: value for field, value in fields.items() if getattr(current, field) != value}
 
 
 def held_by_someone_else(current: ResidentAttributes, proposed: ResidentAttributes) -> Rejection | None:

@@ -325,15 +325,13 @@ async def correct_resident_record(event: CorrectResidentRecord, ctx: HandlerCont
         resident = stored.resident
         if resident.is_deceased:
             return domain.deceased()
-        corrections = domain.corrections(resident.attributes, date_of_birth=event.date_of_birth, sex=event.sex)
-        if not corrections:
-            return []  # the record already says so (e.g. the same correction replayed): nothing to say
-        differs = domain.record_differs(resident.attributes, date_of_birth_on_record=event.date_of_birth_on_record,
-                                        sex_on_record=event.sex_on_record)
-        if differs is not None:
-            return differs
-        return await _change_attributes(deps, stored, key, "correction", corrections, event.effective_on,
-                                        reason=event.reason.value)
+        plan = domain.plan_correction(resident.attributes, date_of_birth=event.date_of_birth, sex=event.sex,
+                                      date_of_birth_on_record=event.date_of_birth_on_record, sex_on_record=event.sex_on_record)
+        if isinstance(plan, Rejection):
+            return plan
+        if not plan:
+            return []  # the record already says so (e.g. the same correction sent again): nothing to say
+        return await _change_attributes(deps, stored, key, "correction", plan, event.effective_on, reason=event.reason.value)
 
     return await _resident_change(event, ctx, change)
 

@@ -92,8 +92,22 @@ async def test_a_refusal_on_day_44_means_nothing_is_registered(benefits: Benefit
     assert benefits.of_type(AccountRegistered) == []
 
 
+async def held_for_want_of_an_account(benefits: Benefits, number, batch_id: str) -> None:
+    await publish_batch(benefits, batch_id, [[(number, 15_000)]])
+    await benefits.wait_fact(PayoutBatchAccepted, batch_id=batch_id)
+    await benefits.dispatch_until_idle()
+    assert (await benefits.wait_fact(PaymentHeld, person_ref=benefits.ref(number)))[0]["reason"] == "no_account"
+
+
+async def payments_held_and_queued(benefits: Benefits, number) -> tuple[int, int]:
+    person_ref = benefits.ref(number)
+    return (await benefits.store.held.count_documents({"person_ref": person_ref}),
+            await benefits.store.queue.count_documents({"person_ref": person_ref}))
+
+
 async def test_no_reply_by_day_45_registers_the_account_and_notifies_the_holder(benefits: Benefits):
     number = await propose(benefits, 402, "pension-402")
+    await held_for_want_of_an_account(benefits, number, "cb-opt-out-402")
     assert await sweep(benefits, day(44)) == {}
     assert (await benefits.http.get(f"/accounts/{benefits.ref(number)}")).status_code == 404
     assert await sweep(benefits, day(45)) == {"pension-402": "registered"}
@@ -102,6 +116,7 @@ async def test_no_reply_by_day_45_registers_the_account_and_notifies_the_holder(
     concluded = (await benefits.wait_fact(OptOutConcluded, proposal_id="pension-402"))[0]
     assert concluded["outcome"] == "registered" and "deleted" in concluded["message"]
     assert (await benefits.http.get(f"/accounts/{benefits.ref(number)}")).json()["status"] == "active"
+    assert await payments_held_and_queued(benefits, number) == (0, 1), "the held payment is released"
     assert await sweep(benefits, day(46)) == {}, "a second sweep registers nothing again"
     assert len(benefits.of_type(AccountRegistered, request_id="pension-402")) == 1
 
@@ -298,11 +313,27 @@ async def test_a_refusal_just_after_the_sweep_saved_the_account_leaves_the_perso
     """The account is gone by the time the sweep's registration finishes its check: the payments
     held for want of an account stay held, rather than being sent again to be held again."""
     number = await propose(benefits, 411, "pension-411")
-    await publish_batch(benefits, "cb-opt-out-411", [[(number, 15_000)]])
-    await benefits.wait_fact(PayoutBatchAccepted, batch_id="cb-opt-out-411")
-    await benefits.dispatch_until_idle()
-    assert (await benefits.wait_fact(PaymentHeld, person_ref=benefits.ref(number)))[0]["reason"] == "no_account"
+    await held_for_want_of_an_account(benefits, number, "cb-opt-out-411")
     monkeypatch.setattr(benefits.store, "save_account", refused_once_saved(benefits, number, "pension-411"))
     assert await sweep(benefits, day(45)) == {"pension-411": "deleted"}
-    assert await benefits.store.held.count_documents({"person_ref": benefits.ref(number)}) == 1
-    assert await benefits.store.queue.count_documents({"person_ref": benefits.ref(number)}) == 0
+    assert await payments_held_and_queued(benefits, number) == (1, 0)
+
+
+async def test_a_refusal_before_the_sweep_saved_the_account_leaves_the_persons_held_payments_held(
+        benefits: Benefits, monkeypatch):
+    """The refusal ran first and deleted nothing; the sweep then saves the account. It finds the
+    proposal refused, deletes the account at once and sends no held payment to it."""
+    number = await propose(benefits, 412, "pension-412")
+    await held_for_want_of_an_account(benefits, number, "cb-opt-out-412")
+    save = benefits.store.save_account
+
+    async def refused_before_the_save(account, **kwargs):
+        await benefits.send(RefusePensionAccount(proposal_id="pension-412", my_number=number, received_on=day(45)),
+                            subject="pension-412", source=PENSION)
+        await benefits.wait_fact(AccountDeleted, request_id="pension-412")
+        return await save(account, **kwargs)
+
+    monkeypatch.setattr(benefits.store, "save_account", refused_before_the_save)
+    assert await sweep(benefits, day(45)) == {"pension-412": "deleted"}
+    assert await payments_held_and_queued(benefits, number) == (1, 0)
+    assert (await benefits.http.get(f"/accounts/{benefits.ref(number)}")).status_code == 404

@@ -23,7 +23,7 @@ from services.enrollment.domain import (
     check_municipality_of_residence,
     check_sender,
     nth_birthday_after,
-    record_differs,
+    plan_correction,
     review_application,
     review_transition,
 )
@@ -168,21 +168,29 @@ def test_a_registration_of_a_number_on_record_for_another_date_of_birth_or_sex_i
 
 
 def test_a_correction_changes_only_the_date_of_birth_or_sex_that_differs_from_the_record():
-    from services.enrollment.domain import corrections
-
     on_record = resident().attributes  # born 1990-04-01, male
-    assert corrections(on_record, date_of_birth=date(1990, 4, 10), sex=Sex.female) == {
-        "date_of_birth": date(1990, 4, 10), "sex": Sex.female}
-    assert corrections(on_record, date_of_birth=date(1990, 4, 10), sex=None) == {"date_of_birth": date(1990, 4, 10)}
-    assert corrections(on_record, date_of_birth=date(1990, 4, 1), sex=Sex.female) == {"sex": Sex.female}
-    assert corrections(on_record, date_of_birth=date(1990, 4, 1), sex=Sex.male) == {}, "the record already says so"
-    assert corrections(on_record, date_of_birth=None, sex=None) == {}
+
+    def plan(born, sex, shown=(date(1990, 4, 1), Sex.male)):
+        return plan_correction(on_record, date_of_birth=born, sex=sex, date_of_birth_on_record=shown[0], sex_on_record=shown[1])
+
+    assert plan(date(1990, 4, 10), Sex.female) == {"date_of_birth": date(1990, 4, 10), "sex": Sex.female}
+    assert plan(date(1990, 4, 10), None) == {"date_of_birth": date(1990, 4, 10)}
+    assert plan(date(1990, 4, 1), Sex.female) == {"sex": Sex.female}
+    assert plan(None, Sex.female) == {"sex": Sex.female}
+    assert plan(date(1990, 4, 1), Sex.male) == {}, "the record already says so"
+    # Sent again after it was made: the record shows the corrected values, not those "on record".
+    assert plan(date(1990, 4, 1), Sex.male, shown=(date(1985, 1, 1), Sex.female)) == {}
 
 
 def test_a_correction_is_made_only_to_a_record_that_shows_what_it_says_it_shows():
     on_record = resident().attributes  # born 1 April 1990, male
-    assert record_differs(on_record, date_of_birth_on_record=date(1990, 4, 1), sex_on_record=Sex.male) is None
-    for born, sex in ((date(1990, 4, 2), Sex.male), (date(1990, 4, 1), Sex.female)):
-        refused = record_differs(on_record, date_of_birth_on_record=born, sex_on_record=sex)
-        assert refused.reason == "record_differs" and "check the number" in refused.message
-        assert "1990" not in refused.message, "the record's values are not told back"
+    for born, sex, shown in (
+        (date(1990, 4, 10), None, (date(1990, 4, 2), Sex.male)),  # another date of birth on record
+        (None, Sex.female, (date(1990, 4, 1), Sex.female)),  # another sex on record
+        # The field it corrects already shows the new value, the other one differs: someone else's record.
+        (None, Sex.male, (date(1975, 8, 20), Sex.female)),
+    ):
+        refused = plan_correction(on_record, date_of_birth=born, sex=sex, date_of_birth_on_record=shown[0],
+                                  sex_on_record=shown[1])
+        assert isinstance(refused, Rejection) and refused.reason == "record_differs", (born, sex, shown)
+        assert "check the number" in refused.message and "1990" not in refused.message
