@@ -265,17 +265,17 @@ def _link_facts(document: dict[str, Any]) -> list[Fact]:
                            mismatched=[MatchedAttribute(m) for m in document.get("mismatched", [])])]
 
 
-async def _decide_and_save(deps: InsuranceDeps, key: str, *, claimed: str | None, attributes: ResidentAttributes,
-                           fields: dict[str, Any], existing: bool, ctx: HandlerContext[InsuranceDeps],
-                           actor: str) -> tuple[dict[str, Any], LinkOutcome]:
-    store = deps.store
-    resident: RegisteredResident | None = await store.registered_resident(claimed) if claimed else None
-    same_attributes = await store.residents_with(attributes) if resident else []
-    outcome = decide_link(claimed_person_ref=claimed, resident=resident, insurer_attributes=attributes,
-                          residents_with_same_attributes=same_attributes)
-    save = store.save_member if existing else store.create_member
-    document = await save(key, {
-        **fields,
+async def _link_outcome(deps: InsuranceDeps, claimed: str | None, attributes: ResidentAttributes) -> LinkOutcome:
+    """Whether the insurer's record links to the person its number points to, on the registry as it is."""
+    resident: RegisteredResident | None = await deps.store.registered_resident(claimed) if claimed else None
+    same_attributes = await deps.store.residents_with(attributes) if resident else []
+    return decide_link(claimed_person_ref=claimed, resident=resident, insurer_attributes=attributes,
+                       residents_with_same_attributes=same_attributes)
+
+
+def _decision(outcome: LinkOutcome, claimed: str | None, ctx: HandlerContext[InsuranceDeps]) -> dict[str, Any]:
+    """The fields a link decision sets on the member record."""
+    return {
         "claimed_person_ref": claimed,
         "link_state": LinkState.linked if outcome.linked else LinkState.held,
         "person_ref": outcome.person_ref,
@@ -283,7 +283,15 @@ async def _decide_and_save(deps: InsuranceDeps, key: str, *, claimed: str | None
         "mismatched": list(outcome.mismatched),
         "status": MembershipStatus.active,
         "decided_by": ctx.envelope.id,
-    })
+    }
+
+
+async def _decide_and_save(deps: InsuranceDeps, key: str, *, claimed: str | None, attributes: ResidentAttributes,
+                           fields: dict[str, Any], existing: bool, ctx: HandlerContext[InsuranceDeps],
+                           actor: str) -> tuple[dict[str, Any], LinkOutcome]:
+    outcome = await _link_outcome(deps, claimed, attributes)
+    save = deps.store.save_member if existing else deps.store.create_member
+    document = await save(key, {**fields, **_decision(outcome, claimed, ctx)})
     await _after_link_decision(deps, key, document, ctx=ctx, actor=actor)
     return document, outcome
 
@@ -380,10 +388,15 @@ async def _link_pending_members(deps: InsuranceDeps, person_ref: str, ctx: Handl
             and document.get("claimed_person_ref") == person_ref
             and document["status"] == MembershipStatus.active.value
         ):
-            attributes = ResidentAttributes.model_validate(document["attributes"])
-            document, outcome = await _decide_and_save(deps, key, claimed=person_ref, attributes=attributes, fields={},
-                                                       existing=True, ctx=ctx, actor="service/insurance")
-            facts += _link_facts(document)
+            outcome = await _link_outcome(deps, person_ref, ResidentAttributes.model_validate(document["attributes"]))
+            # Only while it is still held as read: the insurer may withdraw it, or an operator resolve
+            # it, meanwhile (another partition, or another instance), and neither is undone here.
+            decided = await deps.store.save_member_if(key, _decision(outcome, person_ref, ctx), still={
+                "status": MembershipStatus.active, "link_state": LinkState.held, "held_reason": HeldReason.resident_not_found})
+            if decided is None:
+                continue
+            await _after_link_decision(deps, key, decided, ctx=ctx, actor="service/insurance")
+            facts += _link_facts(decided)
             linked_any = linked_any or outcome.linked
     if linked_any:
         facts += await settle_person(deps, person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 
 from mynumber_contracts.enrollment import ResidentDeceased, ResidentRegistered
-from mynumber_contracts.insurance import MemberLinkResolved
+from mynumber_contracts.insurance import MemberLinkResolved, WithdrawMember
 
 from tests.insurance.conftest import (
     INSURER,
@@ -135,3 +135,31 @@ async def test_a_crash_between_saving_the_link_and_the_persons_record_is_finishe
     assert fault.failed and fault.failed.args[0] == alice
     assert types(facts) == ["member_linked", "eligibility_certificate_issued"], facts
     assert [c["status"] for c in await insurance.certificates(alice)] == ["active"]
+
+
+async def test_a_record_withdrawn_while_its_resident_registers_stays_withdrawn(insurance: Insurance, monkeypatch):
+    """The registry's fact and the insurer's withdrawal come on different topics, so they may run
+    side by side: the held record is decided only while it is still held as it was read."""
+    [held] = await insurance.insurer(enrollment("m-31", 31, 31))
+    assert held["reason"] == "resident_not_found"
+    store = insurance.running.service.deps.store
+    look_up = store.registered_resident
+    withdrawal: list[list[dict]] = []
+
+    async def withdrawn_meanwhile(person_ref):
+        resident = await look_up(person_ref)
+        if not withdrawal:
+            withdrawal.append(await insurance.insurer(WithdrawMember(
+                request_id="withdraw-m-31", insurer_number=INSURER, member_symbol="記号", member_number="m-31",
+                withdrawn_on=date(2026, 4, 30))))
+        return resident
+
+    monkeypatch.setattr(store, "registered_resident", withdrawn_meanwhile)
+    facts = await insurance.registry(ResidentRegistered(person_ref=insurance.ref(a_number(31)), municipality_code="131016",
+                                                        attributes=attributes_of(31), nationality="JP"))
+
+    assert types(withdrawal[0]) == ["member_withdrawn"]
+    assert facts == [], "no link for a record the insurer withdrew"
+    member = await store.member_document(f"{INSURER}/記号/m-31")
+    assert (member["status"], member["link_state"]) == ("withdrawn", "held")
+    assert await store.pending_for(insurance.ref(a_number(31))) == []
