@@ -241,16 +241,29 @@ async def _replayed(deps: InsuranceDeps, person_ref: str, memberships: Sequence[
     planned = {action.certificate.member_key for action in actions}
     facts: list[Fact] = []
     for membership in memberships:
-        certificate = certificates.get(membership.member_key)
-        if certificate is None or certificate.person_ref != person_ref or membership.member_key in planned:
+        key = membership.member_key
+        certificate = certificates.get(key)
+        if certificate is None or key in planned:
             continue
-        causes = await deps.store.certificate_cause(membership.member_key) or {}
+        if certificate.person_ref != person_ref:
+            # The record's new holder's certificate may have replaced the one this cause withdrew from this person.
+            replaced = await deps.store.replaced_certificate(key) if membership.person_ref != person_ref else None
+            if replaced is not None and replaced[0].person_ref == person_ref:
+                facts += _withdrawn_again(*replaced, cause_id=cause_id)
+            continue
+        causes = await deps.store.certificate_cause(key) or {}
         if causes.get("issued_by") == cause_id:
             facts.append(_issued(certificate))
-        if causes.get("ended_by") == cause_id and certificate.status is CertificateStatus.withdrawn:
-            reason = CertificateWithdrawalReason(causes.get("ended_reason", CertificateWithdrawalReason.card_linked.value))
-            facts.append(_certificate_fact(EligibilityCertificateWithdrawn, certificate, reason=reason))
+        facts += _withdrawn_again(certificate, causes, cause_id=cause_id)
     return facts
+
+
+def _withdrawn_again(certificate: EligibilityCertificate, causes: dict[str, Any], *, cause_id: str) -> list[Fact]:
+    """The withdrawal fact of a certificate `cause_id` withdrew, as it gave it then."""
+    if causes.get("ended_by") != cause_id or certificate.status is not CertificateStatus.withdrawn:
+        return []
+    reason = CertificateWithdrawalReason(causes.get("ended_reason", CertificateWithdrawalReason.card_linked.value))
+    return [_certificate_fact(EligibilityCertificateWithdrawn, certificate, reason=reason)]
 
 
 # --- linking member records to people ---------------------------------------------------------
@@ -342,7 +355,8 @@ async def enroll_member(event: EnrollMember, ctx: HandlerContext[InsuranceDeps])
             })
             facts = _link_facts(document)
         holder = document["person_ref"] if document["link_state"] == LinkState.linked.value else None
-        previous = await _previous_holder(deps, key, holder, cause_id=cause_id) if existing else None
+        rerun = existing is not None and existing.get("decided_by") == cause_id
+        previous = await _previous_holder(deps, key, holder, cause_id=cause_id, rerun=rerun) if existing else None
         if holder and previous is None:
             facts += await settle_person(deps, holder, on=on, cause_id=cause_id)
     if previous is not None:
@@ -356,13 +370,20 @@ async def enroll_member(event: EnrollMember, ctx: HandlerContext[InsuranceDeps])
     return facts
 
 
-async def _previous_holder(deps: InsuranceDeps, key: str, holder: str | None, *, cause_id: str) -> str | None:
+async def _previous_holder(deps: InsuranceDeps, key: str, holder: str | None, *, cause_id: str, rerun: bool) -> str | None:
     """The person whose certificate the member record still has though they no longer hold the
     record (kept through the last day of their withdrawn membership), or ended by this enrollment
-    (a rerun gives its facts again); None when there is none."""
+    (a rerun gives its facts again, also once the holder's certificate has replaced theirs); None
+    when there is none."""
     certificate = await deps.store.certificate(key)
-    if certificate is None or certificate.person_ref == holder:
+    if certificate is None:
         return None
+    if certificate.person_ref == holder:
+        # Only a rerun of this enrollment can find one it withdrew kept as replaced (the holder's was issued after it).
+        replaced = await deps.store.replaced_certificate(key) if rerun else None
+        if replaced is None or replaced[1].get("ended_by") != cause_id or replaced[0].person_ref == holder:
+            return None
+        return replaced[0].person_ref
     if certificate.status is not CertificateStatus.active:
         causes = await deps.store.certificate_cause(key) or {}
         if causes.get("ended_by") != cause_id:

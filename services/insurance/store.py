@@ -9,7 +9,8 @@ Collections (every hot-path read is by `_id`, the one lookup FerretDB v1 does wi
 - `pending_links`: person ref -> member records held because that resident was not yet known.
 - `members`: insurer member records and their link state, by `insurer/symbol/number`.
 - `certificates`: the current eligibility certificate of each membership, with the causes that
-  issued and ended it, and the insurer's withdrawal that kept it through the member's last day.
+  issued and ended it, the insurer's withdrawal that kept it through the member's last day, and
+  the ended certificate it replaced (`replaced`, one deep).
 - `eligibility`: the eligibility answer, denormalised, by card certificate id, with the holder's
   memberships and their first and last days (the check picks by the day it is asked).
 - `insurers`: insurer settings.
@@ -418,25 +419,40 @@ class InsuranceStore:
 
     async def issue_certificate(self, certificate: EligibilityCertificate, *, cause_id: str, now: datetime) -> bool:
         """Make `certificate` the membership's current one unless an active one exists. True when
-        it is now current (also on a rerun of the same cause)."""
+        it is now current (also on a rerun of the same cause).
+
+        An ended certificate it takes the place of is kept in the document as `replaced`, with the
+        causes that issued and ended it: the record's previous holder's certificate, withdrawn by
+        the enrollment that then issues the new holder's, is found there by a rerun of it."""
+        issued = {**_certificate_document(certificate), "issued_by": cause_id, "issued_at": now}
         try:  # the membership's first certificate: a plain insert
-            await self.certificates.insert_one(
-                {"_id": certificate.member_key, **_certificate_document(certificate), "issued_by": cause_id, "issued_at": now}
-            )
+            await self.certificates.insert_one({"_id": certificate.member_key, **issued})
             return True
         except DuplicateKeyError:
             pass
-        try:
-            await self.certificates.find_one_and_update(
-                {"_id": certificate.member_key, "status": {"$ne": CertificateStatus.active.value}},
-                {"$set": {**_certificate_document(certificate), "issued_by": cause_id, "issued_at": now},
-                 "$unset": {"ended_by": "", "ended_reason": "", "kept_by": "", "kept_until": ""}},
-                upsert=True,
-            )
-        except DuplicateKeyError:
-            pass  # an active certificate exists: ours only if this is a rerun
         current = await self.certificates.find_one({"_id": certificate.member_key})
+        if current is not None and current["status"] != CertificateStatus.active.value:
+            # Conditional on the ended certificate read, so that `replaced` keeps the one overwritten.
+            result = await self.certificates.update_one(
+                {"_id": certificate.member_key, "certificate_number": current["certificate_number"], "status": current["status"]},
+                {"$set": {**issued, "replaced": {k: v for k, v in current.items() if k not in ("_id", "replaced")}},
+                 "$unset": {"ended_by": "", "ended_reason": "", "kept_by": "", "kept_until": ""}},
+            )
+            if result.matched_count:
+                return True
+            current = await self.certificates.find_one({"_id": certificate.member_key})  # changed meanwhile
+        # An active certificate (or one issued meanwhile by another cause) is ours only if this is a rerun.
         return bool(current) and current["certificate_number"] == certificate.certificate_number
+
+    async def replaced_certificate(self, member_key: str) -> tuple[EligibilityCertificate, dict[str, Any]] | None:
+        """The ended certificate the membership's current one took the place of, with the causes that
+        issued and ended it (`issued_by`, `ended_by`, `ended_reason`); None when none is kept."""
+        document = await self.certificates.find_one({"_id": member_key}, {"replaced": 1})
+        replaced = (document or {}).get("replaced")
+        if not replaced:
+            return None
+        causes = {name: replaced[name] for name in ("issued_by", "ended_by", "ended_reason") if name in replaced}
+        return _certificate({**replaced, "_id": member_key}), causes
 
     async def end_certificate(self, certificate: EligibilityCertificate, status: CertificateStatus, *,
                               reason: str, cause_id: str, now: datetime) -> bool:

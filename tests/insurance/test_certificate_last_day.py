@@ -7,6 +7,7 @@ recorded after its last day withdraws the certificate at once, as before."""
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 from typing import Any
 
@@ -23,6 +24,7 @@ from mynumber_contracts.insurance import (
 
 from tests.insurance.conftest import INSURER, OPERATOR, Insurance, enrollment, of_type, types
 from tests.insurance.test_membership_dates import on
+from tests.support.faults import fail_once
 from tests.support.reruns import run_late
 
 LAST_DAY = date(2026, 4, 21)  # announced on 1 April, the day the tests start
@@ -162,6 +164,56 @@ async def test_a_member_record_enrolled_again_for_someone_else_ends_the_kept_cer
     assert (withdrawn["person_ref"], withdrawn["certificate_number"], withdrawn["reason"]) == (p, number, "member_withdrawn")
     [issued] = of_type(facts, EligibilityCertificateIssued)
     assert (issued["person_ref"], issued["valid_until"]) == (q, "2027-03-31")
+    assert await certificates(insurance, p) == []
+    assert await certificates(insurance, q) == [(issued["certificate_number"], "active", "2026-04-01", "2027-03-31")]
+
+
+async def recorded_facts(insurance: Insurance, event_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """The facts the service recorded for the event, in their order: (fact id, its JSON with `type`)."""
+    document = await insurance.processed(event_id)
+    recorded = []
+    for fact in document.get("facts", []):
+        headers = {h["name"]: bytes(h["value"]).decode() for h in fact["headers"]}
+        recorded.append((headers["ce_id"], {"type": headers["ce_type"], **json.loads(bytes(fact["value"]))}))
+    return recorded
+
+
+@pytest.mark.parametrize("crash", ["after the new holder's certificate was issued", "before its facts were recorded"])
+async def test_a_member_record_enrolled_again_for_someone_else_run_again_after_a_crash_withdraws_the_kept_certificate_again(
+        insurance: Insurance, monkeypatch, crash: str):
+    """P's kept certificate is withdrawn, then Q's is issued in the same certificate document. The
+    enrollment run again after a crash (its facts not yet recorded) must give the first run's facts,
+    P's withdrawal among them, with the same ids. Before, the rerun found Q's certificate there,
+    settled Q alone, and P's withdrawal never went out: partners kept seeing P's certificate as active."""
+    p, number = await certificate_holder(insurance, 208, "c-8")
+    await insurance.insurer(withdrawal("c-8"))
+    q = await insurance.resident(209)
+    request = enrollment("c-8", 209, 209, request_id="enroll-c-8-again")
+    record = insurance.partner.record(request, subject="subject", source=f"insurer/{INSURER}")
+    event_id, topic = record.header("ce_id").decode(), request.topic(insurance.namespace)
+
+    if crash == "after the new holder's certificate was issued":
+        fault = fail_once(monkeypatch, insurance.running.service.deps.store, "issue_certificate", after=True,
+                          when=lambda certificate, **_: certificate.person_ref == q)
+        await insurance.partner.send_record(topic, record)
+        recorded = await recorded_facts(insurance, event_id)  # the rerun's: the first run's were never recorded
+        assert fault.failed and fault.failed.args[0].person_ref == q
+    else:
+        await run_late(insurance.partner, insurance.database, topic, record)  # its first run
+        first = await recorded_facts(insurance, event_id)
+        await run_late(insurance.partner, insurance.database, topic, record)
+        recorded = await recorded_facts(insurance, event_id)
+        assert recorded == first, "the rerun gives the first run's facts, with their ids, in their order"
+
+    facts = [fact for _, fact in recorded]
+    assert types(facts) == ["member_linked", "eligibility_certificate_withdrawn", "eligibility_certificate_issued"], facts
+    [withdrawn] = of_type(facts, EligibilityCertificateWithdrawn)
+    assert (withdrawn["person_ref"], withdrawn["certificate_number"], withdrawn["reason"], withdrawn["valid_until"]) == (
+        p, number, "member_withdrawn", LAST_DAY.isoformat())
+    [issued] = of_type(facts, EligibilityCertificateIssued)
+    assert (issued["person_ref"], issued["valid_until"]) == (q, "2027-03-31")
+    published = await insurance.caused_by(event_id, len(recorded))
+    assert {r.header("ce_id") for r in published} == {fact_id for fact_id, _ in recorded}, "published with those ids"
     assert await certificates(insurance, p) == []
     assert await certificates(insurance, q) == [(issued["certificate_number"], "active", "2026-04-01", "2027-03-31")]
 
