@@ -735,7 +735,7 @@ async def apply_for_eligibility_certificate(event: ApplyForEligibilityCertificat
         return [_rejected(event, RejectionReason.unknown_member, "no such member record")]
     if membership.link_state is not LinkState.linked or membership.person_ref is None:
         return [_rejected(event, RejectionReason.member_not_linked, "the member record is not linked to a person")]
-    if membership.status is not MembershipStatus.active:
+    if not membership.can_still_count(today(ctx.clock)):  # withdrawn, its last day passed: a notice period still counts
         return [_rejected(event, RejectionReason.member_withdrawn, "the member record is withdrawn", membership.person_ref)]
     async with deps.locks.hold(membership.person_ref):
         current = await deps.store.certificate(key)

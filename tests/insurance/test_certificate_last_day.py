@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from mynumber_contracts.enrollment import CardSuspended
 from mynumber_contracts.insurance import (
+    ApplyForEligibilityCertificate,
+    CertificateApplicationReason,
     EligibilityCertificateExpired,
     EligibilityCertificateIssued,
     EligibilityCertificateRenewed,
@@ -23,6 +25,7 @@ from mynumber_contracts.insurance import (
 )
 
 from tests.insurance.conftest import INSURER, OPERATOR, Insurance, enrollment, of_type, types
+from tests.insurance.test_certificates import card_based_member
 from tests.insurance.test_membership_dates import on
 from tests.support.faults import fail_once
 from tests.support.reruns import run_late
@@ -235,3 +238,21 @@ async def test_a_card_lost_before_the_last_day_gives_a_certificate_ending_on_it(
     assert await sweep(insurance, "expiry", date(2026, 4, 21)) == []
     assert types(await sweep(insurance, "expiry", date(2026, 4, 22))) == ["eligibility_certificate_expired"]
     assert [c["status"] for c in await insurance.certificates(person_ref)] == ["expired"]
+
+
+async def test_a_member_in_the_notice_period_may_apply_for_a_certificate_through_the_last_day(insurance: Insurance):
+    """Insured until the last day, a card user who loses the card or needs help in the notice
+    period gets a certificate that ends on it; after the last day the application is refused."""
+    await card_based_member(insurance, 231, "c-31", "cert-31")
+    assert types(await insurance.insurer(withdrawal("c-31"))) == ["member_withdrawn"]
+
+    def application(request_id: str) -> ApplyForEligibilityCertificate:
+        return ApplyForEligibilityCertificate(request_id=request_id, insurer_number=INSURER, member_symbol="記号",
+                                              member_number="c-31", reason=CertificateApplicationReason.needs_assistance)
+
+    [issued] = of_type(await insurance.insurer(application("apply-c-31")), EligibilityCertificateIssued)
+    assert (issued["valid_from"], issued["valid_until"], issued["on_application"]) == ("2026-04-01", LAST_DAY.isoformat(), True)
+
+    on(insurance, LAST_DAY + timedelta(days=1))
+    [refused] = await insurance.insurer(application("apply-c-31-late"))
+    assert refused["reason"] == "member_withdrawn"

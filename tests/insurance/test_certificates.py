@@ -160,6 +160,7 @@ async def test_certificates_on_application_and_the_card_taking_over_again(insura
     await insurance.insurer(enrollment(14, "14"))
     await insurance.insurer(WithdrawMember(request_id="w-14", insurer_number=INSURER, member_symbol="記号",
                                            member_number="14", withdrawn_on=date(2026, 4, 30)))
+    insurance.clock.set(datetime(2026, 5, 1, 1, 0, tzinfo=UTC))  # its last day has passed (a notice period still counts)
     assert (await insurance.insurer(apply("14", "apply-x3")))[0]["reason"] == "member_withdrawn"
     assert (await insurance.insurer(apply("11", "apply-x4"), insurer="01130012"))[0]["reason"] == "source_mismatch"
 
