@@ -66,17 +66,25 @@ async def account_facts(benefits: Benefits, person_ref: str, count: int) -> list
     return of_person()
 
 
-def refused_once_saved(benefits: Benefits, number: str, proposal_id: str):
-    """A `save_account` after which the holder's refusal runs to its end, before the sweep goes on."""
+def refused_around_the_save(benefits: Benefits, number, proposal_id: str, *, before: bool = False):
+    """A `save_account` with the holder's refusal run to its end just after the save (or just
+    before it), while the sweep waits."""
     save = benefits.store.save_account
 
-    async def save_then_refuse(account, **kwargs):
-        await save(account, **kwargs)
+    async def refuse() -> None:
         await benefits.send(RefusePensionAccount(proposal_id=proposal_id, my_number=number, received_on=day(45)),
                             subject=proposal_id, source=PENSION)
         await benefits.wait_fact(AccountDeleted, request_id=proposal_id)
 
-    return save_then_refuse
+    async def save_with_refusal(account, **kwargs):
+        if before:
+            await refuse()
+        saved = await save(account, **kwargs)
+        if not before:
+            await refuse()
+        return saved
+
+    return save_with_refusal
 
 
 async def test_a_refusal_on_day_44_means_nothing_is_registered(benefits: Benefits):
@@ -199,15 +207,7 @@ async def test_a_refusal_that_arrives_while_the_sweep_registers_the_account_dele
     """Once the sweep has taken a proposal, a refusal is a refusal after registration, even when
     it runs before the account is saved: the sweep then deletes the account it saved."""
     number = await propose(benefits, 405, "pension-405")
-    save = benefits.store.save_account
-
-    async def refused_meanwhile(account, **kwargs):
-        await benefits.send(RefusePensionAccount(proposal_id="pension-405", my_number=number, received_on=day(45)),
-                            subject="pension-405", source=PENSION)
-        await benefits.wait_fact(AccountDeleted, request_id="pension-405")
-        return await save(account, **kwargs)
-
-    monkeypatch.setattr(benefits.store, "save_account", refused_meanwhile)
+    monkeypatch.setattr(benefits.store, "save_account", refused_around_the_save(benefits, number, "pension-405", before=True))
     assert await sweep(benefits, day(45)) == {"pension-405": "deleted"}
     assert (await benefits.http.get(f"/accounts/{benefits.ref(number)}")).status_code == 404
     assert (await benefits.http.get("/proposals/pension-405")).json()["status"] == "deleted"
@@ -228,7 +228,7 @@ async def test_a_refusal_just_after_the_sweep_saved_the_account_is_the_last_acco
     finding the proposal `deleted`, publishes the deletion again, so no one following the facts
     believes the refused account is registered."""
     number = await propose(benefits, 409, "pension-409")
-    monkeypatch.setattr(benefits.store, "save_account", refused_once_saved(benefits, number, "pension-409"))
+    monkeypatch.setattr(benefits.store, "save_account", refused_around_the_save(benefits, number, "pension-409"))
     assert await sweep(benefits, day(45)) == {"pension-409": "deleted"}
     assert (await benefits.http.get(f"/accounts/{benefits.ref(number)}")).status_code == 404
     assert await account_facts(benefits, benefits.ref(number), 3) == [
@@ -314,7 +314,7 @@ async def test_a_refusal_just_after_the_sweep_saved_the_account_leaves_the_perso
     held for want of an account stay held, rather than being sent again to be held again."""
     number = await propose(benefits, 411, "pension-411")
     await held_for_want_of_an_account(benefits, number, "cb-opt-out-411")
-    monkeypatch.setattr(benefits.store, "save_account", refused_once_saved(benefits, number, "pension-411"))
+    monkeypatch.setattr(benefits.store, "save_account", refused_around_the_save(benefits, number, "pension-411"))
     assert await sweep(benefits, day(45)) == {"pension-411": "deleted"}
     assert await payments_held_and_queued(benefits, number) == (1, 0)
 
@@ -325,15 +325,7 @@ async def test_a_refusal_before_the_sweep_saved_the_account_leaves_the_persons_h
     proposal refused, deletes the account at once and sends no held payment to it."""
     number = await propose(benefits, 412, "pension-412")
     await held_for_want_of_an_account(benefits, number, "cb-opt-out-412")
-    save = benefits.store.save_account
-
-    async def refused_before_the_save(account, **kwargs):
-        await benefits.send(RefusePensionAccount(proposal_id="pension-412", my_number=number, received_on=day(45)),
-                            subject="pension-412", source=PENSION)
-        await benefits.wait_fact(AccountDeleted, request_id="pension-412")
-        return await save(account, **kwargs)
-
-    monkeypatch.setattr(benefits.store, "save_account", refused_before_the_save)
+    monkeypatch.setattr(benefits.store, "save_account", refused_around_the_save(benefits, number, "pension-412", before=True))
     assert await sweep(benefits, day(45)) == {"pension-412": "deleted"}
     assert await payments_held_and_queued(benefits, number) == (1, 0)
     assert (await benefits.http.get(f"/accounts/{benefits.ref(number)}")).status_code == 404
