@@ -27,7 +27,7 @@ from services.kit.messaging import EventService
 
 from . import domain
 from .domain import AccountStatus
-from .handlers import BenefitsDeps, finish_opt_out, sweep_opt_out_proposals
+from .handlers import BenefitsDeps, close_refused_registration, finish_opt_out, sweep_opt_out_proposals
 
 # Accounts, payments and audit trails are personal data: every route is for operators.
 router = APIRouter(tags=["benefits"], dependencies=[Depends(operator)], responses=errors(OPERATORS_ONLY))
@@ -176,6 +176,7 @@ async def opt_out_sweep(as_of: SweepDay = None, service: EventService[BenefitsDe
         if finished.facts:  # after the sweep's own facts, with ids of their own, the same on a re-run
             await service.publish_facts(finished.facts, cause=service.synthetic_cause(
                 f"opt-out-sweep:{outcome.proposal_id}:refused-meanwhile"))
+        await close_refused_registration(service.deps, outcome.proposal_id)
         outcomes[outcome.proposal_id] = finished.status.value
     return SweepResult(as_of=as_of, proposals=outcomes)
 

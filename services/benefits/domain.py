@@ -195,6 +195,9 @@ class ProposalStatus(StrEnum):
     registering = "registering"  # a sweep took it: its registration is under way
     refused = "refused"
     registered = "registered"
+    # A refusal came while a sweep registered: the sweep (or the next one, if it stopped) deletes
+    # the account it saved and publishes the deletion last, then records `deleted`.
+    refused_while_registering = "refused_while_registering"
     deleted = "deleted"  # registered, then refused late: counts as a deletion
     already_registered = "already_registered"
 
@@ -205,7 +208,7 @@ def refusal_after_registration(proposal_id: str, status: ProposalStatus, account
     and the sweep is done (a sweep still registering saves it later, and deletes it)."""
     if account is not None and account.source_id != proposal_id:
         return AuditedDeletion(registration="", deletes=False, kept=account.source_id)
-    if account is None and status is not ProposalStatus.registering:
+    if account is None and status not in (ProposalStatus.registering, ProposalStatus.refused_while_registering):
         return AuditedDeletion(registration="", deletes=False)
     return AuditedDeletion(registration=proposal_id)
 

@@ -314,7 +314,8 @@ async def refuse_pension_account(event: RefusePensionAccount, ctx: HandlerContex
                                     concluded_on=event.received_on,
                                     message="The refusal arrived in time: nothing is registered.")]
         status = ProposalStatus((await store.proposal(event.proposal_id))["status"])  # a sweep took it meanwhile
-    taken = (ProposalStatus.registering, ProposalStatus.registered, ProposalStatus.deleted)
+    taken = (ProposalStatus.registering, ProposalStatus.refused_while_registering, ProposalStatus.registered,
+             ProposalStatus.deleted)
     if status not in taken:
         return []  # the person registered another account before the deadline: nothing to undo
     # Audited first, like a holder's deletion, and keyed the same way; it deletes only the
@@ -328,12 +329,12 @@ async def refuse_pension_account(event: RefusePensionAccount, ctx: HandlerContex
         await store.audit(entry_id, actor=partner, action="account_deleted" if audited.deletes else "account_not_deleted",
                           person_ref=person_ref, reason=DeletionReason.refused_after_registration, subject="",
                           at=ctx.clock.now(), registration=audited.registration, kept=audited.kept)
+    # The proposal says so first, and then the account goes: a sweep still registering then finds
+    # the refusal when it finishes (it deletes the account it saved and publishes the deletion
+    # last), and a sweep that finished before the move saved the account this deletes.
+    await _mark_refused_after_taken(store, event.proposal_id, on=event.received_on)
     if audited.deletes:
-        # Deleted before the proposal says so: a sweep still registering sees `deleted` when it
-        # finishes, deletes the account it saved after this and publishes the deletion again.
         await store.delete_account(person_ref, registration=event.proposal_id)  # if the proposal's account is there
-    # `deleted` either way: the holder refused, so a sweep still registering must not leave the account.
-    await store.move_proposal(event.proposal_id, from_=taken, to=ProposalStatus.deleted, on=event.received_on)
     if not audited.deletes:
         gone = ("had already been replaced by the holder's own account, which stays" if audited.kept
                 else "had already been deleted")
@@ -349,14 +350,30 @@ async def refuse_pension_account(event: RefusePensionAccount, ctx: HandlerContex
     ]
 
 
+# A refusal came after a sweep took the proposal (the holder refused: no sweep may leave the account).
+_REFUSED_AFTER_TAKEN = (ProposalStatus.refused_while_registering.value, ProposalStatus.deleted.value)
+
+
+async def _mark_refused_after_taken(store: BenefitsStore, proposal_id: str, *, on: date) -> None:
+    """A refusal of a proposal a sweep has taken: `refused_while_registering` while the sweep is
+    still on it, `deleted` once it has finished (either way, the holder refused, so no sweep may
+    leave the account). Already marked, it stays as it is."""
+    if not await store.move_proposal(proposal_id, from_=(ProposalStatus.registering,),
+                                     to=ProposalStatus.refused_while_registering, on=on):
+        await store.move_proposal(proposal_id, from_=(ProposalStatus.registered,), to=ProposalStatus.deleted, on=on)
+
+
 @dataclass(frozen=True)
 class SweepOutcome:
-    """What the opt-out sweep did with one proposal: the facts to publish and the status to record."""
+    """What the opt-out sweep did with one proposal: the facts to publish and the status to record.
+    `resumed`: a proposal an earlier sweep left refused while it registered; this sweep only
+    finishes it (what the earlier one published is not known)."""
 
     proposal_id: str
     person_ref: str
     facts: list[Fact]
     status: ProposalStatus
+    resumed: bool = False
 
 
 async def sweep_opt_out_proposals(deps: BenefitsDeps, as_of: date, clock: Clock) -> list[SweepOutcome]:
@@ -365,9 +382,10 @@ async def sweep_opt_out_proposals(deps: BenefitsDeps, as_of: date, clock: Clock)
     Each proposal is taken (`registering`) just before its account is registered, so a refusal
     that arrived while the sweep went through the list stops it. The caller publishes the facts
     (with a cause keyed by the proposal), then `finish_opt_out` records the status, and then the
-    caller publishes what that returns. A crash before the status is recorded repeats, never
-    loses: the next sweep takes a `registering` proposal up again (one after it loses
-    `finish_opt_out`'s facts: see there).
+    caller publishes what that returns and calls `close_refused_registration`. A crash before the
+    status is recorded repeats, never loses: the next sweep takes a `registering` proposal up
+    again, and finishes a `refused_while_registering` one (deletes its account, publishes the
+    deletion again).
     """
     store = deps.store
     outcomes = []
@@ -378,7 +396,10 @@ async def sweep_opt_out_proposals(deps: BenefitsDeps, as_of: date, clock: Clock)
         person_ref, proposal_id = proposal["person_ref"], proposal["_id"]
         if not await store.move_proposal(proposal_id, from_=(ProposalStatus.awaiting_reply, ProposalStatus.registering),
                                          to=ProposalStatus.registering):
-            continue  # refused since the list was read
+            now = await store.proposal(proposal_id)
+            if now is not None and now["status"] == ProposalStatus.refused_while_registering.value:
+                outcomes.append(SweepOutcome(proposal_id, person_ref, [], ProposalStatus.deleted, resumed=True))
+            continue  # refused in time since the list was read, or taken and finished by another sweep
         existing = await store.account(person_ref)
         if existing is not None and existing.source_id != proposal_id:
             facts: list[Fact] = [OptOutConcluded(
@@ -410,7 +431,7 @@ async def _release_unless_refused(store: BenefitsStore, person_ref: str, proposa
     want of an account are released, as any registration does; a refusal after this point
     deletes the account itself, and what was released is held again."""
     proposal = await store.proposal(proposal_id)
-    if proposal is not None and proposal["status"] == ProposalStatus.deleted.value:
+    if proposal is not None and proposal["status"] in _REFUSED_AFTER_TAKEN:
         await store.delete_account(person_ref, registration=proposal_id)
         return
     account = await store.account(person_ref)
@@ -428,24 +449,36 @@ class OptOutFinished:
 
 async def finish_opt_out(deps: BenefitsDeps, outcome: SweepOutcome, *, on: date) -> OptOutFinished:
     """Record what the sweep did with a proposal, once its facts are out. A refusal that came
-    while the account was being registered has already moved the proposal to `deleted`: the
-    account saved after that refusal looked is deleted here, and, as the sweep's AccountRegistered
-    may have gone out after the refusal's AccountDeleted, the deletion is published again so that
-    it is the person's last account fact. Another sweep that took the same proposal and finished
-    first has recorded the same outcome: it stands."""
+    while the account was being registered has already marked the proposal: the account saved
+    after that refusal looked is deleted here, and, as the sweep's AccountRegistered may have gone
+    out after the refusal's AccountDeleted, the deletion is published again so that it is the
+    person's last account fact; `close_refused_registration` records `deleted` once it is out, so
+    a crash before that leaves the proposal for the next sweep. Another sweep that took the same
+    proposal and finished first has recorded the same outcome: it stands."""
     store = deps.store
-    if await store.move_proposal(outcome.proposal_id, from_=(ProposalStatus.registering,), to=outcome.status, on=on):
+    if not outcome.resumed and await store.move_proposal(outcome.proposal_id, from_=(ProposalStatus.registering,),
+                                                         to=outcome.status, on=on):
         return OptOutFinished(outcome.status, [])
     status = ProposalStatus((await store.proposal(outcome.proposal_id))["status"])
-    if status is not ProposalStatus.deleted:
+    if status.value not in _REFUSED_AFTER_TAKEN:
         return OptOutFinished(status, [])
-    # Deleted before the fact goes out: a crash between the two leaves no account, but a stream
-    # that may end with the sweep's AccountRegistered, and no later sweep takes a `deleted` proposal.
+    account = await store.account(outcome.person_ref)
     await store.delete_account(outcome.person_ref, registration=outcome.proposal_id)
-    if not any(isinstance(fact, AccountRegistered | AccountChanged) for fact in outcome.facts):
-        return OptOutFinished(status, [])  # the sweep registered nothing (the holder's own account stays)
-    return OptOutFinished(status, [AccountDeleted(person_ref=outcome.person_ref, request_id=outcome.proposal_id,
-                                                  reason=DeletionReason.refused_after_registration)])
+    if outcome.resumed:  # what the stopped sweep published is not known: say it again, unless the account is another's
+        announce = account is None or account.source_id == outcome.proposal_id
+    else:
+        announce = any(isinstance(fact, AccountRegistered | AccountChanged) for fact in outcome.facts)
+    if not announce:
+        return OptOutFinished(ProposalStatus.deleted, [])  # the sweep registered nothing (the holder's own account stays)
+    return OptOutFinished(ProposalStatus.deleted, [AccountDeleted(
+        person_ref=outcome.person_ref, request_id=outcome.proposal_id, reason=DeletionReason.refused_after_registration)])
+
+
+async def close_refused_registration(deps: BenefitsDeps, proposal_id: str) -> None:
+    """After `finish_opt_out`'s facts are out: a proposal refused while it was registered is
+    `deleted` (its refusal's day stays the day it concluded). Nothing for any other status."""
+    await deps.store.move_proposal(proposal_id, from_=(ProposalStatus.refused_while_registering,),
+                                   to=ProposalStatus.deleted)
 
 
 # --- payout batches --------------------------------------------------------------------------

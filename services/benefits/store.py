@@ -322,8 +322,8 @@ class BenefitsStore:
 
     async def due_proposals(self, as_of: Any) -> list[dict[str, Any]]:
         """Proposals whose reply period has run out by `as_of`, still awaiting a reply or left
-        mid-registration by a sweep that stopped."""
-        return await self.proposals.find({"status": {"$in": ["awaiting_reply", "registering"]},
+        mid-registration by a sweep that stopped (refused meanwhile or not)."""
+        return await self.proposals.find({"status": {"$in": ["awaiting_reply", "registering", "refused_while_registering"]},
                                           "reply_by": {"$lte": _date(as_of)}}).to_list()
 
     async def move_proposal(self, proposal_id: str, *, from_: Iterable[str], to: str, on: Any = None) -> bool:

@@ -52,6 +52,9 @@ def test_a_late_refusal_deletes_the_pension_account_only_while_it_is_the_one_on_
     assert domain.refusal_after_registration("pension-1", registered, None) == AuditedDeletion("", deletes=False)
     # A sweep still registering saves the account after this look, and then deletes it.
     assert domain.refusal_after_registration("pension-1", registering, None) == AuditedDeletion("pension-1")
+    # So may a sweep that an earlier refusal found registering (and that has not finished since).
+    assert domain.refusal_after_registration("pension-1", ProposalStatus.refused_while_registering,
+                                             None) == AuditedDeletion("pension-1")
 
 
 def test_payments_are_held_without_a_usable_account():

@@ -5,6 +5,7 @@ that arrives while a sweep is under way wins, and a sweep cut short is finished 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, timedelta
 
 import pytest
@@ -329,3 +330,87 @@ async def test_a_refusal_before_the_sweep_saved_the_account_leaves_the_persons_h
     assert await sweep(benefits, day(45)) == {"pension-412": "deleted"}
     assert await payments_held_and_queued(benefits, number) == (1, 0)
     assert (await benefits.http.get(f"/accounts/{benefits.ref(number)}")).status_code == 404
+
+
+async def test_a_refusal_that_read_the_proposal_before_the_sweep_saved_and_finished_still_deletes_the_account(
+        benefits: Benefits, monkeypatch):
+    """The refusal reads the proposal while the sweep is registering (no account yet, so nothing
+    to delete), and records the refusal only after the sweep has saved the account and finished.
+    The account it refused must still go, and the deletion must be the last account fact."""
+    number = await propose(benefits, 413, "pension-413")
+    save, move = benefits.store.save_account, benefits.store.move_proposal
+    refusal_records, sweep_finished = asyncio.Event(), asyncio.Event()
+
+    async def save_once_the_refusal_is_about_to_record(account, **kwargs):
+        await benefits.send(RefusePensionAccount(proposal_id="pension-413", my_number=number, received_on=day(45)),
+                            subject="pension-413", source=PENSION)
+        await asyncio.wait_for(refusal_records.wait(), 60)  # only so that a broken test cannot hang
+        return await save(account, **kwargs)
+
+    async def refusal_records_after_the_sweep(proposal_id, *, from_, to, on=None):
+        refusal_moves = to in ("deleted", "refused_while_registering") and "registering" in from_
+        if refusal_moves and not refusal_records.is_set():
+            refusal_records.set()
+            await asyncio.wait_for(sweep_finished.wait(), 60)
+        return await move(proposal_id, from_=from_, to=to, on=on)
+
+    monkeypatch.setattr(benefits.store, "save_account", save_once_the_refusal_is_about_to_record)
+    monkeypatch.setattr(benefits.store, "move_proposal", refusal_records_after_the_sweep)
+    assert await sweep(benefits, day(45)) == {"pension-413": "registered"}
+    sweep_finished.set()
+    await benefits.wait_fact(OptOutConcluded, proposal_id="pension-413", outcome="refused_after_registration")
+    assert (await benefits.http.get(f"/accounts/{benefits.ref(number)}")).status_code == 404
+    assert (await benefits.http.get("/proposals/pension-413")).json()["status"] == "deleted"
+    assert (await account_facts(benefits, benefits.ref(number), 2))[-1] == (
+        "AccountDeleted", "pension-413", "refused_after_registration")
+
+
+async def test_a_sweep_that_stops_before_it_says_the_refused_account_is_deleted_has_the_next_say_it(
+        benefits: Benefits, monkeypatch):
+    """The refusal came while the sweep registered; the sweep published its AccountRegistered after
+    the refusal's AccountDeleted, deleted the account and stopped before it published the deletion
+    again. The next sweep publishes it, so the registration is not the last account fact."""
+    number = await propose(benefits, 414, "pension-414")
+    monkeypatch.setattr(benefits.store, "save_account", refused_around_the_save(benefits, number, "pension-414", before=True))
+    publish = benefits.running.service.publish_facts
+
+    async def the_process_dies_before_the_deletion_goes_out(facts, *, cause):
+        if any(isinstance(fact, AccountDeleted) for fact in facts):
+            raise RuntimeError("the process died before it published the deletion")
+        return await publish(facts, cause=cause)
+
+    monkeypatch.setattr(benefits.running.service, "publish_facts", the_process_dies_before_the_deletion_goes_out)
+    with pytest.raises(RuntimeError):
+        await sweep(benefits, day(45))
+    monkeypatch.undo()
+    assert (await benefits.http.get(f"/accounts/{benefits.ref(number)}")).status_code == 404
+    assert await sweep(benefits, day(46)) == {"pension-414": "deleted"}
+    assert (await benefits.http.get("/proposals/pension-414")).json()["status"] == "deleted"
+    assert await account_facts(benefits, benefits.ref(number), 3) == [
+        ("AccountDeleted", "pension-414", "refused_after_registration"),
+        ("AccountRegistered", "pension-414", ""),
+        ("AccountDeleted", "pension-414", "refused_after_registration"),
+    ]
+
+
+async def test_a_sweep_that_stops_just_after_saving_a_refused_account_has_the_next_delete_it(
+        benefits: Benefits, monkeypatch):
+    """The refusal came while the sweep registered and deleted nothing yet; the sweep saved the
+    account and stopped there. The next sweep deletes the account and says so."""
+    number = await propose(benefits, 415, "pension-415")
+    refuse_then_save = refused_around_the_save(benefits, number, "pension-415", before=True)
+
+    async def the_process_dies_after_the_save(account, **kwargs):
+        await refuse_then_save(account, **kwargs)
+        raise RuntimeError("the process died just after it saved the account")
+
+    monkeypatch.setattr(benefits.store, "save_account", the_process_dies_after_the_save)
+    with pytest.raises(RuntimeError):
+        await sweep(benefits, day(45))
+    monkeypatch.undo()
+    assert (await benefits.http.get(f"/accounts/{benefits.ref(number)}")).status_code == 200  # the refused account
+    assert await sweep(benefits, day(46)) == {"pension-415": "deleted"}
+    assert (await benefits.http.get(f"/accounts/{benefits.ref(number)}")).status_code == 404
+    assert (await benefits.http.get("/proposals/pension-415")).json()["status"] == "deleted"
+    assert (await account_facts(benefits, benefits.ref(number), 2))[-1] == (
+        "AccountDeleted", "pension-415", "refused_after_registration")
