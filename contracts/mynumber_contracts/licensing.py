@@ -118,6 +118,9 @@ class LicenceRejectionReason(StrEnum):
     licence_revoked = "licence_revoked"
     not_a_card_licence = "not_a_card_licence"
     already_recorded = "already_recorded"
+    # Added later (values are only ever added): the person the Individual Number names holds another
+    # licence that is still valid, and the request named no card to confirm them (a mistyped number?).
+    other_licence_on_record = "other_licence_on_record"
 
 
 class VehicleRejectionReason(StrEnum):

@@ -248,3 +248,19 @@ def test_vehicle_requests_replay_by_request_id_and_check_the_card_on_the_day():
 
 def test_dates_are_counted_in_japan():
     assert domain.japan_date(datetime(2026, 6, 30, 15, 0, tzinfo=UTC)) == date(2026, 7, 1)
+
+
+def test_a_licence_under_another_number_replaces_a_valid_one_only_when_the_card_confirms_the_holder():
+    """Named by the number alone (a typo may pass the check digit), the person's valid licence stands."""
+    valid = licence()
+    by_number = request(request_id="pol-7", card_number=None, my_number=number(7), transaction=LicenceTransaction.new,
+                        licence_number="300000000002")
+    refused = record(by_number, valid)
+    assert refused.saved is None
+    assert (refused.facts[0].reason, refused.facts[0].person_ref) == ("other_licence_on_record", None)
+    assert number(7).reveal() not in refused.facts[0].message
+    by_card = by_number.model_copy(update={"card_number": "C-1"})
+    assert record(by_card, valid).saved.licence_number == "300000000002", "the holder's card confirms them"
+    for ended in (licence(revoked_on=date(2026, 1, 1), revoked_by="pol-r"), licence(expires_on=date(2026, 5, 31))):
+        assert record(by_number, ended).saved.licence_number == "300000000002", "a revoked or lapsed licence is replaced"
+    assert record(by_number.model_copy(update={"licence_number": "300000000001"}), valid).saved is not None, "same number"
