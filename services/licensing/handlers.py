@@ -25,6 +25,7 @@ from mynumber_contracts.enrollment import (
 )
 from mynumber_contracts.licensing import (
     CardUnusableReason,
+    HolderChoice,
     RecordLicence,
     RecordLicenceOnNewCard,
     RegisterVehicle,
@@ -38,7 +39,7 @@ from services.kit.messaging import HandlerContext, HandlerRegistry
 from services.kit.people import PersonReferences
 
 from . import domain
-from .domain import Card, CardStatus, Decision, FeeTable, japan_date
+from .domain import Card, CardStatus, Decision, FeeTable, Licence, japan_date
 from .store import LicensingStore, Resident, retry_on_conflict
 
 
@@ -79,22 +80,71 @@ async def _holder(
 @handlers.handles(RecordLicence)
 async def record_licence(event: RecordLicence, ctx: Context) -> list[Fact]:
     store = ctx.deps.store
+    recorded: Licence | None = None  # the licence as this request recorded it (saved now, or before)
 
     async def decide() -> list[Fact]:
+        nonlocal recorded
+        recorded = None
         holder, resident = await _holder(event, ctx.deps)
         if isinstance(holder, Decision):
             return holder.facts
         number_holder = await store.licence_by_number(event.licence_number)
+        current = await store.licence_of(holder.person_ref)
         decision = domain.record_licence(
             event, holder,
-            current=await store.licence_of(holder.person_ref),
+            current=current,
             number_holder=number_holder.person_ref if number_holder else None,
             address=resident.address if resident else await store.address_of(holder.person_ref),
             fees=ctx.deps.fees, today=today(ctx.clock),
         )
-        return await _apply(decision, store.save_licence)
+        if decision.saved is not None:
+            recorded = await store.save_licence(decision.saved)
+        elif current is not None and current.recorded_by == event.request_id:
+            recorded = current  # run again: it may still have to catch up (a crash before it did)
+        return decision.facts
 
-    return await retry_on_conflict(decide)
+    facts = await retry_on_conflict(decide)
+    if recorded is None:
+        return facts
+    saved: Licence | None = recorded
+
+    async def catch_up() -> list[Fact]:
+        nonlocal saved
+        licence, saved = saved or await store.licence_of(recorded.person_ref), None  # read again after a lost race
+        return await _caught_up(ctx, licence, event.request_id)
+
+    return facts + await retry_on_conflict(catch_up)
+
+
+async def _caught_up(ctx: Context, licence: Licence | None, request_id: str) -> list[Fact]:
+    """What enrollment's facts taken in meanwhile do to the licence this request recorded.
+
+    A card reissue or a move runs on the enrollment topic beside the police's request: it writes
+    the card or the address, then reads the licence, while the request read the card and the
+    address before it saved the licence. When the licence was new (or not on the card before),
+    the fact's use case found nothing to change, and the licence was saved on a replaced card or
+    with the old address. So, after its save, the request reads the resident again and does what
+    the fact would have done: the re-recording on the holder's new card, the one-stop address
+    change of a card-only licence. Run again, it finds the licence caught up and changes nothing."""
+    if licence is None or licence.recorded_by != request_id:
+        return []  # a later request recorded the licence since (and catches up itself)
+    store = ctx.deps.store
+    resident, day, facts = await store.resident(licence.person_ref), today(ctx.clock), []
+    newest = domain.current_card(resident.cards)
+    if (licence.on_card and newest is not None and newest.status_on(day) is CardStatus.active
+            and newest.card_number not in (licence.card_number, licence.re_recording_card_number)):
+        licence_card = await store.card(licence.card_number) if licence.card_number else None
+        decision = domain.card_issued(licence, licence_card, newest.card_number, day)
+        if decision.saved is not None:
+            licence = await store.save_licence(decision.saved)
+        facts += decision.facts
+    if (resident.address is not None and licence.address != resident.address
+            and licence.holder_choice is HolderChoice.card_only):
+        decision = domain.address_changed(licence, resident.address, resident.address_effective_on or day)
+        if decision.saved is not None:
+            await store.save_licence(decision.saved)
+        facts += decision.facts
+    return facts
 
 
 @handlers.handles(RecordLicenceOnNewCard)

@@ -56,6 +56,7 @@ class Resident:
 
     address: str | None
     cards: list[Card]
+    address_effective_on: date | None = None
 
 
 class LicensingStore:
@@ -117,7 +118,9 @@ class LicensingStore:
             numbers = await self._old_card_numbers(person_ref)
         documents = await asyncio.gather(*(self._cards.find_one({"_id": number}) for number in numbers))
         cards = [Card.model_validate(_without_id(d)) for d in documents if d is not None and d["person_ref"] == person_ref]
-        return Resident(address=document.get("address"), cards=cards)
+        effective_on = document.get("address_effective_on")
+        return Resident(address=document.get("address"), cards=cards,
+                        address_effective_on=date.fromisoformat(effective_on) if effective_on else None)
 
     async def save_address(self, person_ref: str, address: str, effective_on: date, *, fact_id: str) -> bool:
         """Save the address a resident fact gives; False when that fact was applied before (a run again:

@@ -13,12 +13,14 @@ from mynumber_contracts.licensing import (
     LicenceRecordedOnNewCard,
     LicenceRequestRejected,
     LicenceReRecordingNeeded,
+    LicenceTransaction,
     LicenceUnusable,
     LicenceUsableAgain,
     RecordLicenceOnNewCard,
 )
 
-from tests.licensing.conftest import NOW, Licensing, a_licence_number, licence_request
+from tests.licensing.conftest import ENROLLMENT, NOW, Licensing, a_licence_number, licence_request
+from tests.support.polling import eventually
 
 
 async def test_lost_then_reissued_then_the_licence_is_recorded_again(licensing: Licensing):
@@ -89,3 +91,37 @@ async def test_a_conventional_licence_is_untouched_by_card_events_and_cannot_be_
     assert (await licensing.fact(LicenceRequestRejected, request_id="pol-211"))["reason"] == "not_a_card_licence"
     # Published in order on one partition: had the card events caused facts, they would precede the rejection.
     assert licensing.facts_of(LicenceUnusable) == [] and licensing.facts_of(LicenceReRecordingNeeded) == []
+
+
+async def test_a_card_reissued_while_a_new_licence_is_being_recorded_asks_for_the_licence_on_the_new_card(
+    licensing: Licensing, monkeypatch
+):
+    """The police's request read the holder's card before enrollment's reissue replaced it, and saves
+    the licence after the reissue's use case found no licence to move: the licence must not stay on
+    the replaced card unknown to the new one (the holder would be stopped with no licence on their card)."""
+    holder = await licensing.resident_with_card(221)
+    new_card = f"C-{uuid.uuid4().hex[:10].upper()}"
+    reissue = licensing.partner.record(CardReissued(
+        person_ref=holder.ref, previous_card_number=holder.card_number, card_number=new_card, certificate_id="cert-221",
+        issued_on=date(2026, 6, 1), expires_on=date(2036, 4, 1), certificate_expires_on=date(2031, 4, 1), photo_less=False,
+    ), subject=holder.ref, source=ENROLLMENT)
+    store = licensing.running.service.deps.store
+    save_licence, reissued = store.save_licence, []
+
+    async def save_after_the_reissue(licence):
+        if not reissued:  # the reissue is taken in, on its own topic, between the request's reads and its save
+            reissued.append(True)
+            await licensing.partner.send_record(CardReissued.topic(licensing.namespace), reissue)
+            await eventually(lambda: licensing.running.service.database["processed_events"].find_one(
+                {"_id": reissue.header("ce_id").decode()}), what="the reissue taken in")
+        return await save_licence(licence)
+
+    monkeypatch.setattr(store, "save_licence", save_after_the_reissue)
+    await licensing.police(licence_request(holder, 221, choice=HolderChoice.card_only, transaction=LicenceTransaction.new))
+    assert (await licensing.fact(LicenceRecorded, person_ref=holder.ref))["card_number"] == holder.card_number
+
+    on_new_card = await licensing.roadside(new_card)
+    assert (on_new_card["valid"], on_new_card["status"], on_new_card["licence_number"]) == (
+        True, "re_recording_pending", a_licence_number(221))
+    needed = licensing.facts_of(LicenceReRecordingNeeded, person_ref=holder.ref)
+    assert [(n["previous_card_number"], n["card_number"]) for n in needed] == [(holder.card_number, new_card)]

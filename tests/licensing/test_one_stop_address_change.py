@@ -12,9 +12,11 @@ from mynumber_contracts.licensing import (
     HolderChoice,
     LicenceAddressUpdated,
     LicenceRecorded,
+    LicenceTransaction,
 )
 
 from tests.licensing.conftest import ADDRESS, ENROLLMENT, Licensing, a_licence_number, licence_request
+from tests.support.polling import eventually
 from tests.support.reruns import run_late
 
 NEW_ADDRESS = "大阪府大阪市中央区大手前2-1-22"
@@ -77,3 +79,28 @@ async def test_a_move_run_again_after_a_later_move_leaves_the_later_address(lice
 
     assert (await licensing.http.get(f"/licences/{a_licence_number(303)}")).json()["address"] == later
     assert await licensing.running.service.deps.store.address_of(person.ref) == later
+
+
+async def test_a_move_taken_in_while_a_card_only_licence_is_being_recorded_updates_it(licensing: Licensing, monkeypatch):
+    """The police's request read the address before enrollment's move wrote it, and saves the licence
+    after the move's use case found no licence to update: the licence must not keep the old address."""
+    person = await licensing.resident_with_card(304)
+    move = licensing.partner.record(moved(person.ref, NEW_ADDRESS, ["address"]), subject=person.ref, source=ENROLLMENT)
+    store = licensing.running.service.deps.store
+    save_licence, sent = store.save_licence, []
+
+    async def save_after_the_move(licence):
+        if not sent:  # the move is taken in, on its own topic, between the request's reads and its save
+            sent.append(True)
+            await licensing.partner.send_record(ResidentAttributesChanged.topic(licensing.namespace), move)
+            await eventually(lambda: licensing.running.service.database["processed_events"].find_one(
+                {"_id": move.header("ce_id").decode()}), what="the move taken in")
+        return await save_licence(licence)
+
+    monkeypatch.setattr(store, "save_licence", save_after_the_move)
+    await licensing.police(licence_request(person, 304, choice=HolderChoice.card_only, transaction=LicenceTransaction.new))
+    await licensing.fact(LicenceRecorded, person_ref=person.ref)
+
+    assert (await licensing.http.get(f"/licences/{a_licence_number(304)}")).json()["address"] == NEW_ADDRESS
+    updated = licensing.facts_of(LicenceAddressUpdated, person_ref=person.ref)
+    assert [(u["address"], u["effective_on"]) for u in updated] == [(NEW_ADDRESS, "2026-06-15")], "the police are told"
