@@ -6,11 +6,13 @@ resident facts come from the enrollment fact topic.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from mynumber_contracts import Fact
+from mynumber_contracts import Event, Fact
 from mynumber_contracts.enrollment import (
     CardExpired,
     CardIssued,
@@ -35,6 +37,7 @@ from mynumber_contracts.licensing import (
 )
 
 from services.kit.clock import today
+from services.kit.idempotency import EarlierFacts
 from services.kit.messaging import HandlerContext, HandlerRegistry
 from services.kit.people import PersonReferences
 
@@ -74,10 +77,50 @@ async def _holder(
     return domain.identify_holder(event, number_ref=number_ref, card=card), resident
 
 
+PartnerRequest = RecordLicence | RecordLicenceOnNewCard | SuspendLicence | RevokeLicence | RegisterVehicle | TransferVehicle
+
+
+def _fingerprint(event: PartnerRequest, deps: LicensingDeps) -> str:
+    """What makes a request the same request, with the holder's number as their reference (the number is not kept)."""
+    content = event.model_dump(mode="json", exclude={"my_number"})
+    if isinstance(event, RecordLicence | RecordLicenceOnNewCard) and event.my_number is not None:
+        content["holder_ref"] = deps.people.for_number(event.my_number)
+    return hashlib.sha256(json.dumps([event.event_type, content], sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def decided_once(use_case: Callable[[Event, Context], Awaitable[list[Fact]]]) -> Callable[[Event, Context], Awaitable[
+        list[Fact] | EarlierFacts]]:
+    """A partner's request decided once: sent again under a new event id (a retry after a timeout), it
+    gets the facts decided then, with the ids they had, instead of being decided again on what has
+    changed since (a licence recorded, then reissued onto a new card, was answered as recorded on the
+    new card; a refusal could turn into a record). The same request id with other content is decided
+    afresh, as before. A crash between the use case and its outcome runs the use case again, which
+    recognises its own writes (request ids on the licence and the vehicle)."""
+
+    async def once(event: Event, ctx: Context) -> list[Fact] | EarlierFacts:
+        assert isinstance(event, PartnerRequest)
+        store = ctx.deps.store
+        key = f"{event.event_type}/{ctx.envelope.source}/{event.request_id}"
+        fingerprint = _fingerprint(event, ctx.deps)
+        outcome = await store.outcome(key)
+        if outcome is None:
+            facts = await use_case(event, ctx)
+            outcome = await store.record_outcome(key, fingerprint=fingerprint, facts=facts, event_id=ctx.envelope.id)
+            if outcome.fingerprint != fingerprint:  # another request under this id was recorded first
+                return facts
+        elif outcome.fingerprint != fingerprint:
+            return await use_case(event, ctx)
+        return EarlierFacts(outcome.event_id, outcome.facts)
+
+    once.__name__, once.__doc__ = use_case.__name__, use_case.__doc__
+    return once
+
+
 # --- the police ---------------------------------------------------------------------------------
 
 
 @handlers.handles(RecordLicence)
+@decided_once
 async def record_licence(event: RecordLicence, ctx: Context) -> list[Fact]:
     store = ctx.deps.store
     recorded: Licence | None = None  # the licence as this request recorded it (saved now, or before)
@@ -148,6 +191,7 @@ async def _caught_up(ctx: Context, licence: Licence | None, request_id: str) -> 
 
 
 @handlers.handles(RecordLicenceOnNewCard)
+@decided_once
 async def record_licence_on_new_card(event: RecordLicenceOnNewCard, ctx: Context) -> list[Fact]:
     store = ctx.deps.store
 
@@ -165,6 +209,7 @@ async def record_licence_on_new_card(event: RecordLicenceOnNewCard, ctx: Context
 
 
 @handlers.handles(SuspendLicence)
+@decided_once
 async def suspend_licence(event: SuspendLicence, ctx: Context) -> list[Fact]:
     store = ctx.deps.store
 
@@ -176,6 +221,7 @@ async def suspend_licence(event: SuspendLicence, ctx: Context) -> list[Fact]:
 
 
 @handlers.handles(RevokeLicence)
+@decided_once
 async def revoke_licence(event: RevokeLicence, ctx: Context) -> list[Fact]:
     store = ctx.deps.store
 
@@ -190,6 +236,7 @@ async def revoke_licence(event: RevokeLicence, ctx: Context) -> list[Fact]:
 
 
 @handlers.handles(RegisterVehicle)
+@decided_once
 async def register_vehicle(event: RegisterVehicle, ctx: Context) -> list[Fact]:
     store = ctx.deps.store
 
@@ -203,6 +250,7 @@ async def register_vehicle(event: RegisterVehicle, ctx: Context) -> list[Fact]:
 
 
 @handlers.handles(TransferVehicle)
+@decided_once
 async def transfer_vehicle(event: TransferVehicle, ctx: Context) -> list[Fact]:
     store = ctx.deps.store
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypeVar
 
+from mynumber_contracts import Fact, event_model
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -59,6 +60,15 @@ class Resident:
     address_effective_on: date | None = None
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What a partner's request decided: the facts, the event that decided it, and a fingerprint of the request."""
+
+    fingerprint: str
+    event_id: str
+    facts: list[Fact]
+
+
 class LicensingStore:
     def __init__(self, database: AsyncDatabase) -> None:
         self._cards = database["cards"]
@@ -69,6 +79,7 @@ class LicensingStore:
         # (one read less for every licence request): read only for a resident document without them.
         self._cards_by_person = database["cards_by_person"]  # _id: person_ref -> card_numbers
         self._licence_holders = database["licence_holders"]  # _id: licence number -> person_ref
+        self._outcomes = database["request_outcomes"]  # _id: request type, sender and request id -> what it decided
 
     async def ensure_indexes(self) -> None:
         await self._cards.create_index([("person_ref", ASCENDING)], name="person_ref")
@@ -161,6 +172,20 @@ class LicensingStore:
             await update_by_id(self._licence_holders, licence.licence_number, {"$set": {"person_ref": licence.person_ref}})
         return await _save_versioned(self._licences, licence.person_ref, licence)
 
+    # -- partners' requests ---------------------------------------------------------------------
+
+    async def outcome(self, key: str) -> Outcome | None:
+        document = await self._outcomes.find_one({"_id": key})
+        return _outcome(document) if document else None
+
+    async def record_outcome(self, key: str, *, fingerprint: str, facts: list[Fact], event_id: str) -> Outcome:
+        """Record what request `key` decided, caused by the event `event_id`, unless a racer recorded it first;
+        return the one that stands."""
+        return _outcome(await insert_or_read(self._outcomes, {
+            "_id": key, "fingerprint": fingerprint, "event_id": event_id,
+            "facts": [{"type": f.event_type, "payload": f.model_dump_json()} for f in facts],
+        }))
+
     # -- vehicles -------------------------------------------------------------------------------
 
     async def vehicle(self, vehicle_id: str) -> Vehicle | None:
@@ -169,6 +194,15 @@ class LicensingStore:
 
     async def save_vehicle(self, vehicle: Vehicle) -> Vehicle:
         return await _save_versioned(self._vehicles, vehicle.vehicle_id, vehicle)
+
+
+def _outcome(document: dict[str, Any]) -> Outcome:
+    facts = []
+    for stored in document.get("facts", []):  # FerretDB v1 may drop an empty array
+        model = event_model(stored["type"])
+        assert model is not None, f"unknown stored fact type {stored['type']}"
+        facts.append(model.model_validate_json(stored["payload"]))
+    return Outcome(document["fingerprint"], document["event_id"], facts)
 
 
 def _licence(document: dict[str, Any] | None) -> Licence | None:

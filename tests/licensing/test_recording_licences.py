@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from mynumber_contracts.enrollment import CardSuspended
+import uuid
+from datetime import date
+
+from mynumber_contracts.enrollment import CardReissued, CardSuspended
 from mynumber_contracts.licensing import (
     HolderChoice,
     LicenceClass,
     LicenceRecorded,
     LicenceRequestRejected,
+    LicenceReRecordingNeeded,
     LicenceTransaction,
 )
 
@@ -109,3 +113,36 @@ async def test_a_mistyped_number_does_not_replace_the_valid_licence_of_the_perso
     # With the right number the newcomer's licence is recorded.
     await licensing.police(licence_request(newcomer, 131, transaction=LicenceTransaction.new))
     assert (await licensing.fact(LicenceRecorded, person_ref=newcomer.ref))["licence_number"] == a_licence_number(131)
+
+
+async def test_a_request_sent_again_under_a_new_event_id_gets_the_facts_it_got_then_with_their_ids(licensing: Licensing):
+    """A police retry after a timeout: the answer is the one given then (the card it was recorded on,
+    not the holder's card now), under the same fact ids, so the police can tell it is the same answer."""
+    holder = await licensing.resident_with_card(141)
+    first = licence_request(holder, 141, choice=HolderChoice.both)
+    await licensing.police(first)
+    await licensing.fact(LicenceRecorded, request_id=first.request_id)
+    await licensing.enrollment_fact(CardSuspended(person_ref=holder.ref, card_number=holder.card_number, suspended_at=NOW))
+    new_card = f"C-{uuid.uuid4().hex[:10].upper()}"
+    await licensing.enrollment_fact(CardReissued(
+        person_ref=holder.ref, previous_card_number=holder.card_number, card_number=new_card, certificate_id="cert-141",
+        issued_on=date(2026, 6, 2), expires_on=date(2036, 4, 1), certificate_expires_on=date(2031, 4, 1), photo_less=False,
+    ))
+    await licensing.fact(LicenceReRecordingNeeded, person_ref=holder.ref)
+    refused = licence_request(holder, 142, my_number=a_number(149))  # nobody's card: refused
+    await licensing.police(refused)
+    await licensing.fact(LicenceRequestRejected, request_id=refused.request_id)
+
+    await licensing.police(first)  # both sent again, each under a new event id
+    await licensing.police(refused)
+    answers = {}
+    for request, fact_type in ((first, LicenceRecorded), (refused, LicenceRequestRejected)):
+        await licensing.facts.wait_for(
+            lambda records, t=fact_type, r=request: len([x for x in records if x.type == t.event_type
+                                                         and x.json()["request_id"] == r.request_id]) == 2,
+            what=f"{fact_type.__name__} again")
+        answers[request.request_id] = [(r.id, r.json()) for r in licensing.facts.of_type(fact_type.event_type)
+                                       if r.json()["request_id"] == request.request_id]
+    for then, again in answers.values():
+        assert again == then, "the same fact, under the same id"
+    assert answers[first.request_id][1][1]["card_number"] == holder.card_number, "the card it was recorded on"

@@ -44,6 +44,8 @@ async def test_register_and_transfer_keep_the_ownership_history(licensing: Licen
     await licensing.transport_bureau(transfer("tb-503", "ZVW30-0000501", buyer.card_number))
     assert (await licensing.fact(VehicleRequestRejected, request_id="tb-503"))["reason"] == "same_owner"
     assert len(licensing.facts_of(VehicleRegistered, request_id="tb-501")) == 2
+    ids = {r.id for r in licensing.facts.of_type(VehicleRegistered.event_type) if r.json()["request_id"] == "tb-501"}
+    assert len(ids) == 1, "the answer again, under the fact id it had"
 
     vehicle = (await licensing.http.get("/vehicles/ZVW30-0000501")).json()
     assert vehicle["owner"]["person_ref"] == buyer.ref
