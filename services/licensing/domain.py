@@ -235,7 +235,7 @@ def record_licence(
         return _licence_rejection(request, LicenceRejectionReason.licence_revoked,
                                   "a revoked licence cannot be renewed", person_ref)
     if (current is not None and not same_licence and request.card_number is None and not current.revoked
-            and current.expires_on >= today):
+            and current.expires_on >= today and not _reissue_of(current.licence_number, request.licence_number)):
         # Named by the number alone, which proves no identity (about 1.7 % of typos pass the check digit): a
         # licence under another number does not replace one that is still valid unless the card confirms the holder.
         return _licence_rejection(request, LicenceRejectionReason.other_licence_on_record,
@@ -275,6 +275,11 @@ def record_licence(
         version=current.version if current else 0,
     )
     return Decision(licence, [_recorded(request, person_ref, card_number, fees)])
+
+
+def _reissue_of(licence_number: str, other: str) -> bool:
+    """Whether `other` is the same licence reissued: a reissue (after a loss) changes only the last digit, its count."""
+    return licence_number[:-1] == other[:-1]
 
 
 def _recorded(request: RecordLicence, person_ref: str, card_number: str | None, fees: FeeTable) -> LicenceRecorded:

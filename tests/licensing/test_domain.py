@@ -254,13 +254,15 @@ def test_a_licence_under_another_number_replaces_a_valid_one_only_when_the_card_
     """Named by the number alone (a typo may pass the check digit), the person's valid licence stands."""
     valid = licence()
     by_number = request(request_id="pol-7", card_number=None, my_number=number(7), transaction=LicenceTransaction.new,
-                        licence_number="300000000002")
+                        licence_number="300000000020")
     refused = record(by_number, valid)
     assert refused.saved is None
     assert (refused.facts[0].reason, refused.facts[0].person_ref) == ("other_licence_on_record", None)
     assert number(7).reveal() not in refused.facts[0].message
     by_card = by_number.model_copy(update={"card_number": "C-1"})
-    assert record(by_card, valid).saved.licence_number == "300000000002", "the holder's card confirms them"
+    assert record(by_card, valid).saved.licence_number == "300000000020", "the holder's card confirms them"
     for ended in (licence(revoked_on=date(2026, 1, 1), revoked_by="pol-r"), licence(expires_on=date(2026, 5, 31))):
-        assert record(by_number, ended).saved.licence_number == "300000000002", "a revoked or lapsed licence is replaced"
+        assert record(by_number, ended).saved.licence_number == "300000000020", "a revoked or lapsed licence is replaced"
     assert record(by_number.model_copy(update={"licence_number": "300000000001"}), valid).saved is not None, "same number"
+    reissued = by_number.model_copy(update={"licence_number": "300000000011"})  # a new last digit: the reissue count
+    assert record(reissued, licence(licence_number="300000000010")).saved.licence_number == "300000000011"

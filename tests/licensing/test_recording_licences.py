@@ -91,8 +91,8 @@ async def test_a_licence_is_recorded_only_on_an_active_card_of_its_holder(licens
 async def test_a_mistyped_number_does_not_replace_the_valid_licence_of_the_person_it_names(licensing: Licensing):
     """About 1.7 % of typos pass the check digit (facts §1): a new licence whose holder's number was
     mistyped into another holder's must not replace that holder's licence."""
-    newcomer, other_holder = await licensing.resident_with_card(131), await licensing.resident_with_card(132)
-    await licensing.police(licence_request(other_holder, 132, choice=HolderChoice.both))
+    newcomer, other_holder = await licensing.resident_with_card(131), await licensing.resident_with_card(152)
+    await licensing.police(licence_request(other_holder, 152, choice=HolderChoice.both))
     await licensing.fact(LicenceRecorded, person_ref=other_holder.ref)
 
     # The newcomer's first licence, sent with the other holder's number (the typo), and no card named.
@@ -103,12 +103,12 @@ async def test_a_mistyped_number_does_not_replace_the_valid_licence_of_the_perso
     assert refused["reason"] == "other_licence_on_record"
     assert refused["person_ref"] is None, "the refusal does not name the person the mistyped number belongs to"
     assert other_holder.number.reveal() not in refused["message"]
-    kept = (await licensing.http.get(f"/licences/{a_licence_number(132)}")).json()
+    kept = (await licensing.http.get(f"/licences/{a_licence_number(152)}")).json()
     assert (kept["person_ref"], kept["holder_choice"], kept["classes"]) == (
         other_holder.ref, "both", ["ordinary", "ordinary_motorcycle"]), "the other holder's licence is untouched"
     assert (await licensing.http.get(f"/licences/{a_licence_number(131)}")).status_code == 404
     at_roadside = await licensing.roadside(other_holder.card_number)
-    assert (at_roadside["status"], at_roadside["licence_number"]) == ("valid", a_licence_number(132))
+    assert (at_roadside["status"], at_roadside["licence_number"]) == ("valid", a_licence_number(152))
 
     # With the right number the newcomer's licence is recorded.
     await licensing.police(licence_request(newcomer, 131, transaction=LicenceTransaction.new))
