@@ -171,6 +171,8 @@ async def _caught_up(ctx: Context, licence: Licence | None, request_id: str) -> 
     change of a card-only licence. Run again, it finds the licence caught up and changes nothing."""
     if licence is None or licence.recorded_by != request_id:
         return []  # a later request recorded the licence since (and catches up itself)
+    if not licence.on_card:
+        return []  # a conventional licence only: no card, and its holder updates the address themselves
     store = ctx.deps.store
     resident, day, facts = await store.resident(licence.person_ref), today(ctx.clock), []
     newest = domain.current_card(resident.cards)
