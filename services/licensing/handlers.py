@@ -124,10 +124,11 @@ def decided_once(use_case: Callable[[Event, Context], Awaitable[list[Fact]]]) ->
 async def record_licence(event: RecordLicence, ctx: Context) -> list[Fact]:
     store = ctx.deps.store
     recorded: Licence | None = None  # the licence as this request recorded it (saved now, or before)
+    saved_now = False
 
     async def decide() -> list[Fact]:
-        nonlocal recorded
-        recorded = None
+        nonlocal recorded, saved_now
+        recorded, saved_now = None, False
         holder, resident = await _holder(event, ctx.deps)
         if isinstance(holder, Decision):
             return holder.facts
@@ -141,7 +142,7 @@ async def record_licence(event: RecordLicence, ctx: Context) -> list[Fact]:
             fees=ctx.deps.fees, today=today(ctx.clock),
         )
         if decision.saved is not None:
-            recorded = await store.save_licence(decision.saved)
+            recorded, saved_now = await store.save_licence(decision.saved), True
         elif current is not None and current.recorded_by == event.request_id:
             recorded = current  # run again: it may still have to catch up (a crash before it did)
         return decision.facts
@@ -154,12 +155,16 @@ async def record_licence(event: RecordLicence, ctx: Context) -> list[Fact]:
     async def catch_up() -> list[Fact]:
         nonlocal saved
         licence, saved = saved or await store.licence_of(recorded.person_ref), None  # read again after a lost race
-        return await _caught_up(ctx, licence, event.request_id)
+        return await _caught_up(ctx, licence, event.request_id, saved_now=saved_now)
 
     return facts + await retry_on_conflict(catch_up)
 
 
-async def _caught_up(ctx: Context, licence: Licence | None, request_id: str) -> list[Fact]:
+_UNUSABLE = {CardStatus.suspended: CardUnusableReason.lost, CardStatus.revoked: CardUnusableReason.revoked,
+             CardStatus.returned: CardUnusableReason.returned, CardStatus.expired: CardUnusableReason.expired}
+
+
+async def _caught_up(ctx: Context, licence: Licence | None, request_id: str, *, saved_now: bool) -> list[Fact]:
     """What enrollment's facts taken in meanwhile do to the licence this request recorded.
 
     A card reissue or a move runs on the enrollment topic beside the police's request: it writes
@@ -168,7 +173,10 @@ async def _caught_up(ctx: Context, licence: Licence | None, request_id: str) -> 
     the fact's use case found nothing to change, and the licence was saved on a replaced card or
     with the old address. So, after its save, the request reads the resident again and does what
     the fact would have done: the re-recording on the holder's new card, the one-stop address
-    change of a card-only licence. Run again, it finds the licence caught up and changes nothing."""
+    change of a card-only licence. Run again, it finds the licence caught up and changes nothing.
+    A card lost, returned or revoked (the holder's death) meanwhile changes nothing on the licence
+    (the roadside check reads the card's status), but the police are told, as the card's fact would
+    have told them, when the licence was saved now on a card that is no longer active."""
     if licence is None or licence.recorded_by != request_id:
         return []  # a later request recorded the licence since (and catches up itself)
     if not licence.on_card:
@@ -176,9 +184,12 @@ async def _caught_up(ctx: Context, licence: Licence | None, request_id: str) -> 
     store = ctx.deps.store
     resident, day, facts = await store.resident(licence.person_ref), today(ctx.clock), []
     newest = domain.current_card(resident.cards)
+    licence_card = next((card for card in resident.cards if card.card_number == licence.card_number), None)
+    if saved_now and licence_card is not None and (reason := _UNUSABLE.get(licence_card.status_on(day))):
+        since = licence_card.expires_on + timedelta(days=1) if reason is CardUnusableReason.expired else day
+        facts += domain.card_unusable(licence, licence_card.card_number, reason, since)
     if (licence.on_card and newest is not None and newest.status_on(day) is CardStatus.active
             and newest.card_number not in (licence.card_number, licence.re_recording_card_number)):
-        licence_card = await store.card(licence.card_number) if licence.card_number else None
         decision = domain.card_issued(licence, licence_card, newest.card_number, day)
         if decision.saved is not None:
             licence = await store.save_licence(decision.saved)

@@ -125,3 +125,30 @@ async def test_a_card_reissued_while_a_new_licence_is_being_recorded_asks_for_th
         True, "re_recording_pending", a_licence_number(221))
     needed = licensing.facts_of(LicenceReRecordingNeeded, person_ref=holder.ref)
     assert [(n["previous_card_number"], n["card_number"]) for n in needed] == [(holder.card_number, new_card)]
+
+
+async def test_a_card_lost_while_a_new_licence_is_being_recorded_tells_the_police_the_licence_is_unusable(
+    licensing: Licensing, monkeypatch
+):
+    holder = await licensing.resident_with_card(231)
+    lost = licensing.partner.record(CardSuspended(person_ref=holder.ref, card_number=holder.card_number, suspended_at=NOW),
+                                    subject=holder.ref, source=ENROLLMENT)
+    store = licensing.running.service.deps.store
+    save_licence, sent = store.save_licence, []
+
+    async def save_after_the_loss(licence):
+        if not sent:  # the loss is taken in, on its own topic, between the request's reads and its save
+            sent.append(True)
+            await licensing.partner.send_record(CardSuspended.topic(licensing.namespace), lost)
+            await eventually(lambda: licensing.running.service.database["processed_events"].find_one(
+                {"_id": lost.header("ce_id").decode()}), what="the loss taken in")
+        return await save_licence(licence)
+
+    monkeypatch.setattr(store, "save_licence", save_after_the_loss)
+    await licensing.police(licence_request(holder, 231, choice=HolderChoice.both, transaction=LicenceTransaction.new))
+    await licensing.fact(LicenceRecorded, person_ref=holder.ref)
+
+    unusable = licensing.facts_of(LicenceUnusable, person_ref=holder.ref)
+    assert [(u["reason"], u["card_number"], u["licence_number"]) for u in unusable] == [
+        ("lost", holder.card_number, a_licence_number(231))]
+    assert (await licensing.roadside(holder.card_number))["status"] == "card_unusable"
