@@ -431,30 +431,47 @@ async def withdraw_member(event: WithdrawMember, ctx: HandlerContext[InsuranceDe
     if rejected := _wrong_source(ctx, event, "insurer", event.insurer_number):
         return [rejected]
     deps, key = ctx.deps, member_key(event.insurer_number, event.member_symbol, event.member_number)
-    existing = await deps.store.member_document(key)
-    if existing is None:
-        return [_rejected(event, RejectionReason.unknown_member, "no such member record")]
-    person_ref = existing.get("person_ref")
-    async with deps.locks.hold(person_ref or key):
-        made = event.request_id in existing.get("withdrawals", ()) or existing.get("withdrawn_by") == event.request_id
-        if made and existing["status"] == MembershipStatus.active.value:
-            # Made, then the member was enrolled again: this withdrawal runs again late (a consumer
-            # that fell behind later requests). The enrollment stands; its facts went out when it was made.
-            # (`withdrawn_by` alone answers for records from before `withdrawals` was kept.)
-            return []
-        if existing["status"] == MembershipStatus.withdrawn.value and existing.get("withdrawn_by") != event.request_id:
-            return [_rejected(event, RejectionReason.member_withdrawn, "the member record is already withdrawn", person_ref)]
-        await deps.store.save_member(key, {"status": MembershipStatus.withdrawn, "withdrawn_on": event.withdrawn_on,
-                                           "withdrawn_by": event.request_id}, withdrawal=event.request_id)
-        settled: list[Fact] = []
-        kept: tuple[str, date] | None = None
-        if person_ref:
-            await deps.audit.record(at=ctx.clock.now(), actor=ctx.envelope.source, action="insurance.unlink",
-                                    person_ref=person_ref, reason="the insurer withdrew the member",
-                                    details={"member_key": key}, audit_id=f"insurance.unlink:{ctx.envelope.id}:{key}")
-            await deps.store.change_person(person_ref, {})  # a new version: its eligibility documents are rewritten
-            settled = await settle_person(deps, person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id)
-            kept = await _keep_certificate(deps, key, event.request_id, on=today(ctx.clock))
+    while True:
+        existing = await deps.store.member_document(key)
+        if existing is None:
+            return [_rejected(event, RejectionReason.unknown_member, "no such member record")]
+        async with deps.locks.hold(existing.get("person_ref") or key):
+            facts = await _withdraw(ctx, event, key, existing)
+        if facts is not None:
+            return facts
+        # The record changed after it was read (an operator linked or rejected it, or the insurer
+        # enrolled it again, under another lock or in another instance): decided again as it is now.
+
+
+async def _withdraw(ctx: HandlerContext[InsuranceDeps], event: WithdrawMember, key: str,
+                    existing: dict[str, Any]) -> list[Fact] | None:
+    """The withdrawal on the record as read, under its person's lock; None when the record has
+    changed since it was read (nothing written)."""
+    deps, person_ref = ctx.deps, existing.get("person_ref")
+    made = event.request_id in existing.get("withdrawals", ()) or existing.get("withdrawn_by") == event.request_id
+    if made and existing["status"] == MembershipStatus.active.value:
+        # Made, then the member was enrolled again: this withdrawal runs again late (a consumer
+        # that fell behind later requests). The enrollment stands; its facts went out when it was made.
+        # (`withdrawn_by` alone answers for records from before `withdrawals` was kept.)
+        return []
+    if existing["status"] == MembershipStatus.withdrawn.value and existing.get("withdrawn_by") != event.request_id:
+        return [_rejected(event, RejectionReason.member_withdrawn, "the member record is already withdrawn", person_ref)]
+    read = {"status": existing["status"], "link_state": existing["link_state"]}
+    if person_ref is not None:
+        read["person_ref"] = person_ref
+    saved = await deps.store.save_member_if(key, {"status": MembershipStatus.withdrawn, "withdrawn_on": event.withdrawn_on,
+                                                  "withdrawn_by": event.request_id}, still=read, withdrawal=event.request_id)
+    if saved is None:
+        return None
+    settled: list[Fact] = []
+    kept: tuple[str, date] | None = None
+    if person_ref:
+        await deps.audit.record(at=ctx.clock.now(), actor=ctx.envelope.source, action="insurance.unlink",
+                                person_ref=person_ref, reason="the insurer withdrew the member",
+                                details={"member_key": key}, audit_id=f"insurance.unlink:{ctx.envelope.id}:{key}")
+        await deps.store.change_person(person_ref, {})  # a new version: its eligibility documents are rewritten
+        settled = await settle_person(deps, person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id)
+        kept = await _keep_certificate(deps, key, event.request_id, on=today(ctx.clock))
     return [MemberWithdrawn(insurer_number=event.insurer_number, member_symbol=event.member_symbol,
                             member_number=event.member_number, person_ref=person_ref, withdrawn_on=event.withdrawn_on,
                             certificate_number=kept[0] if kept else None,
@@ -526,11 +543,7 @@ async def resolve_link(deps: InsuranceDeps, key: str, command: LinkResolution, *
         document = await store.member_document(key) or document
         previous = document.get("resolution") or {}
         if previous.get("resolution_id") == command.resolution_id:  # the same command again: same answer
-            await _after_resolution(deps, key, document)  # the first attempt may have failed before these
-            facts: list[Fact] = [_resolved_fact(document)]
-            if document["link_state"] == LinkState.linked.value:
-                facts += await settle_person(deps, document["person_ref"], on=today(deps.clock), cause_id=cause_id)
-            return document, facts
+            return document, await _resolved_again(deps, key, document, cause_id=cause_id)
         if document["link_state"] != LinkState.held.value or document["status"] != MembershipStatus.active.value:
             raise NotHeld(f"the member record is {document['link_state']} ({document['status']}), not held for review")
         linking = command.decision is LinkDecision.link
@@ -539,17 +552,34 @@ async def resolve_link(deps: InsuranceDeps, key: str, command: LinkResolution, *
             if resident is None or resident.deceased:
                 raise UnknownPerson("linking needs the person reference of a living registered resident")
         now = deps.clock.now()
-        document = await store.save_member(key, {
+        # Only while it is still held as read: the insurer's withdrawal comes on its own topic and
+        # may run meanwhile (under the record's lock, not the person's), and is not undone here.
+        saved = await store.save_member_if(key, {
             "link_state": LinkState.linked if linking else LinkState.rejected,
             "person_ref": command.person_ref if linking else None,
             "resolution": {"resolution_id": command.resolution_id, "operator": command.operator,
                            "decision": command.decision.value, "reason": command.reason, "at": now},
-        })
+        }, still={"link_state": LinkState.held, "status": MembershipStatus.active})
+        if saved is None:
+            changed = await store.member_document(key) or document
+            if (changed.get("resolution") or {}).get("resolution_id") == command.resolution_id:  # the same command, side by side
+                return changed, await _resolved_again(deps, key, changed, cause_id=cause_id)
+            raise NotHeld(f"the member record is {changed['link_state']} ({changed['status']}), not held for review")
+        document = saved
         await _after_resolution(deps, key, document)
         facts = [_resolved_fact(document)]
         if linking and command.person_ref:
             facts += await settle_person(deps, command.person_ref, on=today(deps.clock), cause_id=cause_id)
     return document, facts
+
+
+async def _resolved_again(deps: InsuranceDeps, key: str, document: dict[str, Any], *, cause_id: str) -> list[Fact]:
+    """The answer to a resolution made before: the first attempt may have failed before what follows it."""
+    await _after_resolution(deps, key, document)
+    facts: list[Fact] = [_resolved_fact(document)]
+    if document["link_state"] == LinkState.linked.value:
+        facts += await settle_person(deps, document["person_ref"], on=today(deps.clock), cause_id=cause_id)
+    return facts
 
 
 async def _after_resolution(deps: InsuranceDeps, key: str, document: dict[str, Any]) -> None:

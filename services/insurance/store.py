@@ -393,12 +393,17 @@ class InsuranceStore:
         )
         return document
 
-    async def save_member_if(self, member_key: str, fields: Mapping[str, Any], *, still: Mapping[str, Any]) -> dict[str, Any] | None:
+    async def save_member_if(self, member_key: str, fields: Mapping[str, Any], *, still: Mapping[str, Any],
+                             withdrawal: str | None = None) -> dict[str, Any] | None:
         """Set `fields` on the member record only while it still has the values `still` (one atomic
-        update); None when it has changed since it was read (withdrawn, or resolved by an operator)."""
+        update); None when it has changed since it was read (withdrawn, resolved by an operator, or
+        enrolled again). `withdrawal` is kept as in `save_member`."""
+        update: dict[str, Any] = {"$set": {name: _stored(value) for name, value in fields.items()}}
+        if withdrawal is not None:
+            update["$addToSet"] = {"withdrawals": withdrawal}
         return await self.members.find_one_and_update(
             {"_id": member_key, **{name: _stored(value) for name, value in still.items()}},
-            {"$set": {name: _stored(value) for name, value in fields.items()}}, return_document=ReturnDocument.AFTER,
+            update, return_document=ReturnDocument.AFTER,
         )
 
     async def held_members(self, insurer_number: str | None = None, limit: int = 200) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@ record, against the real broker and database."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 
 from mynumber_contracts.enrollment import ResidentDeceased, ResidentRegistered
@@ -163,3 +164,111 @@ async def test_a_record_withdrawn_while_its_resident_registers_stays_withdrawn(i
     member = await store.member_document(f"{INSURER}/記号/m-31")
     assert (member["status"], member["link_state"]) == ("withdrawn", "held")
     assert await store.pending_for(insurance.ref(a_number(31))) == []
+
+
+def withdrawal_of(member: str, last_day: date) -> WithdrawMember:
+    return WithdrawMember(request_id=f"withdraw-{member}", insurer_number=INSURER, member_symbol="記号", member_number=member,
+                          withdrawn_on=last_day)
+
+
+async def test_an_operator_cannot_link_a_record_the_insurer_withdrew_while_the_resolution_ran(insurance: Insurance, monkeypatch):
+    """The operator's resolution (HTTP) and the insurer's withdrawal (its own topic) take different
+    locks: the resolution's person's, the withdrawal's record's (a held record has no person). A
+    withdrawal that lands after the resolution read the record held, and before it saved, must not
+    be followed by a link. Before, the record ended withdrawn and linked: the operator was told it
+    was linked, `MemberLinkResolved` went out for a withdrawn record and the person got a certificate."""
+    dan = await insurance.resident(32)
+    await insurance.insurer(enrollment("m-32", None, 32))
+    store = insurance.running.service.deps.store
+    look_up = store.registered_resident
+    withdrawal: list[list[dict]] = []
+
+    async def withdrawn_meanwhile(person_ref):
+        resident = await look_up(person_ref)
+        if not withdrawal:
+            withdrawal.append(await insurance.insurer(withdrawal_of("m-32", date(2026, 4, 30))))
+        return resident
+
+    monkeypatch.setattr(store, "registered_resident", withdrawn_meanwhile)
+    before = len(insurance.facts.records)
+    response = await insurance.http.post(f"/members/{INSURER}/記号/m-32/link-resolution", headers=OPERATOR, json={
+        "resolution_id": "res-32", "operator": "sato", "decision": "link", "person_ref": dan, "reason": "confirmed at the counter"})
+
+    assert types(withdrawal[0]) == ["member_withdrawn"] and withdrawal[0][0]["person_ref"] is None
+    assert response.status_code == 409, response.text
+    member = await store.member_document(f"{INSURER}/記号/m-32")
+    assert (member["status"], member["link_state"], member.get("person_ref")) == ("withdrawn", "held", None)
+    assert not [r for r in (await insurance.facts.settle())[before:] if r.type != "jp.mynumber.insurance.member_withdrawn.v1"]
+    assert await insurance.certificates(dan) == []
+
+
+async def test_a_withdrawal_that_read_the_record_before_an_operator_linked_it_withdraws_the_linked_member(
+        insurance: Insurance, monkeypatch):
+    """The other order: the withdrawal read the record held (no person), then the operator linked
+    it. Before, the withdrawal saved its decision on the record as read: the person was never
+    settled, so their certificate stayed valid for a year and their card kept answering for the
+    membership. Now the withdrawal is decided again on the linked record."""
+    erin = await insurance.resident(33)
+    await insurance.insurer(enrollment("m-33", None, 33))
+    store = insurance.running.service.deps.store
+    read = store.member_document
+    resolution: list[int] = []
+
+    async def linked_meanwhile(key):
+        document = await read(key)
+        if key == f"{INSURER}/記号/m-33" and not resolution:
+            resolution.append(0)
+            response = await insurance.http.post(f"/members/{INSURER}/記号/m-33/link-resolution", headers=OPERATOR, json={
+                "resolution_id": "res-33", "operator": "sato", "decision": "link", "person_ref": erin, "reason": "confirmed"})
+            resolution[0] = response.status_code
+        return document
+
+    monkeypatch.setattr(store, "member_document", linked_meanwhile)
+    facts = await insurance.insurer(withdrawal_of("m-33", date(2026, 4, 30)))
+
+    assert resolution == [200]
+    [withdrawn] = [f for f in facts if f["type"] == "jp.mynumber.insurance.member_withdrawn.v1"]
+    assert withdrawn["person_ref"] == erin
+    [certificate] = await insurance.certificates(erin)
+    assert (certificate["status"], certificate["valid_until"]) == ("active", "2026-04-30"), "kept through the last day only"
+    assert (withdrawn["certificate_number"], withdrawn["certificate_valid_until"]) == (certificate["certificate_number"], "2026-04-30")
+    member = await read(f"{INSURER}/記号/m-33")
+    assert (member["status"], member["link_state"], member["person_ref"]) == ("withdrawn", "linked", erin)
+
+
+async def test_the_same_resolution_run_side_by_side_by_another_instance_gives_the_same_answer(insurance: Insurance, monkeypatch):
+    """Two instances take the same operator command (a retry through another instance): the one
+    that finds the record resolved meanwhile by that command answers as it did, and no other link is made."""
+    from mynumber_contracts.insurance import LinkDecision
+
+    from services.insurance.handlers import LinkResolution, PersonLocks, resolve_link
+
+    fay = await insurance.resident(34)
+    await insurance.insurer(enrollment("m-34", None, 34))
+    deps = insurance.running.service.deps
+    store, look_up = deps.store, deps.store.registered_resident
+    command = {"resolution_id": "res-34", "operator": "sato", "decision": "link", "person_ref": fay, "reason": "confirmed"}
+    other: list[tuple[dict, list]] = []
+    started: list[bool] = []
+
+    async def resolved_meanwhile(person_ref):
+        resident = await look_up(person_ref)
+        if not started:  # the other instance: its own locks, the same database
+            started.append(True)
+            other.append(await resolve_link(dataclasses.replace(deps, locks=PersonLocks()), f"{INSURER}/記号/m-34",
+                                            LinkResolution(**{**command, "decision": LinkDecision.link}),
+                                            cause_id="link-resolution:res-34"))
+        return resident
+
+    monkeypatch.setattr(store, "registered_resident", resolved_meanwhile)
+    response = await insurance.http.post(f"/members/{INSURER}/記号/m-34/link-resolution", headers=OPERATOR, json=command)
+
+    assert response.status_code == 200, response.text
+    assert (response.json()["link_state"], response.json()["person_ref"]) == ("linked", fay)
+    [(document, facts)] = other
+    assert document["resolution"]["resolution_id"] == "res-34"
+    assert [f.event_type.split(".")[-2] for f in facts] == ["member_link_resolved", "eligibility_certificate_issued"]
+    [certificate] = await insurance.certificates(fay)
+    assert certificate["certificate_number"] == facts[1].certificate_number, "one certificate, the same in both answers"
+    trail = (await insurance.http.get(f"/audit/persons/{fay}", headers=OPERATOR)).json()
+    assert [e["action"] for e in trail if e["action"].startswith("insurance.link.")] == ["insurance.link.link"]
