@@ -421,6 +421,15 @@ class MemberWithdrawn(_MemberFact):
             "after that day (`EligibilityCertificateExpired`); none is issued for the membership after its last day."
         ),
     )
+    # Added later (optional; older producers leave it out): an announced last day moved.
+    previous_withdrawn_on: date | None = Field(
+        default=None,
+        description=(
+            "The last day announced before, when this withdrawal moves it (the insurer sent another while it had "
+            "not passed): `withdrawn_on` is the new last day, and the certificate fields say how the kept "
+            "certificate stays. Absent for a member's first withdrawal."
+        ),
+    )
 
     def subject_key(self) -> str:
         return f"member/{self.member_key()}"

@@ -261,6 +261,9 @@ class EligibilityCertificate:
     status: CertificateStatus
     reason: CertificateIssueReason
     on_application: bool
+    # The last day of validity it had before a membership's last day cut it (None when not cut):
+    # a last day moved later gives it back, up to this day and no further.
+    uncut_until: date | None = None
 
 
 @dataclass(frozen=True)
@@ -331,7 +334,8 @@ def plan_certificates(
         own = membership.person_ref == person.person_ref
         needed = membership.can_still_count(today) and own and not person.deceased and blocker is not None
         if needed and current is None and blocker is not None:
-            valid_from, valid_until = validity_period(today, validity_years.get(membership.insurer_number, 1))
+            valid_from, uncut_until = validity_period(today, validity_years.get(membership.insurer_number, 1))
+            valid_until = uncut_until
             if membership.withdrawn_on is not None:  # withdrawn, its last day today or later
                 valid_until = min(valid_until, membership.withdrawn_on)
             actions.append(
@@ -348,6 +352,7 @@ def plan_certificates(
                         status=CertificateStatus.active,
                         reason=blocker,
                         on_application=blocker in _APPLIED.values(),
+                        uncut_until=uncut_until if valid_until < uncut_until else None,
                     )
                 )
             )
@@ -379,7 +384,11 @@ def kept_through_last_day(certificate: EligibilityCertificate | None, membership
     """The member's active certificate as it stays after a withdrawal whose last day is today or
     later: valid through the last day at the latest (cut to it if it ran later), then ended by the
     expiry sweep and not issued again. None when no certificate stays: none is held, it is someone
-    else's, or the last day has passed (then it is withdrawn at once)."""
+    else's, or the last day has passed (then it is withdrawn at once).
+
+    A last day moved later gives a certificate that an earlier last day cut its validity back, up
+    to the new last day and never past the validity it had (`uncut_until`); one that ended (for
+    whatever reason) stays ended."""
     last_day = membership.withdrawn_on
     if (
         certificate is None
@@ -390,10 +399,62 @@ def kept_through_last_day(certificate: EligibilityCertificate | None, membership
         or last_day < today
     ):
         return None
-    if certificate.valid_until <= last_day:
+    uncut = max(certificate.valid_until, certificate.uncut_until or certificate.valid_until)
+    valid_until = min(uncut, last_day)
+    if valid_until == certificate.valid_until:
         return certificate
     # A renewal made ahead moves `valid_from` past today; the certificate is valid today all the same.
-    return replace(certificate, valid_from=min(certificate.valid_from, today), valid_until=last_day)
+    return replace(certificate, valid_from=min(certificate.valid_from, today), valid_until=valid_until,
+                   uncut_until=uncut if valid_until < uncut else None)
+
+
+# --- an insurer's withdrawal, and moving its last day ------------------------------------------
+
+
+class WithdrawalStep(StrEnum):
+    withdraw = "withdraw"  # the member's withdrawal (or this request's again: a rerun finishes it)
+    move = "move"  # the last day announced before moves to the day requested
+    nothing = "nothing"  # this request was made before, and the record has changed since: its facts went out then
+    refuse = "refuse"
+
+
+@dataclass(frozen=True)
+class WithdrawalDecision:
+    step: WithdrawalStep
+    previous_last_day: date | None = None  # the last day a move moves
+    refusal: str | None = None  # why it is refused, for the insurer
+
+
+def request_id_reused(last_day: date) -> str:
+    """Why a withdrawal whose request id already set another last day is refused."""
+    return f"this request id already set the member's last day to {last_day.isoformat()}; send another request to move it"
+
+
+def decide_withdrawal(*, status: MembershipStatus, last_day: date | None, withdrawn_by: str | None, made_before: bool,
+                      request_id: str, requested_last_day: date, today: date) -> WithdrawalDecision:
+    """What an insurer's withdrawal `request_id` (last day `requested_last_day`) does to the member
+    record as it is: withdrawn or not, with its last day and the request that set it.
+
+    While the announced last day has not passed (it is today or later), another withdrawal with
+    another day moves it, earlier (even into the past: the membership then ends at once) or later.
+    Once it has passed the member is withdrawn for good: another day is refused, as is the same day
+    again under a new request (there is nothing to change)."""
+    if status is MembershipStatus.active:
+        # Made before, then enrolled again: this withdrawal runs again late, and the enrollment stands.
+        return WithdrawalDecision(WithdrawalStep.nothing) if made_before else WithdrawalDecision(WithdrawalStep.withdraw)
+    if withdrawn_by == request_id:
+        if last_day is not None and last_day != requested_last_day:
+            return WithdrawalDecision(WithdrawalStep.refuse, refusal=request_id_reused(last_day))
+        return WithdrawalDecision(WithdrawalStep.withdraw)
+    if made_before:  # made, then moved by a later request: that one stands
+        return WithdrawalDecision(WithdrawalStep.nothing)
+    if last_day is None or last_day < today:
+        passed = f"its last day, {last_day.isoformat()}, has passed" if last_day else "it has no last day to move"
+        return WithdrawalDecision(WithdrawalStep.refuse, refusal=f"the member record is withdrawn and {passed}")
+    if last_day == requested_last_day:
+        return WithdrawalDecision(WithdrawalStep.refuse, refusal=(
+            f"the member record is already withdrawn with this last day, {last_day.isoformat()}"))
+    return WithdrawalDecision(WithdrawalStep.move, previous_last_day=last_day)
 
 
 def renewal_due(certificate: EligibilityCertificate, as_of: date, lead_days: int) -> bool:

@@ -70,6 +70,7 @@ from mynumber_contracts.insurance import (
 
 from services.kit.audit import AuditTrail
 from services.kit.clock import Clock, today
+from services.kit.idempotency import EarlierFacts
 from services.kit.messaging import HandlerContext, HandlerRegistry
 from services.kit.people import PersonReferences
 
@@ -86,11 +87,13 @@ from .domain import (
     MembershipStatus,
     Person,
     RegisteredResident,
+    WithdrawalStep,
     WithdrawCertificate,
     after_card_back,
     answer_eligibility,
     card_usable_for_registration,
     decide_link,
+    decide_withdrawal,
     eligibility_records,
     holder_card_refusal,
     kept_through_last_day,
@@ -99,10 +102,11 @@ from .domain import (
     release_id,
     renewal_due,
     renewed,
+    request_id_reused,
     still_needed,
 )
 from .settings import InsuranceSettings
-from .store import InsuranceStore, SweepWork
+from .store import InsuranceStore, SweepWork, WithdrawalOutcome
 
 SERVICE_ACTOR = "service/insurance"
 
@@ -427,10 +431,14 @@ async def _link_pending_members(deps: InsuranceDeps, person_ref: str, ctx: Handl
 
 
 @handlers.handles(WithdrawMember)
-async def withdraw_member(event: WithdrawMember, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
+async def withdraw_member(event: WithdrawMember, ctx: HandlerContext[InsuranceDeps]) -> list[Fact] | EarlierFacts:
+    """Withdraw the member with the last day given; while an announced last day has not passed,
+    another withdrawal moves it. A request made before gives the facts it gave, with their ids."""
     if rejected := _wrong_source(ctx, event, "insurer", event.insurer_number):
         return [rejected]
     deps, key = ctx.deps, member_key(event.insurer_number, event.member_symbol, event.member_number)
+    if (outcome := await deps.store.withdrawal_outcome(key, event.request_id)) is not None:
+        return _withdrawal_again(event, outcome)
     while True:
         existing = await deps.store.member_document(key)
         if existing is None:
@@ -439,43 +447,69 @@ async def withdraw_member(event: WithdrawMember, ctx: HandlerContext[InsuranceDe
             facts = await _withdraw(ctx, event, key, existing)
         if facts is not None:
             return facts
-        # The record changed after it was read (an operator linked or rejected it, or the insurer
-        # enrolled it again, under another lock or in another instance): decided again as it is now.
+        # The record changed after it was read (an operator linked or rejected it, the insurer enrolled
+        # it again or moved its last day, under another lock or in another instance): decided again as it is now.
+
+
+def _withdrawal_again(event: WithdrawMember, outcome: WithdrawalOutcome) -> list[Fact] | EarlierFacts:
+    if outcome.withdrawn_on != event.withdrawn_on:
+        person_ref = next((f.person_ref for f in outcome.facts if isinstance(f, MemberWithdrawn)), None)
+        return [_rejected(event, RejectionReason.member_withdrawn, request_id_reused(outcome.withdrawn_on), person_ref)]
+    return EarlierFacts(outcome.event_id, outcome.facts)
 
 
 async def _withdraw(ctx: HandlerContext[InsuranceDeps], event: WithdrawMember, key: str,
-                    existing: dict[str, Any]) -> list[Fact] | None:
-    """The withdrawal on the record as read, under its person's lock; None when the record has
-    changed since it was read (nothing written)."""
-    deps, person_ref = ctx.deps, existing.get("person_ref")
-    made = event.request_id in existing.get("withdrawals", ()) or existing.get("withdrawn_by") == event.request_id
-    if made and existing["status"] == MembershipStatus.active.value:
-        # Made, then the member was enrolled again: this withdrawal runs again late (a consumer
-        # that fell behind later requests). The enrollment stands; its facts went out when it was made.
-        # (`withdrawn_by` alone answers for records from before `withdrawals` was kept.)
-        return []
-    if existing["status"] == MembershipStatus.withdrawn.value and existing.get("withdrawn_by") != event.request_id:
-        return [_rejected(event, RejectionReason.member_withdrawn, "the member record is already withdrawn", person_ref)]
-    read = {"status": existing["status"], "link_state": existing["link_state"]}
-    if person_ref is not None:
-        read["person_ref"] = person_ref
-    saved = await deps.store.save_member_if(key, {"status": MembershipStatus.withdrawn, "withdrawn_on": event.withdrawn_on,
-                                                  "withdrawn_by": event.request_id}, still=read, withdrawal=event.request_id)
+                    existing: dict[str, Any]) -> list[Fact] | EarlierFacts | None:
+    """The withdrawal (or the move of its last day) on the record as read, under its person's lock;
+    None when the record has changed since it was read (nothing written)."""
+    deps, person_ref, on = ctx.deps, existing.get("person_ref"), today(ctx.clock)
+    decision = decide_withdrawal(
+        status=MembershipStatus(existing["status"]), last_day=_day(existing.get("withdrawn_on")),
+        withdrawn_by=existing.get("withdrawn_by"), request_id=event.request_id, requested_last_day=event.withdrawn_on, today=on,
+        # `withdrawn_by` alone answers for records from before `withdrawals` was kept.
+        made_before=event.request_id in existing.get("withdrawals", ()) or existing.get("withdrawn_by") == event.request_id)
+    if decision.step is WithdrawalStep.nothing:
+        return []  # its facts went out when it was made
+    if decision.step is WithdrawalStep.refuse:
+        return [_rejected(event, RejectionReason.member_withdrawn, decision.refusal or "the member record is withdrawn", person_ref)]
+    moving = decision.step is WithdrawalStep.move
+    if existing["status"] == MembershipStatus.withdrawn.value and not moving:
+        previous = _day(existing.get("previous_withdrawn_on"))  # this request's own, run again: as it saved it
+    else:
+        previous = decision.previous_last_day
+    read = {name: existing[name] for name in ("status", "link_state", "person_ref", "withdrawn_on", "withdrawn_by")
+            if existing.get(name) is not None}
+    saved = await deps.store.save_member_if(key, {
+        "status": MembershipStatus.withdrawn, "withdrawn_on": event.withdrawn_on, "withdrawn_by": event.request_id,
+        "previous_withdrawn_on": previous}, still=read, withdrawal=event.request_id)
     if saved is None:
         return None
     settled: list[Fact] = []
     kept: tuple[str, date] | None = None
     if person_ref:
+        reason = "the insurer withdrew the member" if previous is None else \
+            f"the insurer moved the member's last day from {previous.isoformat()} to {event.withdrawn_on.isoformat()}"
         await deps.audit.record(at=ctx.clock.now(), actor=ctx.envelope.source, action="insurance.unlink",
-                                person_ref=person_ref, reason="the insurer withdrew the member",
+                                person_ref=person_ref, reason=reason,
                                 details={"member_key": key}, audit_id=f"insurance.unlink:{ctx.envelope.id}:{key}")
         await deps.store.change_person(person_ref, {})  # a new version: its eligibility documents are rewritten
-        settled = await settle_person(deps, person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id)
-        kept = await _keep_certificate(deps, key, event.request_id, on=today(ctx.clock))
-    return [MemberWithdrawn(insurer_number=event.insurer_number, member_symbol=event.member_symbol,
-                            member_number=event.member_number, person_ref=person_ref, withdrawn_on=event.withdrawn_on,
-                            certificate_number=kept[0] if kept else None,
-                            certificate_valid_until=kept[1] if kept else None), *settled]
+        settled = await settle_person(deps, person_ref, on=on, cause_id=ctx.envelope.id)
+        kept = await _keep_certificate(deps, key, event.request_id, on=on)
+    facts: list[Fact] = [
+        MemberWithdrawn(insurer_number=event.insurer_number, member_symbol=event.member_symbol,
+                        member_number=event.member_number, person_ref=person_ref, withdrawn_on=event.withdrawn_on,
+                        certificate_number=kept[0] if kept else None, certificate_valid_until=kept[1] if kept else None,
+                        previous_withdrawn_on=previous),
+        *settled,
+    ]
+    # Recorded last: until then a rerun after a crash finishes the writes above, each idempotent.
+    outcome = await deps.store.record_withdrawal_outcome(key, event.request_id, event_id=ctx.envelope.id,
+                                                         withdrawn_on=event.withdrawn_on, facts=facts, at=ctx.clock.now())
+    return EarlierFacts(outcome.event_id, outcome.facts)
+
+
+def _day(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
 
 
 async def _keep_certificate(deps: InsuranceDeps, key: str, withdrawal: str, *, on: date) -> tuple[str, date] | None:

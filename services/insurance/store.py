@@ -16,6 +16,8 @@ Collections (every hot-path read is by `_id`, the one lookup FerretDB v1 does wi
 - `insurers`: insurer settings.
 - `consents`, `medical_records`, `releases`: consent, prescriptions/checkups, released data.
 - `medical_data_decisions`: the first decision on each data type of a medical-data request.
+- `withdrawals`: what each insurer's withdrawal request gave (its facts and the event that gave
+  them), by member key and request id, so one sent again gives them again with their ids.
 - `sweep_work`: a certificate a sweep began to renew or expire, by the sweep's cause id, kept
   until its facts are published, so a rerun after a failure finishes it (a small scan).
 
@@ -26,13 +28,13 @@ The Individual Number is never stored: only the person reference derived from it
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
-from mynumber_contracts import ResidentAttributes
+from mynumber_contracts import Fact, ResidentAttributes, event_model
 from mynumber_contracts.insurance import (
     CertificateApplicationReason,
     CertificateIssueReason,
@@ -132,6 +134,7 @@ def _certificate_document(certificate: EligibilityCertificate) -> dict[str, Any]
         "status": certificate.status.value,
         "reason": certificate.reason.value,
         "on_application": certificate.on_application,
+        "uncut_until": certificate.uncut_until.isoformat() if certificate.uncut_until else None,
     }
 
 
@@ -148,6 +151,7 @@ def _certificate(document: Mapping[str, Any]) -> EligibilityCertificate:
         status=CertificateStatus(document["status"]),
         reason=CertificateIssueReason(document["reason"]),
         on_application=bool(document["on_application"]),
+        uncut_until=_day(document.get("uncut_until")),
     )
 
 
@@ -204,6 +208,24 @@ def _eligibility(document: Mapping[str, Any]) -> EligibilityRecord:
 
 
 @dataclass(frozen=True)
+class WithdrawalOutcome:
+    """What an insurer's withdrawal request gave (its facts), and the event that gave it."""
+
+    event_id: str
+    withdrawn_on: date
+    facts: list[Fact]
+
+
+def _withdrawal_outcome(document: Mapping[str, Any]) -> WithdrawalOutcome:
+    facts = []
+    for stored in document["facts"]:
+        model = event_model(stored["type"])
+        assert model is not None, f"unknown stored fact type {stored['type']}"
+        facts.append(model.model_validate_json(stored["payload"]))
+    return WithdrawalOutcome(document["event_id"], date.fromisoformat(document["withdrawn_on"]), facts)
+
+
+@dataclass(frozen=True)
 class SweepWork:
     """A certificate a sweep began to work on, as it was then, and the sweep's date."""
 
@@ -234,6 +256,7 @@ class InsuranceStore:
         self.releases = database["releases"]
         self.medical_data_decisions = database["medical_data_decisions"]
         self.sweep_work = database["sweep_work"]
+        self.withdrawals = database["withdrawals"]
 
     async def ensure_indexes(self) -> None:
         await self.members.create_index([("link_state", ASCENDING), ("status", ASCENDING)])
@@ -406,6 +429,20 @@ class InsuranceStore:
             update, return_document=ReturnDocument.AFTER,
         )
 
+    async def withdrawal_outcome(self, member_key: str, request_id: str) -> WithdrawalOutcome | None:
+        document = await self.withdrawals.find_one({"_id": f"{member_key}\n{request_id}"})
+        return _withdrawal_outcome(document) if document else None
+
+    async def record_withdrawal_outcome(self, member_key: str, request_id: str, *, event_id: str, withdrawn_on: date,
+                                        facts: Sequence[Fact], at: datetime) -> WithdrawalOutcome:
+        """Record what the insurer's withdrawal `request_id` gave, and the event that gave it, unless
+        it was recorded first (a racer with the same request); return the one that stands."""
+        return _withdrawal_outcome(await insert_or_read(self.withdrawals, {
+            "_id": f"{member_key}\n{request_id}", "member_key": member_key, "request_id": request_id,
+            "event_id": event_id, "withdrawn_on": withdrawn_on.isoformat(),
+            "facts": [{"type": f.event_type, "payload": f.model_dump_json()} for f in facts], "decided_at": at,
+        }))
+
     async def held_members(self, insurer_number: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
         query: dict[str, Any] = {"link_state": LinkState.held.value, "status": MembershipStatus.active.value}
         if insurer_number:
@@ -480,7 +517,7 @@ class InsuranceStore:
             {"_id": certificate.member_key, "certificate_number": certificate.certificate_number,
              "status": CertificateStatus.active.value, "valid_until": certificate.valid_until.isoformat()},
             {"$set": {"valid_from": new_valid_from.isoformat(), "valid_until": new_valid_until.isoformat(),
-                      "renewed_by": cause_id, "renewed_at": now}},
+                      "renewed_by": cause_id, "renewed_at": now}, "$unset": {"uncut_until": ""}},
             return_document=ReturnDocument.AFTER,
         )
         if extended is None:
@@ -492,12 +529,14 @@ class InsuranceStore:
     async def keep_certificate(self, certificate: EligibilityCertificate, kept: EligibilityCertificate, *, withdrawal: str,
                                now: datetime) -> None:
         """Keep the active `certificate` through the member's last day for the insurer's withdrawal
-        `withdrawal`, valid as `kept` is (cut, if it ran later), unless it changed meanwhile; the
-        withdrawal is noted with the last day of validity, so one run again later says what it kept."""
+        `withdrawal`, valid as `kept` is (cut, if it ran later; given back, if a later last day
+        moved it), unless it changed meanwhile; the withdrawal is noted with the last day of
+        validity, so one run again later says what it kept."""
         await self.certificates.update_one(
             {"_id": certificate.member_key, "certificate_number": certificate.certificate_number,
              "status": CertificateStatus.active.value, "valid_until": certificate.valid_until.isoformat()},
             {"$set": {"valid_from": kept.valid_from.isoformat(), "valid_until": kept.valid_until.isoformat(),
+                      "uncut_until": kept.uncut_until.isoformat() if kept.uncut_until else None,
                       "kept_by": withdrawal, "kept_until": kept.valid_until.isoformat(), "kept_at": now}},
         )
 

@@ -34,10 +34,12 @@ from services.insurance.domain import (
     MembershipStatus,
     Person,
     RegisteredResident,
+    WithdrawalStep,
     WithdrawCertificate,
     answer_eligibility,
     card_insurance_blocker,
     decide_link,
+    decide_withdrawal,
     eligibility_records,
     has_expired,
     holder_card_refusal,
@@ -315,7 +317,7 @@ def test_a_withdrawal_announced_ahead_keeps_the_certificate_through_the_last_day
         assert plan_certificates(Person("pr_a"), [leaving], held, today=day, validity_years={}, cause_id="e2") == [], day
 
     kept = kept_through_last_day(certificate, leaving, TODAY)
-    assert kept == replace(certificate, valid_until=LAST_DAY)
+    assert kept == replace(certificate, valid_until=LAST_DAY, uncut_until=date(2027, 3, 31)), "cut, with the validity it had"
     assert kept_through_last_day(kept, leaving, LAST_DAY) == kept, "run again on a later day: not cut again"
     assert not has_expired(kept, LAST_DAY) and has_expired(kept, LAST_DAY + timedelta(days=1))
 
@@ -364,6 +366,86 @@ def test_only_the_members_own_certificate_running_past_the_last_day_is_cut():
     late_leaver = replace(leaving, withdrawn_on=date(2027, 3, 20))
     kept = kept_through_last_day(renewed_ahead, late_leaver, date(2027, 3, 10))
     assert kept is not None and (kept.valid_from, kept.valid_until) == (date(2027, 3, 10), date(2027, 3, 20))
+
+
+# --- moving an announced last day ---------------------------------------------------------------
+
+
+def test_a_last_day_moved_earlier_cuts_the_kept_certificate_further_and_one_moved_later_gives_it_back_up_to_its_validity():
+    leaving = membership(status=MembershipStatus.withdrawn, withdrawn_on=LAST_DAY)
+    [certificate] = held_certificate().values()  # valid through 31 March 2027
+    kept = kept_through_last_day(certificate, leaving, TODAY)
+    assert kept is not None
+
+    earlier = kept_through_last_day(kept, replace(leaving, withdrawn_on=date(2026, 4, 10)), TODAY)
+    assert earlier == replace(certificate, valid_until=date(2026, 4, 10), uncut_until=date(2027, 3, 31))
+    later = kept_through_last_day(earlier, replace(leaving, withdrawn_on=date(2026, 6, 30)), TODAY)
+    assert later == replace(certificate, valid_until=date(2026, 6, 30), uncut_until=date(2027, 3, 31))
+    beyond = kept_through_last_day(later, replace(leaving, withdrawn_on=date(2027, 9, 30)), TODAY)
+    assert beyond == certificate, "never past the validity it had; no longer cut"
+    assert kept_through_last_day(beyond, replace(leaving, withdrawn_on=date(2027, 12, 31)), TODAY) == certificate
+
+
+def test_a_last_day_moved_later_gives_back_no_certificate_that_ended_and_no_validity_it_never_had():
+    leaving = membership(status=MembershipStatus.withdrawn, withdrawn_on=date(2026, 6, 30))
+    [certificate] = held_certificate().values()
+    cut = replace(certificate, valid_until=LAST_DAY, uncut_until=date(2027, 3, 31))
+    for status in (CertificateStatus.withdrawn, CertificateStatus.expired):
+        assert kept_through_last_day(replace(cut, status=status), leaving, TODAY) is None, status
+    # Its own validity ended before the last day (not cut), or cut by code that kept no `uncut_until`: as it is.
+    ending_sooner = replace(certificate, valid_until=date(2026, 4, 15))
+    assert kept_through_last_day(ending_sooner, leaving, TODAY) == ending_sooner
+    assert kept_through_last_day(replace(cut, uncut_until=None), leaving, TODAY) == replace(cut, uncut_until=None)
+    # A stale `uncut_until` (the certificate renewed since) never shortens it.
+    renewed_since = replace(certificate, valid_until=date(2027, 4, 21), uncut_until=date(2027, 3, 31))
+    assert kept_through_last_day(renewed_since, replace(leaving, withdrawn_on=date(2027, 6, 1)), TODAY) == renewed_since
+
+
+def test_a_certificate_issued_in_the_notice_period_keeps_the_validity_the_last_day_cut():
+    leaving = membership(status=MembershipStatus.withdrawn, withdrawn_on=LAST_DAY)
+    [issue] = plan_certificates(SITUATIONS[CertificateIssueReason.card_lost], [leaving], {}, today=TODAY, validity_years={},
+                                cause_id="e2")
+    assert isinstance(issue, IssueCertificate)
+    assert (issue.certificate.valid_until, issue.certificate.uncut_until) == (LAST_DAY, date(2027, 3, 31))
+    moved = kept_through_last_day(issue.certificate, replace(leaving, withdrawn_on=date(2026, 5, 31)), TODAY)
+    assert moved is not None and (moved.valid_until, moved.uncut_until) == (date(2026, 5, 31), date(2027, 3, 31))
+    [not_cut] = held_certificate().values()
+    assert not_cut.uncut_until is None
+
+
+WITHDRAWN = dict(status=MembershipStatus.withdrawn, last_day=LAST_DAY, withdrawn_by="w-1", made_before=False)
+
+
+@pytest.mark.parametrize(("state", "request_id", "requested", "today", "step", "previous"), [
+    # Not withdrawn: the withdrawal; made before and enrolled again since: nothing (the enrollment stands).
+    (dict(status=MembershipStatus.active, last_day=None, withdrawn_by=None, made_before=False), "w-1", LAST_DAY, TODAY,
+     WithdrawalStep.withdraw, None),
+    (dict(status=MembershipStatus.active, last_day=None, withdrawn_by="w-1", made_before=True), "w-1", LAST_DAY, TODAY,
+     WithdrawalStep.nothing, None),
+    # The same request again (a rerun that finishes it): the withdrawal, as it was.
+    (WITHDRAWN, "w-1", LAST_DAY, date(2026, 5, 1), WithdrawalStep.withdraw, None),
+    # Another request while the last day has not passed (today is the last day at the latest): moved, either way.
+    (WITHDRAWN, "w-2", date(2026, 4, 10), TODAY, WithdrawalStep.move, LAST_DAY),
+    (WITHDRAWN, "w-2", date(2026, 6, 30), LAST_DAY, WithdrawalStep.move, LAST_DAY),
+    (WITHDRAWN, "w-2", date(2026, 3, 31), date(2026, 4, 15), WithdrawalStep.move, LAST_DAY),
+    # Made before and moved since by another request: that one stands.
+    ({**WITHDRAWN, "made_before": True}, "w-0", date(2026, 4, 30), TODAY, WithdrawalStep.nothing, None),
+])
+def test_what_a_withdrawal_does_to_the_member_record(state, request_id, requested, today, step, previous):
+    decision = decide_withdrawal(**state, request_id=request_id, requested_last_day=requested, today=today)
+    assert (decision.step, decision.previous_last_day, decision.refusal) == (step, previous, None)
+
+
+@pytest.mark.parametrize(("state", "request_id", "requested", "today", "says"), [
+    (WITHDRAWN, "w-2", date(2026, 6, 30), date(2026, 4, 22), "its last day, 2026-04-21, has passed"),
+    (WITHDRAWN, "w-2", LAST_DAY, date(2026, 4, 22), "its last day, 2026-04-21, has passed"),
+    ({**WITHDRAWN, "last_day": None}, "w-2", LAST_DAY, TODAY, "it has no last day to move"),
+    (WITHDRAWN, "w-2", LAST_DAY, TODAY, "already withdrawn with this last day, 2026-04-21"),
+    (WITHDRAWN, "w-1", date(2026, 4, 30), TODAY, "this request id already set the member's last day to 2026-04-21"),
+])
+def test_a_withdrawal_that_would_move_a_passed_last_day_or_change_nothing_is_refused(state, request_id, requested, today, says):
+    decision = decide_withdrawal(**state, request_id=request_id, requested_last_day=requested, today=today)
+    assert decision.step is WithdrawalStep.refuse and decision.refusal is not None and says in decision.refusal
 
 
 @pytest.mark.parametrize(("person", "refusal"), [
