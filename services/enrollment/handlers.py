@@ -278,6 +278,8 @@ async def _resident_change(
         done = stored.change_made_by(key)
         if done is not None:  # a re-run, perhaps after later changes
             facts = change_facts(stored.resident, done)
+            if done["kind"] == "deceased":  # the death is written first: finish (or find) the card's revocation
+                return facts + await _revoke_for_death(ctx.deps, stored.resident, key, ctx.clock)
             moved = await ctx.deps.store.card_moved_by(key)
             return facts + ([domain.transition_fact(moved)] if moved else [])
         wrong_sender = domain.check_municipality_of_residence(stored.resident, ctx.envelope.source)
@@ -388,16 +390,40 @@ async def record_death(event: RecordDeath, ctx: HandlerContext[EnrollmentDeps]) 
             if resident.deceased_on == event.died_on:  # the same death, told again
                 return [ResidentDeceased(person_ref=resident.person_ref, died_on=event.died_on)]
             return domain.deceased()
-        # The card first: a re-run finds the resident unchanged and the card by this request's key.
-        revoked = await move_card(deps, resident, CardAction.revoke, key, ctx.clock, reason="deceased")  # or no card
+        # The death first, then the card: an application or a reissue that issues a card meanwhile
+        # looks at the resident after its card is stored, so one of the two always sees the other
+        # (before, a card issued between this revocation and the death's write stayed active). A
+        # re-run finds the death recorded and finishes the revocation by this request's key.
         deceased = replace(resident, deceased_on=event.died_on)
         record = change_record(key, "deceased", deceased, event.died_on)
         if not await deps.store.change_resident(deceased, change=record, version=stored.version):
             return CHANGED_MEANWHILE
-        facts = change_facts(resident, record)
-        return facts + ([domain.transition_fact(*revoked)] if isinstance(revoked, tuple) else [])
+        return change_facts(resident, record) + await _revoke_for_death(deps, deceased, key, ctx.clock)
 
     return await _resident_change(event, ctx, change)
+
+
+async def _revoke_for_death(deps: EnrollmentDeps, resident: Resident, key: str, clock: Clock) -> list[Fact]:
+    """Revoke the card the person holds, if any (reason `deceased`), by the death's request key."""
+    revoked = await move_card(deps, resident, CardAction.revoke, key, clock, reason="deceased")  # or no card
+    return [domain.transition_fact(*revoked)] if isinstance(revoked, tuple) else []
+
+
+async def revoke_if_holder_died(deps: EnrollmentDeps, card: Card, key: str, clock: Clock) -> Card | None:
+    """A card just stored (by an application or a reissue) for a person whose death was recorded
+    meanwhile is revoked at once; returns the card as revoked, or None when the holder lives.
+
+    Pairs with `record_death`, which writes the death before it revokes the held card: when the
+    death's revocation ran before this card was stored, this check sees the death. If the death
+    revoked the card itself, that revocation is returned."""
+    stored = await deps.store.resident(card.person_ref)
+    if stored is None or not stored.resident.is_deceased:
+        return None
+    result = await move_card(deps, stored.resident, CardAction.revoke, f"{key}/holder-deceased", clock, reason="deceased")
+    if isinstance(result, tuple):
+        return result[0]
+    current = await deps.store.card(card.card_number)
+    return current if current is not None and current.state is CardState.revoked else None
 
 
 @handlers.handles(DelegatePostOffice)
@@ -436,6 +462,15 @@ async def apply_for_card(event: ApplyForCard, ctx: HandlerContext[EnrollmentDeps
             return rejected(wrong_sender, resident.person_ref)
         delegated = event.channel is Channel.post_office and await deps.store.is_delegated(resident.municipality_code, event.office_id)
         review = domain.review_application(event, resident, post_office_delegated=delegated, rules=deps.rules)
+        if isinstance(review, Rejection) and resident.is_deceased:
+            # Run again after a crash, an application that stored its card before the holder's death was
+            # recorded finishes as it did: the card issued and revoked, not a refusal over a card left active.
+            revoked = await deps.store.card_moved_by(f"{key}/holder-deceased")
+            if revoked is not None:
+                return accepted(revoked, revoked)
+            claim = await deps.store.card_claim(resident.person_ref)
+            if claim is not None and claim["application_id"] == event.application_id:
+                review = domain.Approval(issuing_municipality=resident.municipality_code, photo_less=event.photo_ref is None)
         if isinstance(review, Rejection):
             return rejected(review, resident.person_ref)
         for _ in range(_CONCURRENT_CHANGE_ATTEMPTS):
@@ -458,10 +493,15 @@ async def apply_for_card(event: ApplyForCard, ctx: HandlerContext[EnrollmentDeps
                     origin_key=key, application_id=event.application_id, rules=deps.rules,
                 )
             )
-            summary = {"kind": "application", "status": "accepted", "person_ref": resident.person_ref,
-                       "card_number": card.card_number}
-            return list(domain.accepted_application(event, card)), summary
+            # A death recorded meanwhile may have found no card to revoke: the card is revoked here.
+            return accepted(card, await revoke_if_holder_died(deps, card, key, ctx.clock))
         raise ConcurrentChange(f"{key}: the person's card slot kept changing")
+
+    def accepted(card: Card, revoked: Card | None) -> Decision:
+        summary = {"kind": "application", "status": "accepted", "person_ref": card.person_ref,
+                   "card_number": card.card_number}
+        facts: list[Fact] = list(domain.accepted_application(event, card))
+        return facts + ([domain.transition_fact(revoked)] if revoked is not None else []), summary
 
     return await decide_once(deps, key, event, ctx, decide)
 
@@ -553,15 +593,19 @@ async def card_request(
         if stored is None:
             return card_request_rejected(event, domain.unknown_resident())
         resident = stored.resident
-        if resident.is_deceased and action is not CardAction.return_card:
-            return card_request_rejected(event, domain.deceased(), resident.person_ref)
+        if resident.is_deceased and action is not CardAction.return_card and await deps.store.card_moved_by(key) is None:
+            return card_request_rejected(event, domain.deceased(), resident.person_ref)  # (a re-run finishes its move)
         result = await move_card(deps, resident, action, key, ctx.clock, **details)
         if isinstance(result, Rejection):
             return card_request_rejected(event, result, resident.person_ref)
         moved, successor = result
         summary = {"kind": "card_request", "status": "done", "person_ref": resident.person_ref,
                    "card_number": moved.card_number, "card_state": moved.state.value}
-        return [domain.transition_fact(moved, successor)], summary
+        facts: list[Fact] = [domain.transition_fact(moved, successor)]
+        if successor is not None:  # a new card: revoked at once if the holder's death was recorded meanwhile
+            revoked = await revoke_if_holder_died(deps, successor, key, ctx.clock)
+            facts += [domain.transition_fact(revoked)] if revoked is not None else []
+        return facts, summary
 
     return await decide_once(deps, key, event, ctx, decide)
 

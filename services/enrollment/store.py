@@ -262,6 +262,10 @@ class EnrollmentStore:
         except DuplicateKeyError:
             return await self.card_claims.find_one({"_id": person_ref})
 
+    async def card_claim(self, person_ref: str) -> dict | None:
+        """Who holds the person's one card slot (the application and the card), if anyone."""
+        return await self.card_claims.find_one({"_id": person_ref})
+
     async def release_card_slot(self, person_ref: str, card_number: str) -> None:
         await self.card_claims.delete_one({"_id": person_ref, "card_number": card_number})
 

@@ -1,0 +1,125 @@
+"""A death recorded while a card is being issued (an application or a reissue) leaves no active
+card behind: the death is written before the held card is revoked, and a new card looks at the
+resident once it is stored, so one of the two always sees the other. Run at the use cases, with
+the other request slipped in between two steps."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from mynumber_contracts.enrollment import RecordDeath, ReportCardLost, RequestCardReissue
+
+from services.enrollment.handlers import (
+    apply_for_card,
+    record_death,
+    register_resident,
+    report_card_lost,
+    request_card_reissue,
+)
+from tests.enrollment.support import TODAY, application, new_number, registration, use_cases
+
+DIED_ON = date(2025, 6, 1)
+
+
+async def forget_outcomes(deps) -> None:
+    await deps.store.outcomes.delete_many({})
+
+
+def kinds(facts) -> list[str]:
+    return [type(fact).__name__ for fact in facts]
+
+
+def the_death_slipped_in(run, monkeypatch, number, *, after_insert: bool = False) -> list:
+    """Record the death once, just before (or just after) the next card is stored."""
+    store, insert_card, deaths = run.deps.store, run.deps.store.insert_card, []
+
+    async def insert_with_death(card):
+        if not after_insert and not deaths:
+            deaths.append(await run.run(record_death, RecordDeath(my_number=number, died_on=DIED_ON), event_id="death"))
+        stored = await insert_card(card)
+        if after_insert and not deaths:
+            deaths.append(await run.run(record_death, RecordDeath(my_number=number, died_on=DIED_ON), event_id="death"))
+        return stored
+
+    monkeypatch.setattr(store, "insert_card", insert_with_death)
+    return deaths
+
+
+async def test_a_death_recorded_while_an_application_is_issued_revokes_the_new_card(settings_for, monkeypatch):
+    async with use_cases(settings_for("enrollment")) as run:
+        number = new_number()
+        await run.run(register_resident, registration(number), event_id="e1")
+        person_ref = run.deps.people.for_number(number)
+        deaths = the_death_slipped_in(run, monkeypatch, number)
+
+        facts = await run.run(apply_for_card, application(number.reveal(), application_id="app-1"), event_id="e2")
+
+        assert kinds(deaths[0]) == ["ResidentDeceased"], "the slot was claimed, but no card was stored yet"
+        [card] = await run.deps.store.cards_of(person_ref)
+        assert card.state == "revoked", "a dead person's card must not stay active"
+        assert kinds(facts) == ["ApplicationAccepted", "CardIssued", "CardRevoked"]
+        assert (facts[2].card_number, facts[2].reason) == (card.card_number, "deceased")
+        assert await run.deps.store.card_claims.count_documents({"_id": person_ref}) == 0
+
+        await forget_outcomes(run.deps)  # a crash before the outcome was recorded: run again
+        assert await run.run(apply_for_card, application(number.reveal(), application_id="app-1"), event_id="e2") == facts
+
+
+async def test_a_death_recorded_just_after_the_card_is_stored_is_told_with_the_application(settings_for, monkeypatch):
+    async with use_cases(settings_for("enrollment")) as run:
+        number = new_number()
+        await run.run(register_resident, registration(number), event_id="e1")
+        person_ref = run.deps.people.for_number(number)
+        deaths = the_death_slipped_in(run, monkeypatch, number, after_insert=True)
+
+        facts = await run.run(apply_for_card, application(number.reveal(), application_id="app-1"), event_id="e2")
+
+        assert kinds(deaths[0]) == ["ResidentDeceased", "CardRevoked"], "the death found the stored card"
+        [card] = await run.deps.store.cards_of(person_ref)
+        assert card.state == "revoked"
+        assert kinds(facts) == ["ApplicationAccepted", "CardIssued", "CardRevoked"]
+
+
+async def test_a_death_recorded_while_a_card_is_reissued_revokes_the_new_card(settings_for, monkeypatch):
+    async with use_cases(settings_for("enrollment")) as run:
+        number = new_number()
+        digits = number.reveal()
+        await run.run(register_resident, registration(number), event_id="e1")
+        await run.run(apply_for_card, application(digits, application_id="app-1"), event_id="e2")
+        person_ref = run.deps.people.for_number(number)
+        deaths = the_death_slipped_in(run, monkeypatch, number)
+        reissue = RequestCardReissue(request_id="re-1", my_number=digits, office_id="municipality/131016",
+                                     requested_on=TODAY, photo_ref="photo/new")
+
+        facts = await run.run(request_card_reissue, reissue, event_id="e3")
+
+        assert kinds(deaths[0]) == ["ResidentDeceased"], "the old card was already replaced, the new one not yet stored"
+        old, new = await run.deps.store.cards_of(person_ref)
+        assert (old.state, new.state) == ("reissued", "revoked")
+        assert kinds(facts) == ["CardReissued", "CardRevoked"]
+        assert (facts[1].card_number, facts[1].reason) == (new.card_number, "deceased")
+        assert await run.deps.store.card_claims.count_documents({"_id": person_ref}) == 0
+
+        await forget_outcomes(run.deps)
+        assert await run.run(request_card_reissue, reissue, event_id="e3") == facts
+
+
+async def test_a_card_request_run_again_after_the_death_gives_its_own_facts(settings_for):
+    """A loss report that suspended the card, then the death that revoked it; the report run again
+    (a crash before its outcome was recorded) finds its own move instead of refusing a dead person."""
+    async with use_cases(settings_for("enrollment")) as run:
+        number = new_number()
+        digits = number.reveal()
+        await run.run(register_resident, registration(number), event_id="e1")
+        await run.run(apply_for_card, application(digits, application_id="app-1"), event_id="e2")
+        lost = ReportCardLost(request_id="lost-1", my_number=digits, office_id="portal/myna-portal")
+        first = await run.run(report_card_lost, lost, event_id="e3")
+        death = await run.run(record_death, RecordDeath(my_number=number, died_on=DIED_ON), event_id="e4")
+
+        await forget_outcomes(run.deps)
+        again = await run.run(report_card_lost, lost, event_id="e3")
+
+        assert kinds(first) == ["CardSuspended"] and kinds(death) == ["ResidentDeceased", "CardRevoked"]
+        assert again == first
+        [card] = await run.deps.store.cards_of(run.deps.people.for_number(number))
+        assert card.state == "revoked"
