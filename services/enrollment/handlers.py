@@ -260,8 +260,8 @@ CHANGED_MEANWHILE = ChangedMeanwhile()
 async def _resident_change(
     event: ChangeResidentAttributes | CorrectResidentRecord | RecordMoveAbroad | RecordDeath,
     ctx: HandlerContext[EnrollmentDeps],
-    change: Callable[[StoredResident, str], Awaitable[list[Fact] | Rejection | ChangedMeanwhile]],
-) -> Sequence[Fact]:
+    change: Callable[[StoredResident, str], Awaitable[list[Fact] | EarlierFacts | Rejection | ChangedMeanwhile]],
+) -> Sequence[Fact] | EarlierFacts:
     """Shared steps of the registry changes: find the resident, recognise a re-run, refuse a
     municipality that does not keep the record, then make the change.
 
@@ -297,7 +297,7 @@ async def _resident_change(
 
 
 @handlers.handles(ChangeResidentAttributes)
-async def change_resident_attributes(event: ChangeResidentAttributes, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
+async def change_resident_attributes(event: ChangeResidentAttributes, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact] | EarlierFacts:
     deps = ctx.deps
 
     async def change(stored: StoredResident, key: str) -> list[Fact] | Rejection | ChangedMeanwhile:
@@ -318,7 +318,7 @@ async def change_resident_attributes(event: ChangeResidentAttributes, ctx: Handl
 
 
 @handlers.handles(CorrectResidentRecord)
-async def correct_resident_record(event: CorrectResidentRecord, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
+async def correct_resident_record(event: CorrectResidentRecord, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact] | EarlierFacts:
     """A date of birth or sex on record put right. Told as a change of the attributes; an issued
     card is not changed (its signing certificate is invalidated; the holder asks for a reissue)."""
     deps = ctx.deps
@@ -353,17 +353,18 @@ async def _change_attributes(
 
 
 @handlers.handles(RecordMoveAbroad)
-async def record_move_abroad(event: RecordMoveAbroad, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
+async def record_move_abroad(event: RecordMoveAbroad, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact] | EarlierFacts:
     deps = ctx.deps
 
-    async def change(stored: StoredResident, key: str) -> list[Fact] | Rejection | ChangedMeanwhile:
+    async def change(stored: StoredResident, key: str) -> list[Fact] | EarlierFacts | Rejection | ChangedMeanwhile:
         resident = stored.resident
         if resident.is_deceased:
             return domain.deceased()
         if resident.lives_abroad:
             if resident.moved_abroad_on == event.moved_on:  # the same move, told again
-                return [ResidentMovedAbroad(person_ref=resident.person_ref, attributes=resident.attributes,
-                                            moved_on=event.moved_on)]
+                earlier = await _told_again(deps, stored, "moved_abroad", event.moved_on)
+                return earlier or [ResidentMovedAbroad(person_ref=resident.person_ref, attributes=resident.attributes,
+                                                       moved_on=event.moved_on)]
             return Rejection(RejectionReason.resident_state, "the resident is already recorded as living abroad")
         moved = replace(
             resident,
@@ -381,14 +382,15 @@ async def record_move_abroad(event: RecordMoveAbroad, ctx: HandlerContext[Enroll
 
 
 @handlers.handles(RecordDeath)
-async def record_death(event: RecordDeath, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact]:
+async def record_death(event: RecordDeath, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact] | EarlierFacts:
     deps = ctx.deps
 
-    async def change(stored: StoredResident, key: str) -> list[Fact] | Rejection | ChangedMeanwhile:
+    async def change(stored: StoredResident, key: str) -> list[Fact] | EarlierFacts | Rejection | ChangedMeanwhile:
         resident = stored.resident
         if resident.is_deceased:
             if resident.deceased_on == event.died_on:  # the same death, told again
-                return [ResidentDeceased(person_ref=resident.person_ref, died_on=event.died_on)]
+                earlier = await _told_again(deps, stored, "deceased", event.died_on)
+                return earlier or [ResidentDeceased(person_ref=resident.person_ref, died_on=event.died_on)]
             return domain.deceased()
         # The death first, then the card: an application or a reissue that issues a card meanwhile
         # looks at the resident after its card is stored, so one of the two always sees the other
@@ -401,6 +403,21 @@ async def record_death(event: RecordDeath, ctx: HandlerContext[EnrollmentDeps]) 
         return change_facts(resident, record) + await _revoke_for_death(deps, deceased, key, ctx.clock)
 
     return await _resident_change(event, ctx, change)
+
+
+async def _told_again(deps: EnrollmentDeps, stored: StoredResident, kind: str, effective_on: date) -> EarlierFacts | None:
+    """A move abroad or a death sent again under a new event id (a partner's retry): the facts the
+    first one gave (the card's revocation with the death), under the ids they had, so the services
+    that keep copies apply them once. None for a record that does not name the first event."""
+    recorded = [change for change in (*stored.changes, stored.last_change or {})
+                if change.get("kind") == kind and change.get("effective_on") == effective_on.isoformat()
+                and str(change.get("key", "")).startswith("change/")]
+    if not recorded:
+        return None
+    change = recorded[-1]
+    moved = await deps.store.card_moved_by(change["key"])
+    facts = change_facts(stored.resident, change) + ([domain.transition_fact(moved)] if moved else [])
+    return EarlierFacts(change["key"].removeprefix("change/"), facts)
 
 
 async def _revoke_for_death(deps: EnrollmentDeps, resident: Resident, key: str, clock: Clock) -> list[Fact]:

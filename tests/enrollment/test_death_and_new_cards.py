@@ -7,15 +7,17 @@ from __future__ import annotations
 
 from datetime import date
 
-from mynumber_contracts.enrollment import RecordDeath, ReportCardLost, RequestCardReissue
+from mynumber_contracts.enrollment import RecordDeath, RecordMoveAbroad, ReportCardLost, RequestCardReissue
 
 from services.enrollment.handlers import (
     apply_for_card,
     record_death,
+    record_move_abroad,
     register_resident,
     report_card_lost,
     request_card_reissue,
 )
+from services.kit.idempotency import EarlierFacts
 from tests.enrollment.support import TODAY, application, new_number, registration, use_cases
 
 DIED_ON = date(2025, 6, 1)
@@ -123,3 +125,44 @@ async def test_a_card_request_run_again_after_the_death_gives_its_own_facts(sett
         assert again == first
         [card] = await run.deps.store.cards_of(run.deps.people.for_number(number))
         assert card.state == "revoked"
+
+
+async def answer(run, use_case, event, event_id: str):
+    """The use case's own answer (facts, or the kit's EarlierFacts) for an event with this id."""
+    from mynumber_contracts import Envelope
+
+    from services.kit.messaging import HandlerContext
+
+    envelope = Envelope(id=event_id, source="municipality/131016", type=event.event_type, time=run.clock.now())
+    return await use_case(event, HandlerContext(envelope=envelope, clock=run.clock, deps=run.deps))
+
+
+async def test_a_death_sent_again_under_a_new_event_id_gives_its_facts_with_their_ids(settings_for):
+    """The municipality's retry after a timeout: the same death, the card's revocation with it,
+    under the first event's ids, so the services that keep copies apply them once."""
+    async with use_cases(settings_for("enrollment")) as run:
+        number = new_number()
+        await run.run(register_resident, registration(number), event_id="e1")
+        await run.run(apply_for_card, application(number.reveal(), application_id="app-1"), event_id="e2")
+        death = RecordDeath(my_number=number, died_on=DIED_ON)
+        first = await answer(run, record_death, death, "death-1")
+
+        again = await answer(run, record_death, death, "death-2")
+
+        assert kinds(first) == ["ResidentDeceased", "CardRevoked"]
+        assert isinstance(again, EarlierFacts) and again.event_id == "death-1"
+        assert list(again.facts) == list(first)
+
+
+async def test_a_move_abroad_sent_again_under_a_new_event_id_gives_its_fact_with_its_id(settings_for):
+    async with use_cases(settings_for("enrollment")) as run:
+        number = new_number()
+        await run.run(register_resident, registration(number), event_id="e1")
+        move = RecordMoveAbroad(my_number=number, moved_on=DIED_ON, destination_country="DE")
+        first = await answer(run, record_move_abroad, move, "move-1")
+
+        again = await answer(run, record_move_abroad, move, "move-2")
+
+        assert kinds(first) == ["ResidentMovedAbroad"]
+        assert isinstance(again, EarlierFacts) and again.event_id == "move-1"
+        assert list(again.facts) == list(first)
