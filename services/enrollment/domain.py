@@ -276,12 +276,20 @@ def review_application(
         return Rejection(
             RejectionReason.channel_not_allowed, "the resident moved abroad: apply at an embassy or consulate"
         )
-    if resident.card_ends_with_residence_period and resident.residence_period_end is not None:
-        if resident.residence_period_end < application.applied_on:
-            return Rejection(RejectionReason.resident_state, "the resident's period of stay has ended")
+    if (ended := period_of_stay_ended(resident, application.applied_on)) is not None:
+        return ended
     if application.photo_ref is None and photo_required(resident.attributes.date_of_birth, application.applied_on, rules):
         return Rejection(RejectionReason.photo_missing, "a facial photo is required (only infants under 1 are exempt)")
     return Approval(issuing_municipality=resident.municipality_code, photo_less=application.photo_ref is None)
+
+
+def period_of_stay_ended(resident: Resident, on: date) -> Rejection | None:
+    """A card ends with the period of stay (foreign residents other than permanent residents): none
+    is issued once the period has ended, as it would be expired on the day it is issued."""
+    if resident.card_ends_with_residence_period and resident.residence_period_end is not None:
+        if resident.residence_period_end < on:
+            return Rejection(RejectionReason.resident_state, "the resident's period of stay has ended")
+    return None
 
 
 def duplicate(application_id: str) -> Rejection:

@@ -479,6 +479,8 @@ async def apply_for_card(event: ApplyForCard, ctx: HandlerContext[EnrollmentDeps
             return rejected(wrong_sender, resident.person_ref)
         delegated = event.channel is Channel.post_office and await deps.store.is_delegated(resident.municipality_code, event.office_id)
         review = domain.review_application(event, resident, post_office_delegated=delegated, rules=deps.rules)
+        if not isinstance(review, Rejection):  # the card is issued today: a period of stay that ended since the
+            review = domain.period_of_stay_ended(resident, today(ctx.clock)) or review  # application ends it
         if isinstance(review, Rejection) and resident.is_deceased:
             # Run again after a crash, an application that stored its card before the holder's death was
             # recorded finishes as it did: the card issued and revoked, not a refusal over a card left active.
@@ -560,6 +562,8 @@ async def move_card(
                 assert requested_on is not None
                 if photo_ref is None and domain.photo_required(resident.attributes.date_of_birth, requested_on, deps.rules):
                     return Rejection(RejectionReason.photo_missing, "a facial photo is required for the new card")
+                if (ended := domain.period_of_stay_ended(resident, today(clock))) is not None:
+                    return ended  # the new card would be expired on the day it is issued
             request = LastRequest(key=key, action=action, at=clock.now(), reason=reason)
             replaced_by = domain.new_card_number() if action is CardAction.reissue else None
             moved = await deps.store.transition_card(held, action, request, replaced_by=replaced_by)
