@@ -206,6 +206,18 @@ def check_municipality_of_residence(resident: Resident, sender: str) -> Rejectio
     return None
 
 
+def check_card_office(resident: Resident, sender: str, action: CardAction) -> Rejection | None:
+    """A loss is reported to any municipality or the 24-hour hotline (suspended at once); finding,
+    reissue, return and revocation are the card holder's municipality of residence's, so a number
+    mistyped at another municipality (about 1.7 % of typos pass the check digit) cannot end a
+    stranger's card. The refusal tells nothing of where the holder lives."""
+    if action is CardAction.report_lost or sender == f"{CHANNEL_SENDERS[Channel.municipal_office]}{resident.municipality_code}":
+        return None
+    return Rejection(RejectionReason.channel_not_allowed,
+                     f"{sender} does not keep this card holder's record: only the municipality of residence may "
+                     "resume, reissue, take back or revoke the card")
+
+
 # --- applications ----------------------------------------------------------------------------
 
 

@@ -602,8 +602,15 @@ def card_request_rejected(event: CardRequest, rejection: Rejection, person_ref: 
 
 async def card_request(
     event: CardRequest, ctx: HandlerContext[EnrollmentDeps], action: CardAction, **details: Any
-) -> Sequence[Fact]:
+) -> Sequence[Fact] | EarlierFacts:
+    """A card request comes from the office it names (refused before anything is decided under that
+    office's key, so its request id stays its own). A loss is reported to any municipality or the
+    24-hour hotline; finding, reissue, return and revocation are the municipality of residence's."""
     deps = ctx.deps
+    if event.office_id != ctx.envelope.source:
+        return card_request_rejected(event, Rejection(
+            RejectionReason.channel_not_allowed,
+            f"{ctx.envelope.source} may not send a request as {event.office_id}: an office acts in its own name only"))[0]
     key = f"card-request/{event.office_id}/{event.request_id}"
 
     async def decide() -> Decision:
@@ -614,6 +621,9 @@ async def card_request(
         if stored is None:
             return card_request_rejected(event, domain.unknown_resident())
         resident = stored.resident
+        elsewhere = domain.check_card_office(resident, ctx.envelope.source, action)
+        if elsewhere is not None and await deps.store.card_moved_by(key) is None:  # (a re-run after a move finishes)
+            return card_request_rejected(event, elsewhere)  # most likely a mistyped number: no person reference
         if resident.is_deceased and action is not CardAction.return_card and await deps.store.card_moved_by(key) is None:
             return card_request_rejected(event, domain.deceased(), resident.person_ref)  # (a re-run finishes its move)
         result = await move_card(deps, resident, action, key, ctx.clock, **details)

@@ -151,7 +151,7 @@ async def test_a_card_request_run_again_after_a_later_request_moved_the_card_cha
     request's move is already done. It must give the same facts and not suspend the card again."""
     async with use_cases(settings_for("enrollment")) as run:
         number, lost = await a_card_reported_lost(run)
-        found = ReportCardFound(request_id="found-1", my_number=number.reveal(), office_id="portal/myna-portal")
+        found = ReportCardFound(request_id="found-1", my_number=number.reveal(), office_id="municipality/131016")
         first = await run.run(report_card_lost, lost, event_id="e3")
         run.clock.advance(timedelta(minutes=5))
         assert [type(f).__name__ for f in await run.run(report_card_found, found, event_id="e4")] == ["CardResumed"]

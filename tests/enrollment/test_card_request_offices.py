@@ -1,0 +1,81 @@
+"""Who may move a card: a loss is reported to any municipality or the 24-hour hotline; finding,
+reissue, return and revocation come from the holder's municipality of residence; and every card
+request comes from the office it names. Run at the use cases with the sender given."""
+
+from __future__ import annotations
+
+from mynumber_contracts.enrollment import ReportCardFound, ReportCardLost, RequestCardReissue, ReturnCard, RevokeCard
+
+from services.enrollment.handlers import (
+    apply_for_card,
+    register_resident,
+    report_card_found,
+    report_card_lost,
+    request_card_reissue,
+    return_card,
+    revoke_card,
+)
+from tests.enrollment.support import TODAY, application, new_number, registration, use_cases
+
+OSAKA = "municipality/271004"  # the holder lives in Chiyoda (131016)
+
+
+def kinds(facts) -> list[str]:
+    return [type(fact).__name__ for fact in facts]
+
+
+async def a_card_holder(run):
+    number = new_number()
+    await run.run(register_resident, registration(number), event_id=f"reg-{number.reveal()[:6]}")
+    await run.run(apply_for_card, application(number.reveal()))
+    [card] = await run.deps.store.cards_of(run.deps.people.for_number(number))
+    return number.reveal(), card
+
+
+async def test_another_municipality_cannot_end_or_replace_a_residents_card(settings_for):
+    async with use_cases(settings_for("enrollment")) as run:
+        digits, card = await a_card_holder(run)
+        requests = [
+            (revoke_card, RevokeCard(request_id="r1", my_number=digits, office_id=OSAKA, reason="fraud")),
+            (return_card, ReturnCard(request_id="r2", my_number=digits, office_id=OSAKA)),
+            (request_card_reissue, RequestCardReissue(request_id="r3", my_number=digits, office_id=OSAKA,
+                                                      requested_on=TODAY, photo_ref="p")),
+        ]
+        for use_case, request in requests:
+            [refused] = await run.run(use_case, request, source=OSAKA)
+            assert (type(refused).__name__, refused.reason, refused.person_ref) == (
+                "CardRequestRejected", "channel_not_allowed", None), use_case.__name__
+            assert "131016" not in refused.message
+
+        assert (await run.deps.store.card(card.card_number)).state == "active"
+
+
+async def test_a_loss_is_reported_anywhere_but_the_card_is_resumed_at_home(settings_for):
+    async with use_cases(settings_for("enrollment")) as run:
+        digits, card = await a_card_holder(run)
+
+        lost = await run.run(report_card_lost, ReportCardLost(request_id="l1", my_number=digits, office_id=OSAKA),
+                             source=OSAKA)
+        found_elsewhere = await run.run(report_card_found, ReportCardFound(request_id="f1", my_number=digits, office_id=OSAKA),
+                                        source=OSAKA)
+        assert kinds(lost) == ["CardSuspended"]
+        assert (kinds(found_elsewhere), found_elsewhere[0].reason) == (["CardRequestRejected"], "channel_not_allowed")
+        assert (await run.deps.store.card(card.card_number)).state == "suspended"
+
+        found = await run.run(report_card_found, ReportCardFound(request_id="f2", my_number=digits,
+                                                                 office_id="municipality/131016"))
+        assert kinds(found) == ["CardResumed"]
+
+
+async def test_a_request_naming_another_office_is_refused_and_leaves_that_offices_request_id_free(settings_for):
+    async with use_cases(settings_for("enrollment")) as run:
+        digits, card = await a_card_holder(run)
+        home = "municipality/131016"
+        revoke = RevokeCard(request_id="r1", my_number=digits, office_id=home, reason="fraud")
+
+        [refused] = await run.run(revoke_card, revoke, source=OSAKA)
+        assert (refused.reason, refused.person_ref) == ("channel_not_allowed", None)
+        assert (await run.deps.store.card(card.card_number)).state == "active"
+
+        [revoked] = await run.run(revoke_card, revoke, source=home)
+        assert (type(revoked).__name__, revoked.card_number) == ("CardRevoked", card.card_number)
