@@ -206,6 +206,30 @@ def check_municipality_of_residence(resident: Resident, sender: str) -> Rejectio
     return None
 
 
+def card_end_reason(resident: Resident, rules: CardRules) -> str | None:
+    """Why a death or a move abroad just recorded ends the card the person holds (the revocation's
+    reason), or None. Only Japanese nationals who moved abroad on or after the day the diplomatic
+    channel opened (27 May 2024) keep their card; foreign nationals never can; those who moved
+    before lost it then (and may apply again at an embassy)."""
+    if resident.is_deceased:
+        return "deceased"
+    if resident.moved_abroad_on is not None and (
+        resident.is_foreign or resident.moved_abroad_on < rules.diplomatic_channel_opens_on
+    ):
+        return "moved abroad"
+    return None
+
+
+def holds_no_card(resident: Resident) -> str | None:
+    """Why the person may hold no card at all now (a card issued to them is revoked), or None: the
+    dead, and foreign nationals who moved abroad (a Japanese national abroad may get one at an embassy)."""
+    if resident.is_deceased:
+        return "deceased"
+    if resident.lives_abroad and resident.is_foreign:
+        return "moved abroad"
+    return None
+
+
 def check_card_office(resident: Resident, sender: str, action: CardAction) -> Rejection | None:
     """A loss is reported to any municipality or the 24-hour hotline (suspended at once); finding,
     reissue, return and revocation are the card holder's municipality of residence's, so a number

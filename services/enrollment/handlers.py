@@ -278,8 +278,8 @@ async def _resident_change(
         done = stored.change_made_by(key)
         if done is not None:  # a re-run, perhaps after later changes
             facts = change_facts(stored.resident, done)
-            if done["kind"] == "deceased":  # the death is written first: finish (or find) the card's revocation
-                return facts + await _revoke_for_death(ctx.deps, stored.resident, key, ctx.clock)
+            if _left_as_it_was(stored.resident, done):  # written first: finish (or find) the card's revocation
+                return facts + await _end_card(ctx.deps, stored.resident, key, ctx.clock)
             moved = await ctx.deps.store.card_moved_by(key)
             return facts + ([domain.transition_fact(moved)] if moved else [])
         wrong_sender = domain.check_municipality_of_residence(stored.resident, ctx.envelope.source)
@@ -376,7 +376,8 @@ async def record_move_abroad(event: RecordMoveAbroad, ctx: HandlerContext[Enroll
                                signing_certificate_invalidated=await invalidate_signing_certificate(deps, resident.person_ref))
         if not await deps.store.change_resident(moved, change=record, version=stored.version):
             return CHANGED_MEANWHILE
-        return change_facts(moved, record)
+        # Written first, as a death is: a card stored meanwhile sees the move and ends itself.
+        return change_facts(moved, record) + await _end_card(deps, moved, key, ctx.clock)
 
     return await _resident_change(event, ctx, change)
 
@@ -400,7 +401,7 @@ async def record_death(event: RecordDeath, ctx: HandlerContext[EnrollmentDeps]) 
         record = change_record(key, "deceased", deceased, event.died_on)
         if not await deps.store.change_resident(deceased, change=record, version=stored.version):
             return CHANGED_MEANWHILE
-        return change_facts(resident, record) + await _revoke_for_death(deps, deceased, key, ctx.clock)
+        return change_facts(resident, record) + await _end_card(deps, deceased, key, ctx.clock)
 
     return await _resident_change(event, ctx, change)
 
@@ -420,23 +421,37 @@ async def _told_again(deps: EnrollmentDeps, stored: StoredResident, kind: str, e
     return EarlierFacts(change["key"].removeprefix("change/"), facts)
 
 
-async def _revoke_for_death(deps: EnrollmentDeps, resident: Resident, key: str, clock: Clock) -> list[Fact]:
-    """Revoke the card the person holds, if any (reason `deceased`), by the death's request key."""
-    revoked = await move_card(deps, resident, CardAction.revoke, key, clock, reason="deceased")  # or no card
+def _left_as_it_was(resident: Resident, change: dict[str, Any]) -> bool:
+    """Whether the resident is still as a death or a move abroad left them (a death always is; a
+    move abroad until the person registers in Japan again, after which its card is not touched)."""
+    if change["kind"] == "deceased":
+        return True
+    return change["kind"] == "moved_abroad" and resident.moved_abroad_on == date.fromisoformat(change["effective_on"])
+
+
+async def _end_card(deps: EnrollmentDeps, resident: Resident, key: str, clock: Clock) -> list[Fact]:
+    """Revoke the card the person holds, if any, when the person may hold none (dead, or moved
+    abroad without the right to keep it), by the death's or the move's request key."""
+    reason = domain.card_end_reason(resident, deps.rules)
+    if reason is None:
+        return []
+    revoked = await move_card(deps, resident, CardAction.revoke, key, clock, reason=reason)  # or no card
     return [domain.transition_fact(*revoked)] if isinstance(revoked, tuple) else []
 
 
-async def revoke_if_holder_died(deps: EnrollmentDeps, card: Card, key: str, clock: Clock) -> Card | None:
-    """A card just stored (by an application or a reissue) for a person whose death was recorded
-    meanwhile is revoked at once; returns the card as revoked, or None when the holder lives.
+async def revoke_if_card_ended(deps: EnrollmentDeps, card: Card, key: str, clock: Clock) -> Card | None:
+    """A card just stored (by an application or a reissue) for a person whose death, or a foreign
+    national's move abroad, was recorded meanwhile is revoked at once; returns the card as
+    revoked, or None when the person may hold it.
 
-    Pairs with `record_death`, which writes the death before it revokes the held card: when the
-    death's revocation ran before this card was stored, this check sees the death. If the death
-    revoked the card itself, that revocation is returned."""
+    Pairs with `record_death` and `record_move_abroad`, which write the resident before they revoke
+    the held card: when their revocation ran before this card was stored, this check sees the
+    change. If the change revoked the card itself, that revocation is returned."""
     stored = await deps.store.resident(card.person_ref)
-    if stored is None or not stored.resident.is_deceased:
+    reason = domain.holds_no_card(stored.resident) if stored is not None else None
+    if stored is None or reason is None:
         return None
-    result = await move_card(deps, stored.resident, CardAction.revoke, f"{key}/holder-deceased", clock, reason="deceased")
+    result = await move_card(deps, stored.resident, CardAction.revoke, f"{key}/card-ended", clock, reason=reason)
     if isinstance(result, tuple):
         return result[0]
     current = await deps.store.card(card.card_number)
@@ -481,10 +496,10 @@ async def apply_for_card(event: ApplyForCard, ctx: HandlerContext[EnrollmentDeps
         review = domain.review_application(event, resident, post_office_delegated=delegated, rules=deps.rules)
         if not isinstance(review, Rejection):  # the card is issued today: a period of stay that ended since the
             review = domain.period_of_stay_ended(resident, today(ctx.clock)) or review  # application ends it
-        if isinstance(review, Rejection) and resident.is_deceased:
-            # Run again after a crash, an application that stored its card before the holder's death was
-            # recorded finishes as it did: the card issued and revoked, not a refusal over a card left active.
-            revoked = await deps.store.card_moved_by(f"{key}/holder-deceased")
+        if isinstance(review, Rejection):
+            # Run again after a crash, an application that stored its card before the holder's death (or
+            # move abroad) was recorded finishes as it did: the card issued (and revoked), not a refusal.
+            revoked = await deps.store.card_moved_by(f"{key}/card-ended")
             if revoked is not None:
                 return accepted(revoked, revoked)
             claim = await deps.store.card_claim(resident.person_ref)
@@ -512,8 +527,8 @@ async def apply_for_card(event: ApplyForCard, ctx: HandlerContext[EnrollmentDeps
                     origin_key=key, application_id=event.application_id, rules=deps.rules,
                 )
             )
-            # A death recorded meanwhile may have found no card to revoke: the card is revoked here.
-            return accepted(card, await revoke_if_holder_died(deps, card, key, ctx.clock))
+            # A death (or a move abroad) recorded meanwhile may have found no card to revoke: revoked here.
+            return accepted(card, await revoke_if_card_ended(deps, card, key, ctx.clock))
         raise ConcurrentChange(f"{key}: the person's card slot kept changing")
 
     def accepted(card: Card, revoked: Card | None) -> Decision:
@@ -633,8 +648,8 @@ async def card_request(
         summary = {"kind": "card_request", "status": "done", "person_ref": resident.person_ref,
                    "card_number": moved.card_number, "card_state": moved.state.value}
         facts: list[Fact] = [domain.transition_fact(moved, successor)]
-        if successor is not None:  # a new card: revoked at once if the holder's death was recorded meanwhile
-            revoked = await revoke_if_holder_died(deps, successor, key, ctx.clock)
+        if successor is not None:  # a new card: revoked at once if the holder's death or move was recorded meanwhile
+            revoked = await revoke_if_card_ended(deps, successor, key, ctx.clock)
             facts += [domain.transition_fact(revoked)] if revoked is not None else []
         return facts, summary
 

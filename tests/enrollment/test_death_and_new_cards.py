@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from mynumber_contracts.enrollment import RecordDeath, RecordMoveAbroad, ReportCardLost, RequestCardReissue
+import pytest
+from mynumber_contracts.enrollment import Channel, RecordDeath, RecordMoveAbroad, ReportCardLost, RequestCardReissue
 
 from services.enrollment.handlers import (
     apply_for_card,
@@ -166,3 +167,69 @@ async def test_a_move_abroad_sent_again_under_a_new_event_id_gives_its_fact_with
         assert kinds(first) == ["ResidentMovedAbroad"]
         assert isinstance(again, EarlierFacts) and again.event_id == "move-1"
         assert list(again.facts) == list(first)
+
+
+async def a_holder(run, **details):
+    number = new_number()
+    await run.run(register_resident, registration(number, **details), event_id=f"reg-{number.reveal()[:8]}")
+    await run.run(apply_for_card, application(number.reveal()))
+    [card] = await run.deps.store.cards_of(run.deps.people.for_number(number))
+    return number, card
+
+
+async def test_a_foreign_nationals_move_abroad_ends_the_card(settings_for):
+    """Foreign nationals cannot keep a card abroad (facts §2): the move revokes it and frees the slot."""
+    async with use_cases(settings_for("enrollment")) as run:
+        number, card = await a_holder(run, nationality="VN", residence_status="permanent_resident")
+
+        facts = await run.run(record_move_abroad, RecordMoveAbroad(my_number=number, moved_on=DIED_ON, destination_country="VN"))
+
+        assert kinds(facts) == ["ResidentMovedAbroad", "CardRevoked"]
+        assert (facts[1].card_number, facts[1].reason) == (card.card_number, "moved abroad")
+        assert (await run.deps.store.card(card.card_number)).state == "revoked"
+        assert await run.deps.store.card_claims.count_documents({"_id": card.person_ref}) == 0
+
+
+async def test_a_move_abroad_before_27_may_2024_ended_the_card_and_an_embassy_may_issue_a_new_one(settings_for):
+    async with use_cases(settings_for("enrollment")) as run:
+        number, card = await a_holder(run)
+        moved = await run.run(record_move_abroad, RecordMoveAbroad(my_number=number, moved_on=date(2024, 5, 1)))
+        assert kinds(moved) == ["ResidentMovedAbroad", "CardRevoked"]
+
+        at_embassy = application(number.reveal(), Channel.diplomatic_office, photo_ref="photo/1")
+        facts = await run.run(apply_for_card, at_embassy)
+
+        assert kinds(facts) == ["ApplicationAccepted", "CardIssued"], "a Japanese national abroad may hold a new card"
+        new = await run.deps.store.card(facts[1].card_number)
+        assert new.state == "active"
+
+
+async def test_a_japanese_national_who_moves_abroad_now_keeps_the_card(settings_for):
+    async with use_cases(settings_for("enrollment")) as run:
+        number, card = await a_holder(run)
+        facts = await run.run(record_move_abroad, RecordMoveAbroad(my_number=number, moved_on=DIED_ON))
+        assert kinds(facts) == ["ResidentMovedAbroad"]
+        assert (await run.deps.store.card(card.card_number)).state == "active"
+
+
+async def test_a_death_or_move_abroad_run_again_after_a_crash_before_the_revocation_finishes_it(settings_for, monkeypatch):
+    async with use_cases(settings_for("enrollment")) as run:
+        died, _ = await a_holder(run)
+        left, _ = await a_holder(run, nationality="US", residence_status="permanent_resident")
+        for use_case, event in [(record_death, RecordDeath(my_number=died, died_on=DIED_ON)),
+                                (record_move_abroad, RecordMoveAbroad(my_number=left, moved_on=DIED_ON))]:
+            store, transition_card = run.deps.store, run.deps.store.transition_card
+
+            async def crash(*args, **kwargs):
+                raise ConnectionError("the process died")
+
+            monkeypatch.setattr(store, "transition_card", crash)
+            with pytest.raises(ConnectionError):
+                await run.run(use_case, event, event_id=f"crash-{use_case.__name__}")
+            monkeypatch.setattr(store, "transition_card", transition_card)
+
+            facts = await run.run(use_case, event, event_id=f"crash-{use_case.__name__}")
+
+            assert kinds(facts)[1:] == ["CardRevoked"], use_case.__name__
+            [card] = await store.cards_of(run.deps.people.for_number(event.my_number))
+            assert card.state == "revoked"
