@@ -492,6 +492,9 @@ async def apply_for_card(event: ApplyForCard, ctx: HandlerContext[EnrollmentDeps
         wrong_sender = domain.check_sender(event, ctx.envelope.source)
         if wrong_sender is not None:
             return rejected(wrong_sender, resident.person_ref)
+        issued = await deps.store.card_of_application(key)
+        if issued is not None:  # run again after a crash, perhaps after the card moved on: the facts it gave
+            return accepted(issued, await deps.store.card_moved_by(f"{key}/card-ended"))
         delegated = event.channel is Channel.post_office and await deps.store.is_delegated(resident.municipality_code, event.office_id)
         review = domain.review_application(event, resident, post_office_delegated=delegated, rules=deps.rules)
         if not isinstance(review, Rejection):  # the card is issued today: a period of stay that ended since the
@@ -499,9 +502,6 @@ async def apply_for_card(event: ApplyForCard, ctx: HandlerContext[EnrollmentDeps
         if isinstance(review, Rejection):
             # Run again after a crash, an application that stored its card before the holder's death (or
             # move abroad) was recorded finishes as it did: the card issued (and revoked), not a refusal.
-            revoked = await deps.store.card_moved_by(f"{key}/card-ended")
-            if revoked is not None:
-                return accepted(revoked, revoked)
             claim = await deps.store.card_claim(resident.person_ref)
             if claim is not None and claim["application_id"] == event.application_id:
                 review = domain.Approval(issuing_municipality=resident.municipality_code, photo_less=event.photo_ref is None)
@@ -520,6 +520,7 @@ async def apply_for_card(event: ApplyForCard, ctx: HandlerContext[EnrollmentDeps
                     await deps.store.release_card_slot(resident.person_ref, holder.card_number)  # left by a crash
                     continue
                 return rejected(domain.duplicate(event.application_id), resident.person_ref)
+            await deps.store.note_card_of_application(key, claim["card_number"])
             card = await deps.store.insert_card(
                 domain.new_card(
                     card_number=claim["card_number"], resident=resident, issued_on=today(ctx.clock),

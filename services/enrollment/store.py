@@ -277,6 +277,18 @@ class EnrollmentStore:
         await insert_unless_there(self.cards_by_certificate, {"_id": card.certificate_id, "card_number": card.card_number})
         return _card(await insert_or_read(self.cards, {"_id": card.card_number, **_card_document(card)}))
 
+    async def note_card_of_application(self, key: str, card_number: str) -> None:
+        """Before an application's card is stored: which card application `key` issues (in `card_moves`,
+        under `issued/<key>`), so a re-run finds it after the slot has moved on or been freed."""
+        await insert_unless_there(self.card_moves, {"_id": f"issued/{key}", "card_number": card_number})
+
+    async def card_of_application(self, key: str) -> Card | None:
+        """The card application `key` issued, if it stored one (a lookup the card does not confirm is
+        one a crash left before the card was stored)."""
+        lookup = await self.card_moves.find_one({"_id": f"issued/{key}"})
+        document = await self.cards.find_one({"_id": lookup["card_number"]}) if lookup else None
+        return _card(document) if document is not None and document["origin_key"] == key else None
+
     async def card(self, card_number: str) -> Card | None:
         document = await self.cards.find_one({"_id": card_number})
         return _card(document) if document else None

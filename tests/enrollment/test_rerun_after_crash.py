@@ -330,3 +330,24 @@ async def test_a_record_written_before_the_lists_still_recognises_its_last_regis
         assert [type(f).__name__ for f in again] == ["ResidentRegistered"], "recognised: not registered again"
         await run.run(change_resident_attributes, address_change(number, "東京都新宿区2-2"), event_id="e3")
         assert await address_of(run, number) == "東京都新宿区2-2"
+
+
+async def test_an_application_run_again_after_its_card_was_returned_issues_no_second_card(settings_for):
+    """A second consumer (during a rebalance) can run an application after the card it issued was
+    returned and the person's slot freed. It must give the facts it gave, not issue another card."""
+    async with use_cases(settings_for("enrollment")) as run:
+        number = new_number()
+        digits = number.reveal()
+        await run.run(register_resident, registration(number), event_id="e1")
+        first = await run.run(apply_for_card, application(digits, application_id="app-1"), event_id="e2")
+        returned = await run.run(return_card, ReturnCard(request_id="r1", my_number=digits, office_id="municipality/131016"),
+                                 event_id="e3")
+        assert [type(f).__name__ for f in returned] == ["CardReturned"]
+
+        await forget_outcomes(run.deps)
+        again = await run.run(apply_for_card, application(digits, application_id="app-1"), event_id="e2")
+
+        assert again == first
+        cards = await run.deps.store.cards_of(run.deps.people.for_number(number))
+        assert [c.state for c in cards] == ["returned"], "one card for one application"
+        assert await run.deps.store.card_claims.count_documents({}) == 0
