@@ -437,6 +437,8 @@ class Card:
     replaced_by: str | None = None
     signing_certificate_valid: bool = True
     last_request: LastRequest | None = None
+    # A keyed digest of the attributes the signing certificate was issued with (None: cards from before it was kept).
+    signed_attributes: str | None = None
 
     @property
     def is_held(self) -> bool:
@@ -454,6 +456,7 @@ def new_card(
     application_id: str,
     rules: CardRules,
     previous_card_number: str | None = None,
+    signed_attributes: str | None = None,
 ) -> Card:
     validity = card_validity(resident, issued_on, rules)
     return Card(
@@ -469,6 +472,7 @@ def new_card(
         origin_key=origin_key,
         application_id=application_id,
         previous_card_number=previous_card_number,
+        signed_attributes=signed_attributes,
     )
 
 

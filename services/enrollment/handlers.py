@@ -187,6 +187,22 @@ async def invalidate_signing_certificate(deps: EnrollmentDeps, person_ref: str) 
     return True
 
 
+def signed_attributes(deps: EnrollmentDeps, attributes: ResidentAttributes) -> str:
+    """A keyed digest of the attributes a new card's signing certificate is issued with."""
+    return deps.vault.digest("signed-attributes", attributes.model_dump_json().encode())
+
+
+async def invalidate_if_outdated(deps: EnrollmentDeps, card: Card | None, attributes: ResidentAttributes) -> None:
+    """Invalidate the card's signing certificate if it was issued with other attributes than `attributes`.
+
+    Run by a change after it wrote the resident, and by a new card after it was stored: a card
+    built from the attributes read before a change, and stored while the change ran, is caught by
+    one of the two (the change's own invalidation, before its write, cannot see that card)."""
+    if (card is not None and card.signing_certificate_valid and card.signed_attributes is not None
+            and card.signed_attributes != signed_attributes(deps, attributes)):
+        await deps.store.invalidate_signing_certificate(card.card_number)
+
+
 @handlers.handles(RegisterResident)
 async def register_resident(event: RegisterResident, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact] | EarlierFacts:
     deps = ctx.deps
@@ -227,6 +243,8 @@ async def register_resident(event: RegisterResident, ctx: HandlerContext[Enrollm
                 change = change_record(key, "attributes", resident, today(ctx.clock), changed=sorted(changes),
                                        signing_certificate_invalidated=await invalidate_signing_certificate(deps, resident.person_ref))
             if await deps.store.update_registration(resident, registration_key=key, change=change, version=stored.version):
+                if change is not None:
+                    await invalidate_if_outdated(deps, await deps.store.held_card(resident.person_ref), resident.attributes)
                 return _registration_facts(resident, change, event), summary
             # Changed meanwhile (by this request, run at once by a second consumer, or another): look again.
         raise ConcurrentChange(f"{key}: the resident kept changing")
@@ -349,6 +367,7 @@ async def _change_attributes(
                            signing_certificate_invalidated=await invalidate_signing_certificate(deps, resident.person_ref))
     if not await deps.store.change_resident(changed, change=record, version=stored.version):
         return CHANGED_MEANWHILE
+    await invalidate_if_outdated(deps, await deps.store.held_card(resident.person_ref), changed.attributes)
     return change_facts(changed, record)
 
 
@@ -377,6 +396,7 @@ async def record_move_abroad(event: RecordMoveAbroad, ctx: HandlerContext[Enroll
         if not await deps.store.change_resident(moved, change=record, version=stored.version):
             return CHANGED_MEANWHILE
         # Written first, as a death is: a card stored meanwhile sees the move and ends itself.
+        await invalidate_if_outdated(deps, await deps.store.held_card(resident.person_ref), moved.attributes)
         return change_facts(moved, record) + await _end_card(deps, moved, key, ctx.clock)
 
     return await _resident_change(event, ctx, change)
@@ -439,15 +459,18 @@ async def _end_card(deps: EnrollmentDeps, resident: Resident, key: str, clock: C
     return [domain.transition_fact(*revoked)] if isinstance(revoked, tuple) else []
 
 
-async def revoke_if_card_ended(deps: EnrollmentDeps, card: Card, key: str, clock: Clock) -> Card | None:
+async def settle_new_card(deps: EnrollmentDeps, card: Card, key: str, clock: Clock) -> Card | None:
     """A card just stored (by an application or a reissue) for a person whose death, or a foreign
     national's move abroad, was recorded meanwhile is revoked at once; returns the card as
-    revoked, or None when the person may hold it.
+    revoked, or None when the person may hold it. Its signing certificate is invalidated if the
+    attributes changed since it was built.
 
     Pairs with `record_death` and `record_move_abroad`, which write the resident before they revoke
     the held card: when their revocation ran before this card was stored, this check sees the
     change. If the change revoked the card itself, that revocation is returned."""
     stored = await deps.store.resident(card.person_ref)
+    if stored is not None:  # and a name, address, date of birth or sex changed meanwhile invalidates its signing certificate
+        await invalidate_if_outdated(deps, card, stored.resident.attributes)
     reason = domain.holds_no_card(stored.resident) if stored is not None else None
     if stored is None or reason is None:
         return None
@@ -526,10 +549,11 @@ async def apply_for_card(event: ApplyForCard, ctx: HandlerContext[EnrollmentDeps
                     card_number=claim["card_number"], resident=resident, issued_on=today(ctx.clock),
                     photo_less=review.photo_less, issuing_municipality=review.issuing_municipality,
                     origin_key=key, application_id=event.application_id, rules=deps.rules,
+                    signed_attributes=signed_attributes(deps, resident.attributes),
                 )
             )
             # A death (or a move abroad) recorded meanwhile may have found no card to revoke: revoked here.
-            return accepted(card, await revoke_if_card_ended(deps, card, key, ctx.clock))
+            return accepted(card, await settle_new_card(deps, card, key, ctx.clock))
         raise ConcurrentChange(f"{key}: the person's card slot kept changing")
 
     def accepted(card: Card, revoked: Card | None) -> Decision:
@@ -601,6 +625,7 @@ async def finish_move(deps: EnrollmentDeps, resident: Resident, moved: Card, clo
                 card_number=moved.replaced_by, resident=resident, issued_on=today(clock), photo_less=photo_ref is None,
                 issuing_municipality=moved.issuing_municipality, origin_key=moved.last_request.key,
                 application_id=moved.application_id, rules=deps.rules, previous_card_number=moved.card_number,
+                signed_attributes=signed_attributes(deps, resident.attributes),
             )
         )
         await deps.store.move_card_slot(moved.person_ref, from_card=moved.card_number, to_card=successor.card_number)
@@ -650,7 +675,7 @@ async def card_request(
                    "card_number": moved.card_number, "card_state": moved.state.value}
         facts: list[Fact] = [domain.transition_fact(moved, successor)]
         if successor is not None:  # a new card: revoked at once if the holder's death or move was recorded meanwhile
-            revoked = await revoke_if_card_ended(deps, successor, key, ctx.clock)
+            revoked = await settle_new_card(deps, successor, key, ctx.clock)
             facts += [domain.transition_fact(revoked)] if revoked is not None else []
         return facts, summary
 

@@ -490,6 +490,7 @@ def _card_document(card: Card) -> dict[str, Any]:
         "previous_card_number": card.previous_card_number,
         "replaced_by": card.replaced_by,
         "signing_certificate_valid": card.signing_certificate_valid,
+        "signed_attributes": card.signed_attributes,
         "last_request": _last_request_document(card.last_request) if card.last_request else None,
     }
 
@@ -511,6 +512,7 @@ def _card(document: Mapping[str, Any]) -> Card:
         previous_card_number=document.get("previous_card_number"),
         replaced_by=document.get("replaced_by"),
         signing_certificate_valid=document.get("signing_certificate_valid", True),
+        signed_attributes=document.get("signed_attributes"),
         last_request=_last_request(last) if last else None,
     )
 

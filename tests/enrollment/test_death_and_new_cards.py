@@ -8,10 +8,18 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from mynumber_contracts.enrollment import Channel, RecordDeath, RecordMoveAbroad, ReportCardLost, RequestCardReissue
+from mynumber_contracts.enrollment import (
+    ChangeResidentAttributes,
+    Channel,
+    RecordDeath,
+    RecordMoveAbroad,
+    ReportCardLost,
+    RequestCardReissue,
+)
 
 from services.enrollment.handlers import (
     apply_for_card,
+    change_resident_attributes,
     record_death,
     record_move_abroad,
     register_resident,
@@ -233,3 +241,54 @@ async def test_a_death_or_move_abroad_run_again_after_a_crash_before_the_revocat
             assert kinds(facts)[1:] == ["CardRevoked"], use_case.__name__
             [card] = await store.cards_of(run.deps.people.for_number(event.my_number))
             assert card.state == "revoked"
+
+
+def a_change_slipped_in(run, monkeypatch, change) -> list:
+    """Run `change` (a use case and its event) once, just before the next card is stored."""
+    store, insert_card, ran = run.deps.store, run.deps.store.insert_card, []
+
+    async def insert_after_the_change(card):
+        if not ran:
+            ran.append(await run.run(*change))
+        return await insert_card(card)
+
+    monkeypatch.setattr(store, "insert_card", insert_after_the_change)
+    return ran
+
+
+async def test_a_name_change_while_a_card_is_issued_invalidates_the_new_cards_signing_certificate(settings_for, monkeypatch):
+    """The new card was built from the name read before the change; the change found no card yet."""
+    async with use_cases(settings_for("enrollment")) as run:
+        number = new_number()
+        await run.run(register_resident, registration(number), event_id="e1")
+        rename = ChangeResidentAttributes(my_number=number, name_kanji="佐藤 太郎", name_kana="サトウ タロウ", effective_on=TODAY)
+        ran = a_change_slipped_in(run, monkeypatch, (change_resident_attributes, rename))
+
+        await run.run(apply_for_card, application(number.reveal(), application_id="app-1"))
+
+        assert ran[0][0].signing_certificate_invalidated is False, "no card was stored when the change ran"
+        [card] = await run.deps.store.cards_of(run.deps.people.for_number(number))
+        assert card.signing_certificate_valid is False
+
+
+async def test_an_address_change_while_a_card_is_reissued_invalidates_the_new_cards_signing_certificate(settings_for, monkeypatch):
+    async with use_cases(settings_for("enrollment")) as run:
+        number, _ = await a_holder(run)
+        move = ChangeResidentAttributes(my_number=number, address="東京都港区芝公園4-2-8", effective_on=TODAY)
+        a_change_slipped_in(run, monkeypatch, (change_resident_attributes, move))
+
+        facts = await run.run(request_card_reissue, RequestCardReissue(
+            request_id="re-1", my_number=number.reveal(), office_id="municipality/131016", requested_on=TODAY, photo_ref="p"))
+
+        new = await run.deps.store.card(facts[0].card_number)
+        assert (new.state, new.signing_certificate_valid) == ("active", False)
+
+
+async def test_a_card_issued_after_a_change_keeps_a_valid_signing_certificate(settings_for):
+    async with use_cases(settings_for("enrollment")) as run:
+        number = new_number()
+        await run.run(register_resident, registration(number), event_id="e1")
+        await run.run(change_resident_attributes, ChangeResidentAttributes(my_number=number, name_kanji="佐藤 太郎",
+                                                                           name_kana="サトウ タロウ", effective_on=TODAY))
+        facts = await run.run(apply_for_card, application(number.reveal()))
+        assert (await run.deps.store.card(facts[1].card_number)).signing_certificate_valid is True
