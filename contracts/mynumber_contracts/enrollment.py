@@ -193,7 +193,11 @@ class CorrectResidentRecord(_Request):
 
 
 class RecordMoveAbroad(_Request):
-    """A resident moved abroad. Only the municipality of residence may send it; it keeps the record."""
+    """A resident moved abroad. Only the municipality of residence may send it; it keeps the record.
+
+    A Japanese national who moves abroad on or after 27 May 2024 keeps the card (it reads "moved
+    abroad" with the date); a foreign national's card, or the card of anyone who moved before that
+    day, is revoked (`CardRevoked`, reason "moved abroad")."""
 
     event_type: ClassVar[str] = "jp.mynumber.enrollment.record_move_abroad.v1"
 
