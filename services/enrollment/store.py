@@ -13,11 +13,12 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
-from mynumber_contracts import Fact, MyNumber, ResidentAttributes, event_model
+from mynumber_contracts import Fact, MyNumber, ResidentAttributes
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.kit.idempotency import facts_from_documents, facts_to_documents
 from services.kit.store import insert_new, insert_or_read, insert_unless_there
 
 from .domain import TRANSITIONS, Card, CardAction, CardState, LastRequest, Resident, random_number
@@ -422,7 +423,7 @@ class EnrollmentStore:
         return _outcome(await insert_or_read(self.outcomes, {
             "_id": key,
             "fingerprint": fingerprint,
-            "facts": [{"type": f.event_type, "payload": f.model_dump_json()} for f in facts],
+            "facts": facts_to_documents(facts),
             "summary": dict(summary),
             "decided_at": at,
             "event_id": event_id,
@@ -522,10 +523,6 @@ def _last_request(document: Mapping[str, Any]) -> LastRequest:
 
 
 def _outcome(document: Mapping[str, Any]) -> Outcome:
-    facts = []
-    for stored in document["facts"]:
-        model = event_model(stored["type"])
-        assert model is not None, f"unknown stored fact type {stored['type']}"
-        facts.append(model.model_validate_json(stored["payload"]))
+    facts = facts_from_documents(document["facts"])
     return Outcome(document["_id"], document["fingerprint"], facts, document.get("summary") or {}, document["decided_at"],
                    document.get("event_id"))

@@ -34,7 +34,7 @@ from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
-from mynumber_contracts import Fact, ResidentAttributes, event_model
+from mynumber_contracts import Fact, ResidentAttributes
 from mynumber_contracts.insurance import (
     CertificateApplicationReason,
     CertificateIssueReason,
@@ -45,6 +45,7 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.kit.idempotency import facts_from_documents, facts_to_documents
 from services.kit.store import apply_fact, insert_or_read, update_by_id
 
 from .domain import (
@@ -217,11 +218,7 @@ class WithdrawalOutcome:
 
 
 def _withdrawal_outcome(document: Mapping[str, Any]) -> WithdrawalOutcome:
-    facts = []
-    for stored in document["facts"]:
-        model = event_model(stored["type"])
-        assert model is not None, f"unknown stored fact type {stored['type']}"
-        facts.append(model.model_validate_json(stored["payload"]))
+    facts = facts_from_documents(document["facts"])
     return WithdrawalOutcome(document["event_id"], date.fromisoformat(document["withdrawn_on"]), facts)
 
 
@@ -440,7 +437,7 @@ class InsuranceStore:
         return _withdrawal_outcome(await insert_or_read(self.withdrawals, {
             "_id": f"{member_key}\n{request_id}", "member_key": member_key, "request_id": request_id,
             "event_id": event_id, "withdrawn_on": withdrawn_on.isoformat(),
-            "facts": [{"type": f.event_type, "payload": f.model_dump_json()} for f in facts], "decided_at": at,
+            "facts": facts_to_documents(facts), "decided_at": at,
         }))
 
     async def held_members(self, insurer_number: str | None = None, limit: int = 200) -> list[dict[str, Any]]:

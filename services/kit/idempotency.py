@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from mynumber_contracts import Envelope, Fact, KafkaRecord, encode_event
+from mynumber_contracts import Envelope, Fact, KafkaRecord, encode_event, event_model
 from pymongo.asynchronous.database import AsyncDatabase
 
 from .clock import Clock
@@ -65,6 +65,21 @@ class EarlierFacts:
 
     event_id: str
     facts: Sequence[Fact]
+
+
+def facts_to_documents(facts: Sequence[Fact]) -> list[dict[str, str]]:
+    """Facts as a request's outcome keeps them (type and JSON payload), to be given again later."""
+    return [{"type": fact.event_type, "payload": fact.model_dump_json()} for fact in facts]
+
+
+def facts_from_documents(documents: Sequence[dict[str, str]]) -> list[Fact]:
+    """The facts `facts_to_documents` kept."""
+    facts = []
+    for stored in documents:
+        model = event_model(stored["type"])
+        assert model is not None, f"unknown stored fact type {stored['type']}"
+        facts.append(model.model_validate_json(stored["payload"]))
+    return facts
 
 
 def to_records(

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypeVar
 
-from mynumber_contracts import Fact, event_model
+from mynumber_contracts import Fact
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.kit.idempotency import facts_from_documents, facts_to_documents
 from services.kit.store import apply_fact, insert_or_read, update_by_id
 
 from .domain import Card, CardStatus, Licence, Vehicle
@@ -183,7 +184,7 @@ class LicensingStore:
         return the one that stands."""
         return _outcome(await insert_or_read(self._outcomes, {
             "_id": key, "fingerprint": fingerprint, "event_id": event_id,
-            "facts": [{"type": f.event_type, "payload": f.model_dump_json()} for f in facts],
+            "facts": facts_to_documents(facts),
         }))
 
     # -- vehicles -------------------------------------------------------------------------------
@@ -197,11 +198,7 @@ class LicensingStore:
 
 
 def _outcome(document: dict[str, Any]) -> Outcome:
-    facts = []
-    for stored in document.get("facts", []):  # FerretDB v1 may drop an empty array
-        model = event_model(stored["type"])
-        assert model is not None, f"unknown stored fact type {stored['type']}"
-        facts.append(model.model_validate_json(stored["payload"]))
+    facts = facts_from_documents(document.get("facts", []))  # FerretDB v1 may drop an empty array
     return Outcome(document["fingerprint"], document["event_id"], facts)
 
 
