@@ -249,7 +249,8 @@ class ApplyForCard(_Request):
 class _CardRequest(_Request):
     request_id: str = Field(min_length=1, max_length=100)
     my_number: TypedNumber
-    office_id: OfficeId
+    office_id: OfficeId = Field(description="The sender's own id (the event's `source`): a request that names "
+                                            "another office is refused (`channel_not_allowed`).")
 
 
 class ReportCardLost(_CardRequest):
