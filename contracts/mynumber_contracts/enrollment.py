@@ -253,27 +253,45 @@ class _CardRequest(_Request):
                                             "another office is refused (`channel_not_allowed`).")
 
 
+# A Japanese national abroad keeps the card through an embassy or consulate (facts §2): a
+# diplomatic office may report it lost or found, have it reissued, or take it back, for a holder
+# who lives abroad; revocation stays with the municipality that keeps the record.
+_ABROAD_TOO: frozenset[str] = frozenset({PartnerType.municipality, PartnerType.diplomatic_office})
+
+
 class ReportCardLost(_CardRequest):
     """A lost card, reported to the 24-hour hotline or an office: suspended at once."""
 
     event_type: ClassVar[str] = "jp.mynumber.enrollment.report_card_lost.v1"
     # The 24-hour hotline takes loss reports through the portal as well as at the counter.
-    publishers: ClassVar[frozenset[str]] = frozenset({PartnerType.municipality, PartnerType.portal})
+    publishers: ClassVar[frozenset[str]] = _ABROAD_TOO | {PartnerType.portal}
 
 
 class ReportCardFound(_CardRequest):
+    """A card reported lost is found: resumed (the municipality of residence, or a diplomatic
+    office for a holder abroad)."""
+
     event_type: ClassVar[str] = "jp.mynumber.enrollment.report_card_found.v1"
+    publishers: ClassVar[frozenset[str]] = _ABROAD_TOO
 
 
 class RequestCardReissue(_CardRequest):
+    """A new card in place of the held one (the municipality of residence, or a diplomatic office
+    for a holder abroad)."""
+
     event_type: ClassVar[str] = "jp.mynumber.enrollment.request_card_reissue.v1"
+    publishers: ClassVar[frozenset[str]] = _ABROAD_TOO
 
     requested_on: date
     photo_ref: str | None = Field(default=None, max_length=200)
 
 
 class ReturnCard(_CardRequest):
+    """The holder hands the card back (the municipality of residence, or a diplomatic office for a
+    holder abroad)."""
+
     event_type: ClassVar[str] = "jp.mynumber.enrollment.return_card.v1"
+    publishers: ClassVar[frozenset[str]] = _ABROAD_TOO
 
 
 class RevokeCard(_CardRequest):

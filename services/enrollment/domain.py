@@ -230,16 +230,21 @@ def holds_no_card(resident: Resident) -> str | None:
     return None
 
 
-def check_card_office(resident: Resident, sender: str, action: CardAction) -> Rejection | None:
-    """A loss is reported to any municipality or the 24-hour hotline (suspended at once); finding,
-    reissue, return and revocation are the card holder's municipality of residence's, so a number
-    mistyped at another municipality (about 1.7 % of typos pass the check digit) cannot end a
-    stranger's card. The refusal tells nothing of where the holder lives."""
+def check_card_office(resident: Resident, sender: str, action: CardAction, rules: CardRules) -> Rejection | None:
+    """A loss is reported to any municipality, the 24-hour hotline or a diplomatic office
+    (suspended at once); finding, reissue, return and revocation are the card holder's
+    municipality of residence's, so a number mistyped at another municipality (about 1.7 % of
+    typos pass the check digit) cannot end a stranger's card. A Japanese national abroad who kept
+    the card (facts §2) has it found, reissued or takes it back at an embassy or consulate as
+    well; revocation stays with the municipality. The refusal tells nothing of where the holder lives."""
     if action is CardAction.report_lost or sender == f"{CHANNEL_SENDERS[Channel.municipal_office]}{resident.municipality_code}":
+        return None
+    if (sender.startswith(CHANNEL_SENDERS[Channel.diplomatic_office]) and action is not CardAction.revoke
+            and resident.lives_abroad and card_end_reason(resident, rules) is None):
         return None
     return Rejection(RejectionReason.channel_not_allowed,
                      f"{sender} does not keep this card holder's record: only the municipality of residence may "
-                     "resume, reissue, take back or revoke the card")
+                     "resume, reissue, take back or revoke the card (a diplomatic office only for a holder abroad)")
 
 
 # --- applications ----------------------------------------------------------------------------

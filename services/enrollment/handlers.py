@@ -662,7 +662,7 @@ async def card_request(
         if stored is None:
             return card_request_rejected(event, domain.unknown_resident())
         resident = stored.resident
-        elsewhere = domain.check_card_office(resident, ctx.envelope.source, action)
+        elsewhere = domain.check_card_office(resident, ctx.envelope.source, action, deps.rules)
         if elsewhere is not None and await deps.store.card_moved_by(key) is None:  # (a re-run after a move finishes)
             return card_request_rejected(event, elsewhere)  # most likely a mistyped number: no person reference
         if resident.is_deceased and action is not CardAction.return_card and await deps.store.card_moved_by(key) is None:
