@@ -19,6 +19,7 @@ from mynumber_contracts.licensing import HolderChoice, LicenceClass, LicenceTran
 from services.kit.clock import FixedClock
 from services.kit.people import PersonReferences
 from tests.support.kafka import PartnerPublisher, Received, TopicReader
+from tests.support.polling import eventually
 from tests.support.services import RunningService, run_service
 
 NOW = datetime(2026, 6, 1, 0, 0, tzinfo=UTC)  # 09:00 on 1 June 2026 in Japan
@@ -91,6 +92,23 @@ class Licensing:
     async def enrollment_fact(self, fact: Fact) -> None:
         record = self.partner.record(fact, subject=fact.person_ref, source=ENROLLMENT)
         await self.partner.send_record(type(fact).topic(self.namespace), record)
+
+    def take_in_before_the_next_licence_save(self, monkeypatch: pytest.MonkeyPatch, fact: Fact) -> None:
+        """Have enrollment's `fact` taken in, on its own topic, between a police request's reads and
+        its save of the licence (the first save after this call): the race a licence must catch up with."""
+        store = self.running.service.deps.store
+        save_licence, sent = store.save_licence, []
+        record = self.partner.record(fact, subject=fact.person_ref, source=ENROLLMENT)
+
+        async def save_after_the_fact(licence):
+            if not sent:
+                sent.append(True)
+                await self.partner.send_record(type(fact).topic(self.namespace), record)
+                await eventually(lambda: self.running.service.database["processed_events"].find_one(
+                    {"_id": record.header("ce_id").decode()}), what=f"{type(fact).__name__} taken in")
+            return await save_licence(licence)
+
+        monkeypatch.setattr(store, "save_licence", save_after_the_fact)
 
     async def police(self, request: Event, subject: str = "police-case") -> None:
         await self.partner.send(request, subject=subject, source=POLICE)

@@ -19,8 +19,7 @@ from mynumber_contracts.licensing import (
     RecordLicenceOnNewCard,
 )
 
-from tests.licensing.conftest import ENROLLMENT, NOW, Licensing, a_licence_number, licence_request
-from tests.support.polling import eventually
+from tests.licensing.conftest import NOW, Licensing, a_licence_number, licence_request
 
 
 async def test_lost_then_reissued_then_the_licence_is_recorded_again(licensing: Licensing):
@@ -101,22 +100,10 @@ async def test_a_card_reissued_while_a_new_licence_is_being_recorded_asks_for_th
     the replaced card unknown to the new one (the holder would be stopped with no licence on their card)."""
     holder = await licensing.resident_with_card(221)
     new_card = f"C-{uuid.uuid4().hex[:10].upper()}"
-    reissue = licensing.partner.record(CardReissued(
+    licensing.take_in_before_the_next_licence_save(monkeypatch, CardReissued(
         person_ref=holder.ref, previous_card_number=holder.card_number, card_number=new_card, certificate_id="cert-221",
         issued_on=date(2026, 6, 1), expires_on=date(2036, 4, 1), certificate_expires_on=date(2031, 4, 1), photo_less=False,
-    ), subject=holder.ref, source=ENROLLMENT)
-    store = licensing.running.service.deps.store
-    save_licence, reissued = store.save_licence, []
-
-    async def save_after_the_reissue(licence):
-        if not reissued:  # the reissue is taken in, on its own topic, between the request's reads and its save
-            reissued.append(True)
-            await licensing.partner.send_record(CardReissued.topic(licensing.namespace), reissue)
-            await eventually(lambda: licensing.running.service.database["processed_events"].find_one(
-                {"_id": reissue.header("ce_id").decode()}), what="the reissue taken in")
-        return await save_licence(licence)
-
-    monkeypatch.setattr(store, "save_licence", save_after_the_reissue)
+    ))
     await licensing.police(licence_request(holder, 221, choice=HolderChoice.card_only, transaction=LicenceTransaction.new))
     assert (await licensing.fact(LicenceRecorded, person_ref=holder.ref))["card_number"] == holder.card_number
 
@@ -131,20 +118,8 @@ async def test_a_card_lost_while_a_new_licence_is_being_recorded_tells_the_polic
     licensing: Licensing, monkeypatch
 ):
     holder = await licensing.resident_with_card(231)
-    lost = licensing.partner.record(CardSuspended(person_ref=holder.ref, card_number=holder.card_number, suspended_at=NOW),
-                                    subject=holder.ref, source=ENROLLMENT)
-    store = licensing.running.service.deps.store
-    save_licence, sent = store.save_licence, []
-
-    async def save_after_the_loss(licence):
-        if not sent:  # the loss is taken in, on its own topic, between the request's reads and its save
-            sent.append(True)
-            await licensing.partner.send_record(CardSuspended.topic(licensing.namespace), lost)
-            await eventually(lambda: licensing.running.service.database["processed_events"].find_one(
-                {"_id": lost.header("ce_id").decode()}), what="the loss taken in")
-        return await save_licence(licence)
-
-    monkeypatch.setattr(store, "save_licence", save_after_the_loss)
+    licensing.take_in_before_the_next_licence_save(
+        monkeypatch, CardSuspended(person_ref=holder.ref, card_number=holder.card_number, suspended_at=NOW))
     await licensing.police(licence_request(holder, 231, choice=HolderChoice.both, transaction=LicenceTransaction.new))
     await licensing.fact(LicenceRecorded, person_ref=holder.ref)
 

@@ -16,7 +16,6 @@ from mynumber_contracts.licensing import (
 )
 
 from tests.licensing.conftest import ADDRESS, ENROLLMENT, Licensing, a_licence_number, licence_request
-from tests.support.polling import eventually
 from tests.support.reruns import run_late
 
 NEW_ADDRESS = "大阪府大阪市中央区大手前2-1-22"
@@ -85,19 +84,7 @@ async def test_a_move_taken_in_while_a_card_only_licence_is_being_recorded_updat
     """The police's request read the address before enrollment's move wrote it, and saves the licence
     after the move's use case found no licence to update: the licence must not keep the old address."""
     person = await licensing.resident_with_card(304)
-    move = licensing.partner.record(moved(person.ref, NEW_ADDRESS, ["address"]), subject=person.ref, source=ENROLLMENT)
-    store = licensing.running.service.deps.store
-    save_licence, sent = store.save_licence, []
-
-    async def save_after_the_move(licence):
-        if not sent:  # the move is taken in, on its own topic, between the request's reads and its save
-            sent.append(True)
-            await licensing.partner.send_record(ResidentAttributesChanged.topic(licensing.namespace), move)
-            await eventually(lambda: licensing.running.service.database["processed_events"].find_one(
-                {"_id": move.header("ce_id").decode()}), what="the move taken in")
-        return await save_licence(licence)
-
-    monkeypatch.setattr(store, "save_licence", save_after_the_move)
+    licensing.take_in_before_the_next_licence_save(monkeypatch, moved(person.ref, NEW_ADDRESS, ["address"]))
     await licensing.police(licence_request(person, 304, choice=HolderChoice.card_only, transaction=LicenceTransaction.new))
     await licensing.fact(LicenceRecorded, person_ref=person.ref)
 
