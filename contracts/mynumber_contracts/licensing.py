@@ -366,7 +366,11 @@ class LicenceRequestRejected(_Fact):
 
     event_type: ClassVar[str] = "jp.mynumber.licensing.licence_request_rejected.v1"
 
-    person_ref: PersonRef | None = Field(default=None, description="Absent when the holder is not known.")
+    person_ref: PersonRef | None = Field(
+        default=None,
+        description="Absent when the holder is not known, and when the refusal says a number may be mistyped "
+        "(`card_holder_mismatch`, `licence_number_in_use`, `other_licence_on_record`).",
+    )
     request_id: str
     request_type: str
     licence_number: str | None = None

@@ -169,7 +169,7 @@ def test_an_issue_run_again_after_the_holder_got_a_licence_under_a_new_number_le
 
 def test_a_licence_needs_the_holders_active_card_unless_it_is_conventional_only():
     mismatch = domain.identify_holder(request(my_number=number(1)), number_ref=OTHER, card=card())
-    assert mismatch.facts[0].reason == "card_holder_mismatch"
+    assert (mismatch.facts[0].reason, mismatch.facts[0].person_ref) == ("card_holder_mismatch", None)
     lost = Holder(HOLDER, card(status=CardStatus.suspended))
     assert domain.record_licence(request(), lost, current=None, number_holder=None, address=None, fees=FEES,
                                  today=TODAY).facts[0].reason == "card_not_active"
