@@ -40,20 +40,27 @@ def kinds(facts) -> list[str]:
     return [type(fact).__name__ for fact in facts]
 
 
-def the_death_slipped_in(run, monkeypatch, number, *, after_insert: bool = False) -> list:
-    """Record the death once, just before (or just after) the next card is stored."""
-    store, insert_card, deaths = run.deps.store, run.deps.store.insert_card, []
+def slipped_in(run, monkeypatch, use_case, event, *, after_insert: bool = False, **how) -> list:
+    """Run `use_case` on `event` once, just before (or just after) the next card is stored; the
+    list gets its facts."""
+    store, insert_card, ran = run.deps.store, run.deps.store.insert_card, []
 
-    async def insert_with_death(card):
-        if not after_insert and not deaths:
-            deaths.append(await run.run(record_death, RecordDeath(my_number=number, died_on=DIED_ON), event_id="death"))
+    async def insert_around(card):
+        if not after_insert and not ran:
+            ran.append(await run.run(use_case, event, **how))
         stored = await insert_card(card)
-        if after_insert and not deaths:
-            deaths.append(await run.run(record_death, RecordDeath(my_number=number, died_on=DIED_ON), event_id="death"))
+        if after_insert and not ran:
+            ran.append(await run.run(use_case, event, **how))
         return stored
 
-    monkeypatch.setattr(store, "insert_card", insert_with_death)
-    return deaths
+    monkeypatch.setattr(store, "insert_card", insert_around)
+    return ran
+
+
+def the_death_slipped_in(run, monkeypatch, number, *, after_insert: bool = False) -> list:
+    """Record the death once, just before (or just after) the next card is stored."""
+    return slipped_in(run, monkeypatch, record_death, RecordDeath(my_number=number, died_on=DIED_ON),
+                      after_insert=after_insert, event_id="death")
 
 
 async def test_a_death_recorded_while_an_application_is_issued_revokes_the_new_card(settings_for, monkeypatch):
@@ -243,26 +250,13 @@ async def test_a_death_or_move_abroad_run_again_after_a_crash_before_the_revocat
             assert card.state == "revoked"
 
 
-def a_change_slipped_in(run, monkeypatch, change) -> list:
-    """Run `change` (a use case and its event) once, just before the next card is stored."""
-    store, insert_card, ran = run.deps.store, run.deps.store.insert_card, []
-
-    async def insert_after_the_change(card):
-        if not ran:
-            ran.append(await run.run(*change))
-        return await insert_card(card)
-
-    monkeypatch.setattr(store, "insert_card", insert_after_the_change)
-    return ran
-
-
 async def test_a_name_change_while_a_card_is_issued_invalidates_the_new_cards_signing_certificate(settings_for, monkeypatch):
     """The new card was built from the name read before the change; the change found no card yet."""
     async with use_cases(settings_for("enrollment")) as run:
         number = new_number()
         await run.run(register_resident, registration(number), event_id="e1")
         rename = ChangeResidentAttributes(my_number=number, name_kanji="佐藤 太郎", name_kana="サトウ タロウ", effective_on=TODAY)
-        ran = a_change_slipped_in(run, monkeypatch, (change_resident_attributes, rename))
+        ran = slipped_in(run, monkeypatch, change_resident_attributes, rename)
 
         await run.run(apply_for_card, application(number.reveal(), application_id="app-1"))
 
@@ -275,7 +269,7 @@ async def test_an_address_change_while_a_card_is_reissued_invalidates_the_new_ca
     async with use_cases(settings_for("enrollment")) as run:
         number, _ = await a_holder(run)
         move = ChangeResidentAttributes(my_number=number, address="東京都港区芝公園4-2-8", effective_on=TODAY)
-        a_change_slipped_in(run, monkeypatch, (change_resident_attributes, move))
+        slipped_in(run, monkeypatch, change_resident_attributes, move)
 
         facts = await run.run(request_card_reissue, RequestCardReissue(
             request_id="re-1", my_number=number.reveal(), office_id="municipality/131016", requested_on=TODAY, photo_ref="p"))

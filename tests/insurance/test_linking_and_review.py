@@ -138,24 +138,34 @@ async def test_a_crash_between_saving_the_link_and_the_persons_record_is_finishe
     assert [c["status"] for c in await insurance.certificates(alice)] == ["active"]
 
 
+def withdrawal_of(member: str, last_day: date) -> WithdrawMember:
+    return WithdrawMember(request_id=f"withdraw-{member}", insurer_number=INSURER, member_symbol="記号", member_number=member,
+                          withdrawn_on=last_day)
+
+
+def withdrawn_at_the_next_resident_look_up(insurance: Insurance, monkeypatch, member: str) -> list[list[dict]]:
+    """The insurer withdraws `member` (last day 30 April 2026), on its own topic, just after the next
+    look-up of a registered resident; the list gets the withdrawal's facts."""
+    store = insurance.running.service.deps.store
+    look_up, withdrawal = store.registered_resident, []
+
+    async def withdrawn_meanwhile(person_ref):
+        resident = await look_up(person_ref)
+        if not withdrawal:
+            withdrawal.append(await insurance.insurer(withdrawal_of(member, date(2026, 4, 30))))
+        return resident
+
+    monkeypatch.setattr(store, "registered_resident", withdrawn_meanwhile)
+    return withdrawal
+
+
 async def test_a_record_withdrawn_while_its_resident_registers_stays_withdrawn(insurance: Insurance, monkeypatch):
     """The registry's fact and the insurer's withdrawal come on different topics, so they may run
     side by side: the held record is decided only while it is still held as it was read."""
     [held] = await insurance.insurer(enrollment("m-31", 31, 31))
     assert held["reason"] == "resident_not_found"
     store = insurance.running.service.deps.store
-    look_up = store.registered_resident
-    withdrawal: list[list[dict]] = []
-
-    async def withdrawn_meanwhile(person_ref):
-        resident = await look_up(person_ref)
-        if not withdrawal:
-            withdrawal.append(await insurance.insurer(WithdrawMember(
-                request_id="withdraw-m-31", insurer_number=INSURER, member_symbol="記号", member_number="m-31",
-                withdrawn_on=date(2026, 4, 30))))
-        return resident
-
-    monkeypatch.setattr(store, "registered_resident", withdrawn_meanwhile)
+    withdrawal = withdrawn_at_the_next_resident_look_up(insurance, monkeypatch, "m-31")
     facts = await insurance.registry(ResidentRegistered(person_ref=insurance.ref(a_number(31)), municipality_code="131016",
                                                         attributes=attributes_of(31), nationality="JP"))
 
@@ -164,11 +174,6 @@ async def test_a_record_withdrawn_while_its_resident_registers_stays_withdrawn(i
     member = await store.member_document(f"{INSURER}/記号/m-31")
     assert (member["status"], member["link_state"]) == ("withdrawn", "held")
     assert await store.pending_for(insurance.ref(a_number(31))) == []
-
-
-def withdrawal_of(member: str, last_day: date) -> WithdrawMember:
-    return WithdrawMember(request_id=f"withdraw-{member}", insurer_number=INSURER, member_symbol="記号", member_number=member,
-                          withdrawn_on=last_day)
 
 
 async def test_an_operator_cannot_link_a_record_the_insurer_withdrew_while_the_resolution_ran(insurance: Insurance, monkeypatch):
@@ -180,16 +185,7 @@ async def test_an_operator_cannot_link_a_record_the_insurer_withdrew_while_the_r
     dan = await insurance.resident(32)
     await insurance.insurer(enrollment("m-32", None, 32))
     store = insurance.running.service.deps.store
-    look_up = store.registered_resident
-    withdrawal: list[list[dict]] = []
-
-    async def withdrawn_meanwhile(person_ref):
-        resident = await look_up(person_ref)
-        if not withdrawal:
-            withdrawal.append(await insurance.insurer(withdrawal_of("m-32", date(2026, 4, 30))))
-        return resident
-
-    monkeypatch.setattr(store, "registered_resident", withdrawn_meanwhile)
+    withdrawal = withdrawn_at_the_next_resident_look_up(insurance, monkeypatch, "m-32")
     before = len(insurance.facts.records)
     response = await insurance.http.post(f"/members/{INSURER}/記号/m-32/link-resolution", headers=OPERATOR, json={
         "resolution_id": "res-32", "operator": "sato", "decision": "link", "person_ref": dan, "reason": "confirmed at the counter"})

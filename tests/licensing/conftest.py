@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from mynumber_contracts import Event, Fact, MyNumber, ResidentAttributes, Sex, check_digit
-from mynumber_contracts.enrollment import CardIssued, ResidentRegistered
+from mynumber_contracts.enrollment import CardIssued, CardReissued, CardSuspended, ResidentRegistered
 from mynumber_contracts.licensing import HolderChoice, LicenceClass, LicenceTransaction, RecordLicence
 
 from services.kit.clock import FixedClock
@@ -109,6 +109,17 @@ class Licensing:
             return await save_licence(licence)
 
         monkeypatch.setattr(store, "save_licence", save_after_the_fact)
+
+    async def card_lost_and_reissued(self, person_ref: str, card_number: str, *, lost_at: datetime,
+                                     issued_on: date) -> str:
+        """Enrollment suspends the card (reported lost) and issues a new one in its place; returns the new card's number."""
+        await self.enrollment_fact(CardSuspended(person_ref=person_ref, card_number=card_number, suspended_at=lost_at))
+        new_card = f"C-{uuid.uuid4().hex[:10].upper()}"
+        await self.enrollment_fact(CardReissued(
+            person_ref=person_ref, previous_card_number=card_number, card_number=new_card, certificate_id=f"cert-{new_card}",
+            issued_on=issued_on, expires_on=date(2036, 4, 1), certificate_expires_on=date(2031, 4, 1), photo_less=False,
+        ))
+        return new_card
 
     async def police(self, request: Event, subject: str = "police-case") -> None:
         await self.partner.send(request, subject=subject, source=POLICE)

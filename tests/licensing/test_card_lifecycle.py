@@ -39,12 +39,8 @@ async def test_lost_then_reissued_then_the_licence_is_recorded_again(licensing: 
     assert (await licensing.roadside(old_card))["valid"] is True
 
     # Lost for good, and reissued: the police are told to record the licence on the new card.
-    await licensing.enrollment_fact(CardSuspended(person_ref=holder.ref, card_number=old_card, suspended_at=NOW + timedelta(days=1)))
-    new_card = f"C-{uuid.uuid4().hex[:10].upper()}"
-    await licensing.enrollment_fact(CardReissued(
-        person_ref=holder.ref, previous_card_number=old_card, card_number=new_card, certificate_id=f"cert-{new_card}",
-        issued_on=date(2026, 6, 10), expires_on=date(2036, 4, 1), certificate_expires_on=date(2031, 4, 1), photo_less=False,
-    ))
+    new_card = await licensing.card_lost_and_reissued(holder.ref, old_card, lost_at=NOW + timedelta(days=1),
+                                                      issued_on=date(2026, 6, 10))
     needed = await licensing.fact(LicenceReRecordingNeeded, person_ref=holder.ref)
     assert (needed["previous_card_number"], needed["card_number"], needed["licence_number"]) == (old_card, new_card, licence_number)
     assert len(licensing.facts_of(LicenceUnusable, person_ref=holder.ref)) == 2
@@ -78,12 +74,8 @@ async def test_a_conventional_licence_is_untouched_by_card_events_and_cannot_be_
     holder = await licensing.resident_with_card(211)
     await licensing.police(licence_request(holder, 211, choice=HolderChoice.conventional_only))
     await licensing.fact(LicenceRecorded, person_ref=holder.ref)
-    await licensing.enrollment_fact(CardSuspended(person_ref=holder.ref, card_number=holder.card_number, suspended_at=NOW))
-    new_card = f"C-{uuid.uuid4().hex[:10].upper()}"
-    await licensing.enrollment_fact(CardReissued(
-        person_ref=holder.ref, previous_card_number=holder.card_number, card_number=new_card, certificate_id="cert-x",
-        issued_on=date(2026, 6, 10), expires_on=date(2036, 4, 1), certificate_expires_on=date(2031, 4, 1), photo_less=False,
-    ))
+    new_card = await licensing.card_lost_and_reissued(holder.ref, holder.card_number, lost_at=NOW,
+                                                      issued_on=date(2026, 6, 10))
     await licensing.until_roadside(new_card, lambda r: r["status"] != "unknown_card")
     await licensing.police(RecordLicenceOnNewCard(request_id="pol-211", card_number=new_card,
                                                   licence_number=a_licence_number(211)))

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import date
 
-from mynumber_contracts.enrollment import CardReissued, CardSuspended
+from mynumber_contracts.enrollment import CardSuspended
 from mynumber_contracts.licensing import (
     HolderChoice,
     LicenceClass,
@@ -125,12 +124,7 @@ async def test_a_request_sent_again_under_a_new_event_id_gets_the_facts_it_got_t
     first = licence_request(holder, 141, choice=HolderChoice.both)
     await licensing.police(first)
     await licensing.fact(LicenceRecorded, request_id=first.request_id)
-    await licensing.enrollment_fact(CardSuspended(person_ref=holder.ref, card_number=holder.card_number, suspended_at=NOW))
-    new_card = f"C-{uuid.uuid4().hex[:10].upper()}"
-    await licensing.enrollment_fact(CardReissued(
-        person_ref=holder.ref, previous_card_number=holder.card_number, card_number=new_card, certificate_id="cert-141",
-        issued_on=date(2026, 6, 2), expires_on=date(2036, 4, 1), certificate_expires_on=date(2031, 4, 1), photo_less=False,
-    ))
+    await licensing.card_lost_and_reissued(holder.ref, holder.card_number, lost_at=NOW, issued_on=date(2026, 6, 2))
     await licensing.fact(LicenceReRecordingNeeded, person_ref=holder.ref)
     refused = licence_request(holder, 142, my_number=a_number(149))  # nobody's card: refused
     await licensing.police(refused)
