@@ -121,6 +121,8 @@ class LicenceRejectionReason(StrEnum):
     # Added later (values are only ever added): the person the Individual Number names holds another
     # licence that is still valid, and the request named no card to confirm them (a mistyped number?).
     other_licence_on_record = "other_licence_on_record"
+    # Added later: the person the Individual Number (or the card) names is recorded as deceased.
+    holder_deceased = "holder_deceased"
 
 
 class VehicleRejectionReason(StrEnum):

@@ -216,10 +216,12 @@ def record_licence(
     address: str | None,
     fees: FeeTable,
     today: date,
+    holder_deceased: bool = False,
 ) -> Decision[Licence]:
     """A licence issued or renewed: recorded on an active card of the holder unless they chose a conventional licence only.
 
-    `current` is the holder's licence on record, `number_holder` whoever holds this licence number now.
+    `current` is the holder's licence on record, `number_holder` whoever holds this licence number now,
+    `holder_deceased` whether enrollment told us the holder died.
     """
     person_ref = holder.person_ref
     if number_holder is not None and number_holder != person_ref:
@@ -233,6 +235,10 @@ def record_licence(
         # and so does a licence under a new number that replaced the one it recorded.
         on_card = request.holder_choice.on_card and holder.card is not None
         return Decision(None, [_recorded(request, person_ref, holder.card.card_number if on_card else None, fees)])
+    if holder_deceased:
+        # No licence for the dead; most likely the number or the card is mistyped: no one is named.
+        return _licence_rejection(request, LicenceRejectionReason.holder_deceased,
+                                  "the person this request names is recorded as deceased: check the number and the card")
     if same_licence and current.revoked and request.transaction is LicenceTransaction.renewal:
         return _licence_rejection(request, LicenceRejectionReason.licence_revoked,
                                   "a revoked licence cannot be renewed", person_ref)
@@ -249,7 +255,9 @@ def record_licence(
         if refusal:
             return _licence_rejection(request, *refusal, person_ref=person_ref)
         card_number = holder.card.card_number
-    kept_suspension = current if same_licence and request.transaction is LicenceTransaction.renewal else None
+    # A suspension stays in force through a renewal and a new issue (e.g. a class added) of the same
+    # licence; only a revocation ends it, and a revoked licence is only ever issued new.
+    kept_suspension = current if same_licence and not current.revoked else None
     suspensions = list(current.earlier_suspensions) if same_licence else []
     if same_licence and current.suspended_by and kept_suspension is None:
         suspensions.append(current.suspended_by)

@@ -22,6 +22,7 @@ from mynumber_contracts.enrollment import (
     CardRevoked,
     CardSuspended,
     ResidentAttributesChanged,
+    ResidentDeceased,
     ResidentMovedAbroad,
     ResidentRegistered,
 )
@@ -134,11 +135,12 @@ async def record_licence(event: RecordLicence, ctx: Context) -> list[Fact]:
             return holder.facts
         number_holder = await store.licence_by_number(event.licence_number)
         current = await store.licence_of(holder.person_ref)
+        resident = resident or await store.resident(holder.person_ref, with_cards=False)
         decision = domain.record_licence(
             event, holder,
             current=current,
             number_holder=number_holder.person_ref if number_holder else None,
-            address=resident.address if resident else await store.address_of(holder.person_ref),
+            address=resident.address, holder_deceased=resident.deceased_on is not None,
             fees=ctx.deps.fees, today=today(ctx.clock),
         )
         if decision.saved is not None:
@@ -382,3 +384,10 @@ async def resident_attributes_changed(event: ResidentAttributesChanged, ctx: Con
 @handlers.handles(ResidentMovedAbroad)
 async def resident_moved_abroad(event: ResidentMovedAbroad, ctx: Context) -> list[Fact]:
     return await _resident_moved(ctx, event.person_ref, event.attributes.address, event.moved_on)
+
+
+@handlers.handles(ResidentDeceased)
+async def resident_deceased(event: ResidentDeceased, ctx: Context) -> list[Fact]:
+    """A death, kept so that no licence is recorded for the dead (the card's revocation tells the police)."""
+    await ctx.deps.store.save_death(event.person_ref, event.died_on, fact_id=ctx.envelope.id)
+    return []

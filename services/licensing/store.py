@@ -59,6 +59,7 @@ class Resident:
     address: str | None
     cards: list[Card]
     address_effective_on: date | None = None
+    deceased_on: date | None = None
 
 
 @dataclass(frozen=True)
@@ -121,24 +122,30 @@ class LicensingStore:
 
     # -- residents (the person reference, the address and the card numbers) ---------------------
 
-    async def resident(self, person_ref: str) -> Resident:
-        """The person's address and cards: one read of the resident document, then one read by
+    async def resident(self, person_ref: str, *, with_cards: bool = True) -> Resident:
+        """The person's address, death and cards: one read of the resident document, then one read by
         `_id` per card (usually one), so side-by-side use cases read their cards together."""
         document = await self._residents.find_one({"_id": person_ref}) or {}
-        numbers = document.get("card_numbers")
-        if numbers is None:
-            numbers = await self._old_card_numbers(person_ref)
-        documents = await asyncio.gather(*(self._cards.find_one({"_id": number}) for number in numbers))
-        cards = [Card.model_validate(_without_id(d)) for d in documents if d is not None and d["person_ref"] == person_ref]
-        effective_on = document.get("address_effective_on")
+        cards: list[Card] = []
+        if with_cards:
+            numbers = document.get("card_numbers")
+            if numbers is None:
+                numbers = await self._old_card_numbers(person_ref)
+            documents = await asyncio.gather(*(self._cards.find_one({"_id": number}) for number in numbers))
+            cards = [Card.model_validate(_without_id(d)) for d in documents if d is not None and d["person_ref"] == person_ref]
         return Resident(address=document.get("address"), cards=cards,
-                        address_effective_on=date.fromisoformat(effective_on) if effective_on else None)
+                        address_effective_on=_day(document.get("address_effective_on")),
+                        deceased_on=_day(document.get("deceased_on")))
 
     async def save_address(self, person_ref: str, address: str, effective_on: date, *, fact_id: str) -> bool:
         """Save the address a resident fact gives; False when that fact was applied before (a run again:
         the address it gave may have been replaced by a later one since, which then stands)."""
         fields = {"address": address, "address_effective_on": effective_on.isoformat()}
         return await apply_fact(self._residents, person_ref, fields, fact_id=fact_id, create=True)
+
+    async def save_death(self, person_ref: str, died_on: date, *, fact_id: str) -> None:
+        """Record the death enrollment's fact `fact_id` tells of."""
+        await apply_fact(self._residents, person_ref, {"deceased_on": died_on.isoformat()}, fact_id=fact_id, create=True)
 
     async def address_of(self, person_ref: str) -> str | None:
         document = await self._residents.find_one({"_id": person_ref})
@@ -195,6 +202,10 @@ class LicensingStore:
 
     async def save_vehicle(self, vehicle: Vehicle) -> Vehicle:
         return await _save_versioned(self._vehicles, vehicle.vehicle_id, vehicle)
+
+
+def _day(iso: str | None) -> date | None:
+    return date.fromisoformat(iso) if iso else None
 
 
 def _outcome(document: dict[str, Any]) -> Outcome:

@@ -139,9 +139,35 @@ def test_a_suspension_run_again_after_a_later_one_or_a_revocation_gives_its_fact
     for since in (once.saved, twice.saved, revoked):
         again = domain.suspend_licence(first, since)
         assert (again.saved, again.facts) == (None, once.facts), "the same fact, nothing written"
-    renewed = record(request(request_id="pol-2", transaction=LicenceTransaction.new), twice.saved).saved
-    assert renewed.suspended_by is None and renewed.earlier_suspensions == ["pol-s1", "pol-s2"]
-    assert domain.suspend_licence(second, renewed).saved is None, "known after a new issue of the number too"
+    issued_new = record(request(request_id="pol-2", transaction=LicenceTransaction.new), revoked).saved
+    assert issued_new.suspended_by is None and issued_new.earlier_suspensions == ["pol-s1", "pol-s2"]
+    assert domain.suspend_licence(second, issued_new).saved is None, "known after a new issue of the number too"
+
+
+def test_a_new_issue_of_a_suspended_licence_keeps_the_suspension():
+    """A class added under the same number while the holder is suspended does not lift the suspension."""
+    suspended = domain.suspend_licence(SuspendLicence(request_id="pol-s", licence_number="300000000001",
+                                                      suspended_from=date(2026, 6, 1), suspended_until=date(2026, 8, 31)),
+                                       licence()).saved
+    added_class = record(request(request_id="pol-2", transaction=LicenceTransaction.new,
+                                 classes=[LicenceClass.ordinary, LicenceClass.medium]), suspended).saved
+    assert (added_class.suspended_from, added_class.suspended_until) == (date(2026, 6, 1), date(2026, 8, 31))
+    assert added_class.suspended_by == "pol-s" and added_class.suspended_on(TODAY)
+    assert domain.roadside_check(card(), added_class, TODAY).status is RoadsideStatus.licence_suspended
+
+
+@pytest.mark.parametrize("choice", list(HolderChoice))
+def test_no_licence_is_recorded_for_a_deceased_holder_and_no_one_is_named(choice):
+    for current in (None, licence()):
+        refused = domain.record_licence(request(holder_choice=choice), Holder(HOLDER, card()), current=current,
+                                        number_holder=HOLDER if current else None, address=None, fees=FEES,
+                                        today=TODAY, holder_deceased=True)
+        assert refused.saved is None
+        assert [(f.reason, f.person_ref) for f in refused.facts] == [("holder_deceased", None)]
+    recorded_before = record(request(request_id="pol-1"), None)
+    again = domain.record_licence(request(request_id="pol-1"), Holder(HOLDER, card()), current=recorded_before.saved,
+                                  number_holder=HOLDER, address=None, fees=FEES, today=TODAY, holder_deceased=True)
+    assert (again.saved, again.facts) == (None, recorded_before.facts), "a licence recorded before the death, run again"
 
 
 def test_a_revocation_run_again_after_the_number_was_issued_new_leaves_the_new_licence():

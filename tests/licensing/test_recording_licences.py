@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from mynumber_contracts.enrollment import CardSuspended
+from mynumber_contracts.enrollment import CardRevoked, CardSuspended, ResidentDeceased
 from mynumber_contracts.licensing import (
     HolderChoice,
     LicenceClass,
@@ -115,6 +115,28 @@ async def test_a_mistyped_number_does_not_replace_the_valid_licence_of_the_perso
     # With the right number the newcomer's licence is recorded.
     await licensing.police(licence_request(newcomer, 131, transaction=LicenceTransaction.new))
     assert (await licensing.fact(LicenceRecorded, person_ref=newcomer.ref))["licence_number"] == a_licence_number(131)
+
+
+async def test_no_licence_is_recorded_for_a_deceased_holder(licensing: Licensing):
+    """A conventional licence needs no card, so the card's revocation alone did not stop a licence
+    being recorded for a dead person (most likely a mistyped number): the death itself does."""
+    deceased, living = await licensing.resident_with_card(171), await licensing.resident_with_card(172)
+    await licensing.enrollment_fact(ResidentDeceased(person_ref=deceased.ref, died_on=date(2026, 5, 30)))
+    await licensing.enrollment_fact(CardRevoked(person_ref=deceased.ref, card_number=deceased.card_number,
+                                                 reason="deceased", revoked_at=NOW))
+    await licensing.until_roadside(deceased.card_number, lambda r: r["card_status"] == "revoked")
+
+    by_number = licence_request(deceased, 171, choice=HolderChoice.conventional_only, transaction=LicenceTransaction.new)
+    by_card = licence_request(deceased, 173, choice=HolderChoice.both, by_number=False, by_card=True)
+    for request in (by_number, by_card):
+        await licensing.police(request)
+        refused = await licensing.fact(LicenceRequestRejected, request_id=request.request_id)
+        assert (refused["reason"], refused["person_ref"]) == ("holder_deceased", None)
+        assert deceased.number.reveal() not in refused["message"]
+        assert (await licensing.http.get(f"/licences/{request.licence_number}")).status_code == 404
+
+    await licensing.police(licence_request(living, 172, choice=HolderChoice.conventional_only))
+    assert (await licensing.fact(LicenceRecorded, person_ref=living.ref))["holder_choice"] == "conventional_only"
 
 
 async def test_a_request_sent_again_under_a_new_event_id_gets_the_facts_it_got_then_with_their_ids(licensing: Licensing):
