@@ -131,6 +131,14 @@ class RegisterResident(_Request):
         return self
 
 
+# Optional (session 17): older partners send none, and contracts only ever gain optional fields.
+_CHANGE_REQUEST_ID = (
+    "The office's id for this request; a replay under any event id returns the same result, even after later "
+    "changes. Without it, a replay is recognised by its content: the same values and `effective_on` as a change "
+    "recorded before a later one (a real return to an earlier value has another `effective_on`)."
+)
+
+
 class ChangeResidentAttributes(_Request):
     """A name or address change within the municipality. Invalidates the card's signing certificate.
     Only the municipality of residence may send it; a move to another municipality is that
@@ -138,6 +146,7 @@ class ChangeResidentAttributes(_Request):
 
     event_type: ClassVar[str] = "jp.mynumber.enrollment.change_resident_attributes.v1"
 
+    request_id: str | None = Field(default=None, min_length=1, max_length=100, description=_CHANGE_REQUEST_ID)
     my_number: MyNumber
     name_kanji: NameKanji | None = None
     name_kana: NameKana | None = None
@@ -177,6 +186,7 @@ class CorrectResidentRecord(_Request):
 
     event_type: ClassVar[str] = "jp.mynumber.enrollment.correct_resident_record.v1"
 
+    request_id: str | None = Field(default=None, min_length=1, max_length=100, description=_CHANGE_REQUEST_ID)
     my_number: MyNumber
     date_of_birth: date | None = Field(default=None, description="The correct date of birth; omitted when it stays.")
     sex: Sex | None = Field(default=None, description="The correct sex; omitted when it stays.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import calendar
 import secrets
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from enum import StrEnum
@@ -132,6 +133,15 @@ def attribute_changes(current: ResidentAttributes, **proposed: str | None) -> di
         for field, value in proposed.items()
         if field in NAME_AND_ADDRESS and value is not None and getattr(current, field) != value
     }
+
+
+def repeats_change(changed: Iterable[str], left: ResidentAttributes | None, requested: Mapping[str, object]) -> bool:
+    """Whether a request that sets the values `requested` asks for what a recorded change did: that
+    change changed only attributes the request sets, and left each at the value the request gives
+    (`left`: the attributes after it; None for records that did not keep them)."""
+    if not set(changed) <= requested.keys():
+        return False
+    return not requested or (left is not None and all(getattr(left, field) == value for field, value in requested.items()))
 
 
 def plan_correction(current: ResidentAttributes, *, date_of_birth: date | None, sex: Sex | None,

@@ -108,7 +108,14 @@ class ConcurrentChange(Exception):
     """The same card kept changing under a use case; the message is dead-lettered for a person to look at."""
 
 
-Decision = tuple[list[Fact], dict[str, Any]]
+# What a request decided, and a summary for the status API. The facts are EarlierFacts when the
+# decision finds the request already made under another event (a crash came before its outcome).
+Decision = tuple[list[Fact] | EarlierFacts, dict[str, Any]]
+
+
+def request_fingerprint(deps: EnrollmentDeps, request: Event) -> str:
+    """What makes a request with a request id the same request (a keyed digest: the number is not kept)."""
+    return deps.vault.fingerprint(request.model_dump_json().encode())
 
 
 async def decide_once(
@@ -117,12 +124,13 @@ async def decide_once(
 ) -> list[Fact] | EarlierFacts:
     """Decide request `key` once: a replay, under any event id, gets the facts that were decided,
     with the ids they had (so the services that keep copies of them apply them once)."""
-    fingerprint = deps.vault.fingerprint(request.model_dump_json().encode())
+    fingerprint = request_fingerprint(deps, request)
     outcome = await deps.store.outcome(key)
     if outcome is None:
-        facts, summary = await decide()
-        outcome = await deps.store.record_outcome(key, fingerprint=fingerprint, facts=facts, summary=summary,
-                                                  at=ctx.clock.now(), event_id=ctx.envelope.id)
+        decided, summary = await decide()
+        first = decided if isinstance(decided, EarlierFacts) else EarlierFacts(ctx.envelope.id, decided)
+        outcome = await deps.store.record_outcome(key, fingerprint=fingerprint, facts=first.facts, summary=summary,
+                                                  at=ctx.clock.now(), event_id=first.event_id)
     if outcome.fingerprint != fingerprint:
         raise ReusedRequestId(f"{key} was already decided for different content")
     if outcome.event_id is None:  # recorded by earlier code, which did not keep the event
@@ -275,13 +283,56 @@ class ChangedMeanwhile:
 CHANGED_MEANWHILE = ChangedMeanwhile()
 
 
+@dataclass(frozen=True)
+class ChangeRequestId:
+    """A name or address change, or a correction, sent with the municipality's own request id
+    (optional in the contract, session 17): decided once under `key` (request type, sender and
+    request id). The change it writes keeps the key and the request's fingerprint, so a retry
+    that runs before the outcome was recorded (a crash in between) still finds the change made."""
+
+    key: str
+    fingerprint: str
+
+    def marks(self) -> dict[str, str]:
+        """What the resident's change record keeps of the request."""
+        return {"request": self.key, "request_fingerprint": self.fingerprint}
+
+
+def change_request_id(deps: EnrollmentDeps, event: ChangeResidentAttributes | CorrectResidentRecord,
+                      ctx: HandlerContext[EnrollmentDeps], request_type: str) -> ChangeRequestId | None:
+    if event.request_id is None:
+        return None
+    return ChangeRequestId(f"{request_type}/{ctx.envelope.source}/{event.request_id}", request_fingerprint(deps, event))
+
+
+ResidentChange = Callable[[StoredResident, str], Awaitable[list[Fact] | EarlierFacts | Rejection | ChangedMeanwhile]]
+
+
 async def _resident_change(
     event: ChangeResidentAttributes | CorrectResidentRecord | RecordMoveAbroad | RecordDeath,
     ctx: HandlerContext[EnrollmentDeps],
-    change: Callable[[StoredResident, str], Awaitable[list[Fact] | EarlierFacts | Rejection | ChangedMeanwhile]],
+    change: ResidentChange,
+    request: ChangeRequestId | None = None,
 ) -> Sequence[Fact] | EarlierFacts:
-    """Shared steps of the registry changes: find the resident, recognise a re-run, refuse a
-    municipality that does not keep the record, then make the change.
+    """Shared steps of the registry changes (`_make_change`); one sent with a request id is decided
+    once under it, so a retry under any event id gets the first facts with the ids they had."""
+    if request is None:
+        return await _make_change(event, ctx, change, None)
+
+    async def decide() -> Decision:
+        return await _make_change(event, ctx, change, request), {"kind": "resident_change"}
+
+    return await decide_once(ctx.deps, request.key, event, ctx, decide)
+
+
+async def _make_change(
+    event: ChangeResidentAttributes | CorrectResidentRecord | RecordMoveAbroad | RecordDeath,
+    ctx: HandlerContext[EnrollmentDeps],
+    change: ResidentChange,
+    request: ChangeRequestId | None,
+) -> list[Fact] | EarlierFacts:
+    """Find the resident, recognise a re-run (of this event, or of its request id under another
+    event), refuse a municipality that does not keep the record, then make the change.
 
     A change is written only if the record is still as it was read. When it is not (another
     request changed it, or this same request ran at once in a second consumer during a
@@ -289,37 +340,66 @@ async def _resident_change(
     what is there now, so a stale run never writes back an older record.
     """
     key = f"change/{ctx.envelope.id}"
+    request_id = getattr(event, "request_id", None) or ctx.envelope.id  # as a refusal names the request
     for _ in range(_CONCURRENT_CHANGE_ATTEMPTS):
         stored = await ctx.deps.resident_by_number(event.my_number)
         if stored is None:
-            return resident_rejected(event, ctx.envelope.id, domain.unknown_resident())
-        done = stored.change_made_by(key)
+            return resident_rejected(event, request_id, domain.unknown_resident())
+        done = stored.change_made_by(key) or (stored.change_requested_as(request.key) if request else None)
         if done is not None:  # a re-run, perhaps after later changes
-            facts = change_facts(stored.resident, done)
-            if _left_as_it_was(stored.resident, done):  # written first: finish (or find) the card's revocation
-                return facts + await _end_card(ctx.deps, stored.resident, key, ctx.clock)
-            moved = await ctx.deps.store.card_moved_by(key)
-            return facts + ([domain.transition_fact(moved)] if moved else [])
+            return await _change_made(ctx, stored, done, request)
         wrong_sender = domain.check_municipality_of_residence(stored.resident, ctx.envelope.source)
         if wrong_sender is not None:
-            return resident_rejected(event, ctx.envelope.id, wrong_sender)  # no person reference for another municipality
+            return resident_rejected(event, request_id, wrong_sender)  # no person reference for another municipality
         outcome = await change(stored, key)
         if isinstance(outcome, ChangedMeanwhile):
             continue
         if isinstance(outcome, Rejection):
             # A record that differs from what the request says it shows is most likely someone else's.
             someone_else = outcome.reason is RejectionReason.record_differs
-            return resident_rejected(event, ctx.envelope.id, outcome, None if someone_else else stored.person_ref)
+            return resident_rejected(event, request_id, outcome, None if someone_else else stored.person_ref)
         return outcome
     raise ConcurrentChange(f"{key}: the resident kept changing")
 
 
+async def _change_made(ctx: HandlerContext[EnrollmentDeps], stored: StoredResident, done: dict[str, Any],
+                       request: ChangeRequestId | None) -> list[Fact] | EarlierFacts:
+    """The facts of a change already made, given again: to a re-run of its event after a crash, or
+    to a retry of its request id whose outcome a crash left unrecorded (under the first event's
+    ids). A death or a move abroad finishes (or finds) the card's revocation first."""
+    if request is not None and done.get("request") == request.key and done.get("request_fingerprint") != request.fingerprint:
+        raise ReusedRequestId(f"{request.key} was already decided for different content")
+    first_key = done["key"]
+    facts = change_facts(stored.resident, done)
+    if _left_as_it_was(stored.resident, done):  # written first: finish (or find) the card's revocation
+        facts += await _end_card(ctx.deps, stored.resident, first_key, ctx.clock)
+    else:
+        moved = await ctx.deps.store.card_moved_by(first_key)
+        facts += [domain.transition_fact(moved)] if moved else []
+    if first_key == f"change/{ctx.envelope.id}":
+        return facts
+    return EarlierFacts(first_key.removeprefix("change/"), facts)
+
+
 @handlers.handles(ChangeResidentAttributes)
 async def change_resident_attributes(event: ChangeResidentAttributes, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact] | EarlierFacts:
-    deps = ctx.deps
+    """A name or address change within the municipality; it invalidates the card's signing
+    certificate. Only the municipality of residence may send it; a move to another municipality is
+    that municipality's `RegisterResident`.
 
-    async def change(stored: StoredResident, key: str) -> list[Fact] | Rejection | ChangedMeanwhile:
+    Sent again under a new event id (a retry after a timeout), it gets the first facts under the ids
+    they had and never puts an older value back over a later change: it is decided once by its
+    request id, or, without one, known by the same values and effective day as a change that a
+    later change has followed (a real move back to an earlier address has another effective day)."""
+    deps = ctx.deps
+    request = change_request_id(deps, event, ctx, "attribute-change")
+
+    async def change(stored: StoredResident, key: str) -> list[Fact] | EarlierFacts | Rejection | ChangedMeanwhile:
         resident = stored.resident
+        if request is None:
+            requested = {field: value for field in domain.NAME_AND_ADDRESS if (value := getattr(event, field)) is not None}
+            if earlier := await _told_again(deps, stored, "attributes", event.effective_on, requested, superseded_only=True):
+                return earlier
         if resident.is_deceased:
             return domain.deceased()
         changes = domain.attribute_changes(
@@ -330,19 +410,27 @@ async def change_resident_attributes(event: ChangeResidentAttributes, ctx: Handl
         if "address" in changes and resident.lives_abroad:
             return Rejection(RejectionReason.resident_state,
                              "the resident lives abroad: a return to Japan is registered with RegisterResident")
-        return await _change_attributes(deps, stored, key, "attributes", changes, event.effective_on)
+        return await _change_attributes(deps, stored, key, "attributes", changes, event.effective_on, request)
 
-    return await _resident_change(event, ctx, change)
+    return await _resident_change(event, ctx, change, request)
 
 
 @handlers.handles(CorrectResidentRecord)
 async def correct_resident_record(event: CorrectResidentRecord, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact] | EarlierFacts:
     """A date of birth or sex on record put right. Told as a change of the attributes; an issued
-    card is not changed (its signing certificate is invalidated; the holder asks for a reissue)."""
+    card is not changed (its signing certificate is invalidated; the holder asks for a reissue).
+    Sent again under a new event id, it is recognised as a name or address change is (by its
+    request id, or by the same values and effective day)."""
     deps = ctx.deps
+    request = change_request_id(deps, event, ctx, "correction")
 
-    async def change(stored: StoredResident, key: str) -> list[Fact] | Rejection | ChangedMeanwhile:
+    async def change(stored: StoredResident, key: str) -> list[Fact] | EarlierFacts | Rejection | ChangedMeanwhile:
         resident = stored.resident
+        if request is None:
+            requested = {field: value for field, value in (("date_of_birth", event.date_of_birth), ("sex", event.sex))
+                         if value is not None}
+            if earlier := await _told_again(deps, stored, "correction", event.effective_on, requested, superseded_only=True):
+                return earlier
         if resident.is_deceased:
             return domain.deceased()
         plan = domain.plan_correction(resident.attributes, date_of_birth=event.date_of_birth, sex=event.sex,
@@ -351,18 +439,21 @@ async def correct_resident_record(event: CorrectResidentRecord, ctx: HandlerCont
             return plan
         if not plan:
             return []  # the record already says so (e.g. the same correction sent again): nothing to say
-        return await _change_attributes(deps, stored, key, "correction", plan, event.effective_on, reason=event.reason.value)
+        return await _change_attributes(deps, stored, key, "correction", plan, event.effective_on, request,
+                                        reason=event.reason.value)
 
-    return await _resident_change(event, ctx, change)
+    return await _resident_change(event, ctx, change, request)
 
 
 async def _change_attributes(
     deps: EnrollmentDeps, stored: StoredResident, key: str, kind: str, changes: dict[str, Any], effective_on: date,
-    **details: Any,
+    request: ChangeRequestId | None, **details: Any,
 ) -> list[Fact] | ChangedMeanwhile:
     """Write new attributes with the record of the change (compare-and-set), and give its facts."""
     resident = stored.resident
     changed = replace(resident, attributes=resident.attributes.model_copy(update=changes))
+    if request is not None:
+        details |= request.marks()
     record = change_record(key, kind, changed, effective_on, changed=sorted(changes), **details,
                            signing_certificate_invalidated=await invalidate_signing_certificate(deps, resident.person_ref))
     if not await deps.store.change_resident(changed, change=record, version=stored.version):
@@ -426,19 +517,32 @@ async def record_death(event: RecordDeath, ctx: HandlerContext[EnrollmentDeps]) 
     return await _resident_change(event, ctx, change)
 
 
-async def _told_again(deps: EnrollmentDeps, stored: StoredResident, kind: str, effective_on: date) -> EarlierFacts | None:
-    """A move abroad or a death sent again under a new event id (a partner's retry): the facts the
-    first one gave (the card's revocation with the death), under the ids they had, so the services
-    that keep copies apply them once. None for a record that does not name the first event."""
-    recorded = [change for change in (*stored.changes, stored.last_change or {})
-                if change.get("kind") == kind and change.get("effective_on") == effective_on.isoformat()
-                and str(change.get("key", "")).startswith("change/")]
-    if not recorded:
+async def _told_again(
+    deps: EnrollmentDeps, stored: StoredResident, kind: str, effective_on: date,
+    requested: dict[str, Any] | None = None, *, superseded_only: bool = False,
+) -> EarlierFacts | None:
+    """A registry change sent again under a new event id without a request id (a partner's retry):
+    the facts the first one gave (the card's revocation with the death), under the ids they had,
+    so the services that keep copies apply them once. The first one is the last change recorded
+    of this kind and day that left the values `requested` (what a name, address or correction
+    request sets) and changed nothing else; with `superseded_only`, only if a later change
+    followed it (a record that still shows it needs nothing). None for a record that does not
+    name the first event."""
+    history = stored.history
+    found = [index for index, change in enumerate(history)
+             if change.get("kind") == kind and change.get("effective_on") == effective_on.isoformat()
+             and str(change.get("key", "")).startswith("change/") and _repeats(change, requested or {})]
+    if not found or (superseded_only and found[-1] == len(history) - 1):
         return None
-    change = recorded[-1]
+    change = history[found[-1]]
     moved = await deps.store.card_moved_by(change["key"])
     facts = change_facts(stored.resident, change) + ([domain.transition_fact(moved)] if moved else [])
     return EarlierFacts(change["key"].removeprefix("change/"), facts)
+
+
+def _repeats(change: dict[str, Any], requested: dict[str, Any]) -> bool:
+    left = ResidentAttributes.model_validate(change["attributes"]) if "attributes" in change else None
+    return domain.repeats_change(change.get("changed", ()), left, requested)
 
 
 def _left_as_it_was(resident: Resident, change: dict[str, Any]) -> bool:

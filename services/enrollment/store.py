@@ -61,6 +61,16 @@ class StoredResident:
             return self.last_change
         return next((change for change in self.changes if change["key"] == key), None)
 
+    @property
+    def history(self) -> tuple[dict[str, Any], ...]:
+        """Every change recorded on the resident, oldest first (from before the list: the last one)."""
+        earlier = (self.last_change,) if self.last_change and self.last_change not in self.changes else ()
+        return earlier + self.changes
+
+    def change_requested_as(self, request_key: str) -> dict[str, Any] | None:
+        """The record of the change that the request with this request key made, under any event id."""
+        return next((change for change in self.history if change.get("request") == request_key), None)
+
 
 @dataclass(frozen=True)
 class Outcome:

@@ -253,16 +253,22 @@ class UseCases:
 
     async def run(self, use_case: Any, event: Event, *, event_id: str | None = None, source: str | None = None) -> list[Any]:
         """Call a use case as the kit would for an event with this id (a new id when not given)."""
+        from services.kit.idempotency import EarlierFacts
+
+        facts = await self.answer(use_case, event, event_id=event_id, source=source)
+        return list(facts.facts if isinstance(facts, EarlierFacts) else facts)
+
+    async def answer(self, use_case: Any, event: Event, *, event_id: str | None = None, source: str | None = None) -> Any:
+        """What the use case answers, as `run` calls it: its facts, or EarlierFacts (the facts
+        another event decided, published again under that event's ids)."""
         import uuid
 
         from mynumber_contracts import Envelope
 
-        from services.kit.idempotency import EarlierFacts
         from services.kit.messaging import HandlerContext
 
         named = getattr(event, "municipality_code", None)
         source = source or getattr(event, "office_id", None) or (f"municipality/{named}" if named else MUNICIPAL_OFFICE)
         envelope = Envelope(id=event_id or str(uuid.uuid4()), source=source, type=event.event_type,
                             time=self.clock.now())
-        facts = await use_case(event, HandlerContext(envelope=envelope, clock=self.clock, deps=self.deps))
-        return list(facts.facts if isinstance(facts, EarlierFacts) else facts)
+        return await use_case(event, HandlerContext(envelope=envelope, clock=self.clock, deps=self.deps))

@@ -24,6 +24,7 @@ from services.enrollment.domain import (
     check_sender,
     nth_birthday_after,
     plan_correction,
+    repeats_change,
     review_application,
     review_transition,
 )
@@ -194,3 +195,16 @@ def test_a_correction_is_made_only_to_a_record_that_shows_what_it_says_it_shows(
                                   sex_on_record=shown[1])
         assert isinstance(refused, Rejection) and refused.reason == "record_differs", (born, sex, shown)
         assert "check the number" in refused.message and "1990" not in refused.message
+
+
+def test_a_request_repeats_a_recorded_change_only_if_it_sets_what_that_change_left_and_nothing_else_changed():
+    left = resident().attributes  # what the recorded change left
+    assert repeats_change(["address"], left, {"address": left.address})
+    assert repeats_change(["address"], left, {"address": left.address, "name_kanji": left.name_kanji}), (
+        "a value the request gives but that was already on record does not make it another request")
+    assert not repeats_change(["address"], left, {"address": "東京都港区1-1"}), "another address"
+    assert not repeats_change(["address", "name_kanji"], left, {"address": left.address}), "that change did more"
+    assert not repeats_change(["address"], left, {}), "a request that sets nothing repeats no change"
+    assert not repeats_change(["address"], None, {"address": left.address}), "a record that did not keep what it left"
+    assert repeats_change(["sex"], left, {"sex": Sex.male})
+    assert repeats_change((), None, {}), "a death or a move abroad: the kind and the day say it all"
