@@ -217,11 +217,13 @@ def record_licence(
     fees: FeeTable,
     today: date,
     holder_deceased: bool = False,
+    date_of_birth_on_record: date | None = None,
 ) -> Decision[Licence]:
     """A licence issued or renewed: recorded on an active card of the holder unless they chose a conventional licence only.
 
     `current` is the holder's licence on record, `number_holder` whoever holds this licence number now,
-    `holder_deceased` whether enrollment told us the holder died.
+    `holder_deceased` whether enrollment told us the holder died, `date_of_birth_on_record` the holder's
+    date of birth as enrollment told us (None if not known).
     """
     person_ref = holder.person_ref
     if number_holder is not None and number_holder != person_ref:
@@ -235,6 +237,11 @@ def record_licence(
         # and so does a licence under a new number that replaced the one it recorded.
         on_card = request.holder_choice.on_card and holder.card is not None
         return Decision(None, [_recorded(request, person_ref, holder.card.card_number if on_card else None, fees)])
+    if (request.holder_date_of_birth is not None and date_of_birth_on_record is not None
+            and request.holder_date_of_birth != date_of_birth_on_record):
+        # The number or the card names someone else: no one is named.
+        return _licence_rejection(request, LicenceRejectionReason.record_differs,
+                                  "the person this request names was born on another day: check the number and the card")
     if holder_deceased:
         # No licence for the dead; most likely the number or the card is mistyped: no one is named.
         return _licence_rejection(request, LicenceRejectionReason.holder_deceased,

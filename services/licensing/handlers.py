@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from mynumber_contracts import Event, Fact
+from mynumber_contracts import Event, Fact, ResidentAttributes
 from mynumber_contracts.enrollment import (
     CardExpired,
     CardIssued,
@@ -141,6 +141,7 @@ async def record_licence(event: RecordLicence, ctx: Context) -> list[Fact]:
             current=current,
             number_holder=number_holder.person_ref if number_holder else None,
             address=resident.address, holder_deceased=resident.deceased_on is not None,
+            date_of_birth_on_record=resident.date_of_birth,
             fees=ctx.deps.fees, today=today(ctx.clock),
         )
         if decision.saved is not None:
@@ -356,13 +357,15 @@ async def card_resumed(event: CardResumed, ctx: Context) -> list[Fact]:
 
 @handlers.handles(ResidentRegistered)
 async def resident_registered(event: ResidentRegistered, ctx: Context) -> list[Fact]:
-    await ctx.deps.store.save_address(event.person_ref, event.attributes.address, today(ctx.clock), fact_id=ctx.envelope.id)
+    await ctx.deps.store.save_address(event.person_ref, event.attributes.address, today(ctx.clock),
+                                      date_of_birth=event.attributes.date_of_birth, fact_id=ctx.envelope.id)
     return []
 
 
-async def _resident_moved(ctx: Context, person_ref: str, address: str, effective_on: date) -> list[Fact]:
-    store = ctx.deps.store
-    if not await store.save_address(person_ref, address, effective_on, fact_id=ctx.envelope.id) and (
+async def _resident_moved(ctx: Context, person_ref: str, attributes: ResidentAttributes, effective_on: date) -> list[Fact]:
+    store, address = ctx.deps.store, attributes.address
+    if not await store.save_address(person_ref, address, effective_on, date_of_birth=attributes.date_of_birth,
+                                    fact_id=ctx.envelope.id) and (
         await store.address_of(person_ref) != address
     ):
         return []  # run again after a later move: the later address stands, on the licence too
@@ -377,13 +380,15 @@ async def _resident_moved(ctx: Context, person_ref: str, address: str, effective
 @handlers.handles(ResidentAttributesChanged)
 async def resident_attributes_changed(event: ResidentAttributesChanged, ctx: Context) -> list[Fact]:
     if "address" not in event.changed:
-        return []  # a name change: the name comes from the card itself
-    return await _resident_moved(ctx, event.person_ref, event.attributes.address, event.effective_on)
+        # A name change (the name comes from the card itself) or a corrected date of birth.
+        await ctx.deps.store.save_date_of_birth(event.person_ref, event.attributes.date_of_birth, fact_id=ctx.envelope.id)
+        return []
+    return await _resident_moved(ctx, event.person_ref, event.attributes, event.effective_on)
 
 
 @handlers.handles(ResidentMovedAbroad)
 async def resident_moved_abroad(event: ResidentMovedAbroad, ctx: Context) -> list[Fact]:
-    return await _resident_moved(ctx, event.person_ref, event.attributes.address, event.moved_on)
+    return await _resident_moved(ctx, event.person_ref, event.attributes, event.moved_on)
 
 
 @handlers.handles(ResidentDeceased)

@@ -60,6 +60,7 @@ class Resident:
     cards: list[Card]
     address_effective_on: date | None = None
     deceased_on: date | None = None
+    date_of_birth: date | None = None
 
 
 @dataclass(frozen=True)
@@ -135,13 +136,18 @@ class LicensingStore:
             cards = [Card.model_validate(_without_id(d)) for d in documents if d is not None and d["person_ref"] == person_ref]
         return Resident(address=document.get("address"), cards=cards,
                         address_effective_on=_day(document.get("address_effective_on")),
-                        deceased_on=_day(document.get("deceased_on")))
+                        deceased_on=_day(document.get("deceased_on")), date_of_birth=_day(document.get("date_of_birth")))
 
-    async def save_address(self, person_ref: str, address: str, effective_on: date, *, fact_id: str) -> bool:
-        """Save the address a resident fact gives; False when that fact was applied before (a run again:
-        the address it gave may have been replaced by a later one since, which then stands)."""
-        fields = {"address": address, "address_effective_on": effective_on.isoformat()}
+    async def save_address(self, person_ref: str, address: str, effective_on: date, *, date_of_birth: date,
+                           fact_id: str) -> bool:
+        """Save the address (and the date of birth) a resident fact gives; False when that fact was applied
+        before (a run again: the address it gave may have been replaced by a later one since, which then stands)."""
+        fields = {"address": address, "address_effective_on": effective_on.isoformat(), "date_of_birth": date_of_birth.isoformat()}
         return await apply_fact(self._residents, person_ref, fields, fact_id=fact_id, create=True)
+
+    async def save_date_of_birth(self, person_ref: str, date_of_birth: date, *, fact_id: str) -> None:
+        """Save the date of birth a resident fact that changes no address gives (a correction, or a name change)."""
+        await apply_fact(self._residents, person_ref, {"date_of_birth": date_of_birth.isoformat()}, fact_id=fact_id, create=True)
 
     async def save_death(self, person_ref: str, died_on: date, *, fact_id: str) -> None:
         """Record the death enrollment's fact `fact_id` tells of."""

@@ -292,3 +292,22 @@ def test_a_licence_under_another_number_replaces_a_valid_one_only_when_the_card_
     assert record(by_number.model_copy(update={"licence_number": "300000000001"}), valid).saved is not None, "same number"
     reissued = by_number.model_copy(update={"licence_number": "300000000011"})  # a new last digit: the reissue count
     assert record(reissued, licence(licence_number="300000000010")).saved.licence_number == "300000000011"
+
+
+def test_a_holder_born_on_another_day_than_the_person_named_is_refused_and_no_one_is_named():
+    """The police's date of birth against the one enrollment told us: a mistyped number (or card) that
+    names someone else, with no licence of theirs to give it away, no longer gets that person the licence."""
+    def decide(born, on_record, current=None):
+        return domain.record_licence(request(request_id="pol-1", holder_date_of_birth=born), Holder(HOLDER, card()),
+                                     current=current, number_holder=HOLDER if current else None, address=None,
+                                     fees=FEES, today=TODAY, date_of_birth_on_record=on_record)
+
+    refused = decide(date(1990, 1, 2), date(1980, 4, 1))
+    assert refused.saved is None
+    assert [(f.reason, f.person_ref) for f in refused.facts] == [("record_differs", None)]
+    assert decide(date(1980, 4, 1), date(1980, 4, 1)).saved is not None, "the same day"
+    assert decide(None, date(1980, 4, 1)).saved is not None, "not sent: not checked"
+    assert decide(date(1990, 1, 2), None).saved is not None, "not known (a resident recorded before it was kept)"
+    first = decide(date(1980, 4, 1), date(1980, 4, 1))
+    assert decide(date(1980, 4, 1), date(1980, 4, 2), current=first.saved).facts == first.facts, (
+        "recorded before a correction of the date on record, run again: its first fact")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from mynumber_contracts.enrollment import CardRevoked, CardSuspended, ResidentDeceased
+from mynumber_contracts import ResidentAttributes, Sex
+from mynumber_contracts.enrollment import CardRevoked, CardSuspended, ResidentAttributesChanged, ResidentDeceased
 from mynumber_contracts.licensing import (
     HolderChoice,
     LicenceClass,
@@ -14,7 +15,8 @@ from mynumber_contracts.licensing import (
     LicenceTransaction,
 )
 
-from tests.licensing.conftest import NOW, Licensing, a_licence_number, a_number, licence_request
+from tests.licensing.conftest import ADDRESS, NOW, Licensing, a_licence_number, a_number, licence_request
+from tests.support.polling import eventually
 
 
 async def test_each_holder_choice_is_recorded_with_its_fee(licensing: Licensing):
@@ -115,6 +117,41 @@ async def test_a_mistyped_number_does_not_replace_the_valid_licence_of_the_perso
     # With the right number the newcomer's licence is recorded.
     await licensing.police(licence_request(newcomer, 131, transaction=LicenceTransaction.new))
     assert (await licensing.fact(LicenceRecorded, person_ref=newcomer.ref))["licence_number"] == a_licence_number(131)
+
+
+async def test_a_holder_born_on_another_day_is_refused_so_a_mistyped_number_gets_no_stranger_a_licence(
+        licensing: Licensing):
+    """The stranger a mistyped number names has no licence to protect them (the check above), so the
+    police's date of birth is what tells the two apart; a corrected date on record is followed."""
+    holder, stranger = await licensing.resident_with_card(181), await licensing.resident_with_card(182)
+    born = date(1980, 4, 1)  # as resident_with_card registers everyone
+    mistyped = licence_request(holder, 181, transaction=LicenceTransaction.new, my_number=stranger.number,
+                               holder_date_of_birth=date(1992, 11, 3))
+    await licensing.police(mistyped)
+    refused = await licensing.fact(LicenceRequestRejected, request_id=mistyped.request_id)
+    assert (refused["reason"], refused["person_ref"]) == ("record_differs", None)
+    assert stranger.number.reveal() not in refused["message"]
+    assert (await licensing.roadside(stranger.card_number))["status"] == "no_licence_on_card"
+
+    # Enrollment corrects the holder's date of birth: the corrected day is the one that matches.
+    store = licensing.running.service.deps.store
+    assert (await store.resident(holder.ref)).date_of_birth == born, "kept from the registration"
+    attributes = ResidentAttributes(name_kanji="山田 太郎", name_kana="ヤマダ タロウ", date_of_birth=date(1980, 4, 2),
+                                    sex=Sex.male, address=ADDRESS)
+    await licensing.enrollment_fact(ResidentAttributesChanged(person_ref=holder.ref, attributes=attributes,
+                                                              changed=["date_of_birth"], effective_on=date(2026, 5, 1),
+                                                              signing_certificate_invalidated=True))
+    await eventually(lambda: _born_on(store, holder.ref, date(1980, 4, 2)), what="the corrected date of birth kept")
+    old_day = licence_request(holder, 181, transaction=LicenceTransaction.new, holder_date_of_birth=born)
+    await licensing.police(old_day)
+    assert (await licensing.fact(LicenceRequestRejected, request_id=old_day.request_id))["reason"] == "record_differs"
+    right = licence_request(holder, 181, transaction=LicenceTransaction.new, holder_date_of_birth=date(1980, 4, 2))
+    await licensing.police(right)
+    assert (await licensing.fact(LicenceRecorded, request_id=right.request_id))["person_ref"] == holder.ref
+
+
+async def _born_on(store, person_ref: str, day: date) -> bool:
+    return (await store.resident(person_ref, with_cards=False)).date_of_birth == day
 
 
 async def test_no_licence_is_recorded_for_a_deceased_holder(licensing: Licensing):

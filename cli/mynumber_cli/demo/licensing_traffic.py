@@ -45,6 +45,7 @@ def licences(holders: list[tuple[Person, str]], today: date, rng: random.Random)
                 holder_choice=rng.choice(list(HolderChoice)), licence_number=licence_number(rng), issued_on=issued,
                 expires_on=issued + timedelta(days=5 * 365), classes=[LicenceClass.ordinary],
                 conditions=["眼鏡等"] if rng.random() < 0.3 else [], photo_ref=f"photo/police/tokyo/{index:06d}",
+                holder_date_of_birth=person.attributes.date_of_birth,
             ),
             POLICE, person.digits,
         ))
