@@ -163,6 +163,8 @@ class RejectionReason(StrEnum):
     not_registered = "not_registered"
     certificate_already_held = "certificate_already_held"
     duplicate_record = "duplicate_record"
+    # Added later: a withdrawal whose last day is more than one day before the membership's first day.
+    last_day_before_first_day = "last_day_before_first_day"
 
 
 class _Request(PartnerRequest):
@@ -221,7 +223,9 @@ class WithdrawMember(_InsurerRequest):
     insurer_number: InsurerNumber
     member_symbol: MemberSymbol
     member_number: MemberNumber
-    withdrawn_on: date = Field(description="Last day of the membership.")
+    withdrawn_on: date = Field(description=(
+        "Last day of the membership: its first day at the earliest, or the day before it for a membership that never "
+        "takes effect (cancelled); earlier is refused (`last_day_before_first_day`)."))
 
 
 class ConfigureInsurer(_InsurerRequest):

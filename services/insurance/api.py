@@ -84,7 +84,14 @@ class MemberView(_View):
     held_reason: HeldReason | None = None
     mismatched: list[MatchedAttribute] = Field(default_factory=list)
     copay_category: CopayCategory
-    enrolled_on: date
+    enrolled_on: date = Field(description="The membership's first day.")
+    withdrawn_on: date | None = Field(
+        default=None,
+        description=(
+            "The membership's last day, once the insurer has withdrawn the member (announced ahead, it may still be to "
+            "come); the day before `enrolled_on` for a membership that never took effect. Null while the member is not withdrawn."
+        ),
+    )
 
 
 class LinkResolutionCommand(BaseModel):

@@ -24,6 +24,7 @@ from mynumber_contracts.insurance import (
     MatchedAttribute,
     MedicalDataDenialReason,
     MedicalDataType,
+    RejectionReason,
 )
 
 from services.kit.notation import normalise_address, normalise_name_kana, normalise_name_kanji
@@ -223,9 +224,15 @@ class Membership:
         """On the insurer's record now: linked and not withdrawn, whatever its dates (a renewal follows this)."""
         return self.status is MembershipStatus.active and self.link_state is LinkState.linked
 
+    @property
+    def never_took_effect(self) -> bool:
+        """Withdrawn with its last day before its first day: cancelled before it started (no day is covered)."""
+        return self.withdrawn_on is not None and self.withdrawn_on < self.enrolled_on
+
     def can_still_count(self, day: date) -> bool:
-        """Linked and not ended before `day`: on the insurer's record, or withdrawn with its last day still to come."""
-        return self.link_state is LinkState.linked and not self.ended_before(day)
+        """Linked and not ended before `day`: on the insurer's record, or withdrawn with its last day still to come
+        (and not before its first day)."""
+        return self.link_state is LinkState.linked and not self.ended_before(day) and not self.never_took_effect
 
     def in_force_on(self, day: date) -> bool:
         """Linked, and `day` is within the membership: from its first day through its last, once withdrawn."""
@@ -384,7 +391,8 @@ def kept_through_last_day(certificate: EligibilityCertificate | None, membership
     """The member's active certificate as it stays after a withdrawal whose last day is today or
     later: valid through the last day at the latest (cut to it if it ran later), then ended by the
     expiry sweep and not issued again. None when no certificate stays: none is held, it is someone
-    else's, or the last day has passed (then it is withdrawn at once).
+    else's, the last day has passed (then it is withdrawn at once), or the membership never took
+    effect (its last day is the day before its first: withdrawn at once too, it covered no day).
 
     A last day moved later gives a certificate that an earlier last day cut its validity back, up
     to the new last day and never past the validity it had (`uncut_until`); one that ended (for
@@ -397,6 +405,7 @@ def kept_through_last_day(certificate: EligibilityCertificate | None, membership
         or membership.status is not MembershipStatus.withdrawn
         or last_day is None
         or last_day < today
+        or membership.never_took_effect
     ):
         return None
     uncut = max(certificate.valid_until, certificate.uncut_until or certificate.valid_until)
@@ -423,6 +432,11 @@ class WithdrawalDecision:
     step: WithdrawalStep
     previous_last_day: date | None = None  # the last day a move moves
     refusal: str | None = None  # why it is refused, for the insurer
+    refusal_reason: RejectionReason | None = None  # the same, as a code
+
+
+def _refused(reason: RejectionReason, message: str) -> WithdrawalDecision:
+    return WithdrawalDecision(WithdrawalStep.refuse, refusal=message, refusal_reason=reason)
 
 
 def request_id_reused(last_day: date) -> str:
@@ -430,30 +444,48 @@ def request_id_reused(last_day: date) -> str:
     return f"this request id already set the member's last day to {last_day.isoformat()}; send another request to move it"
 
 
-def decide_withdrawal(*, status: MembershipStatus, last_day: date | None, withdrawn_by: str | None, made_before: bool,
-                      request_id: str, requested_last_day: date, today: date) -> WithdrawalDecision:
+def last_day_before_first_day(requested_last_day: date, first_day: date) -> str:
+    """Why a withdrawal whose last day comes more than one day before the membership's first day is refused."""
+    return (f"the last day, {requested_last_day.isoformat()}, is before the membership's first day, {first_day.isoformat()}: "
+            f"the earliest is {(first_day - timedelta(days=1)).isoformat()}, the day before it, for a membership that "
+            "never takes effect")
+
+
+def decide_withdrawal(*, status: MembershipStatus, first_day: date, last_day: date | None, withdrawn_by: str | None,
+                      made_before: bool, request_id: str, requested_last_day: date, today: date) -> WithdrawalDecision:
     """What an insurer's withdrawal `request_id` (last day `requested_last_day`) does to the member
-    record as it is: withdrawn or not, with its last day and the request that set it.
+    record as it is: withdrawn or not, with its first day, its last day and the request that set it.
 
     While the announced last day has not passed (it is today or later), another withdrawal with
     another day moves it, earlier (even into the past: the membership then ends at once) or later.
     Once it has passed the member is withdrawn for good: another day is refused, as is the same day
-    again under a new request (there is nothing to change)."""
+    again under a new request (there is nothing to change).
+
+    A new last day is the membership's first day at the earliest, or the day before it: the
+    membership then never takes effect (the insurer cancels one enrolled ahead, or in error).
+    Earlier is refused; a request that already withdrew the record finishes as it was saved."""
+    too_early = requested_last_day < first_day - timedelta(days=1)
     if status is MembershipStatus.active:
         # Made before, then enrolled again: this withdrawal runs again late, and the enrollment stands.
-        return WithdrawalDecision(WithdrawalStep.nothing) if made_before else WithdrawalDecision(WithdrawalStep.withdraw)
+        if made_before:
+            return WithdrawalDecision(WithdrawalStep.nothing)
+        if too_early:
+            return _refused(RejectionReason.last_day_before_first_day, last_day_before_first_day(requested_last_day, first_day))
+        return WithdrawalDecision(WithdrawalStep.withdraw)
     if withdrawn_by == request_id:
         if last_day is not None and last_day != requested_last_day:
-            return WithdrawalDecision(WithdrawalStep.refuse, refusal=request_id_reused(last_day))
+            return _refused(RejectionReason.member_withdrawn, request_id_reused(last_day))
         return WithdrawalDecision(WithdrawalStep.withdraw)
     if made_before:  # made, then moved by a later request: that one stands
         return WithdrawalDecision(WithdrawalStep.nothing)
     if last_day is None or last_day < today:
         passed = f"its last day, {last_day.isoformat()}, has passed" if last_day else "it has no last day to move"
-        return WithdrawalDecision(WithdrawalStep.refuse, refusal=f"the member record is withdrawn and {passed}")
+        return _refused(RejectionReason.member_withdrawn, f"the member record is withdrawn and {passed}")
     if last_day == requested_last_day:
-        return WithdrawalDecision(WithdrawalStep.refuse, refusal=(
-            f"the member record is already withdrawn with this last day, {last_day.isoformat()}"))
+        return _refused(RejectionReason.member_withdrawn,
+                        f"the member record is already withdrawn with this last day, {last_day.isoformat()}")
+    if too_early:
+        return _refused(RejectionReason.last_day_before_first_day, last_day_before_first_day(requested_last_day, first_day))
     return WithdrawalDecision(WithdrawalStep.move, previous_last_day=last_day)
 
 

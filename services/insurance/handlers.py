@@ -464,14 +464,16 @@ async def _withdraw(ctx: HandlerContext[InsuranceDeps], event: WithdrawMember, k
     None when the record has changed since it was read (nothing written)."""
     deps, person_ref, on = ctx.deps, existing.get("person_ref"), today(ctx.clock)
     decision = decide_withdrawal(
-        status=MembershipStatus(existing["status"]), last_day=_day(existing.get("withdrawn_on")),
+        status=MembershipStatus(existing["status"]), first_day=date.fromisoformat(existing["enrolled_on"]),
+        last_day=_day(existing.get("withdrawn_on")),
         withdrawn_by=existing.get("withdrawn_by"), request_id=event.request_id, requested_last_day=event.withdrawn_on, today=on,
         # `withdrawn_by` alone answers for records from before `withdrawals` was kept.
         made_before=event.request_id in existing.get("withdrawals", ()) or existing.get("withdrawn_by") == event.request_id)
     if decision.step is WithdrawalStep.nothing:
         return []  # its facts went out when it was made
     if decision.step is WithdrawalStep.refuse:
-        return [_rejected(event, RejectionReason.member_withdrawn, decision.refusal or "the member record is withdrawn", person_ref)]
+        return [_rejected(event, decision.refusal_reason or RejectionReason.member_withdrawn,
+                          decision.refusal or "the member record is withdrawn", person_ref)]
     moving = decision.step is WithdrawalStep.move
     if existing["status"] == MembershipStatus.withdrawn.value and not moving:
         previous = _day(existing.get("previous_withdrawn_on"))  # this request's own, run again: as it saved it

@@ -18,6 +18,7 @@ from mynumber_contracts.insurance import (
     MatchedAttribute,
     MedicalDataDenialReason,
     MedicalDataType,
+    RejectionReason,
 )
 
 from services.insurance.domain import (
@@ -413,15 +414,15 @@ def test_a_certificate_issued_in_the_notice_period_keeps_the_validity_the_last_d
     assert not_cut.uncut_until is None
 
 
-WITHDRAWN = dict(status=MembershipStatus.withdrawn, last_day=LAST_DAY, withdrawn_by="w-1", made_before=False)
+FIRST_DAY = date(2026, 4, 1)
+ACTIVE = dict(status=MembershipStatus.active, first_day=FIRST_DAY, last_day=None, withdrawn_by=None, made_before=False)
+WITHDRAWN = dict(status=MembershipStatus.withdrawn, first_day=FIRST_DAY, last_day=LAST_DAY, withdrawn_by="w-1", made_before=False)
 
 
 @pytest.mark.parametrize(("state", "request_id", "requested", "today", "step", "previous"), [
     # Not withdrawn: the withdrawal; made before and enrolled again since: nothing (the enrollment stands).
-    (dict(status=MembershipStatus.active, last_day=None, withdrawn_by=None, made_before=False), "w-1", LAST_DAY, TODAY,
-     WithdrawalStep.withdraw, None),
-    (dict(status=MembershipStatus.active, last_day=None, withdrawn_by="w-1", made_before=True), "w-1", LAST_DAY, TODAY,
-     WithdrawalStep.nothing, None),
+    (ACTIVE, "w-1", LAST_DAY, TODAY, WithdrawalStep.withdraw, None),
+    ({**ACTIVE, "withdrawn_by": "w-1", "made_before": True}, "w-1", LAST_DAY, TODAY, WithdrawalStep.nothing, None),
     # The same request again (a rerun that finishes it): the withdrawal, as it was.
     (WITHDRAWN, "w-1", LAST_DAY, date(2026, 5, 1), WithdrawalStep.withdraw, None),
     # Another request while the last day has not passed (today is the last day at the latest): moved, either way.
@@ -446,6 +447,62 @@ def test_what_a_withdrawal_does_to_the_member_record(state, request_id, requeste
 def test_a_withdrawal_that_would_move_a_passed_last_day_or_change_nothing_is_refused(state, request_id, requested, today, says):
     decision = decide_withdrawal(**state, request_id=request_id, requested_last_day=requested, today=today)
     assert decision.step is WithdrawalStep.refuse and decision.refusal is not None and says in decision.refusal
+    assert decision.refusal_reason is RejectionReason.member_withdrawn
+
+
+ENROLLED_AHEAD = date(2026, 5, 1)  # the membership's first day, a month after today
+
+
+@pytest.mark.parametrize(("state", "requested", "step"), [
+    # Its first day: a membership of one day.
+    ({**ACTIVE, "first_day": ENROLLED_AHEAD}, ENROLLED_AHEAD, WithdrawalStep.withdraw),
+    # The day before it: the membership never takes effect (cancelled), not refused.
+    ({**ACTIVE, "first_day": ENROLLED_AHEAD}, date(2026, 4, 30), WithdrawalStep.withdraw),
+    ({**WITHDRAWN, "first_day": ENROLLED_AHEAD, "last_day": date(2026, 5, 31)}, date(2026, 4, 30), WithdrawalStep.move),
+])
+def test_a_last_day_on_or_just_before_the_first_day_is_accepted(state, requested, step):
+    decision = decide_withdrawal(**state, request_id="w-2", requested_last_day=requested, today=TODAY)
+    assert (decision.step, decision.refusal) == (step, None)
+
+
+@pytest.mark.parametrize("state", [
+    {**ACTIVE, "first_day": ENROLLED_AHEAD},
+    {**WITHDRAWN, "first_day": ENROLLED_AHEAD, "last_day": date(2026, 5, 31)},  # a move to it
+], ids=["withdrawal", "move"])
+def test_a_last_day_more_than_a_day_before_the_first_day_is_refused(state):
+    decision = decide_withdrawal(**state, request_id="w-2", requested_last_day=date(2026, 4, 29), today=TODAY)
+    assert (decision.step, decision.refusal_reason) == (WithdrawalStep.refuse, RejectionReason.last_day_before_first_day)
+    assert decision.refusal == ("the last day, 2026-04-29, is before the membership's first day, 2026-05-01: the earliest "
+                                "is 2026-04-30, the day before it, for a membership that never takes effect")
+
+
+def test_a_withdrawal_saved_before_the_first_day_was_checked_finishes_as_it_was_saved():
+    """A rerun after a crash of a request that already withdrew the record (earlier code took any day)."""
+    saved = {**WITHDRAWN, "first_day": ENROLLED_AHEAD, "last_day": date(2026, 4, 10)}
+    decision = decide_withdrawal(**saved, request_id="w-1", requested_last_day=date(2026, 4, 10), today=TODAY)
+    assert decision.step is WithdrawalStep.withdraw
+
+
+def test_a_membership_that_never_took_effect_keeps_no_certificate_and_answers_no_eligibility():
+    """Enrolled ahead for 1 May, then cancelled with a last day of 30 April: the certificate issued
+    at enrollment is withdrawn at once (not kept through a last day that covers no day), and the
+    eligibility document leaves the membership out. A last day of 1 May keeps it through that day."""
+    cancelled = membership(enrolled_on=ENROLLED_AHEAD, status=MembershipStatus.withdrawn, withdrawn_on=date(2026, 4, 30))
+    assert cancelled.never_took_effect and not cancelled.can_still_count(TODAY)
+    held = held_certificate()
+    [withdraw] = plan_certificates(Person("pr_a"), [cancelled], held, today=TODAY, validity_years={}, cause_id="e2")
+    assert isinstance(withdraw, WithdrawCertificate) and withdraw.reason is CertificateWithdrawalReason.member_withdrawn
+    assert kept_through_last_day(held[cancelled.member_key], cancelled, TODAY) is None
+    assert plan_certificates(SITUATIONS[CertificateIssueReason.card_lost], [cancelled], {}, today=TODAY, validity_years={},
+                             cause_id="e3") == [], "none issued for it either"
+    [record] = eligibility_records(CARD_BASED, [cancelled], on=TODAY)
+    assert record.memberships == ()
+
+    one_day = replace(cancelled, withdrawn_on=ENROLLED_AHEAD)
+    assert not one_day.never_took_effect and one_day.can_still_count(TODAY) and one_day.in_force_on(ENROLLED_AHEAD)
+    assert plan_certificates(Person("pr_a"), [one_day], held, today=TODAY, validity_years={}, cause_id="e2") == []
+    kept = kept_through_last_day(held[one_day.member_key], one_day, TODAY)
+    assert kept is not None and (kept.valid_from, kept.valid_until) == (TODAY, ENROLLED_AHEAD)
 
 
 @pytest.mark.parametrize(("person", "refusal"), [

@@ -49,7 +49,7 @@ def said(facts: list[dict[str, Any]]) -> tuple[Any, ...]:
 
 
 async def member(insurance: Insurance, number: str) -> dict[str, Any]:
-    """The member record as stored (the operator's view does not show the last day)."""
+    """The member record as stored (the operator's view shows the last day too, since session 17)."""
     document = await insurance.running.service.deps.store.member_document(f"{INSURER}/記号/{number}")
     assert document is not None
     return document
