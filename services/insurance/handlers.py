@@ -161,6 +161,19 @@ def _rejected(event: Any, reason: RejectionReason, message: str, person_ref: str
     )
 
 
+async def _audited_refusal(ctx: HandlerContext[InsuranceDeps], rejected: InsuranceRequestRejected, *, action: str, key: str,
+                           person_ref: str | None) -> InsuranceRequestRejected:
+    """An insurer's request refused on a member record is audited on the person it concerned, as it
+    would have been had it been carried out (a link, an unlink); one that names no one is not."""
+    if person_ref is not None:
+        await ctx.deps.audit.record(
+            at=ctx.clock.now(), actor=ctx.envelope.source, action=action, person_ref=person_ref,
+            reason=f"refused ({rejected.reason.value}): {rejected.message}",
+            details={"member_key": key, "request_id": rejected.request_id}, audit_id=f"{action}:{ctx.envelope.id}:{key}",
+        )
+    return rejected
+
+
 def _wrong_source(ctx: HandlerContext[InsuranceDeps], event: Any, agency: str, code: str) -> InsuranceRequestRejected | None:
     """Only an insurer may act on its own members, and only an institution on its own requests."""
     expected = f"{agency}/{code}"
@@ -351,7 +364,10 @@ async def enroll_member(event: EnrollMember, ctx: HandlerContext[InsuranceDeps])
                 await _after_link_decision(deps, key, existing, ctx=ctx, actor=ctx.envelope.source)
         else:
             if existing and existing["status"] == MembershipStatus.active.value and existing["link_state"] == LinkState.linked.value:
-                return [_rejected(event, RejectionReason.already_enrolled, "this member record is already enrolled and linked")]
+                rejected = _rejected(event, RejectionReason.already_enrolled, "this member record is already enrolled and linked")
+                # On the person the insurer's number points to (else the record's): the one it meant to link.
+                return [await _audited_refusal(ctx, rejected, action="insurance.enrollment.refused", key=key,
+                                               person_ref=claimed or existing.get("person_ref"))]
             document, _outcome = await _decide_and_save(deps, key, claimed=claimed, attributes=event.attributes, existing=existing is not None, ctx=ctx, actor=ctx.envelope.source, fields={
                 "insurer_number": event.insurer_number, "member_symbol": event.member_symbol, "member_number": event.member_number,
                 "attributes": event.attributes, "copay_category": event.copay_category, "enrolled_on": event.enrolled_on,
@@ -430,6 +446,9 @@ async def _link_pending_members(deps: InsuranceDeps, person_ref: str, ctx: Handl
     return facts
 
 
+WITHDRAWAL_REFUSED = "insurance.withdrawal.refused"  # audited like the unlink it would have been
+
+
 @handlers.handles(WithdrawMember)
 async def withdraw_member(event: WithdrawMember, ctx: HandlerContext[InsuranceDeps]) -> list[Fact] | EarlierFacts:
     """Withdraw the member with the last day given; while an announced last day has not passed,
@@ -438,7 +457,7 @@ async def withdraw_member(event: WithdrawMember, ctx: HandlerContext[InsuranceDe
         return [rejected]
     deps, key = ctx.deps, member_key(event.insurer_number, event.member_symbol, event.member_number)
     if (outcome := await deps.store.withdrawal_outcome(key, event.request_id)) is not None:
-        return _withdrawal_again(event, outcome)
+        return await _withdrawal_again(ctx, event, key, outcome)
     while True:
         existing = await deps.store.member_document(key)
         if existing is None:
@@ -451,10 +470,12 @@ async def withdraw_member(event: WithdrawMember, ctx: HandlerContext[InsuranceDe
         # it again or moved its last day, under another lock or in another instance): decided again as it is now.
 
 
-def _withdrawal_again(event: WithdrawMember, outcome: WithdrawalOutcome) -> list[Fact] | EarlierFacts:
+async def _withdrawal_again(ctx: HandlerContext[InsuranceDeps], event: WithdrawMember, key: str,
+                            outcome: WithdrawalOutcome) -> list[Fact] | EarlierFacts:
     if outcome.withdrawn_on != event.withdrawn_on:
         person_ref = next((f.person_ref for f in outcome.facts if isinstance(f, MemberWithdrawn)), None)
-        return [_rejected(event, RejectionReason.member_withdrawn, request_id_reused(outcome.withdrawn_on), person_ref)]
+        rejected = _rejected(event, RejectionReason.member_withdrawn, request_id_reused(outcome.withdrawn_on), person_ref)
+        return [await _audited_refusal(ctx, rejected, action=WITHDRAWAL_REFUSED, key=key, person_ref=person_ref)]
     return EarlierFacts(outcome.event_id, outcome.facts)
 
 
@@ -472,8 +493,9 @@ async def _withdraw(ctx: HandlerContext[InsuranceDeps], event: WithdrawMember, k
     if decision.step is WithdrawalStep.nothing:
         return []  # its facts went out when it was made
     if decision.step is WithdrawalStep.refuse:
-        return [_rejected(event, decision.refusal_reason or RejectionReason.member_withdrawn,
-                          decision.refusal or "the member record is withdrawn", person_ref)]
+        rejected = _rejected(event, decision.refusal_reason or RejectionReason.member_withdrawn,
+                             decision.refusal or "the member record is withdrawn", person_ref)
+        return [await _audited_refusal(ctx, rejected, action=WITHDRAWAL_REFUSED, key=key, person_ref=person_ref)]
     moving = decision.step is WithdrawalStep.move
     if existing["status"] == MembershipStatus.withdrawn.value and not moving:
         previous = _day(existing.get("previous_withdrawn_on"))  # this request's own, run again: as it saved it

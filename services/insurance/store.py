@@ -21,7 +21,8 @@ Collections (every hot-path read is by `_id`, the one lookup FerretDB v1 does wi
 - `sweep_work`: a certificate a sweep began to renew or expire, by the sweep's cause id, kept
   until its facts are published, so a rerun after a failure finishes it (a small scan).
 
-Operator decisions and medical-data requests go to the kit's append-only audit trail.
+Link decisions (automatic and the operator's), withdrawals, an insurer's enrollment or withdrawal
+refused on a member record, and medical-data requests go to the kit's append-only audit trail.
 
 The Individual Number is never stored: only the person reference derived from it.
 """
