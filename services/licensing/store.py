@@ -1,4 +1,4 @@
-"""The licensing repository: cards (as enrollment told us), residents' addresses and card numbers, licences and vehicles.
+"""The licensing repository: cards (as enrollment told us), residents (address, date of birth, death, card numbers), licences and vehicles.
 
 Licences and vehicles are saved whole with an optimistic version check: a police request and
 an enrollment fact about the same person are consumed from different topics at the same time,
@@ -75,7 +75,7 @@ class Outcome:
 class LicensingStore:
     def __init__(self, database: AsyncDatabase) -> None:
         self._cards = database["cards"]
-        self._residents = database["residents"]  # _id: person_ref -> address, card_numbers
+        self._residents = database["residents"]  # _id: person_ref -> address, date of birth, death, card_numbers
         self._licences = database["licences"]
         self._vehicles = database["vehicles"]
         # Where a person's card numbers were kept before they moved onto the resident document
