@@ -126,16 +126,17 @@ async def record_licence(event: RecordLicence, ctx: Context) -> list[Fact]:
     store = ctx.deps.store
     recorded: Licence | None = None  # the licence as this request recorded it (saved now, or before)
     saved_now = False
+    read_before_cards: Resident | None = None  # the resident as read before the cards, when so (by the number)
 
     async def decide() -> list[Fact]:
-        nonlocal recorded, saved_now
+        nonlocal recorded, saved_now, read_before_cards
         recorded, saved_now = None, False
-        holder, resident = await _holder(event, ctx.deps)
+        holder, read_before_cards = await _holder(event, ctx.deps)
         if isinstance(holder, Decision):
             return holder.facts
         number_holder = await store.licence_by_number(event.licence_number)
         current = await store.licence_of(holder.person_ref)
-        resident = resident or await store.resident(holder.person_ref, with_cards=False)
+        resident = read_before_cards or await store.resident(holder.person_ref, with_cards=False)
         decision = domain.record_licence(
             event, holder,
             current=current,
@@ -158,7 +159,7 @@ async def record_licence(event: RecordLicence, ctx: Context) -> list[Fact]:
     async def catch_up() -> list[Fact]:
         nonlocal saved
         licence, saved = saved or await store.licence_of(recorded.person_ref), None  # read again after a lost race
-        return await _caught_up(ctx, licence, event.request_id, saved_now=saved_now)
+        return await _caught_up(ctx, licence, event.request_id, saved_now=saved_now, read_before_cards=read_before_cards)
 
     return facts + await retry_on_conflict(catch_up)
 
@@ -167,7 +168,8 @@ _UNUSABLE = {CardStatus.suspended: CardUnusableReason.lost, CardStatus.revoked: 
              CardStatus.returned: CardUnusableReason.returned, CardStatus.expired: CardUnusableReason.expired}
 
 
-async def _caught_up(ctx: Context, licence: Licence | None, request_id: str, *, saved_now: bool) -> list[Fact]:
+async def _caught_up(ctx: Context, licence: Licence | None, request_id: str, *, saved_now: bool,
+                     read_before_cards: Resident | None) -> list[Fact]:
     """What enrollment's facts taken in meanwhile do to the licence this request recorded.
 
     A card reissue or a move runs on the enrollment topic beside the police's request: it writes
@@ -179,12 +181,18 @@ async def _caught_up(ctx: Context, licence: Licence | None, request_id: str, *, 
     change of a card-only licence. Run again, it finds the licence caught up and changes nothing.
     A card lost, returned or revoked (the holder's death) meanwhile changes nothing on the licence
     (the roadside check reads the card's status), but the police are told, as the card's fact would
-    have told them, when the licence was saved now on a card that is no longer active."""
+    have told them, when the licence was saved now on a card that is no longer active.
+
+    A licence saved now on what was read of the resident before the cards (`read_before_cards`)
+    needs none of this while the resident document is unchanged: one read instead of the resident
+    and the cards again (`LicensingStore.resident_unchanged` says why that is enough)."""
     if licence is None or licence.recorded_by != request_id:
         return []  # a later request recorded the licence since (and catches up itself)
     if not licence.on_card:
         return []  # a conventional licence only: no card, and its holder updates the address themselves
     store = ctx.deps.store
+    if saved_now and read_before_cards is not None and await store.resident_unchanged(licence.person_ref, read_before_cards):
+        return []  # nothing of enrollment's about the holder was taken in between the reads and the save
     resident, day, facts = await store.resident(licence.person_ref), today(ctx.clock), []
     newest = domain.current_card(resident.cards)
     licence_card = next((card for card in resident.cards if card.card_number == licence.card_number), None)
@@ -300,7 +308,8 @@ async def card_issued(event: CardIssued, ctx: Context) -> list[Fact]:
 @handlers.handles(CardReissued)
 async def card_reissued(event: CardReissued, ctx: Context) -> list[Fact]:
     store = ctx.deps.store
-    await store.set_card_status(event.previous_card_number, CardStatus.replaced, fact_id=ctx.envelope.id)
+    await store.set_card_status(event.previous_card_number, CardStatus.replaced, person_ref=event.person_ref,
+                                fact_id=ctx.envelope.id)
     await store.save_card(Card(card_number=event.card_number, person_ref=event.person_ref, status=CardStatus.active,
                                issued_on=event.issued_on, expires_on=event.expires_on), fact_id=ctx.envelope.id)
 
@@ -316,7 +325,7 @@ async def card_reissued(event: CardReissued, ctx: Context) -> list[Fact]:
 
 async def _card_unusable(ctx: Context, person_ref: str, card_number: str, status: CardStatus,
                          reason: CardUnusableReason, since_day: date) -> list[Fact]:
-    await ctx.deps.store.set_card_status(card_number, status, fact_id=ctx.envelope.id)
+    await ctx.deps.store.set_card_status(card_number, status, person_ref=person_ref, fact_id=ctx.envelope.id)
     return domain.card_unusable(await ctx.deps.store.licence_of(person_ref), card_number, reason, since_day)
 
 
@@ -347,7 +356,8 @@ async def card_expired(event: CardExpired, ctx: Context) -> list[Fact]:
 
 @handlers.handles(CardResumed)
 async def card_resumed(event: CardResumed, ctx: Context) -> list[Fact]:
-    await ctx.deps.store.set_card_status(event.card_number, CardStatus.active, fact_id=ctx.envelope.id)
+    await ctx.deps.store.set_card_status(event.card_number, CardStatus.active, person_ref=event.person_ref,
+                                         fact_id=ctx.envelope.id)
     return domain.card_found(await ctx.deps.store.licence_of(event.person_ref), event.card_number,
                              japan_date(event.resumed_at))
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, TypeVar
 
@@ -61,6 +61,7 @@ class Resident:
     address_effective_on: date | None = None
     deceased_on: date | None = None
     date_of_birth: date | None = None
+    document: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # as read, before the cards
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,14 @@ class LicensingStore:
     # run again after later ones (a card issued, then reported lost) never puts back an older state.
 
     async def save_card(self, card: Card, *, fact_id: str) -> None:
-        """Record a card as the fact `fact_id` (its issue or reissue) gives it."""
-        await self._add_card_number(card.person_ref, card.card_number)
+        """Record a card as the fact `fact_id` (its issue or reissue) gives it, then add it to the
+        holder's resident document (always: a run again after a crash in between adds it then).
+
+        The resident document changes after the card is written, and before the fact's use case
+        reads the licence: see `resident_unchanged`. Until then the person's cards do not list it,
+        as if the fact were not taken in yet."""
         await apply_fact(self._cards, card.card_number, card.model_dump(mode="json"), fact_id=fact_id, create=True)
+        await self._add_card_number(card.person_ref, card.card_number)
 
     async def _add_card_number(self, person_ref: str, card_number: str) -> None:
         """Add the card number to the person's resident document (made if missing). A document
@@ -113,15 +119,29 @@ class LicensingStore:
         lookup = await self._cards_by_person.find_one({"_id": person_ref})
         return lookup["card_numbers"] if lookup else []
 
-    async def set_card_status(self, card_number: str, status: CardStatus, *, fact_id: str) -> None:
-        """Set the status the fact `fact_id` gives the card (a card not known stays unknown)."""
+    async def set_card_status(self, card_number: str, status: CardStatus, *, person_ref: str, fact_id: str) -> None:
+        """Set the status the fact `fact_id` gives the card of `person_ref` (a card not known stays
+        unknown), then mark the holder's resident document with the fact (see `resident_unchanged`)."""
         await apply_fact(self._cards, card_number, {"status": status.value}, fact_id=fact_id)
+        await update_by_id(self._residents, person_ref, {"$set": {"cards_changed_by": fact_id}}, upsert=True)
 
     async def card(self, card_number: str) -> Card | None:
         document = await self._cards.find_one({"_id": card_number})
         return Card.model_validate(_without_id(document)) if document else None
 
     # -- residents (the person reference, the address and the card numbers) ---------------------
+
+    async def resident_unchanged(self, person_ref: str, resident: Resident) -> bool:
+        """Whether the person's resident document is still as it was when `resident` was read.
+
+        Every enrollment fact licensing takes in about a person changes their resident document
+        after its other writes (a card's status or a new card, then the document; an address or a
+        death is the document) and before its use case reads the licence. So a use case that read
+        the resident document, then the cards, then saved a licence, and finds the document
+        unchanged after the save, knows that no such fact was taken in between its reads and its
+        save: each one either changed the document before the first read (and the reads saw its
+        writes), or reads the licence after the save (and catches it up itself)."""
+        return (await self._residents.find_one({"_id": person_ref}) or {}) == resident.document
 
     async def resident(self, person_ref: str, *, with_cards: bool = True) -> Resident:
         """The person's address, death and cards: one read of the resident document, then one read by
@@ -134,7 +154,7 @@ class LicensingStore:
                 numbers = await self._old_card_numbers(person_ref)
             documents = await asyncio.gather(*(self._cards.find_one({"_id": number}) for number in numbers))
             cards = [Card.model_validate(_without_id(d)) for d in documents if d is not None and d["person_ref"] == person_ref]
-        return Resident(address=document.get("address"), cards=cards,
+        return Resident(address=document.get("address"), cards=cards, document=document,
                         address_effective_on=_day(document.get("address_effective_on")),
                         deceased_on=_day(document.get("deceased_on")), date_of_birth=_day(document.get("date_of_birth")))
 

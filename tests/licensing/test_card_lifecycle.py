@@ -119,3 +119,22 @@ async def test_a_card_lost_while_a_new_licence_is_being_recorded_tells_the_polic
     assert [(u["reason"], u["card_number"], u["licence_number"]) for u in unusable] == [
         ("lost", holder.card_number, a_licence_number(231))]
     assert (await licensing.roadside(holder.card_number))["status"] == "card_unusable"
+
+
+async def test_a_licence_saved_with_nothing_taken_in_meanwhile_reads_the_holders_cards_once(
+    licensing: Licensing, monkeypatch
+):
+    """The catch-up after a save (the two tests above) rereads the holder's cards only when one of
+    enrollment's facts changed the resident document in between; otherwise one read of the document."""
+    store, card_reads = licensing.running.service.deps.store, []
+    resident = store.resident
+
+    async def counted(person_ref, *, with_cards=True):
+        card_reads.append(with_cards)
+        return await resident(person_ref, with_cards=with_cards)
+
+    holder = await licensing.resident_with_card(241)
+    monkeypatch.setattr(store, "resident", counted)
+    await licensing.police(licence_request(holder, 241, choice=HolderChoice.card_only, transaction=LicenceTransaction.new))
+    assert (await licensing.fact(LicenceRecorded, person_ref=holder.ref))["card_number"] == holder.card_number
+    assert card_reads == [True], "the holder and their cards read once, before the save"

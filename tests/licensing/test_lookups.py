@@ -78,14 +78,17 @@ async def test_a_persons_cards_are_theirs_alone_even_if_a_lookup_names_anothers_
 
 
 async def test_the_address_and_the_cards_are_one_read_in_either_order_of_the_facts(store: LicensingStore) -> None:
-    await store.save_address("pr_dan", "東京都千代田区永田町1-7-1", date(2026, 1, 5), fact_id="registered-dan")
+    await store.save_address("pr_dan", "東京都千代田区永田町1-7-1", date(2026, 1, 5), date_of_birth=date(1980, 4, 1),
+                             fact_id="registered-dan")
     await store.save_card(a_card("pr_dan", "C-DAN-1"), fact_id="issued-dan")
     await store.save_card(a_card("pr_erin", "C-ERIN-1"), fact_id="issued-erin")  # the card's fact first
-    await store.save_address("pr_erin", "大阪府大阪市北区1-1", date(2026, 1, 5), fact_id="registered-erin")
+    await store.save_address("pr_erin", "大阪府大阪市北区1-1", date(2026, 1, 5), date_of_birth=date(1990, 5, 6),
+                             fact_id="registered-erin")
 
     dan, erin = await store.resident("pr_dan"), await store.resident("pr_erin")
     assert (dan.address, [c.card_number for c in dan.cards]) == ("東京都千代田区永田町1-7-1", ["C-DAN-1"])
     assert (erin.address, [c.card_number for c in erin.cards]) == ("大阪府大阪市北区1-1", ["C-ERIN-1"])
+    assert (dan.date_of_birth, erin.date_of_birth) == (date(1980, 4, 1), date(1990, 5, 6)), "kept with the address"
     assert await store._cards_by_person.count_documents({"_id": {"$in": ["pr_dan", "pr_erin"]}}) == 0, \
         "the numbers are kept on the resident alone"
 
@@ -109,15 +112,15 @@ async def test_a_card_fact_run_again_after_later_ones_puts_back_no_older_status(
     """A card issued, reported lost and found: the issue or the loss run again (after a crash, or
     by a consumer that fell behind) must change nothing; each fact is applied once."""
     await store.save_card(a_card("pr_carol", "C-CAROL-1"), fact_id="issued")
-    await store.set_card_status("C-CAROL-1", CardStatus.suspended, fact_id="lost")
+    await store.set_card_status("C-CAROL-1", CardStatus.suspended, person_ref="pr_carol", fact_id="lost")
     await store.save_card(a_card("pr_carol", "C-CAROL-1"), fact_id="issued")
     assert (await store.card("C-CAROL-1")).status is CardStatus.suspended, "the issue again does not undo the loss"
 
-    await store.set_card_status("C-CAROL-1", CardStatus.active, fact_id="found")
-    await store.set_card_status("C-CAROL-1", CardStatus.suspended, fact_id="lost")
+    await store.set_card_status("C-CAROL-1", CardStatus.active, person_ref="pr_carol", fact_id="found")
+    await store.set_card_status("C-CAROL-1", CardStatus.suspended, person_ref="pr_carol", fact_id="lost")
     assert (await store.card("C-CAROL-1")).status is CardStatus.active, "the loss again does not undo the finding"
 
-    await store.set_card_status("C-CAROL-1", CardStatus.revoked, fact_id="revoked")
+    await store.set_card_status("C-CAROL-1", CardStatus.revoked, person_ref="pr_carol", fact_id="revoked")
     assert (await store.card("C-CAROL-1")).status is CardStatus.revoked, "a new fact is applied"
-    await store.set_card_status("C-NOBODY", CardStatus.suspended, fact_id="lost-2")
+    await store.set_card_status("C-NOBODY", CardStatus.suspended, person_ref="pr_nobody", fact_id="lost-2")
     assert await store.card("C-NOBODY") is None, "a status for an unknown card makes no card"
