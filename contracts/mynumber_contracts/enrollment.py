@@ -202,6 +202,42 @@ class CorrectResidentRecord(_Request):
         return self
 
 
+class RecordPeriodOfStay(_Request):
+    """A foreign resident reports at the municipality of residence that the Immigration Services
+    Agency renewed or changed their period of stay, or their status of residence (e.g. to
+    permanent resident): the card's validity changes with it (有効期間の変更).
+
+    The resident's record takes the new status and period. The card the resident holds (active or
+    suspended) then expires on the earlier of the birthday rule, counted from the card's issue
+    day, and the new period end (a permanent status: the birthday rule alone), told as
+    `CardValidityChanged`; its certificates never outlast the card. A card already expired (past
+    its last day, or by the expiry sweep) is not revived: the holder applies for a new card.
+
+    Only the municipality of residence may send it, and not for a deceased resident, a Japanese
+    national or a resident abroad; a period end before today is refused (`resident_state`)."""
+
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.record_period_of_stay.v1"
+
+    request_id: str | None = Field(default=None, min_length=1, max_length=100, description=_CHANGE_REQUEST_ID)
+    my_number: MyNumber
+    residence_status: str = Field(
+        min_length=1, max_length=64, description="The new status of residence, e.g. `engineer`, `permanent_resident`."
+    )
+    residence_period_end: date | None = Field(
+        default=None, description="The new last day of the period of stay; omitted for a permanent status."
+    )
+    effective_on: date = Field(description="The day the Immigration Services Agency's decision took effect.")
+
+    @model_validator(mode="after")
+    def _period_fits_status(self) -> RecordPeriodOfStay:
+        if self.residence_status in PERMANENT_RESIDENCE_STATUSES:
+            if self.residence_period_end is not None:
+                raise ValueError("a permanent status of residence has no period of stay")
+        elif self.residence_period_end is None:
+            raise ValueError("a status of residence other than a permanent one needs a residence_period_end")
+        return self
+
+
 class RecordMoveAbroad(_Request):
     """A resident moved abroad. Only the municipality of residence may send it; it keeps the record.
 
@@ -351,6 +387,31 @@ class ResidentAttributesChanged(_Fact):
     signing_certificate_invalidated: bool
 
 
+class PeriodOfStayChanged(_Fact):
+    """A foreign resident's status of residence or period of stay changed (`RecordPeriodOfStay`)."""
+
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.period_of_stay_changed.v1"
+
+    person_ref: PersonRef
+    residence_status: str
+    residence_period_end: date | None = Field(default=None, description="Absent for a permanent status.")
+    effective_on: date
+
+
+class CardValidityChanged(_Fact):
+    """The held card's validity changed with the holder's period of stay: it now expires on
+    `expires_on`, and its electronic certificates on `certificate_expires_on` (both replace the
+    values of `CardIssued` or `CardReissued`). The card number and certificate id stay."""
+
+    event_type: ClassVar[str] = "jp.mynumber.enrollment.card_validity_changed.v1"
+
+    person_ref: PersonRef
+    card_number: CardNumber
+    expires_on: date = Field(description="The card's new expiry date (its last valid day).")
+    certificate_expires_on: date = Field(description="The electronic certificates' expiry date, never after the card's.")
+    effective_on: date = Field(description="The day the change of the period of stay took effect.")
+
+
 class ResidentMovedAbroad(_Fact):
     event_type: ClassVar[str] = "jp.mynumber.enrollment.resident_moved_abroad.v1"
 
@@ -477,7 +538,8 @@ class CardRequestRejected(_Fact):
 
 
 class ResidentRequestRejected(_Fact):
-    """A resident registry request (register, change, correction, move abroad, death) that could not be carried out."""
+    """A resident registry request (register, change, correction, period of stay, move abroad, death) that could
+    not be carried out."""
 
     event_type: ClassVar[str] = "jp.mynumber.enrollment.resident_request_rejected.v1"
 

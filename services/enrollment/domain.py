@@ -412,6 +412,33 @@ def card_validity(resident: Resident, issued_on: date, rules: CardRules) -> Card
     return CardValidity(expires_on=expires_on, certificate_expires_on=min(certificate, expires_on))
 
 
+def check_period_of_stay(resident: Resident, residence_period_end: date | None, today: date) -> Rejection | None:
+    """Why a new status of residence or period of stay cannot be recorded for the resident, or None."""
+    if resident.is_deceased:
+        return deceased()
+    if not resident.is_foreign:
+        return Rejection(RejectionReason.resident_state, "a Japanese national has no status of residence or period of stay")
+    if resident.lives_abroad:
+        return Rejection(RejectionReason.resident_state,
+                         "the resident lives abroad: a return to Japan is registered with RegisterResident")
+    if residence_period_end is not None and residence_period_end < today:
+        return Rejection(RejectionReason.resident_state, "the new period of stay has already ended")
+    return None
+
+
+def validity_with_period_of_stay(card: Card | None, renewed: Resident, today: date, rules: CardRules) -> CardValidity | None:
+    """The validity the held card takes once the resident's new period of stay is recorded
+    (`renewed`: the resident with it): the earlier of the birthday rule, from the card's issue
+    day, and the new period end. None when the card keeps its own: no card held, the same
+    validity, or a card already past its last day (not revived: the holder applies again)."""
+    if card is None or not card.is_held or card.expires_on < today:
+        return None
+    validity = card_validity(renewed, card.issued_on, rules)
+    if validity == CardValidity(expires_on=card.expires_on, certificate_expires_on=card.certificate_expires_on):
+        return None
+    return validity
+
+
 _CARD_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 
 

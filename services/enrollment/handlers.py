@@ -24,15 +24,18 @@ from mynumber_contracts import Event, Fact, MyNumber, ResidentAttributes, is_val
 from mynumber_contracts.enrollment import (
     ApplyForCard,
     CardRequestRejected,
+    CardValidityChanged,
     CertificateDocument,
     CertificateRefusal,
     ChangeResidentAttributes,
     Channel,
     CorrectResidentRecord,
     DelegatePostOffice,
+    PeriodOfStayChanged,
     PostOfficeDelegationChanged,
     RecordDeath,
     RecordMoveAbroad,
+    RecordPeriodOfStay,
     RegisterResident,
     RejectionReason,
     ReportCardFound,
@@ -62,6 +65,7 @@ from .domain import (
     CardAction,
     CardRules,
     CardState,
+    CardValidity,
     LastRequest,
     Refusal,
     Rejection,
@@ -182,6 +186,19 @@ def change_facts(resident: Resident, change: dict[str, Any]) -> list[Fact]:
                                         moved_on=date.fromisoformat(change["effective_on"]))]
         case "deceased":
             return [ResidentDeceased(person_ref=resident.person_ref, died_on=date.fromisoformat(change["effective_on"]))]
+        case "period_of_stay":
+            effective_on = date.fromisoformat(change["effective_on"])
+            facts: list[Fact] = [PeriodOfStayChanged(
+                person_ref=resident.person_ref, residence_status=change["residence_status"],
+                residence_period_end=_date_or_none(change["residence_period_end"]), effective_on=effective_on,
+            )]
+            if (card := change.get("card")) is not None:
+                facts.append(CardValidityChanged(
+                    person_ref=resident.person_ref, card_number=card["card_number"],
+                    expires_on=date.fromisoformat(card["expires_on"]),
+                    certificate_expires_on=date.fromisoformat(card["certificate_expires_on"]), effective_on=effective_on,
+                ))
+            return facts
     raise ValueError(f"unknown change kind {change['kind']!r}")
 
 
@@ -298,18 +315,19 @@ class ChangeRequestId:
         return {"request": self.key, "request_fingerprint": self.fingerprint}
 
 
-def change_request_id(deps: EnrollmentDeps, event: ChangeResidentAttributes | CorrectResidentRecord,
+def change_request_id(deps: EnrollmentDeps, event: ChangeResidentAttributes | CorrectResidentRecord | RecordPeriodOfStay,
                       ctx: HandlerContext[EnrollmentDeps], request_type: str) -> ChangeRequestId | None:
     if event.request_id is None:
         return None
     return ChangeRequestId(f"{request_type}/{ctx.envelope.source}/{event.request_id}", request_fingerprint(deps, event))
 
 
+ResidentChangeRequest = ChangeResidentAttributes | CorrectResidentRecord | RecordPeriodOfStay | RecordMoveAbroad | RecordDeath
 ResidentChange = Callable[[StoredResident, str], Awaitable[list[Fact] | EarlierFacts | Rejection | ChangedMeanwhile]]
 
 
 async def _resident_change(
-    event: ChangeResidentAttributes | CorrectResidentRecord | RecordMoveAbroad | RecordDeath,
+    event: ResidentChangeRequest,
     ctx: HandlerContext[EnrollmentDeps],
     change: ResidentChange,
     request: ChangeRequestId | None = None,
@@ -326,7 +344,7 @@ async def _resident_change(
 
 
 async def _make_change(
-    event: ChangeResidentAttributes | CorrectResidentRecord | RecordMoveAbroad | RecordDeath,
+    event: ResidentChangeRequest,
     ctx: HandlerContext[EnrollmentDeps],
     change: ResidentChange,
     request: ChangeRequestId | None,
@@ -371,7 +389,9 @@ async def _change_made(ctx: HandlerContext[EnrollmentDeps], stored: StoredReside
         raise ReusedRequestId(f"{request.key} was already decided for different content")
     first_key = done["key"]
     facts = change_facts(stored.resident, done)
-    if _left_as_it_was(stored.resident, done):  # written first: finish (or find) the card's revocation
+    if done["kind"] == "period_of_stay":  # written first: finish the card's new validity
+        await _card_follows_period_of_stay(ctx.deps, stored.resident, done)
+    elif _left_as_it_was(stored.resident, done):  # written first: finish (or find) the card's revocation
         facts += await _end_card(ctx.deps, stored.resident, first_key, ctx.clock)
     else:
         moved = await ctx.deps.store.card_moved_by(first_key)
@@ -460,6 +480,77 @@ async def _change_attributes(
         return CHANGED_MEANWHILE
     await invalidate_if_outdated(deps, await deps.store.held_card(resident.person_ref), changed.attributes)
     return change_facts(changed, record)
+
+
+@handlers.handles(RecordPeriodOfStay)
+async def record_period_of_stay(event: RecordPeriodOfStay, ctx: HandlerContext[EnrollmentDeps]) -> Sequence[Fact] | EarlierFacts:
+    """A renewed or changed period of stay, or a new status of residence: the resident takes it, and
+    the card they hold expires on the earlier of the birthday rule and the new period end.
+
+    The resident is written first, with what the card becomes, then the card (compare-and-set on
+    the validity it had): a re-run finds the change made and finishes the card. Sent again under a
+    new event id, it is decided once by its request id, or, without one, known by the same status,
+    period end and `effective_on` as a change recorded before, whose facts it gets again."""
+    deps = ctx.deps
+    request = change_request_id(deps, event, ctx, "period-of-stay")
+    status, period_end = event.residence_status, event.residence_period_end
+
+    async def change(stored: StoredResident, key: str) -> list[Fact] | EarlierFacts | Rejection | ChangedMeanwhile:
+        resident = stored.resident
+        if request is None and (earlier := _period_of_stay_recorded(stored, event)) is not None:
+            return await _change_made(ctx, stored, earlier, None)
+        if (refusal := domain.check_period_of_stay(resident, period_end, today(ctx.clock))) is not None:
+            return refusal
+        renewed = replace(resident, residence_status=status, residence_period_end=period_end)
+        held = await deps.store.held_card(resident.person_ref)
+        validity = domain.validity_with_period_of_stay(held, renewed, today(ctx.clock), deps.rules)
+        if renewed == resident and validity is None:
+            return []  # the record and the card already say so: nothing to say
+        card = None
+        if held is not None and validity is not None:
+            card = {"card_number": held.card_number, "was_expires_on": held.expires_on.isoformat(),
+                    "was_certificate_expires_on": held.certificate_expires_on.isoformat(),
+                    "expires_on": validity.expires_on.isoformat(),
+                    "certificate_expires_on": validity.certificate_expires_on.isoformat()}
+        record = change_record(key, "period_of_stay", renewed, event.effective_on, residence_status=status,
+                               residence_period_end=period_end.isoformat() if period_end else None, card=card,
+                               **(request.marks() if request else {}))
+        if not await deps.store.change_resident(renewed, change=record, version=stored.version):
+            return CHANGED_MEANWHILE
+        await _card_follows_period_of_stay(deps, renewed, record)
+        return change_facts(renewed, record)
+
+    return await _resident_change(event, ctx, change, request)
+
+
+def _period_of_stay_recorded(stored: StoredResident, event: RecordPeriodOfStay) -> dict[str, Any] | None:
+    """The last change recorded under another event with the request's status, period end and
+    effective day (a partner's retry without a request id), or None."""
+    period_end = event.residence_period_end.isoformat() if event.residence_period_end else None
+    found = [change for change in stored.history
+             if change.get("kind") == "period_of_stay" and change.get("effective_on") == event.effective_on.isoformat()
+             and change.get("residence_status") == event.residence_status
+             and change.get("residence_period_end") == period_end and str(change.get("key", "")).startswith("change/")]
+    return found[-1] if found else None
+
+
+async def _card_follows_period_of_stay(deps: EnrollmentDeps, resident: Resident, change: dict[str, Any]) -> None:
+    """Give the card the validity a recorded change of the period of stay decided for it, while the
+    resident is still as that change left them and the card still has the validity it had then
+    (so a re-run after a later change never puts back an older expiry)."""
+    card = change.get("card")
+    period_end = resident.residence_period_end.isoformat() if resident.residence_period_end else None
+    if card is None or (resident.residence_status, period_end) != (change["residence_status"], change["residence_period_end"]):
+        return
+    await deps.store.change_card_validity(
+        card["card_number"],
+        was=CardValidity(date.fromisoformat(card["was_expires_on"]), date.fromisoformat(card["was_certificate_expires_on"])),
+        becomes=CardValidity(date.fromisoformat(card["expires_on"]), date.fromisoformat(card["certificate_expires_on"])),
+    )
+
+
+def _date_or_none(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
 
 
 @handlers.handles(RecordMoveAbroad)

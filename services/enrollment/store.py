@@ -21,7 +21,17 @@ from pymongo.errors import DuplicateKeyError
 from services.kit.idempotency import facts_from_documents, facts_to_documents
 from services.kit.store import insert_new, insert_or_read, insert_unless_there
 
-from .domain import TRANSITIONS, Card, CardAction, CardState, LastRequest, Resident, random_number
+from .domain import (
+    HELD_STATES,
+    TRANSITIONS,
+    Card,
+    CardAction,
+    CardState,
+    CardValidity,
+    LastRequest,
+    Resident,
+    random_number,
+)
 from .vault import NumberVault, SealedNumber
 
 
@@ -362,6 +372,16 @@ class EnrollmentStore:
             return_document=ReturnDocument.AFTER,
         )
         return _card(document) if document else None
+
+    async def change_card_validity(self, card_number: str, *, was: CardValidity, becomes: CardValidity) -> bool:
+        """Compare-and-set: give a held card a new validity while it still has the validity `was`
+        (a later change of the period of stay gave it its own); False when it did not."""
+        result = await self.cards.update_one(
+            {"_id": card_number, "state": {"$in": [state.value for state in HELD_STATES]},
+             "expires_on": _day(was.expires_on), "certificate_expires_on": _day(was.certificate_expires_on)},
+            {"$set": {"expires_on": _day(becomes.expires_on), "certificate_expires_on": _day(becomes.certificate_expires_on)}},
+        )
+        return result.matched_count == 1
 
     async def invalidate_signing_certificate(self, card_number: str) -> None:
         await self.cards.update_one({"_id": card_number}, {"$set": {"signing_certificate_valid": False}})

@@ -23,6 +23,7 @@ from mynumber_contracts.enrollment import (
     CardReturned,
     CardRevoked,
     CardSuspended,
+    CardValidityChanged,
     ResidentAttributesChanged,
     ResidentDeceased,
     ResidentMovedAbroad,
@@ -718,6 +719,18 @@ async def card_reissued(event: CardReissued, ctx: HandlerContext[InsuranceDeps])
 
 
 async def _card_status(ctx: HandlerContext[InsuranceDeps], person_ref: str, card_number: str, status: CardStatus) -> list[Fact]:
+    def changes(person: Person, card: Card) -> dict[str, Any]:
+        changed: dict[str, Any] = {"card": dataclasses.replace(card, status=status)}
+        if status is CardStatus.active:
+            changed["certificate_application"] = after_card_back(person.certificate_application)
+        return changed
+
+    return await _change_current_card(ctx, person_ref, card_number, changes)
+
+
+async def _change_current_card(ctx: HandlerContext[InsuranceDeps], person_ref: str, card_number: str,
+                               changes: Callable[[Person, Card], dict[str, Any]]) -> list[Fact]:
+    """Apply an enrollment fact about the person's current card once, then settle the person."""
     deps = ctx.deps
     async with deps.locks.hold(person_ref):
         person = await deps.store.person(person_ref)
@@ -725,10 +738,7 @@ async def _card_status(ctx: HandlerContext[InsuranceDeps], person_ref: str, card
             return []  # not the card we know as current: an older card's news changes nothing
         if ctx.envelope.id in person.registry_facts:  # a rerun, perhaps after later card facts: they stand
             return await settle_person(deps, person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id)
-        changes: dict[str, Any] = {"card": dataclasses.replace(person.card, status=status)}
-        if status is CardStatus.active:
-            changes["certificate_application"] = after_card_back(person.certificate_application)
-        await deps.store.change_person(person_ref, changes, registry_fact=ctx.envelope.id)
+        await deps.store.change_person(person_ref, changes(person, person.card), registry_fact=ctx.envelope.id)
         return await settle_person(deps, person_ref, on=today(ctx.clock), cause_id=ctx.envelope.id)
 
 
@@ -755,6 +765,17 @@ async def card_revoked(event: CardRevoked, ctx: HandlerContext[InsuranceDeps]) -
 @handlers.handles(CardExpired)
 async def card_expired(event: CardExpired, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
     return await _card_status(ctx, event.person_ref, event.card_number, CardStatus.expired)
+
+
+@handlers.handles(CardValidityChanged)
+async def card_validity_changed(event: CardValidityChanged, ctx: HandlerContext[InsuranceDeps]) -> list[Fact]:
+    """The holder's period of stay changed: the current card takes the new expiry and certificate
+    expiry (a longer stay keeps the card serving as the insurance card past the old day)."""
+    def changes(person: Person, card: Card) -> dict[str, Any]:
+        return {"card": dataclasses.replace(card, expires_on=event.expires_on,
+                                            certificate_expires_on=event.certificate_expires_on)}
+
+    return await _change_current_card(ctx, event.person_ref, event.card_number, changes)
 
 
 # --- the holder: registering the card for insurance use -------------------------------------------

@@ -21,6 +21,7 @@ from mynumber_contracts.enrollment import (
     CardReturned,
     CardRevoked,
     CardSuspended,
+    CardValidityChanged,
     ResidentAttributesChanged,
     ResidentDeceased,
     ResidentMovedAbroad,
@@ -352,6 +353,15 @@ async def card_expired(event: CardExpired, ctx: Context) -> list[Fact]:
     # `expired_on` is the card's last valid day: the licence is unusable from the day after.
     return await _card_unusable(ctx, event.person_ref, event.card_number, CardStatus.expired,
                                 CardUnusableReason.expired, event.expired_on + timedelta(days=1))
+
+
+@handlers.handles(CardValidityChanged)
+async def card_validity_changed(event: CardValidityChanged, ctx: Context) -> list[Fact]:
+    """The holder's period of stay changed: the card's copy takes the new expiry, which the roadside
+    check reads (a longer stay keeps the card, and the licence on it, usable past the old day)."""
+    await ctx.deps.store.set_card_expiry(event.card_number, event.expires_on, person_ref=event.person_ref,
+                                         fact_id=ctx.envelope.id)
+    return []
 
 
 @handlers.handles(CardResumed)

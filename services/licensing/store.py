@@ -120,9 +120,16 @@ class LicensingStore:
         return lookup["card_numbers"] if lookup else []
 
     async def set_card_status(self, card_number: str, status: CardStatus, *, person_ref: str, fact_id: str) -> None:
-        """Set the status the fact `fact_id` gives the card of `person_ref` (a card not known stays
-        unknown), then mark the holder's resident document with the fact (see `resident_unchanged`)."""
-        await apply_fact(self._cards, card_number, {"status": status.value}, fact_id=fact_id)
+        """Set the status the fact `fact_id` gives the card of `person_ref` (a card not known stays unknown)."""
+        await self._change_card(card_number, {"status": status.value}, person_ref=person_ref, fact_id=fact_id)
+
+    async def set_card_expiry(self, card_number: str, expires_on: date, *, person_ref: str, fact_id: str) -> None:
+        """Set the expiry the fact `fact_id` gives the card (a renewed period of stay; a card not known stays unknown)."""
+        await self._change_card(card_number, {"expires_on": expires_on.isoformat()}, person_ref=person_ref, fact_id=fact_id)
+
+    async def _change_card(self, card_number: str, fields: dict[str, Any], *, person_ref: str, fact_id: str) -> None:
+        """Apply a card fact to the card, then mark the holder's resident document with it (see `resident_unchanged`)."""
+        await apply_fact(self._cards, card_number, fields, fact_id=fact_id)
         await update_by_id(self._residents, person_ref, {"$set": {"cards_changed_by": fact_id}}, upsert=True)
 
     async def card(self, card_number: str) -> Card | None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import pytest
 from mynumber_contracts import ResidentAttributes, Sex
-from mynumber_contracts.enrollment import ApplyForCard, Channel
+from mynumber_contracts.enrollment import ApplyForCard, Channel, RecordPeriodOfStay
+from pydantic import ValidationError
 
 from services.enrollment.domain import (
     Approval,
@@ -14,6 +16,7 @@ from services.enrollment.domain import (
     CardAction,
     CardRules,
     CardState,
+    CardValidity,
     Rejection,
     Resident,
     age_on,
@@ -21,12 +24,14 @@ from services.enrollment.domain import (
     card_validity,
     check_municipality,
     check_municipality_of_residence,
+    check_period_of_stay,
     check_sender,
     nth_birthday_after,
     plan_correction,
     repeats_change,
     review_application,
     review_transition,
+    validity_with_period_of_stay,
 )
 
 RULES = CardRules()
@@ -208,3 +213,75 @@ def test_a_request_repeats_a_recorded_change_only_if_it_sets_what_that_change_le
     assert not repeats_change(["address"], None, {"address": left.address}), "a record that did not keep what it left"
     assert repeats_change(["sex"], left, {"sex": Sex.male})
     assert repeats_change((), None, {}), "a death or a move abroad: the kind and the day say it all"
+
+
+# --- a renewed or changed period of stay (session 17) ----------------------------------------------
+
+
+def foreign_card(issued_on=date(2025, 6, 2), expires_on=date(2026, 9, 30), certificate_expires_on=date(2026, 9, 30),
+                 state=CardState.active) -> Card:
+    """A card issued on 2 June 2025 to a resident born on 1 April 1990, ending with the period of stay."""
+    return Card(card_number="C-1", person_ref="pr_x", certificate_id="c", state=state, issued_on=issued_on,
+                expires_on=expires_on, certificate_expires_on=certificate_expires_on, photo_less=False,
+                issuing_municipality="131016", origin_key="application/a", application_id="a")
+
+
+def test_a_longer_stay_extends_the_card_up_to_the_birthday_rule_and_its_certificate_to_the_5th_birthday():
+    renewed = resident(nationality="VN", residence_status="engineer", residence_period_end=date(2029, 9, 30))
+    validity = validity_with_period_of_stay(foreign_card(), renewed, date(2025, 7, 1), RULES)
+    assert validity == CardValidity(expires_on=date(2029, 9, 30), certificate_expires_on=date(2029, 9, 30))
+
+    long_stay = resident(nationality="VN", residence_status="engineer", residence_period_end=date(2040, 1, 1))
+    validity = validity_with_period_of_stay(foreign_card(), long_stay, date(2025, 7, 1), RULES)
+    # The birthday rule from the card's issue day (10th birthday), the certificates' 5th birthday.
+    assert validity == CardValidity(expires_on=date(2035, 4, 1), certificate_expires_on=date(2030, 4, 1))
+
+
+def test_a_permanent_status_gives_the_card_the_birthday_rule_expiry():
+    permanent = resident(nationality="VN", residence_status="permanent_resident")
+    validity = validity_with_period_of_stay(foreign_card(), permanent, date(2025, 7, 1), RULES)
+    assert validity == CardValidity(expires_on=date(2035, 4, 1), certificate_expires_on=date(2030, 4, 1))
+
+
+def test_a_shorter_period_of_stay_shortens_the_card_and_its_certificates():
+    shortened = resident(nationality="VN", residence_status="designated_activities", residence_period_end=date(2025, 12, 31))
+    validity = validity_with_period_of_stay(foreign_card(), shortened, date(2025, 7, 1), RULES)
+    assert validity == CardValidity(expires_on=date(2025, 12, 31), certificate_expires_on=date(2025, 12, 31))
+
+
+def test_a_card_that_keeps_its_validity_is_past_its_last_day_or_is_not_held_is_left_as_it_is():
+    same = resident(nationality="VN", residence_status="student", residence_period_end=date(2026, 9, 30))
+    assert validity_with_period_of_stay(foreign_card(), same, date(2025, 7, 1), RULES) is None
+    renewed = resident(nationality="VN", residence_status="engineer", residence_period_end=date(2029, 9, 30))
+    assert validity_with_period_of_stay(None, renewed, date(2025, 7, 1), RULES) is None
+    assert validity_with_period_of_stay(foreign_card(), renewed, date(2026, 10, 1), RULES) is None, "not revived"
+    for state in (CardState.expired, CardState.revoked, CardState.returned, CardState.reissued):
+        assert validity_with_period_of_stay(foreign_card(state=state), renewed, date(2025, 7, 1), RULES) is None, state
+    suspended = validity_with_period_of_stay(foreign_card(state=CardState.suspended), renewed, date(2025, 7, 1), RULES)
+    assert suspended is not None and suspended.expires_on == date(2029, 9, 30), "a card reported lost follows too"
+
+
+def test_a_period_of_stay_is_recorded_only_for_a_living_foreign_resident_in_japan_and_not_already_ended():
+    foreign = resident(nationality="VN", residence_status="student", residence_period_end=date(2026, 9, 30))
+    today = date(2025, 7, 1)
+    assert check_period_of_stay(foreign, date(2029, 9, 30), today) is None
+    assert check_period_of_stay(foreign, today, today) is None, "a period ending today has not ended"
+    assert check_period_of_stay(foreign, None, today) is None, "a permanent status"
+    refusals = {
+        "deceased": check_period_of_stay(replace(foreign, deceased_on=date(2025, 6, 20)), date(2029, 9, 30), today),
+        "japanese": check_period_of_stay(resident(), date(2029, 9, 30), today),
+        "abroad": check_period_of_stay(replace(foreign, moved_abroad_on=date(2025, 6, 20)), date(2029, 9, 30), today),
+        "ended": check_period_of_stay(foreign, date(2025, 6, 30), today),
+    }
+    for case, refusal in refusals.items():
+        assert isinstance(refusal, Rejection) and refusal.reason == "resident_state", case
+
+
+def test_a_period_of_stay_request_names_a_period_end_for_any_status_but_a_permanent_one():
+    common = {"my_number": "123456789018", "effective_on": date(2025, 7, 1)}
+    assert RecordPeriodOfStay(residence_status="engineer", residence_period_end=date(2029, 9, 30), **common)
+    assert RecordPeriodOfStay(residence_status="permanent_resident", **common).residence_period_end is None
+    with pytest.raises(ValidationError, match="needs a residence_period_end"):
+        RecordPeriodOfStay(residence_status="engineer", **common)
+    with pytest.raises(ValidationError, match="has no period of stay"):
+        RecordPeriodOfStay(residence_status="permanent_resident", residence_period_end=date(2029, 9, 30), **common)

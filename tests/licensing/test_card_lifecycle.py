@@ -4,9 +4,9 @@ a reissued card needs the licence recorded again (the police are told), and the 
 from __future__ import annotations
 
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
-from mynumber_contracts.enrollment import CardReissued, CardResumed, CardSuspended
+from mynumber_contracts.enrollment import CardReissued, CardResumed, CardSuspended, CardValidityChanged
 from mynumber_contracts.licensing import (
     HolderChoice,
     LicenceRecorded,
@@ -20,6 +20,7 @@ from mynumber_contracts.licensing import (
 )
 
 from tests.licensing.conftest import NOW, Licensing, a_licence_number, licence_request
+from tests.support.polling import eventually
 
 
 async def test_lost_then_reissued_then_the_licence_is_recorded_again(licensing: Licensing):
@@ -138,3 +139,42 @@ async def test_a_licence_saved_with_nothing_taken_in_meanwhile_reads_the_holders
     await licensing.police(licence_request(holder, 241, choice=HolderChoice.card_only, transaction=LicenceTransaction.new))
     assert (await licensing.fact(LicenceRecorded, person_ref=holder.ref))["card_number"] == holder.card_number
     assert card_reads == [True], "the holder and their cards read once, before the save"
+
+
+async def test_a_card_whose_validity_follows_a_renewed_period_of_stay_keeps_the_licence_usable(licensing: Licensing):
+    """A foreign resident's card ends with the period of stay; enrollment's `CardValidityChanged`
+    (a renewed stay, session 17) moves the expiry the roadside check reads."""
+    old_end, new_end = date(2026, 9, 30), date(2029, 9, 30)
+    holder = await licensing.resident_with_card(202, card_expires_on=old_end)
+    await licensing.police(licence_request(holder, 202))
+    await licensing.fact(LicenceRecorded, person_ref=holder.ref)
+    after_old_end = datetime(2026, 10, 15, 1, 0, tzinfo=UTC)
+    before = await licensing.roadside(holder.card_number, at=after_old_end)
+    assert (before["valid"], before["card_status"]) == (False, "expired")
+
+    await licensing.enrollment_fact(CardValidityChanged(person_ref=holder.ref, card_number=holder.card_number,
+                                                        expires_on=new_end, certificate_expires_on=new_end,
+                                                        effective_on=date(2026, 6, 1)))
+
+    async def usable() -> dict | None:
+        check = await licensing.roadside(holder.card_number, at=after_old_end)
+        return check if check["valid"] else None
+
+    after = await eventually(usable, what="the card's new expiry taken in")
+    assert (after["status"], after["card_status"]) == ("valid", "active")
+    later = await licensing.roadside(holder.card_number, at=datetime(2029, 10, 1, 1, 0, tzinfo=UTC))
+    assert later["card_status"] == "expired", "expired after the new period"
+    assert licensing.facts_of(LicenceUnusable, person_ref=holder.ref) == []
+
+
+async def test_a_card_validity_fact_run_again_after_a_later_one_does_not_put_the_older_expiry_back(licensing: Licensing):
+    holder = await licensing.resident_with_card(203, card_expires_on=date(2026, 9, 30))
+    store = licensing.running.service.deps.store
+
+    await store.set_card_expiry(holder.card_number, date(2027, 9, 30), person_ref=holder.ref, fact_id="validity-1")
+    await store.set_card_expiry(holder.card_number, date(2029, 9, 30), person_ref=holder.ref, fact_id="validity-2")
+    await store.set_card_expiry(holder.card_number, date(2027, 9, 30), person_ref=holder.ref, fact_id="validity-1")  # a late re-run
+    await store.set_card_expiry("C-NOT-KNOWN", date(2027, 9, 30), person_ref="pr_nobody", fact_id="validity-3")
+
+    assert (await store.card(holder.card_number)).expires_on == date(2029, 9, 30)
+    assert await store.card("C-NOT-KNOWN") is None, "a card not known stays unknown"
