@@ -23,7 +23,12 @@ from typing import Any
 from mynumber_contracts import Event, Fact, MyNumber, ResidentAttributes, is_valid_my_number
 from mynumber_contracts.enrollment import (
     ApplyForCard,
+    CardReissued,
     CardRequestRejected,
+    CardResumed,
+    CardReturned,
+    CardRevoked,
+    CardSuspended,
     CardValidityChanged,
     CertificateDocument,
     CertificateRefusal,
@@ -836,6 +841,48 @@ def card_request_rejected(event: CardRequest, rejection: Rejection, person_ref: 
     return [fact], summary
 
 
+# The card fact each card request gives first when it is carried out.
+_FIRST_FACT_OF = {
+    CardSuspended: CardAction.report_lost, CardResumed: CardAction.report_found, CardReissued: CardAction.reissue,
+    CardReturned: CardAction.return_card, CardRevoked: CardAction.revoke,
+}
+
+
+async def card_request_key(deps: EnrollmentDeps, event: CardRequest, action: CardAction) -> str:
+    """The key a card request is decided once under: its type, the office and the office's request
+    id (session 17), so a loss report and a found report that share a request id are two requests.
+
+    Earlier code left the type out (`card-request/<office>/<request id>`). A request of this type
+    decided under that key, or whose card move a crash left there before its outcome, is still
+    known by it: a retry gets its first facts, and the same request id with other content is still
+    refused. A request of another type under it is not this one."""
+    key = f"card-request/{action.value}/{event.office_id}/{event.request_id}"
+    earlier_key = f"card-request/{event.office_id}/{event.request_id}"
+    if await deps.store.outcome(key) is not None:
+        return key
+    earlier = await deps.store.outcome(earlier_key)
+    if earlier is not None:
+        return earlier_key if _card_action_of(earlier.facts) is action else key
+    moved = await deps.store.card_moved_by(earlier_key)
+    if moved is not None and moved.last_request is not None and moved.last_request.action is action:
+        return earlier_key
+    return key
+
+
+def _card_action_of(facts: Sequence[Fact]) -> CardAction | None:
+    """The card request a recorded outcome decided, told by its first fact."""
+    first = facts[0] if facts else None
+    if isinstance(first, CardRequestRejected):
+        return next((action for action, request in _CARD_REQUESTS.items() if request.event_type == first.request_type), None)
+    return _FIRST_FACT_OF.get(type(first))
+
+
+_CARD_REQUESTS: dict[CardAction, type[CardRequest]] = {
+    CardAction.report_lost: ReportCardLost, CardAction.report_found: ReportCardFound,
+    CardAction.reissue: RequestCardReissue, CardAction.return_card: ReturnCard, CardAction.revoke: RevokeCard,
+}
+
+
 async def card_request(
     event: CardRequest, ctx: HandlerContext[EnrollmentDeps], action: CardAction, **details: Any
 ) -> Sequence[Fact] | EarlierFacts:
@@ -847,7 +894,7 @@ async def card_request(
         return card_request_rejected(event, Rejection(
             RejectionReason.channel_not_allowed,
             f"{ctx.envelope.source} may not send a request as {event.office_id}: an office acts in its own name only"))[0]
-    key = f"card-request/{event.office_id}/{event.request_id}"
+    key = await card_request_key(deps, event, action)
 
     async def decide() -> Decision:
         number = typed_number(event.my_number)

@@ -100,7 +100,7 @@ async def test_a_move_recorded_but_never_made_is_not_taken_for_done(settings_for
         store = run.deps.store
         [card] = await store.cards_of(run.deps.people.for_number(number))
         lost = ReportCardLost(request_id="r1", my_number=digits, office_id="municipality/131016")
-        key = "card-request/municipality/131016/r1"
+        key = "card-request/report_lost/municipality/131016/r1"
         await store.card_moves.insert_one({"_id": key, "card_number": card.card_number})  # the crash
         assert await store.card_moved_by(key) is None
 
