@@ -705,7 +705,23 @@ class EventService(Generic[Deps]):
         )
         await retry_transient(producer.start, what="start the fact producer")
         self._fact_producer = producer
-        await self.broker.start()
+        await self._start_broker()
+
+    async def _start_broker(self) -> None:
+        """What `KafkaBroker.start` does, with the subscribers started side by side.
+
+        FastStream starts them one at a time, and each consumer that joins its group makes those
+        already in it rejoin at their next heartbeat: a service's start took about 0.3 s a consumer.
+        Started together, the members of a group join in one round. A start that fails stops the
+        others (a task group)."""
+        broker = self.broker
+        await broker.connect()
+        async with asyncio.TaskGroup() as starting:
+            for subscriber in broker.subscribers:
+                starting.create_task(subscriber.start())
+        for publisher in broker.publishers:
+            await publisher.start()
+        broker.running = True
 
     async def _ensure_topics(self) -> None:
         """Create this service's topics, and those it reads, with the catalogue's partition count."""

@@ -123,3 +123,28 @@ async def test_batches_in_flight_let_a_rebalance_go_on_only_when_its_own_partiti
     except RuntimeError:
         pass
     assert not in_flight.busy([("requests", 3)]), "a failed batch is no longer in flight"
+
+
+async def test_the_consumers_of_a_service_start_side_by_side(servers, namespace, monkeypatch):
+    """Each consumer that joins its group makes the members already in it rejoin at their next
+    heartbeat, so a service whose consumers start one by one (FastStream's own start) takes a
+    round per consumer. Every consumer's start must be under way before any of them has finished."""
+    await the_topics(servers, namespace)
+    settings = ServiceSettings(
+        kafka_bootstrap_servers=servers.kafka_bootstrap, mongodb_url=servers.mongodb_url, topic_namespace=namespace,
+        database=f"{namespace}_start", partner_registry_database=f"{namespace}_partners", batch_consumers=3,
+    )
+    async with a_member(settings, Gate(PersonReferences(settings.person_ref_key.get_secret_value()))) as member:
+        subscribers = member.broker.subscribers
+        all_begun = asyncio.Barrier(len(subscribers))
+        assert len(subscribers) == 3
+
+        for subscriber in subscribers:
+            async def start(begin=subscriber.start) -> None:
+                # Bounds a hang: started one by one, the first waits here for the others in vain.
+                await asyncio.wait_for(all_begun.wait(), timeout=30)
+                await begin()
+
+            monkeypatch.setattr(subscriber, "start", start)
+        await member.start()
+        assert all(subscriber.consumer is not None for subscriber in subscribers), "every consumer started"
