@@ -33,6 +33,11 @@ async def lost_cards(context: DemoContext) -> None:
     await context.settle()
 
 
+async def periods_of_stay(context: DemoContext) -> None:
+    await context.publish("periods of stay renewed", enrollment_traffic.periods_of_stay(context.people, context.today))
+    await context.settle()
+
+
 async def malformed_and_forged(context: DemoContext) -> None:
     """What a bad day also brings: broken messages, and events no real partner signed."""
     task = context.progress.add_task("malformed and forged events", total=6)
@@ -204,6 +209,7 @@ PHASES = [
     ("resident registry", municipal_registry),
     ("card applications", card_applications),
     ("lost cards", lost_cards),
+    ("periods of stay", periods_of_stay),
     ("health insurance", health_insurance),
     ("licences and vehicles", licences_and_vehicles),
     ("receiving accounts", receiving_accounts),

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import random
-from datetime import date
+from datetime import date, timedelta
 
 from mynumber_contracts.enrollment import (
     ApplyForCard,
     Channel,
     DelegatePostOffice,
     RecordMoveAbroad,
+    RecordPeriodOfStay,
     RegisterResident,
     ReportCardFound,
     ReportCardLost,
@@ -124,4 +125,25 @@ def lost_and_reissued(people_with_cards: list[Person], today: date, rng: random.
                                    requested_on=today, photo_ref=f"photo://reissue-{index}"),
                 office, person.digits,
             ))
+    return events
+
+
+def periods_of_stay(people: list[Person], today: date) -> list[Outgoing]:
+    """The Immigration Services Agency renewed the period of stay of every foreign resident who has
+    one (one in five became a permanent resident): each reports it at the municipality, and a card
+    they hold follows (its expiry is the earlier of the birthday rule and the new period end)."""
+    events = []
+    for index, person in enumerate(people):
+        if person.residence_period_end is None:
+            continue
+        permanent = index % 5 == 0
+        events.append(Outgoing(
+            RecordPeriodOfStay(
+                request_id=f"stay-{index:07d}", my_number=person.number,
+                residence_status="permanent_resident" if permanent else person.residence_status or "engineer",
+                residence_period_end=None if permanent else person.residence_period_end + timedelta(days=3 * 365),
+                effective_on=today,
+            ),
+            municipality_id(person.municipality), person.digits,
+        ))
     return events

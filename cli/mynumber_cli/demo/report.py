@@ -31,6 +31,8 @@ def build_report(context: Any, contents: TopicContents, *, elapsed: float) -> di
     row("Enrollment", "photo-less cards (infants under 1)", sum(1 for f in contents.of(ENROLLMENT + "card_issued.v1") if f["photo_less"]))
     for kind in ("card_issued", "card_suspended", "card_resumed", "card_reissued"):
         row("Enrollment", kind.replace("_", " "), len(contents.of(f"{ENROLLMENT}{kind}.v1")))
+    row("Enrollment", "periods of stay recorded", len(contents.of(ENROLLMENT + "period_of_stay_changed.v1")))
+    row("Enrollment", "cards whose expiry followed the stay", len(contents.of(ENROLLMENT + "card_validity_changed.v1")))
     reasons = Counter(f["reason"] for f in rejected) + Counter(
         f["reason"] for f in contents.of(ENROLLMENT + "card_request_rejected.v1"))
     for reason, count in sorted(reasons.items()):
