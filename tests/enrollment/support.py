@@ -272,3 +272,19 @@ class UseCases:
         envelope = Envelope(id=event_id or str(uuid.uuid4()), source=source, type=event.event_type,
                             time=self.clock.now())
         return await use_case(event, HandlerContext(envelope=envelope, clock=self.clock, deps=self.deps))
+
+
+def kinds(facts: Any) -> list[str]:
+    """The facts' types by name, in order."""
+    return [type(fact).__name__ for fact in facts]
+
+
+async def a_card_holder(run: UseCases) -> tuple[str, Any]:
+    """A resident registered, with a card from an application: their number's digits and the card."""
+    from services.enrollment.handlers import apply_for_card, register_resident
+
+    number = new_number()
+    await run.run(register_resident, registration(number), event_id=f"reg-{number.reveal()[:6]}")
+    await run.run(apply_for_card, application(number.reveal()))
+    [card] = await run.deps.store.cards_of(run.deps.people.for_number(number))
+    return number.reveal(), card

@@ -12,31 +12,19 @@ from mynumber_contracts.enrollment import ReportCardFound, ReportCardLost, Retur
 from services.enrollment.domain import CardAction, LastRequest
 from services.enrollment.handlers import (
     ReusedRequestId,
-    apply_for_card,
-    register_resident,
     report_card_found,
     report_card_lost,
     request_fingerprint,
     return_card,
 )
 from services.kit.idempotency import EarlierFacts
-from tests.enrollment.support import MUNICIPAL_OFFICE, application, new_number, registration, use_cases
-
-
-def kinds(facts) -> list[str]:
-    return [type(fact).__name__ for fact in facts]
-
-
-async def card_holder(run):
-    number = new_number()
-    await run.run(register_resident, registration(number), event_id=f"reg-{number.reveal()}")
-    await run.run(apply_for_card, application(number.reveal()))
-    return number.reveal(), run.deps.people.for_number(number)
+from tests.enrollment.support import MUNICIPAL_OFFICE, a_card_holder, kinds, new_number, use_cases
 
 
 async def test_a_loss_and_a_found_report_sharing_a_request_id_are_both_carried_out(settings_for):
     async with use_cases(settings_for("enrollment")) as run:
-        digits, person_ref = await card_holder(run)
+        digits, card = await a_card_holder(run)
+        person_ref = card.person_ref
 
         lost = await run.run(report_card_lost, ReportCardLost(request_id="r-1", my_number=digits, office_id=MUNICIPAL_OFFICE))
         found = await run.run(report_card_found, ReportCardFound(request_id="r-1", my_number=digits, office_id=MUNICIPAL_OFFICE))
@@ -52,7 +40,8 @@ async def test_a_loss_and_a_found_report_sharing_a_request_id_are_both_carried_o
 
 async def test_a_request_decided_under_the_key_of_earlier_code_gets_its_first_facts_and_another_type_is_its_own(settings_for):
     async with use_cases(settings_for("enrollment")) as run:
-        digits, person_ref = await card_holder(run)
+        digits, card = await a_card_holder(run)
+        person_ref = card.person_ref
         lost = ReportCardLost(request_id="r-2", my_number=digits, office_id=MUNICIPAL_OFFICE)
         # Decided by earlier code: its outcome stands under the key without the request type.
         first = await run.run(report_card_lost, lost, event_id="e-lost")
@@ -79,7 +68,8 @@ async def test_a_request_decided_under_the_key_of_earlier_code_gets_its_first_fa
 async def test_a_retry_of_a_move_a_crash_left_under_the_key_of_earlier_code_finishes_it(settings_for):
     """Earlier code moved the card under the key without the type, and crashed before its outcome."""
     async with use_cases(settings_for("enrollment")) as run:
-        digits, person_ref = await card_holder(run)
+        digits, card = await a_card_holder(run)
+        person_ref = card.person_ref
         store = run.deps.store
         [card] = await store.cards_of(person_ref)
         earlier_key = f"card-request/{MUNICIPAL_OFFICE}/r-3"

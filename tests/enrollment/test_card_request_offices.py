@@ -17,31 +17,17 @@ from mynumber_contracts.enrollment import (
 from mynumber_contracts.partners import PartnerType
 
 from services.enrollment.handlers import (
-    apply_for_card,
     record_move_abroad,
-    register_resident,
     report_card_found,
     report_card_lost,
     request_card_reissue,
     return_card,
     revoke_card,
 )
-from tests.enrollment.support import TODAY, application, new_number, registration, use_cases
+from tests.enrollment.support import TODAY, a_card_holder, kinds, use_cases
 
 OSAKA = "municipality/271004"  # the holder lives in Chiyoda (131016)
 EMBASSY = "diplomatic-office/us-washington"
-
-
-def kinds(facts) -> list[str]:
-    return [type(fact).__name__ for fact in facts]
-
-
-async def a_card_holder(run):
-    number = new_number()
-    await run.run(register_resident, registration(number), event_id=f"reg-{number.reveal()[:6]}")
-    await run.run(apply_for_card, application(number.reveal()))
-    [card] = await run.deps.store.cards_of(run.deps.people.for_number(number))
-    return number.reveal(), card
 
 
 async def test_another_municipality_cannot_end_or_replace_a_residents_card(settings_for):

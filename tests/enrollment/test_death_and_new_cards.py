@@ -27,17 +27,13 @@ from services.enrollment.handlers import (
     request_card_reissue,
 )
 from services.kit.idempotency import EarlierFacts
-from tests.enrollment.support import TODAY, application, new_number, registration, use_cases
+from tests.enrollment.support import TODAY, application, kinds, new_number, registration, use_cases
 
 DIED_ON = date(2025, 6, 1)
 
 
 async def forget_outcomes(deps) -> None:
     await deps.store.outcomes.delete_many({})
-
-
-def kinds(facts) -> list[str]:
-    return [type(fact).__name__ for fact in facts]
 
 
 def slipped_in(run, monkeypatch, use_case, event, *, after_insert: bool = False, **how) -> list:

@@ -43,14 +43,11 @@ from tests.enrollment.support import (
     UseCases,
     application,
     apply,
+    kinds,
     new_number,
     registration,
     use_cases,
 )
-
-
-def kinds(facts) -> list[str]:
-    return [type(fact).__name__ for fact in facts]
 
 
 async def test_an_application_made_before_the_period_of_stay_ended_gets_no_card_after_it(settings_for):
@@ -286,13 +283,20 @@ async def test_a_period_of_stay_sent_again_with_its_request_id_after_a_later_one
         assert (await the_card(run, person_ref)).expires_on == later_end
 
 
+async def renewed_twice(run: UseCases) -> tuple[MyNumber, str, list[Any], date]:
+    """A card holder whose period of stay is renewed (event e1), then renewed again the next day (e2):
+    the number, the person reference, e1's facts and the later period end."""
+    number, person_ref, _ = await foreign_card_holder(run)
+    first = await run.run(record_period_of_stay, renewal(number), event_id="e1")
+    later_end = date(2030, 9, 30)
+    await run.run(record_period_of_stay, renewal(number, period_end=later_end, effective_on=TODAY + timedelta(days=1)),
+                  event_id="e2")
+    return number, person_ref, first, later_end
+
+
 async def test_a_period_of_stay_sent_again_without_a_request_id_after_a_later_one_gets_its_first_facts(settings_for):
     async with use_cases(settings_for("enrollment")) as run:
-        number, person_ref, issued = await foreign_card_holder(run)
-        first = await run.run(record_period_of_stay, renewal(number), event_id="e1")
-        later_end = date(2030, 9, 30)
-        await run.run(record_period_of_stay, renewal(number, period_end=later_end, effective_on=TODAY + timedelta(days=1)),
-                      event_id="e2")
+        number, person_ref, first, later_end = await renewed_twice(run)
 
         again = await run.answer(record_period_of_stay, renewal(number), event_id="e3")
 
@@ -326,11 +330,7 @@ async def test_a_rerun_after_a_crash_between_the_resident_and_the_card_finishes_
 
 async def test_a_rerun_of_an_earlier_period_after_a_later_one_does_not_put_the_older_expiry_back(settings_for):
     async with use_cases(settings_for("enrollment")) as run:
-        number, person_ref, issued = await foreign_card_holder(run)
-        first = await run.run(record_period_of_stay, renewal(number), event_id="e1")
-        later_end = date(2030, 9, 30)
-        await run.run(record_period_of_stay, renewal(number, period_end=later_end, effective_on=TODAY + timedelta(days=1)),
-                      event_id="e2")
+        number, person_ref, first, later_end = await renewed_twice(run)
 
         again = await run.run(record_period_of_stay, renewal(number), event_id="e1")  # the kit runs it again
 
