@@ -179,7 +179,9 @@ async def _caught_up(ctx: Context, licence: Licence | None, request_id: str, *, 
     the fact's use case found nothing to change, and the licence was saved on a replaced card or
     with the old address. So, after its save, the request reads the resident again and does what
     the fact would have done: the re-recording on the holder's new card, the one-stop address
-    change of a card-only licence. Run again, it finds the licence caught up and changes nothing.
+    change of a card-only licence, or the notice that a conventional one (alone or with the card)
+    must be updated by its holder. Run again, it finds the licence caught up and changes nothing
+    (the notice is given only by the run that saved the licence: a later move told it itself).
     A card lost, returned or revoked (the holder's death) meanwhile changes nothing on the licence
     (the roadside check reads the card's status), but the police are told, as the card's fact would
     have told them, when the licence was saved now on a card that is no longer active.
@@ -189,12 +191,13 @@ async def _caught_up(ctx: Context, licence: Licence | None, request_id: str, *, 
     and the cards again (`LicensingStore.resident_unchanged` says why that is enough)."""
     if licence is None or licence.recorded_by != request_id:
         return []  # a later request recorded the licence since (and catches up itself)
-    if not licence.on_card:
-        return []  # a conventional licence only: no card, and its holder updates the address themselves
+    if not licence.on_card and not saved_now:
+        return []  # a conventional licence only, run again: nothing of a card to catch up, and the notice was given
     store = ctx.deps.store
     if saved_now and read_before_cards is not None and await store.resident_unchanged(licence.person_ref, read_before_cards):
         return []  # nothing of enrollment's about the holder was taken in between the reads and the save
-    resident, day, facts = await store.resident(licence.person_ref), today(ctx.clock), []
+    resident = await store.resident(licence.person_ref, with_cards=licence.on_card)
+    day, facts = today(ctx.clock), []
     newest = domain.current_card(resident.cards)
     licence_card = next((card for card in resident.cards if card.card_number == licence.card_number), None)
     if saved_now and licence_card is not None and (reason := _UNUSABLE.get(licence_card.status_on(day))):
@@ -207,7 +210,7 @@ async def _caught_up(ctx: Context, licence: Licence | None, request_id: str, *, 
             licence = await store.save_licence(decision.saved)
         facts += decision.facts
     if (resident.address is not None and licence.address != resident.address
-            and licence.holder_choice is HolderChoice.card_only):
+            and (licence.holder_choice is HolderChoice.card_only or saved_now)):
         decision = domain.address_changed(licence, resident.address, resident.address_effective_on or day)
         if decision.saved is not None:
             await store.save_licence(decision.saved)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
 from mynumber_contracts import ResidentAttributes, Sex
 from mynumber_contracts.enrollment import ResidentAttributesChanged, ResidentMovedAbroad
 from mynumber_contracts.licensing import (
@@ -91,3 +92,21 @@ async def test_a_move_taken_in_while_a_card_only_licence_is_being_recorded_updat
     assert (await licensing.http.get(f"/licences/{a_licence_number(304)}")).json()["address"] == NEW_ADDRESS
     updated = licensing.facts_of(LicenceAddressUpdated, person_ref=person.ref)
     assert [(u["address"], u["effective_on"]) for u in updated] == [(NEW_ADDRESS, "2026-06-15")], "the police are told"
+
+
+@pytest.mark.parametrize("choice", [HolderChoice.both, HolderChoice.conventional_only])
+async def test_a_move_taken_in_while_a_conventional_licence_is_being_recorded_tells_the_holder_to_update_it(
+    licensing: Licensing, monkeypatch, choice
+):
+    """The same race for a licence with a conventional form: the move's use case found no licence,
+    so the request tells the police what the move would have told them, once."""
+    seed = 305 if choice is HolderChoice.both else 306
+    person = await licensing.resident_with_card(seed)
+    licensing.take_in_before_the_next_licence_save(monkeypatch, moved(person.ref, NEW_ADDRESS, ["address"]))
+    await licensing.police(licence_request(person, seed, choice=choice, transaction=LicenceTransaction.new))
+    await licensing.fact(LicenceRecorded, person_ref=person.ref)
+
+    required = licensing.facts_of(ConventionalLicenceUpdateRequired, person_ref=person.ref)
+    assert [(r["licence_number"], r["holder_choice"], r["effective_on"]) for r in required] == [
+        (a_licence_number(seed), choice.value, "2026-06-15")]
+    assert licensing.facts_of(LicenceAddressUpdated, person_ref=person.ref) == [], "the licence record is not changed"
