@@ -858,8 +858,7 @@ async def card_request_key(deps: EnrollmentDeps, event: CardRequest, action: Car
     refused. A request of another type under it is not this one."""
     key = f"card-request/{action.value}/{event.office_id}/{event.request_id}"
     earlier_key = f"card-request/{event.office_id}/{event.request_id}"
-    if await deps.store.outcome(key) is not None:
-        return key
+    # (Never both: a request of this type found under the earlier key is decided under it for good.)
     earlier = await deps.store.outcome(earlier_key)
     if earlier is not None:
         return earlier_key if _card_action_of(earlier.facts) is action else key
